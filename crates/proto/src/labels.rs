@@ -1,0 +1,16 @@
+//! The `io.corral.*` labels on every container Corral creates.
+//!
+//! They are enough to rebuild stacks, services, names and scale if the control plane's
+//! database is lost: the engines themselves remember what Corral put there.
+
+/// Present (value `true`) on every container Corral manages; the agent touches no other.
+pub const MANAGED: &str = "io.corral.managed";
+pub const ENVIRONMENT: &str = "io.corral.environment";
+pub const STACK: &str = "io.corral.stack";
+pub const SERVICE: &str = "io.corral.service";
+/// The instance number N in the container name `STACK-SERVICE-N`.
+pub const INSTANCE: &str = "io.corral.instance";
+/// The service's spec revision the container was created from.
+pub const REVISION: &str = "io.corral.revision";
+/// Hash of the [`crate::ContainerSpec`]; the agent recreates a container whose hash differs.
+pub const SPEC_HASH: &str = "io.corral.spec-hash";

@@ -1,0 +1,234 @@
+//! Wire types shared by the Corral control plane and its agents.
+//!
+//! The agent dials out to `/v1/agent` and keeps one WebSocket. Every frame is a JSON text
+//! message: [`AgentMessage`] upstream, [`ServerMessage`] downstream. The first frame is
+//! always [`AgentMessage::Hello`], carrying [`PROTOCOL_VERSION`]; the control plane answers
+//! [`ServerMessage::Welcome`] or [`ServerMessage::Rejected`] and closes.
+//!
+//! The protocol is level-triggered: the control plane sends the agent the *full* desired set of
+//! containers for its host ([`DesiredSet`]), never individual commands, and the agent reports
+//! the full set it observes ([`ObservedSet`]). Reconnects and duplicates are therefore harmless.
+//!
+//! - [`labels`]: the `io.corral.*` labels every managed container carries.
+//! - [`spec`]: the container spec shared by both sides ([`ContainerSpec`], [`PortSpec`]).
+
+pub mod labels;
+pub mod spec;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use spec::{ContainerSpec, PortSpec, Protocol};
+
+/// Bumped on any incompatible change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frames sent by an agent to the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// First frame on every connection.
+    Hello(Hello),
+    /// Sent every `heartbeat_interval_ms` so the control plane can tell a silent host from a live one.
+    Heartbeat,
+    /// Everything the agent sees on its engine, sent after each convergence and each engine event.
+    Observed(ObservedSet),
+}
+
+/// Frames sent by the control plane to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome(Welcome),
+    /// The connection is refused; the control plane closes it after this frame.
+    Rejected(Rejected),
+    Heartbeat,
+    /// The full set of containers that must run on the agent's host.
+    Desired(DesiredSet),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    /// The environment's join token.
+    pub token: String,
+    /// Stable identity of this host, created by the agent on first start and kept in its state dir.
+    pub host_id: String,
+    pub facts: HostFacts,
+}
+
+/// What a host says about itself when it connects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub name: String,
+    pub address: String,
+    pub docker_version: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: String,
+    pub agent_version: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub host_id: String,
+    pub host_name: String,
+    pub environment: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Why a connection was refused, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The join token is unknown.
+    BadToken,
+    /// Protocol versions differ; the agent must be upgraded.
+    ProtocolMismatch,
+    /// Another agent with the same host identity is connected right now.
+    AlreadyConnected,
+    /// The first frame was not a valid hello.
+    BadHello,
+}
+
+/// The full set of containers the control plane wants on one host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DesiredSet {
+    /// Increases with every change the control plane sends; echoed back in [`ObservedSet`].
+    pub revision: u64,
+    pub containers: Vec<ContainerSpec>,
+}
+
+/// What the agent sees on its engine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedSet {
+    /// The last desired revision the agent has applied (0 before the first).
+    pub applied_revision: u64,
+    pub containers: Vec<ObservedContainer>,
+}
+
+/// One Corral-managed container as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedContainer {
+    pub name: String,
+    pub docker_id: String,
+    pub image: String,
+    pub state: ContainerState,
+    /// The engine's own words, e.g. `Up 3 seconds` or `Exited (137) 2 seconds ago`.
+    pub status: String,
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Removing,
+    Dead,
+    Unknown,
+}
+
+impl ContainerState {
+    /// Maps the engine's state word (`running`, `exited`, …) onto the enum.
+    pub fn from_engine(state: &str) -> Self {
+        match state {
+            "created" => Self::Created,
+            "running" => Self::Running,
+            "restarting" => Self::Restarting,
+            "paused" => Self::Paused,
+            "exited" => Self::Exited,
+            "removing" => Self::Removing,
+            "dead" => Self::Dead,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Paused => "paused",
+            Self::Exited => "exited",
+            Self::Removing => "removing",
+            Self::Dead => "dead",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_json() {
+        let json = serde_json::to_string(&AgentMessage::Heartbeat).unwrap();
+        assert_eq!(json, r#"{"type":"heartbeat"}"#);
+        let msg: ServerMessage = serde_json::from_str(
+            r#"{"type":"rejected","code":"already_connected","message":"host h1 is connected"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            ServerMessage::Rejected(Rejected {
+                code: RejectCode::AlreadyConnected,
+                message: "host h1 is connected".into()
+            })
+        );
+    }
+
+    #[test]
+    fn hello_round_trips() {
+        let hello = AgentMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            token: "t".into(),
+            host_id: "id".into(),
+            facts: HostFacts {
+                name: "h1".into(),
+                cpus: 2,
+                labels: [("zone".to_string(), "a".to_string())].into(),
+                ..Default::default()
+            },
+        });
+        let back: AgentMessage = serde_json::from_str(&serde_json::to_string(&hello).unwrap()).unwrap();
+        assert_eq!(back, hello);
+    }
+
+    #[test]
+    fn unknown_message_type_is_an_error_not_a_panic() {
+        assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"launch_missiles"}"#).is_err());
+        assert!(serde_json::from_str::<AgentMessage>("not json").is_err());
+    }
+
+    #[test]
+    fn engine_states_map() {
+        assert_eq!(ContainerState::from_engine("running"), ContainerState::Running);
+        assert_eq!(ContainerState::from_engine("exited"), ContainerState::Exited);
+        assert_eq!(ContainerState::from_engine("weird"), ContainerState::Unknown);
+        assert_eq!(ContainerState::Restarting.to_string(), "restarting");
+    }
+}
