@@ -1,0 +1,91 @@
+//! Container records: which host each instance of a service is placed on.
+
+use crate::{now, ContainerRecord, Result, Store};
+use sqlx::Row;
+
+fn row_to_record(row: sqlx::sqlite::SqliteRow) -> ContainerRecord {
+    ContainerRecord {
+        id: row.get("id"),
+        service_id: row.get("service_id"),
+        instance: row.get::<i64, _>("instance") as u32,
+        host_id: row.get("host_id"),
+        name: row.get("name"),
+        created_at: row.get("created_at"),
+    }
+}
+
+/// A new or moved instance: `(instance, host id, container name)`.
+pub type Placement = (u32, String, String);
+
+impl Store {
+    /// Container records of one environment, or all, ordered by name.
+    pub async fn container_records(&self, environment_id: Option<i64>) -> Result<Vec<ContainerRecord>> {
+        let rows = sqlx::query(
+            "SELECT c.* FROM containers c JOIN services s ON s.id = c.service_id JOIN stacks st ON st.id = s.stack_id
+             WHERE ?1 IS NULL OR st.environment_id = ?1 ORDER BY c.service_id, c.instance",
+        )
+        .bind(environment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(row_to_record).collect())
+    }
+
+    /// Applies one service's placement plan atomically: places or moves `place`, deletes `remove`.
+    pub async fn apply_placement(&self, service_id: i64, place: &[Placement], remove: &[u32]) -> Result<()> {
+        if place.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for instance in remove {
+            sqlx::query("DELETE FROM containers WHERE service_id = ? AND instance = ?")
+                .bind(service_id)
+                .bind(*instance as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let t = now();
+        for (instance, host_id, name) in place {
+            sqlx::query(
+                "INSERT INTO containers (service_id, instance, host_id, name, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (service_id, instance) DO UPDATE SET host_id = excluded.host_id, created_at = excluded.created_at",
+            )
+            .bind(service_id)
+            .bind(*instance as i64)
+            .bind(host_id)
+            .bind(name)
+            .bind(&t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+    use corral_proto::HostFacts;
+
+    #[tokio::test]
+    async fn placements_apply_atomically() {
+        let (store, _dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        for (id, name) in [("a", "h1"), ("b", "h2")] {
+            store.register_host(env.id, id, &HostFacts { name: name.into(), ..Default::default() }).await.unwrap();
+        }
+        let stack = store.create_stack(env.id, "S").await.unwrap();
+        let svc = store.create_service(&stack, "web", &crate::services::tests::spec(), 3).await.unwrap();
+        let place: Vec<_> = (1..=3).map(|i| (i, if i % 2 == 0 { "b" } else { "a" }.to_string(), svc.container_name(i))).collect();
+        store.apply_placement(svc.id, &place, &[]).await.unwrap();
+        let recs = store.container_records(Some(env.id)).await.unwrap();
+        assert_eq!(recs.iter().map(|r| (r.instance, r.host_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "b"), (3, "a")]);
+        // Move 1 to b and drop 3.
+        store.apply_placement(svc.id, &[(1, "b".into(), svc.container_name(1))], &[3]).await.unwrap();
+        let recs = store.container_records(None).await.unwrap();
+        assert_eq!(recs.iter().map(|r| (r.instance, r.host_id.as_str())).collect::<Vec<_>>(), [(1, "b"), (2, "b")]);
+        assert_eq!(recs[0].name, "S-web-1");
+        store.delete_service(svc.id).await.unwrap();
+        assert!(store.container_records(None).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,114 @@
+//! Environments (e.g. OPS, DEV): each has its hosts, stacks and join token.
+
+use crate::{is_unique_violation, now, Environment, Result, Store, StoreError};
+use sqlx::Row;
+
+/// The environment every fresh control plane starts with.
+pub const DEFAULT_ENVIRONMENT: &str = "Default";
+
+fn row_to_env(row: sqlx::sqlite::SqliteRow) -> Environment {
+    Environment {
+        id: row.get("id"),
+        name: row.get("name"),
+        join_token: row.get("join_token"),
+        created_at: row.get("created_at"),
+    }
+}
+
+/// A random URL-safe secret of `bytes` bytes of entropy, hex-encoded.
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+impl Store {
+    pub async fn create_environment(&self, name: &str) -> Result<Environment> {
+        let token = random_secret(24);
+        let result = sqlx::query(
+            "INSERT INTO environments (name, join_token, created_at) VALUES (?, ?, ?) RETURNING *",
+        )
+        .bind(name)
+        .bind(&token)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(row) => Ok(row_to_env(row)),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("environment {name:?} already exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the default environment unless it exists; returns it either way.
+    pub async fn ensure_default_environment(&self) -> Result<Environment> {
+        match self.environment(DEFAULT_ENVIRONMENT).await {
+            Ok(env) => Ok(env),
+            Err(StoreError::NotFound(_)) => self.create_environment(DEFAULT_ENVIRONMENT).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn environments(&self) -> Result<Vec<Environment>> {
+        let rows = sqlx::query("SELECT * FROM environments ORDER BY name").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(row_to_env).collect())
+    }
+
+    pub async fn environment(&self, name: &str) -> Result<Environment> {
+        sqlx::query("SELECT * FROM environments WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_env)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "environment {name:?} does not exist; `corral env ls` lists the environments"
+                ))
+            })
+    }
+
+    pub async fn environment_by_id(&self, id: i64) -> Result<Environment> {
+        sqlx::query("SELECT * FROM environments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_env)
+            .ok_or_else(|| StoreError::NotFound(format!("environment #{id} does not exist")))
+    }
+
+    /// The environment a join token belongs to, if any.
+    pub async fn environment_by_join_token(&self, token: &str) -> Result<Option<Environment>> {
+        Ok(sqlx::query("SELECT * FROM environments WHERE join_token = ?")
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_env))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+    use crate::StoreError;
+
+    #[tokio::test]
+    async fn default_environment_is_created_once() {
+        let (store, _dir) = store().await;
+        let a = store.ensure_default_environment().await.unwrap();
+        let b = store.ensure_default_environment().await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(store.environments().await.unwrap().len(), 1);
+        assert_eq!(store.environment_by_join_token(&a.join_token).await.unwrap(), Some(a));
+        assert_eq!(store.environment_by_join_token("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn duplicate_environment_is_a_conflict() {
+        let (store, _dir) = store().await;
+        store.create_environment("OPS").await.unwrap();
+        let err = store.create_environment("ops").await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Hosts: registered by their agents, one environment each.
+
+use crate::{now, Host, HostState, Result, Store, StoreError};
+use corral_proto::HostFacts;
+use sqlx::Row;
+
+pub(crate) fn json_field<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store values always serialize")
+}
+
+fn row_to_host(row: sqlx::sqlite::SqliteRow) -> Result<Host> {
+    Ok(Host {
+        id: row.get("id"),
+        environment_id: row.get("environment_id"),
+        name: row.get("name"),
+        address: row.get("address"),
+        docker_version: row.get("docker_version"),
+        cpus: row.get::<i64, _>("cpus") as u32,
+        memory_bytes: row.get::<i64, _>("memory_bytes") as u64,
+        os: row.get("os"),
+        kernel: row.get("kernel"),
+        agent_version: row.get("agent_version"),
+        labels: json_field(row.get("labels"), "host labels")?,
+        state: HostState::parse(row.get("state")),
+        state_since: row.get("state_since"),
+        last_seen: row.get("last_seen"),
+        created_at: row.get("created_at"),
+    })
+}
+
+impl Store {
+    /// Records a host that has just connected with these facts, and marks it active.
+    ///
+    /// A host keeps its environment for life; its name must be unique in the environment.
+    pub async fn register_host(&self, environment_id: i64, host_id: &str, facts: &HostFacts) -> Result<Host> {
+        let mut tx = self.pool.begin().await?;
+        let existing_env: Option<i64> = sqlx::query_scalar("SELECT environment_id FROM hosts WHERE id = ?")
+            .bind(host_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(env) = existing_env {
+            if env != environment_id {
+                return Err(StoreError::Conflict(format!(
+                    "host {host_id} already belongs to another environment; remove it there first or start the agent with a new state dir"
+                )));
+            }
+        }
+        let clash: Option<String> = sqlx::query_scalar("SELECT id FROM hosts WHERE environment_id = ? AND name = ? AND id != ?")
+            .bind(environment_id)
+            .bind(&facts.name)
+            .bind(host_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if clash.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "another host named {:?} is already registered in this environment; start this agent with --name to give it a different name",
+                facts.name
+            )));
+        }
+        let t = now();
+        let row = sqlx::query(
+            "INSERT INTO hosts (id, environment_id, name, address, docker_version, cpus, memory_bytes, os, kernel,
+                                agent_version, labels, state, state_since, last_seen, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET
+                name = excluded.name, address = excluded.address, docker_version = excluded.docker_version,
+                cpus = excluded.cpus, memory_bytes = excluded.memory_bytes, os = excluded.os,
+                kernel = excluded.kernel, agent_version = excluded.agent_version, labels = excluded.labels,
+                state = 'active', state_since = excluded.state_since, last_seen = excluded.last_seen
+             RETURNING *",
+        )
+        .bind(host_id)
+        .bind(environment_id)
+        .bind(&facts.name)
+        .bind(&facts.address)
+        .bind(&facts.docker_version)
+        .bind(facts.cpus as i64)
+        .bind(facts.memory_bytes as i64)
+        .bind(&facts.os)
+        .bind(&facts.kernel)
+        .bind(&facts.agent_version)
+        .bind(to_json(&facts.labels))
+        .bind(&t)
+        .bind(&t)
+        .bind(&t)
+        .fetch_one(&mut *tx)
+        .await?;
+        let host = row_to_host(row)?;
+        tx.commit().await?;
+        Ok(host)
+    }
+
+    /// Changes a host's state; a no-op when it is already in that state, so `state_since` stays true.
+    pub async fn set_host_state(&self, host_id: &str, state: HostState) -> Result<()> {
+        let t = now();
+        sqlx::query("UPDATE hosts SET state = ?, state_since = ?, last_seen = ? WHERE id = ? AND state != ?")
+            .bind(state.as_str())
+            .bind(&t)
+            .bind(&t)
+            .bind(host_id)
+            .bind(state.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// At start-up no agent is connected yet: every host is disconnected until its agent says hello.
+    pub async fn mark_all_hosts_disconnected(&self) -> Result<()> {
+        sqlx::query("UPDATE hosts SET state = 'disconnected', state_since = ? WHERE state != 'disconnected'")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Hosts of one environment, or of all when `environment_id` is `None`, by name.
+    pub async fn hosts(&self, environment_id: Option<i64>) -> Result<Vec<Host>> {
+        let rows = sqlx::query("SELECT * FROM hosts WHERE ?1 IS NULL OR environment_id = ?1 ORDER BY name")
+            .bind(environment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(row_to_host).collect()
+    }
+
+    pub async fn host(&self, environment_id: i64, name: &str) -> Result<Host> {
+        sqlx::query("SELECT * FROM hosts WHERE environment_id = ? AND name = ?")
+            .bind(environment_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_host)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("host {name:?} does not exist; `corral host ls` lists the hosts")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+    use crate::{HostState, StoreError};
+    use corral_proto::HostFacts;
+
+    fn facts(name: &str) -> HostFacts {
+        HostFacts { name: name.into(), cpus: 4, memory_bytes: 1 << 30, labels: [("zone".into(), "a".into())].into(), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn hosts_register_reconnect_and_keep_unique_names() {
+        let (store, _dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        let h = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        assert_eq!(h.state, HostState::Active);
+        assert_eq!(h.labels["zone"], "a");
+        store.set_host_state("id-1", HostState::Disconnected).await.unwrap();
+        assert_eq!(store.host(env.id, "h1").await.unwrap().state, HostState::Disconnected);
+        // Reconnecting with the same identity updates the record in place.
+        let again = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        assert_eq!((again.state, again.created_at), (HostState::Active, h.created_at));
+        // Another identity may not take the same name.
+        let err = store.register_host(env.id, "id-2", &facts("h1")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("--name")), "{err}");
+        // Nor may a host move to another environment.
+        let other = store.create_environment("DEV").await.unwrap();
+        assert!(store.register_host(other.id, "id-1", &facts("h1")).await.is_err());
+        assert_eq!(store.hosts(None).await.unwrap().len(), 1);
+        store.mark_all_hosts_disconnected().await.unwrap();
+        assert_eq!(store.hosts(Some(env.id)).await.unwrap()[0].state, HostState::Disconnected);
+    }
+}

@@ -1,0 +1,153 @@
+//! Records as the store returns them.
+
+use corral_proto::{ContainerState, PortSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub id: i64,
+    pub name: String,
+    #[serde(skip_serializing)]
+    pub join_token: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    Active,
+    Disconnected,
+}
+
+impl HostState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Active => "active",
+            HostState::Disconnected => "disconnected",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "active" => HostState::Active,
+            _ => HostState::Disconnected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub id: String,
+    pub environment_id: i64,
+    pub name: String,
+    pub address: String,
+    pub docker_version: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: String,
+    pub agent_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: HostState,
+    pub state_since: String,
+    pub last_seen: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stack {
+    pub id: i64,
+    pub environment_id: i64,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceKind {
+    Container,
+    LoadBalancer,
+}
+
+impl ServiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Container => "container",
+            ServiceKind::LoadBalancer => "load-balancer",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "load-balancer" => ServiceKind::LoadBalancer,
+            _ => ServiceKind::Container,
+        }
+    }
+}
+
+/// What a service should run; everything except scale, which changes without a new revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub kind: ServiceKind,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub ports: Vec<PortSpec>,
+    pub labels: BTreeMap<String, String>,
+    /// `host.LABEL=VALUE` / `host.LABEL!=VALUE`, already validated.
+    pub constraints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: i64,
+    pub stack_id: i64,
+    pub stack: String,
+    pub environment_id: i64,
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: ServiceSpec,
+    pub scale: u32,
+    /// Increases whenever the spec changes.
+    pub revision: u32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Service {
+    /// Docker name of instance `n`: `STACK-SERVICE-N`.
+    pub fn container_name(&self, instance: u32) -> String {
+        container_name(&self.stack, &self.name, instance)
+    }
+}
+
+pub fn container_name(stack: &str, service: &str, instance: u32) -> String {
+    format!("{stack}-{service}-{instance}")
+}
+
+/// One placed instance of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: i64,
+    pub service_id: i64,
+    pub instance: u32,
+    pub host_id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A managed container as its host's agent last reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedRecord {
+    pub host_id: String,
+    pub name: String,
+    pub docker_id: String,
+    pub image: String,
+    pub state: ContainerState,
+    pub status: String,
+    pub ip: Option<String>,
+    pub ports: Vec<PortSpec>,
+    pub labels: BTreeMap<String, String>,
+    pub updated_at: String,
+}

@@ -1,0 +1,175 @@
+//! Services: the desired state of a set of identical containers.
+
+use crate::hosts::{json_field, to_json};
+use crate::{is_unique_violation, now, Result, Service, ServiceKind, ServiceSpec, Stack, Store, StoreError};
+use sqlx::Row;
+
+const SELECT: &str = "SELECT s.*, st.name AS stack_name, st.environment_id AS environment_id
+                      FROM services s JOIN stacks st ON st.id = s.stack_id";
+
+fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
+    Ok(Service {
+        id: row.get("id"),
+        stack_id: row.get("stack_id"),
+        stack: row.get("stack_name"),
+        environment_id: row.get("environment_id"),
+        name: row.get("name"),
+        spec: ServiceSpec {
+            kind: ServiceKind::parse(row.get("kind")),
+            image: row.get("image"),
+            command: json_field(row.get("command"), "service command")?,
+            env: json_field(row.get("env"), "service env")?,
+            ports: json_field(row.get("ports"), "service ports")?,
+            labels: json_field(row.get("labels"), "service labels")?,
+            constraints: json_field(row.get("constraints"), "service constraints")?,
+        },
+        scale: row.get::<i64, _>("scale") as u32,
+        revision: row.get::<i64, _>("revision") as u32,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+impl Store {
+    /// Creates a service in `stack`. Container names (`STACK-SERVICE-N`) must stay unique in the
+    /// environment, so a service whose name prefix equals another's is refused too.
+    pub async fn create_service(&self, stack: &Stack, name: &str, spec: &ServiceSpec, scale: u32) -> Result<Service> {
+        let mut tx = self.pool.begin().await?;
+        let prefix = format!("{}-{}", stack.name, name);
+        let clash: Option<(String, String)> = sqlx::query_as(
+            "SELECT st.name, s.name FROM services s JOIN stacks st ON st.id = s.stack_id
+             WHERE st.environment_id = ? AND st.name || '-' || s.name = ? COLLATE NOCASE AND s.stack_id != ?",
+        )
+        .bind(stack.environment_id)
+        .bind(&prefix)
+        .bind(stack.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((other_stack, other_service)) = clash {
+            return Err(StoreError::Conflict(format!(
+                "service {other_stack}/{other_service} already names its containers {prefix}-N; choose another service name"
+            )));
+        }
+        let t = now();
+        let result = sqlx::query(
+            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, scale, revision, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+        )
+        .bind(stack.id)
+        .bind(name)
+        .bind(spec.kind.as_str())
+        .bind(&spec.image)
+        .bind(to_json(&spec.command))
+        .bind(to_json(&spec.env))
+        .bind(to_json(&spec.ports))
+        .bind(to_json(&spec.labels))
+        .bind(to_json(&spec.constraints))
+        .bind(scale as i64)
+        .bind(&t)
+        .bind(&t)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match result {
+            Ok(row) => row.get("id"),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("service {}/{name} already exists", stack.name)))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        self.service_by_id(id).await
+    }
+
+    pub async fn service_by_id(&self, id: i64) -> Result<Service> {
+        sqlx::query(&format!("{SELECT} WHERE s.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_service)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("service #{id} does not exist")))
+    }
+
+    /// Services of one environment (optionally one stack), or of all environments.
+    pub async fn services(&self, environment_id: Option<i64>, stack_id: Option<i64>) -> Result<Vec<Service>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE (?1 IS NULL OR st.environment_id = ?1) AND (?2 IS NULL OR s.stack_id = ?2)
+             ORDER BY st.name, s.name"
+        ))
+        .bind(environment_id)
+        .bind(stack_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(row_to_service).collect()
+    }
+
+    pub async fn service(&self, stack: &Stack, name: &str) -> Result<Service> {
+        sqlx::query(&format!("{SELECT} WHERE s.stack_id = ? AND s.name = ?"))
+            .bind(stack.id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_service)
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "service {}/{name} does not exist; `corral service ls {}` lists its services",
+                    stack.name, stack.name
+                ))
+            })
+    }
+
+    pub async fn set_scale(&self, service_id: i64, scale: u32) -> Result<Service> {
+        sqlx::query("UPDATE services SET scale = ?, updated_at = ? WHERE id = ?")
+            .bind(scale as i64)
+            .bind(now())
+            .bind(service_id)
+            .execute(&self.pool)
+            .await?;
+        self.service_by_id(service_id).await
+    }
+
+    /// Deletes the service and its container records.
+    pub async fn delete_service(&self, service_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM services WHERE id = ?").bind(service_id).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::test_support::store;
+    use crate::{ServiceKind, ServiceSpec, StoreError};
+
+    pub(crate) fn spec() -> ServiceSpec {
+        ServiceSpec {
+            kind: ServiceKind::Container,
+            image: "busybox".into(),
+            command: vec!["httpd".into(), "-f".into()],
+            env: vec!["A=1".into()],
+            ports: vec!["80".parse().unwrap()],
+            labels: Default::default(),
+            constraints: vec!["host.zone=a".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn services_round_trip_and_names_never_collide() {
+        let (store, _dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        let web = store.create_stack(env.id, "WEB").await.unwrap();
+        let svc = store.create_service(&web, "Nginx-cluster", &spec(), 10).await.unwrap();
+        assert_eq!((svc.stack.as_str(), svc.scale, svc.revision), ("WEB", 10, 1));
+        assert_eq!(svc.spec, spec());
+        assert_eq!(svc.container_name(3), "WEB-Nginx-cluster-3");
+        assert!(matches!(store.create_service(&web, "Nginx-cluster", &spec(), 1).await, Err(StoreError::Conflict(_))));
+        // WEB-Nginx / cluster would also produce WEB-Nginx-cluster-N.
+        let web_nginx = store.create_stack(env.id, "WEB-Nginx").await.unwrap();
+        let err = store.create_service(&web_nginx, "cluster", &spec(), 1).await.unwrap_err();
+        assert!(err.to_string().contains("WEB/Nginx-cluster"), "{err}");
+        assert_eq!(store.set_scale(svc.id, 4).await.unwrap().scale, 4);
+        assert_eq!(store.services(Some(env.id), Some(web.id)).await.unwrap().len(), 1);
+        store.delete_stack(web.id).await.unwrap();
+        assert!(store.services(None, None).await.unwrap().is_empty(), "services go with their stack");
+    }
+}

@@ -1,0 +1,60 @@
+//! API tokens. Only SHA-256 hashes are stored; the secret is shown once when created.
+
+use crate::environments::random_secret;
+use crate::{is_unique_violation, now, Result, Store, StoreError};
+use sha2::{Digest, Sha256};
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Store {
+    /// Creates a token and returns its secret, which is not stored anywhere.
+    pub async fn create_api_token(&self, name: &str) -> Result<String> {
+        let secret = format!("corral_{}", random_secret(24));
+        let result = sqlx::query("INSERT INTO api_tokens (name, secret_hash, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(hash_secret(&secret))
+            .bind(now())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(secret),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("token {name:?} already exists"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn api_token_exists(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// The name of the token whose secret this is, if any.
+    pub async fn verify_api_token(&self, secret: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM api_tokens WHERE secret_hash = ?")
+            .bind(hash_secret(secret))
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+
+    #[tokio::test]
+    async fn tokens_verify_by_hash_only() {
+        let (store, _dir) = store().await;
+        let secret = store.create_api_token("admin").await.unwrap();
+        assert!(store.api_token_exists("admin").await.unwrap());
+        assert_eq!(store.verify_api_token(&secret).await.unwrap().as_deref(), Some("admin"));
+        assert_eq!(store.verify_api_token("corral_wrong").await.unwrap(), None);
+        let stored: String = sqlx::query_scalar("SELECT secret_hash FROM api_tokens").fetch_one(store.pool()).await.unwrap();
+        assert!(!stored.contains(&secret), "the secret itself is never stored");
+        assert!(store.create_api_token("admin").await.is_err());
+    }
+}
