@@ -1,6 +1,41 @@
-//! Corral host agent (being written).
+//! Corral host agent: keeps the local Docker engine converged to the control plane's desired set.
+//!
+//! [`run`] wires the pieces together:
+//!
+//! - [`identity`]: the host's stable id, `state_dir/host-id`.
+//! - [`state`]: the last desired set, `state_dir/desired.json`, written atomically. It is loaded
+//!   and enforced at startup before the control plane is dialled, so a host keeps its containers
+//!   while the control plane is away.
+//! - [`engine`]: the Docker engine through bollard, in proto types; only containers labelled
+//!   `io.corral.managed=true` are ever touched. Never pulls images.
+//! - [`converge`]: the pure diff from (desired, observed) to actions, plus the crash-loop
+//!   restart backoff. No I/O; unit-tested.
+//! - [`reconciler`]: the single converge task (level-triggered, bursts coalesce) and the engine
+//!   event watcher that makes a container removed by hand come back within a second.
+//! - `connection`: the WebSocket session to `{server_url}/v1/agent`: hello, welcome,
+//!   heartbeats, desired sets in, observed sets out; redials forever with jittered backoff.
+//! - [`facts`]: what the host reports about itself in the hello.
+//! - [`backoff`]: full-jitter exponential backoff.
+
+pub mod backoff;
+mod connection;
+pub mod converge;
+pub mod engine;
+mod error;
+pub mod facts;
+pub mod identity;
+pub mod reconciler;
+pub mod state;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use tokio::sync::broadcast;
+
+pub use connection::agent_ws_url;
+pub use engine::Engine;
+pub use error::AgentError;
+pub use reconciler::{ConvergeFailure, ConvergeReport, Reconciler, ReconcilerHandle};
 
 /// Everything `corral agent` needs to run.
 #[derive(Debug, Clone)]
@@ -18,4 +53,68 @@ pub struct AgentConfig {
     /// Address shown in the control plane; `None` means the local address used to reach it.
     pub address: Option<String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// Runs the agent until `shutdown` fires (or its sender is dropped).
+///
+/// Returns an error only for what retrying cannot fix: a bad config (URL, state dir), an
+/// unreachable Docker engine at startup, or the control plane rejecting the join token or the
+/// protocol version. A lost or refused connection is retried forever.
+pub async fn run(config: AgentConfig, shutdown: broadcast::Receiver<()>) -> Result<(), AgentError> {
+    agent_ws_url(&config.server_url)?;
+    let engine = Engine::connect(config.docker_host.as_deref()).await?;
+    run_with_engine(config, engine, shutdown).await
+}
+
+/// [`run`] with an engine handle the caller connected, e.g. one narrowed with
+/// [`Engine::scoped`] so tests can share an engine; `config.docker_host` is ignored.
+pub async fn run_with_engine(
+    config: AgentConfig,
+    engine: Engine,
+    mut shutdown: broadcast::Receiver<()>,
+) -> Result<(), AgentError> {
+    let ws_url = agent_ws_url(&config.server_url)?;
+    let host_id = identity::load_or_create_host_id(&config.state_dir)?;
+    let desired = match state::load_desired(&config.state_dir) {
+        Ok(d) => d,
+        // Keep running: the control plane sends a fresh set on connect, and until then leaving
+        // the engine alone is safer than guessing.
+        Err(e @ AgentError::CorruptState { .. }) => {
+            tracing::error!(error = %e, "ignoring the saved desired set");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(
+        %host_id,
+        engine = %engine.endpoint(),
+        state_dir = %config.state_dir.display(),
+        saved_revision = desired.as_ref().map(|d| d.revision),
+        "agent starting"
+    );
+
+    let reconciler = ReconcilerHandle::spawn(engine.clone(), desired, &shutdown);
+    // Enforce the saved set before dialling, and have a fresh observed set for the first report.
+    let stopped = tokio::select! {
+        _ = shutdown.recv() => true,
+        _ = reconciler.wait_for_passes(1) => false,
+    };
+    let result = if stopped {
+        Ok(())
+    } else {
+        let link = connection::Link {
+            config: &config,
+            ws_url,
+            host_id,
+            engine,
+            reconciler: &reconciler,
+        };
+        connection::run(link, &mut shutdown).await
+    };
+    reconciler.stop().await;
+    match &result {
+        Ok(()) => tracing::info!("agent stopped"),
+        Err(e) => tracing::error!(error = %e, "agent stopped"),
+    }
+    result
 }

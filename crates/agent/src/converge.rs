@@ -1,0 +1,540 @@
+//! The pure half of convergence: given the desired specs and what the engine reports, decide what
+//! to do. No I/O here, so every case is unit-tested without Docker; `reconciler` carries it out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer};
+
+/// One step towards the desired set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// No container has this name: create and start it.
+    Create { spec: ContainerSpec },
+    /// A container has the name but was made from another spec (or is dead): replace it.
+    Recreate { id: String, spec: ContainerSpec },
+    /// The container matches but is stopped.
+    Start { id: String, name: String },
+    /// A managed container that is not in the desired set.
+    Remove { id: String, name: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &str {
+        match self {
+            Action::Create { spec } | Action::Recreate { spec, .. } => &spec.name,
+            Action::Start { name, .. } | Action::Remove { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Removals first, so names and host ports are free before anything is created.
+    pub actions: Vec<Action>,
+    /// Some starts were held back by the crash-loop backoff; converge again after this long.
+    pub retry_in: Option<Duration>,
+}
+
+/// The hash a container was created from, as recorded in its labels.
+pub fn observed_hash(c: &ObservedContainer) -> Option<&str> {
+    c.labels.get(labels::SPEC_HASH).map(String::as_str)
+}
+
+/// Computes the actions that bring `observed` to `desired`. Only managed containers may be
+/// passed in `observed`: anything listed here that is not desired gets removed.
+pub fn plan(
+    desired: &[ContainerSpec],
+    observed: &[ObservedContainer],
+    restarts: &RestartBackoff,
+    now: Instant,
+) -> Plan {
+    let mut wanted: BTreeMap<&str, &ContainerSpec> = BTreeMap::new();
+    for spec in desired {
+        // A duplicate name cannot exist twice on one engine; the first spec wins.
+        wanted.entry(spec.name.as_str()).or_insert(spec);
+    }
+
+    let mut removes = Vec::new();
+    let mut recreates = Vec::new();
+    let mut starts = Vec::new();
+    let mut retry_in: Option<Duration> = None;
+    let mut seen = HashSet::new();
+
+    for c in observed {
+        // The engine is already deleting it; its `destroy` event will trigger the next pass.
+        if c.state == ContainerState::Removing {
+            seen.insert(c.name.as_str());
+            continue;
+        }
+        let Some(spec) = wanted.get(c.name.as_str()) else {
+            removes.push(Action::Remove {
+                id: c.docker_id.clone(),
+                name: c.name.clone(),
+            });
+            continue;
+        };
+        seen.insert(c.name.as_str());
+        let hash = spec.spec_hash();
+        if observed_hash(c) != Some(hash.as_str()) || c.state == ContainerState::Dead {
+            recreates.push(Action::Recreate {
+                id: c.docker_id.clone(),
+                spec: (*spec).clone(),
+            });
+            continue;
+        }
+        match c.state {
+            ContainerState::Created | ContainerState::Exited => {
+                match restarts.wait_before_start(&c.name, now) {
+                    None => starts.push(Action::Start {
+                        id: c.docker_id.clone(),
+                        name: c.name.clone(),
+                    }),
+                    Some(wait) => retry_in = Some(retry_in.map_or(wait, |r| r.min(wait))),
+                }
+            }
+            // Paused is an operator's deliberate act (and the engine refuses to start a paused
+            // container); Unknown covers transient states such as `stopping`, which the next
+            // event settles.
+            _ => {}
+        }
+    }
+
+    let creates = wanted
+        .iter()
+        .filter(|(name, _)| !seen.contains(*name))
+        .map(|(_, spec)| Action::Create {
+            spec: (*spec).clone(),
+        });
+
+    let mut actions = removes;
+    actions.extend(recreates);
+    actions.extend(creates);
+    actions.extend(starts);
+    Plan { actions, retry_in }
+}
+
+/// Per-container restart backoff, so a container that keeps dying is not restarted in a hot loop:
+/// after each start the next one is held back 1 s, 2 s, 4 s, … up to 30 s. A container seen
+/// running for [`RestartBackoff::STABLE`] after its last start is forgiven.
+#[derive(Debug, Default)]
+pub struct RestartBackoff {
+    entries: HashMap<String, Entry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    starts: u32,
+    last_start: Instant,
+}
+
+impl RestartBackoff {
+    pub const FIRST: Duration = Duration::from_secs(1);
+    pub const CAP: Duration = Duration::from_secs(30);
+    pub const STABLE: Duration = Duration::from_secs(10);
+
+    /// `None` if `name` may be started now, else how long to wait.
+    pub fn wait_before_start(&self, name: &str, now: Instant) -> Option<Duration> {
+        let e = self.entries.get(name)?;
+        let allowed_at = e.last_start + Self::delay_after(e.starts);
+        (allowed_at > now).then(|| allowed_at - now)
+    }
+
+    /// The hold-off after the `starts`-th start: 1 s after the first, doubling, capped.
+    pub fn delay_after(starts: u32) -> Duration {
+        if starts == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32.checked_shl(starts - 1).unwrap_or(u32::MAX);
+        Self::FIRST.saturating_mul(factor).min(Self::CAP)
+    }
+
+    pub fn record_start(&mut self, name: &str, now: Instant) {
+        let e = self.entries.entry(name.to_string()).or_insert(Entry {
+            starts: 0,
+            last_start: now,
+        });
+        e.starts = e.starts.saturating_add(1);
+        e.last_start = now;
+    }
+
+    /// A fresh container (new spec, or gone from the desired set) starts with a clean record.
+    pub fn forget(&mut self, name: &str) {
+        self.entries.remove(name);
+    }
+
+    /// Feeds what the engine reports: containers that stayed up are forgiven, and records of
+    /// containers that no longer exist are dropped.
+    pub fn observe(&mut self, observed: &[ObservedContainer], now: Instant) {
+        let present: HashMap<&str, ContainerState> = observed
+            .iter()
+            .map(|c| (c.name.as_str(), c.state))
+            .collect();
+        self.entries
+            .retain(|name, e| match present.get(name.as_str()) {
+                None => false,
+                Some(ContainerState::Running) => now.duration_since(e.last_start) < Self::STABLE,
+                Some(_) => true,
+            });
+    }
+
+    pub fn starts(&self, name: &str) -> u32 {
+        self.entries.get(name).map_or(0, |e| e.starts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: "corral-test/busybox:latest".into(),
+            command: vec!["sleep".into(), "3600".into()],
+            ..Default::default()
+        }
+    }
+
+    fn running(spec: &ContainerSpec, id: &str) -> ObservedContainer {
+        in_state(spec, id, ContainerState::Running)
+    }
+
+    fn in_state(spec: &ContainerSpec, id: &str, state: ContainerState) -> ObservedContainer {
+        let mut labels = spec.labels.clone();
+        labels.insert(labels::MANAGED.into(), "true".into());
+        labels.insert(labels::SPEC_HASH.into(), spec.spec_hash());
+        ObservedContainer {
+            name: spec.name.clone(),
+            docker_id: id.into(),
+            image: spec.image.clone(),
+            state,
+            status: String::new(),
+            ip: None,
+            ports: vec![],
+            labels,
+        }
+    }
+
+    fn plan_now(desired: &[ContainerSpec], observed: &[ObservedContainer]) -> Plan {
+        plan(
+            desired,
+            observed,
+            &RestartBackoff::default(),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn nothing_observed_creates_everything() {
+        let desired = [spec("a"), spec("b")];
+        let p = plan_now(&desired, &[]);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Create { spec: spec("a") },
+                Action::Create { spec: spec("b") }
+            ]
+        );
+        assert_eq!(p.retry_in, None);
+    }
+
+    #[test]
+    fn matching_running_containers_are_kept() {
+        let desired = [spec("a"), spec("b")];
+        let observed = [running(&desired[0], "1"), running(&desired[1], "2")];
+        assert_eq!(plan_now(&desired, &observed), Plan::default());
+    }
+
+    #[test]
+    fn restarting_and_paused_containers_are_left_alone() {
+        let desired = [spec("a"), spec("b")];
+        let observed = [
+            in_state(&desired[0], "1", ContainerState::Restarting),
+            in_state(&desired[1], "2", ContainerState::Paused),
+        ];
+        assert_eq!(plan_now(&desired, &observed).actions, vec![]);
+    }
+
+    #[test]
+    fn changed_spec_is_recreated() {
+        let old = spec("a");
+        let mut new = old.clone();
+        new.env = vec!["X=1".into()];
+        let p = plan_now(std::slice::from_ref(&new), &[running(&old, "1")]);
+        assert_eq!(
+            p.actions,
+            vec![Action::Recreate {
+                id: "1".into(),
+                spec: new
+            }]
+        );
+    }
+
+    #[test]
+    fn container_without_hash_label_is_recreated() {
+        let s = spec("a");
+        let mut c = running(&s, "1");
+        c.labels.remove(labels::SPEC_HASH);
+        assert_eq!(
+            plan_now(std::slice::from_ref(&s), &[c]).actions,
+            vec![Action::Recreate {
+                id: "1".into(),
+                spec: s
+            }]
+        );
+    }
+
+    #[test]
+    fn dead_container_is_recreated() {
+        let s = spec("a");
+        let c = in_state(&s, "1", ContainerState::Dead);
+        assert_eq!(
+            plan_now(std::slice::from_ref(&s), &[c]).actions,
+            vec![Action::Recreate {
+                id: "1".into(),
+                spec: s
+            }]
+        );
+    }
+
+    #[test]
+    fn stopped_containers_are_started() {
+        let desired = [spec("a"), spec("b")];
+        let observed = [
+            in_state(&desired[0], "1", ContainerState::Exited),
+            in_state(&desired[1], "2", ContainerState::Created),
+        ];
+        assert_eq!(
+            plan_now(&desired, &observed).actions,
+            vec![
+                Action::Start {
+                    id: "1".into(),
+                    name: "a".into()
+                },
+                Action::Start {
+                    id: "2".into(),
+                    name: "b".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn undesired_containers_are_removed_first() {
+        let desired = [spec("new")];
+        let observed = [running(&spec("old"), "9")];
+        assert_eq!(
+            plan_now(&desired, &observed).actions,
+            vec![
+                Action::Remove {
+                    id: "9".into(),
+                    name: "old".into()
+                },
+                Action::Create { spec: spec("new") }
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_desired_set_removes_every_managed_container() {
+        let observed = [
+            running(&spec("a"), "1"),
+            in_state(&spec("b"), "2", ContainerState::Exited),
+        ];
+        assert_eq!(
+            plan_now(&[], &observed).actions,
+            vec![
+                Action::Remove {
+                    id: "1".into(),
+                    name: "a".into()
+                },
+                Action::Remove {
+                    id: "2".into(),
+                    name: "b".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn containers_being_removed_are_waited_for() {
+        let s = spec("a");
+        let observed = [
+            in_state(&s, "1", ContainerState::Removing),
+            in_state(&spec("z"), "2", ContainerState::Removing),
+        ];
+        assert_eq!(plan_now(&[s], &observed).actions, vec![]);
+    }
+
+    #[test]
+    fn duplicate_desired_names_create_one_container() {
+        let mut second = spec("a");
+        second.image = "other".into();
+        let p = plan_now(&[spec("a"), second], &[]);
+        assert_eq!(p.actions, vec![Action::Create { spec: spec("a") }]);
+    }
+
+    #[test]
+    fn mixed_case_orders_remove_recreate_create_start() {
+        let keep = spec("keep");
+        let stopped = spec("stopped");
+        let old_changed = spec("changed");
+        let mut changed = old_changed.clone();
+        changed.command = vec!["sleep".into(), "1".into()];
+        let missing = spec("missing");
+        let desired = [
+            keep.clone(),
+            stopped.clone(),
+            changed.clone(),
+            missing.clone(),
+        ];
+        let observed = [
+            running(&keep, "k"),
+            in_state(&stopped, "s", ContainerState::Exited),
+            running(&old_changed, "c"),
+            running(&spec("stray"), "x"),
+        ];
+        let p = plan_now(&desired, &observed);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Remove {
+                    id: "x".into(),
+                    name: "stray".into()
+                },
+                Action::Recreate {
+                    id: "c".into(),
+                    spec: changed
+                },
+                Action::Create { spec: missing },
+                Action::Start {
+                    id: "s".into(),
+                    name: "stopped".into()
+                },
+            ]
+        );
+        let replanned = plan_now(
+            &desired,
+            &[
+                running(&keep, "k"),
+                running(&stopped, "s"),
+                running(&desired[2], "c2"),
+                running(&desired[3], "m"),
+            ],
+        );
+        assert_eq!(replanned, Plan::default(), "a converged host plans nothing");
+    }
+
+    #[test]
+    fn restart_backoff_doubles_and_caps() {
+        let delays: Vec<u64> = (0..8)
+            .map(|n| RestartBackoff::delay_after(n).as_secs())
+            .collect();
+        assert_eq!(delays, vec![0, 1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(RestartBackoff::delay_after(u32::MAX), RestartBackoff::CAP);
+    }
+
+    #[test]
+    fn crash_looping_container_is_not_restarted_in_a_hot_loop() {
+        let s = spec("a");
+        let exited = [in_state(&s, "1", ContainerState::Exited)];
+        let mut backoff = RestartBackoff::default();
+        let t0 = Instant::now();
+
+        // First restart is immediate.
+        let p = plan(std::slice::from_ref(&s), &exited, &backoff, t0);
+        assert_eq!(
+            p.actions,
+            vec![Action::Start {
+                id: "1".into(),
+                name: "a".into()
+            }]
+        );
+        backoff.record_start("a", t0);
+
+        // It died again at once: held back for 1 s, and the plan says when to come back.
+        let t = t0 + Duration::from_millis(100);
+        let p = plan(std::slice::from_ref(&s), &exited, &backoff, t);
+        assert_eq!(p.actions, vec![]);
+        assert_eq!(p.retry_in, Some(Duration::from_millis(900)));
+
+        let t1 = t0 + Duration::from_secs(1);
+        let p = plan(std::slice::from_ref(&s), &exited, &backoff, t1);
+        assert_eq!(p.actions.len(), 1);
+        backoff.record_start("a", t1);
+
+        // Second failure: 2 s.
+        let p = plan(
+            std::slice::from_ref(&s),
+            &exited,
+            &backoff,
+            t1 + Duration::from_millis(1500),
+        );
+        assert_eq!(p.actions, vec![]);
+        assert_eq!(p.retry_in, Some(Duration::from_millis(500)));
+
+        // Many failures later the hold-off is capped at 30 s.
+        for _ in 0..20 {
+            backoff.record_start("a", t1);
+        }
+        assert_eq!(
+            backoff.wait_before_start("a", t1),
+            Some(RestartBackoff::CAP)
+        );
+    }
+
+    #[test]
+    fn backoff_of_one_container_does_not_hold_back_others() {
+        let (a, b) = (spec("a"), spec("b"));
+        let observed = [
+            in_state(&a, "1", ContainerState::Exited),
+            in_state(&b, "2", ContainerState::Exited),
+        ];
+        let mut backoff = RestartBackoff::default();
+        let now = Instant::now();
+        backoff.record_start("a", now);
+        let p = plan(&[a, b], &observed, &backoff, now);
+        assert_eq!(
+            p.actions,
+            vec![Action::Start {
+                id: "2".into(),
+                name: "b".into()
+            }]
+        );
+        assert_eq!(p.retry_in, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn stable_containers_are_forgiven_and_vanished_ones_forgotten() {
+        let (a, b, c) = (spec("a"), spec("b"), spec("c"));
+        let mut backoff = RestartBackoff::default();
+        let t0 = Instant::now();
+        for name in ["a", "b", "c"] {
+            backoff.record_start(name, t0);
+            backoff.record_start(name, t0);
+        }
+        // Shortly after the start nobody is forgiven yet.
+        backoff.observe(
+            &[running(&a, "1"), running(&b, "2")],
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(backoff.starts("a"), 2);
+        assert_eq!(backoff.starts("c"), 0, "c is gone from the engine");
+
+        let later = t0 + RestartBackoff::STABLE;
+        backoff.observe(
+            &[
+                running(&a, "1"),
+                in_state(&b, "2", ContainerState::Exited),
+                in_state(&c, "3", ContainerState::Exited),
+            ],
+            later,
+        );
+        assert_eq!(backoff.starts("a"), 0, "a stayed up: forgiven");
+        assert_eq!(backoff.starts("b"), 2, "b is down: still backing off");
+
+        backoff.forget("b");
+        assert_eq!(backoff.wait_before_start("b", later), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! What the host says about itself in the hello: name, address, engine version, capacity, OS.
+
+use std::net::IpAddr;
+
+use corral_proto::HostFacts;
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+
+use crate::AgentConfig;
+
+/// `local_addr` is the local end of the socket used to reach the control plane: the address
+/// other hosts on that network can most likely reach this one at.
+pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpAddr>) -> HostFacts {
+    let sys = System::new_with_specifics(
+        RefreshKind::nothing()
+            .with_cpu(CpuRefreshKind::nothing())
+            .with_memory(MemoryRefreshKind::nothing().with_ram()),
+    );
+    let cpus = match sys.cpus().len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    HostFacts {
+        name: config
+            .name
+            .clone()
+            .or_else(System::host_name)
+            .unwrap_or_else(|| "unknown".to_string()),
+        address: config
+            .address
+            .clone()
+            .or_else(|| local_addr.map(|a| a.to_string()))
+            .unwrap_or_default(),
+        docker_version: docker_version.to_string(),
+        cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
+        memory_bytes: sys.total_memory(),
+        os: System::long_os_version()
+            .or_else(System::name)
+            .unwrap_or_else(|| std::env::consts::OS.to_string()),
+        kernel: System::kernel_version().unwrap_or_default(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        labels: config.labels.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn config() -> AgentConfig {
+        AgentConfig {
+            server_url: "http://127.0.0.1:1".into(),
+            token: "t".into(),
+            state_dir: "/tmp/x".into(),
+            docker_host: None,
+            name: None,
+            address: None,
+            labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+        }
+    }
+
+    #[test]
+    fn facts_describe_this_machine() {
+        let f = gather(&config(), "28.2.2", Some("10.0.0.7".parse().unwrap()));
+        assert!(!f.name.is_empty());
+        assert_eq!(f.address, "10.0.0.7");
+        assert_eq!(f.docker_version, "28.2.2");
+        assert!(f.cpus >= 1);
+        assert!(f.memory_bytes > 0);
+        assert_eq!(f.agent_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(f.labels["zone"], "a");
+    }
+
+    #[test]
+    fn configured_name_and_address_win() {
+        let mut c = config();
+        c.name = Some("h1".into());
+        c.address = Some("192.168.1.5".into());
+        let f = gather(&c, "", Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(f.name, "h1");
+        assert_eq!(f.address, "192.168.1.5");
+        assert_eq!(gather(&config(), "", None).address, "");
+    }
+}
