@@ -1,1 +1,285 @@
-//! placeholder
+//! Harness for end-to-end tests: real `corral` processes, real Docker engines.
+//!
+//! - [`engines`]: Docker hosts, one `dockerd` per network namespace (`scripts/test-hosts.sh`).
+//! - [`ControlPlane`] / [`Agent`]: `corral server` and `corral agent` child processes, killed on drop.
+//! - [`corral`]: runs a client command and returns its JSON answer.
+//! - [`Engine`]: asks an engine itself (the `docker` CLI) what it runs.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const TEST_IMAGE: &str = "corral-test/busybox:latest";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+}
+
+/// The `corral` binary, built once per test run so the tests never drive a stale one.
+pub fn corral_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "corral-cli", "--bin", "corral"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building corral failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+        target.join("debug").join("corral")
+    })
+    .clone()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Docker engine of a test host.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub name: String,
+    pub socket: String,
+    pub address: String,
+}
+
+/// One container as the engine itself reports it.
+#[derive(Debug, Clone)]
+pub struct EngineContainer {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Engine {
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker").arg("-H").arg(&self.socket).args(args).output().expect("run docker")
+    }
+
+    /// Every Corral-managed container on this engine, running or not.
+    pub fn managed(&self) -> Vec<EngineContainer> {
+        let out = self.docker(&["ps", "-a", "--filter", "label=io.corral.managed=true", "--format", "{{.ID}}"]);
+        assert!(out.status.success(), "docker ps on {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let mut args = vec!["inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = self.docker(&args);
+        // A container can vanish between ps and inspect; inspect then fails for it alone.
+        let inspected: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        inspected
+            .iter()
+            .map(|c| EngineContainer {
+                id: c["Id"].as_str().unwrap_or_default().to_string(),
+                name: c["Name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(),
+                state: c["State"]["Status"].as_str().unwrap_or_default().to_string(),
+                labels: serde_json::from_value(c["Config"]["Labels"].clone()).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Names of the managed containers running on this engine, sorted.
+    pub fn running_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.managed().into_iter().filter(|c| c.state == "running").map(|c| c.name).collect();
+        names.sort();
+        names
+    }
+
+    /// Removes every Corral-managed container, so a test starts from a clean engine.
+    pub fn clear(&self) {
+        for c in self.managed() {
+            self.docker(&["rm", "-f", &c.id]);
+        }
+    }
+}
+
+/// Ensures `n` test hosts run (idempotent) and returns their engines.
+pub fn engines(n: usize) -> Vec<Engine> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/test-hosts.sh"))
+        .args(["up", &n.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/test-hosts.sh");
+    assert!(out.status.success(), "scripts/test-hosts.sh up {n} failed (the end-to-end tests need root and dockerd)");
+    let engines: Vec<Engine> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (name, socket, address) = (parts.next()?, parts.next()?, parts.next()?);
+            socket.starts_with("unix://").then(|| Engine { name: name.into(), socket: socket.into(), address: address.into() })
+        })
+        .collect();
+    assert_eq!(engines.len(), n, "test-hosts.sh printed: {}", String::from_utf8_lossy(&out.stdout));
+    engines
+}
+
+/// A child process killed (SIGKILL) when dropped, with its output in a log file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("create log");
+        cmd.stderr(file.try_clone().expect("clone log")).stdout(file);
+        Proc { child: cmd.spawn().expect("spawn corral"), log }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = wait_for("process to exit after SIGTERM", Duration::from_secs(10), || self.child.try_wait().ok().flatten());
+        std::mem::forget(self);
+        status
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit on its own and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for("process to exit", timeout, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `corral server` on a free loopback port with its own data dir.
+pub struct ControlPlane {
+    pub proc: Proc,
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// The first line the server printed (the admin token line on a fresh data dir).
+    pub banner: String,
+}
+
+impl ControlPlane {
+    /// Starts on a free loopback port.
+    pub fn start(data_dir: &Path) -> ControlPlane {
+        Self::start_on(data_dir, "127.0.0.1:0")
+    }
+
+    /// Stops this control plane (SIGTERM, asserting a clean exit) and starts a new process on
+    /// the same address and data dir, as an operator restarting it would.
+    pub fn restart(self) -> ControlPlane {
+        self.restart_with_pause(|| {})
+    }
+
+    /// Like [`restart`](Self::restart), running `while_down` between the stop and the start.
+    pub fn restart_with_pause(self, while_down: impl FnOnce()) -> ControlPlane {
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let data_dir = self.data_dir.clone();
+        assert!(self.proc.stop().success(), "the control plane exits cleanly on SIGTERM");
+        while_down();
+        Self::start_on(&data_dir, &listen)
+    }
+
+    pub fn start_on(data_dir: &Path, listen: &str) -> ControlPlane {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = data_dir.with_extension(format!("server-{n}.log"));
+        std::fs::create_dir_all(data_dir).unwrap();
+        let mut cmd = Command::new(corral_bin());
+        cmd.args(["server", "--listen", listen, "--data-dir"]).arg(data_dir).env("RUST_LOG", "info");
+        let proc = Proc::spawn(cmd, log);
+        let url = wait_for("the control plane to print its address", Duration::from_secs(20), || {
+            let out = proc.output();
+            out.lines()
+                .find_map(|l| l.strip_prefix("Corral control plane on ").map(|rest| rest.split_whitespace().next().unwrap_or("").to_string()))
+        });
+        let banner = proc.output().lines().next().unwrap_or_default().to_string();
+        ControlPlane { proc, url, data_dir: data_dir.to_path_buf(), banner }
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token")).expect("admin-token file").trim().to_string()
+    }
+
+    /// A `corral` client command against this control plane.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(corral_bin());
+        cmd.args(args).env("CORRAL_URL", &self.url).env("CORRAL_TOKEN", self.admin_token()).env_remove("CORRAL_ENV");
+        cmd
+    }
+
+    /// Runs a client command with `-o json`, asserting success, and parses its answer.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = vec!["-o", "json"];
+        with_json.extend_from_slice(args);
+        let out = self.cli(&with_json).output().expect("run corral");
+        assert!(
+            out.status.success(),
+            "corral {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("corral {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Runs a client command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args).output().expect("run corral");
+        assert!(!out.status.success(), "corral {args:?} should have failed but printed {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// Hosts by name with their JSON records.
+    pub fn hosts(&self) -> Vec<Value> {
+        self.json(&["host", "ls"]).as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn wait_hosts_active(&self, names: &[&str]) {
+        wait_for(&format!("hosts {names:?} to be active"), Duration::from_secs(20), || {
+            let hosts = self.hosts();
+            names
+                .iter()
+                .all(|n| hosts.iter().any(|h| h["name"] == *n && h["state"] == "active" && h["in_sync"] == true))
+                .then_some(())
+        });
+    }
+}
+
+/// `corral agent` for one engine.
+pub fn start_agent(cp: &ControlPlane, join_token: &str, engine: &Engine, state_dir: &Path, labels: &[&str]) -> Proc {
+    let mut cmd = Command::new(corral_bin());
+    cmd.args(["agent", "--server", &cp.url, "--token", join_token, "--docker-host", &engine.socket, "--name", &engine.name])
+        .args(["--address", &engine.address])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("RUST_LOG", "info");
+    for l in labels {
+        cmd.args(["--label", l]);
+    }
+    Proc::spawn(cmd, state_dir.with_extension("agent.log"))
+}
+
+/// The output of a finished command as text, stdout then stderr.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}

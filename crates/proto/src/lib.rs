@@ -24,6 +24,8 @@ pub use spec::{ContainerSpec, PortSpec, Protocol};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Frames sent by an agent to the control plane.
+// One hello per connection: boxing it would save nothing worth an extra indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {

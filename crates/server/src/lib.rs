@@ -1,1 +1,170 @@
-//! placeholder
+//! Corral's control plane.
+//!
+//! - [`ControlPlane`]: opens the store, bootstraps a fresh data dir, binds the listener and
+//!   runs the API and the control loop until shutdown.
+//! - [`api`]: REST + JSON under `/v1` (axum), one file per resource; [`api::router`] builds it.
+//! - [`agent_session`]: the `/v1/agent` WebSocket session of one agent.
+//! - [`hub`]: which agents are connected and the desired set each should run.
+//! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
+//! - [`validate`]: checks on user input; [`error`]: the API's one error type.
+//!
+//! Placement itself is the pure `corral-scheduler` crate; persistence is `corral-store`.
+
+pub mod agent_session;
+pub mod api;
+pub mod error;
+pub mod hub;
+pub mod reconcile;
+pub mod state;
+pub mod validate;
+
+use crate::hub::Hub;
+use crate::reconcile::{ReconcileTrigger, Reconciler};
+use crate::state::AppState;
+use corral_store::{Store, StoreError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+/// Name of the file in the data dir that holds the first admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Name of the database file in the data dir.
+pub const DATABASE_FILE: &str = "corral.db";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// URL hosts use to reach this control plane, for the join command; by default the
+    /// address the caller of the join-command endpoint used.
+    pub advertise_url: Option<String>,
+    /// Built web UI to serve at `/`.
+    pub ui_dir: Option<PathBuf>,
+    /// Binary served at `/v1/agent/binary`; by default this process's own executable.
+    pub agent_binary: Option<PathBuf>,
+    pub heartbeat_interval: Duration,
+    /// How long a disconnected host keeps its containers before they are placed elsewhere.
+    pub reschedule_after: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Config {
+            data_dir,
+            listen,
+            advertise_url: None,
+            ui_dir: None,
+            agent_binary: None,
+            heartbeat_interval: Duration::from_secs(1),
+            reschedule_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source} (is another control plane running? pick another --listen)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A control plane with its store open and its port bound, ready to [`run`](ControlPlane::run).
+pub struct ControlPlane {
+    state: AppState,
+    listener: TcpListener,
+    reconciler: Reconciler,
+    /// The admin token, when this start created it (a fresh data dir); shown once.
+    pub new_admin_token: Option<String>,
+}
+
+impl ControlPlane {
+    pub async fn open(config: Config) -> Result<ControlPlane, ServerError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+        let store = Store::open(&data_dir.join(DATABASE_FILE)).await?;
+        store.ensure_default_environment().await?;
+        let new_admin_token = bootstrap_admin_token(&store, &data_dir).await?;
+        store.mark_all_hosts_disconnected().await?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let hub = Arc::new(Hub::default());
+        let trigger = ReconcileTrigger::default();
+        let unplaced = Arc::default();
+        let reconciler = Reconciler {
+            store: store.clone(),
+            hub: hub.clone(),
+            trigger: trigger.clone(),
+            reschedule_after: config.reschedule_after,
+            unplaced: Arc::clone(&unplaced),
+        };
+        let state = AppState {
+            store,
+            hub,
+            reconcile: trigger,
+            config: Arc::new(config),
+            unplaced,
+            shutdown: broadcast::channel(1).0,
+        };
+        Ok(ControlPlane { state, listener, reconciler, new_admin_token })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` fires, then closes agent sessions and the store.
+    pub async fn run(self, mut shutdown: broadcast::Receiver<()>) -> Result<(), ServerError> {
+        let ControlPlane { state, listener, reconciler, .. } = self;
+        // Compute every known host's desired set before any agent can connect.
+        reconciler.pass().await?;
+        let loop_task = tokio::spawn(reconciler.run(state.shutdown.subscribe()));
+        let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = state.shutdown.clone();
+        tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "control plane listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.recv().await;
+                let _ = stop.send(());
+            })
+            .await
+            .map_err(ServerError::Serve)?;
+        let _ = loop_task.await;
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+/// On a fresh data dir, creates the admin token and writes it to `admin-token` (mode 0600).
+async fn bootstrap_admin_token(store: &Store, data_dir: &std::path::Path) -> Result<Option<String>, ServerError> {
+    if store.api_token_exists("admin").await? {
+        return Ok(None);
+    }
+    let secret = store.create_api_token("admin").await?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &secret).map_err(|source| ServerError::DataDir { path, source })?;
+    Ok(Some(secret))
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

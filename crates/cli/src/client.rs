@@ -1,0 +1,73 @@
+//! The REST client the commands share: base URL, token, environment, and `{code, message}` errors.
+
+use anyhow::{anyhow, Context, Result};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    environment: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>, environment: Option<String>) -> Client {
+        let token = token.or_else(local_admin_token);
+        Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token, environment }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
+        self.send(Method::GET, path, query, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(Method::POST, path, &[], Some(body)).await
+    }
+
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.send::<(), serde_json::Value>(Method::DELETE, path, &[], None).await.map(|_| ())
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&B>) -> Result<T> {
+        let url = format!("{}/v1{path}", self.base);
+        let mut request = self.http.request(method, &url).query(query);
+        if let Some(env) = &self.environment {
+            request = request.query(&[("env", env)]);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base))?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("reading the control plane's answer")?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+            return Err(anyhow!(message));
+        }
+        let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+        serde_json::from_slice(bytes).context("the control plane's answer is not the expected JSON")
+    }
+}
+
+/// Default data dir of `corral server`: `$XDG_DATA_HOME/corral`, usually `~/.local/share/corral`.
+pub fn default_data_dir() -> std::path::PathBuf {
+    dirs::data_dir().unwrap_or_else(|| std::path::PathBuf::from(".")).join("corral")
+}
+
+/// On the control plane's own machine, the admin token it wrote on first start.
+fn local_admin_token() -> Option<String> {
+    let path = default_data_dir().join(corral_server::ADMIN_TOKEN_FILE);
+    std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}

@@ -1,0 +1,58 @@
+//! `corral agent`.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the agent keeps its identity and the last desired set.
+    #[arg(long, env = "CORRAL_AGENT_STATE_DIR", default_value = "/var/lib/corral-agent")]
+    state_dir: PathBuf,
+    /// Docker engine to drive [default: DOCKER_HOST or /var/run/docker.sock].
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// Name of this host in the control plane [default: the hostname].
+    #[arg(long)]
+    name: Option<String>,
+    /// Address shown for this host [default: the address used to reach the control plane].
+    #[arg(long)]
+    address: Option<String>,
+    /// Host label for scheduling constraints, KEY=VALUE; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+}
+
+pub async fn run(args: Args, server: &str, token: Option<String>) -> Result<()> {
+    init_logging();
+    let token = token.context("the agent needs the environment's join token: pass --token (see `corral host join-command`)")?;
+    let config = corral_agent::AgentConfig {
+        server_url: server.to_string(),
+        token,
+        state_dir: args.state_dir,
+        docker_host: args.docker_host,
+        name: args.name,
+        address: args.address,
+        labels: super::key_values(&args.labels, "label")?,
+    };
+    let (stop, shutdown) = tokio::sync::broadcast::channel(1);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(());
+    });
+    corral_agent::run(config, shutdown).await?;
+    Ok(())
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

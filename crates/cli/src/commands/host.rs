@@ -1,0 +1,49 @@
+//! `corral host ls` and `corral host join-command`.
+
+use super::text;
+use crate::client::Client;
+use crate::output::{self, Format};
+use anyhow::Result;
+use serde_json::Value;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List the environment's hosts with their state and facts.
+    Ls,
+    /// Print the one-line command that adds a host to the environment.
+    JoinCommand,
+}
+
+pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
+    match cmd {
+        Command::Ls => {
+            let hosts: Vec<Value> = client.get("/hosts", &[]).await?;
+            output::print(format, &hosts, &["NAME", "STATE", "SINCE", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "LABELS"], |hosts| {
+                hosts
+                    .iter()
+                    .map(|h| {
+                        let labels = h["labels"].as_object().map(|m| {
+                            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
+                        });
+                        vec![
+                            text(h, "name"),
+                            text(h, "state"),
+                            text(h, "state_since"),
+                            text(h, "address"),
+                            text(h, "docker_version"),
+                            text(h, "cpus"),
+                            output::bytes(h["memory_bytes"].as_u64().unwrap_or(0)),
+                            text(h, "containers"),
+                            labels.unwrap_or_default(),
+                        ]
+                    })
+                    .collect()
+            });
+        }
+        Command::JoinCommand => {
+            let join: Value = client.get("/hosts/join-command", &[]).await?;
+            output::done(format, &join, &text(&join, "command"));
+        }
+    }
+    Ok(())
+}

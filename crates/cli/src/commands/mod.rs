@@ -1,0 +1,80 @@
+//! One module per command group; each turns arguments into API calls and prints the answer.
+
+mod agent;
+mod host;
+mod ps;
+mod server;
+mod service;
+mod stack;
+
+use crate::client::Client;
+use crate::Cli;
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use serde_json::Value;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the control plane: API, agent endpoint, web UI.
+    Server(server::Args),
+    /// Run the host agent: join a control plane and keep this host's Docker engine as desired.
+    Agent(agent::Args),
+    /// Hosts: list them, or print the command that adds one.
+    #[command(subcommand)]
+    Host(host::Command),
+    /// Stacks: groups of services.
+    #[command(subcommand)]
+    Stack(stack::Command),
+    /// Services: sets of identical containers with a scale.
+    #[command(subcommand)]
+    Service(service::Command),
+    /// List containers, optionally of one STACK or STACK/SERVICE.
+    Ps(ps::Args),
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = || Client::new(&cli.server, cli.token.clone(), cli.environment.clone());
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Agent(args) => agent::run(args, &cli.server, cli.token.clone()).await,
+        Command::Host(cmd) => host::run(cmd, &client(), cli.output).await,
+        Command::Stack(cmd) => stack::run(cmd, &client(), cli.output).await,
+        Command::Service(cmd) => service::run(cmd, &client(), cli.output).await,
+        Command::Ps(args) => ps::run(args, &client(), cli.output).await,
+    }
+}
+
+/// Splits `STACK/SERVICE`.
+pub fn stack_service(path: &str) -> Result<(&str, &str)> {
+    match path.split_once('/') {
+        Some((stack, service)) if !stack.is_empty() && !service.is_empty() && !service.contains('/') => Ok((stack, service)),
+        _ => bail!("expected STACK/SERVICE, e.g. WEB-Server/Nginx-cluster, got {path:?}"),
+    }
+}
+
+/// A string field of a JSON object, or "" when absent.
+pub fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Parses repeated `KEY=VALUE` flags.
+pub fn key_values(items: &[String], what: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("invalid {what} {kv:?}: use KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// The path segment for a name (names are validated to be URL-safe; this guards odd input).
+pub fn seg(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) })
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! `corral service create|ls|scale|rm`.
+
+use super::{key_values, seg, stack_service, text};
+use crate::client::Client;
+use crate::output::{self, Format};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Create a service: `corral service create STACK/NAME --image IMAGE [--scale N] [--port P] -- CMD ARGS`.
+    Create {
+        /// STACK/NAME
+        path: String,
+        #[arg(long)]
+        image: String,
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        scale: i64,
+        /// Container port, optionally published: 80, 8080:80, 53/udp; repeatable.
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<String>,
+        /// Environment variable for the containers, KEY=VALUE; repeatable.
+        #[arg(short = 'e', long = "env-var", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Label for the containers, KEY=VALUE; repeatable.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Place only on matching hosts: host.LABEL=VALUE or host.LABEL!=VALUE; repeatable.
+        #[arg(long = "constraint", value_name = "host.LABEL=VALUE")]
+        constraints: Vec<String>,
+        /// Command and arguments, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// List services, optionally of one stack.
+    Ls { stack: Option<String> },
+    /// Set the number of containers.
+    Scale {
+        /// STACK/NAME
+        path: String,
+        #[arg(allow_negative_numbers = true)]
+        scale: i64,
+    },
+    /// Remove a service and its containers.
+    Rm {
+        /// STACK/NAME
+        path: String,
+    },
+}
+
+fn service_path(stack: &str, service: &str) -> String {
+    format!("/stacks/{}/services/{}", seg(stack), seg(service))
+}
+
+pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
+    match cmd {
+        Command::Create { path, image, scale, ports, env, labels, constraints, command } => {
+            let (stack, name) = stack_service(&path)?;
+            let body = json!({
+                "name": name, "image": image, "scale": scale, "ports": ports, "env": env,
+                "labels": key_values(&labels, "label")?, "constraints": constraints, "command": command,
+            });
+            let service: Value = client.post(&format!("/stacks/{}/services", seg(stack)), &body).await?;
+            output::done(format, &service, &format!("created service {path} with scale {scale}"));
+        }
+        Command::Ls { stack } => {
+            let query: Vec<(&str, &str)> = stack.as_deref().map(|s| ("stack", s)).into_iter().collect();
+            let services: Vec<Value> = client.get("/services", &query).await?;
+            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "RUNNING", "PORTS", "NOTES"], |services| {
+                services
+                    .iter()
+                    .map(|s| {
+                        let ports = s["ports"].as_array().map(|p| p.iter().filter_map(port_text).collect::<Vec<_>>().join(","));
+                        let notes = s["unplaced"].as_array().and_then(|u| u.first()).and_then(|u| u.as_str()).unwrap_or_default().to_string();
+                        vec![
+                            format!("{}/{}", text(s, "stack"), text(s, "name")),
+                            text(s, "image"),
+                            text(s, "scale"),
+                            text(s, "running"),
+                            ports.unwrap_or_default(),
+                            notes,
+                        ]
+                    })
+                    .collect()
+            });
+        }
+        Command::Scale { path, scale } => {
+            let (stack, name) = stack_service(&path)?;
+            let service: Value = client.put(&format!("{}/scale", service_path(stack, name)), &json!({ "scale": scale })).await?;
+            output::done(format, &service, &format!("scaled {path} to {scale}"));
+        }
+        Command::Rm { path } => {
+            let (stack, name) = stack_service(&path)?;
+            client.delete(&service_path(stack, name)).await?;
+            output::done(format, &json!({ "removed": path }), &format!("removed service {path}"));
+        }
+    }
+    Ok(())
+}
+
+/// `8080:80`, `80`, `53/udp` from the API's port object.
+pub fn port_text(p: &Value) -> Option<String> {
+    serde_json::from_value::<corral_proto::PortSpec>(p.clone()).ok().map(|p| p.to_string())
+}

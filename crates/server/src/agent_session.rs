@@ -1,0 +1,174 @@
+//! One agent's WebSocket session: hello, then heartbeats, desired sets down, observed sets up.
+
+use crate::hub::Attachment;
+use crate::state::AppState;
+use axum::extract::ws::{Message, WebSocket};
+use corral_proto::{AgentMessage, Hello, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION};
+use corral_store::{HostState, StoreError};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, shutdown: broadcast::Receiver<()>) {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, next_message(&mut socket)).await {
+        Ok(Some(Ok(AgentMessage::Hello(hello)))) => hello,
+        Ok(Some(Ok(_))) => return reject(socket, RejectCode::BadHello, "the first message must be a hello".into()).await,
+        Ok(Some(Err(e))) => return reject(socket, RejectCode::BadHello, format!("unreadable hello: {e}")).await,
+        Ok(None) => return,
+        Err(_) => return reject(socket, RejectCode::BadHello, "no hello within 10 s".into()).await,
+    };
+    match admit(&state, &hello, remote).await {
+        Ok((attachment, welcome)) => {
+            let host_id = hello.host_id.clone();
+            tracing::info!(host = %welcome.host_name, %remote, "agent connected");
+            let result = run(&mut socket, &state, &host_id, attachment.desired, welcome, shutdown).await;
+            state.hub.detach(&host_id, attachment.session);
+            if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
+                tracing::error!(error = %e, "could not record host as disconnected");
+            }
+            state.reconcile.trigger();
+            tracing::info!(host_id = %host_id, reason = %result.err().unwrap_or_else(|| "closed".into()), "agent disconnected");
+        }
+        Err((code, message)) => {
+            tracing::warn!(%remote, ?code, %message, "agent refused");
+            reject(socket, code, message).await
+        }
+    }
+}
+
+/// Checks the hello and registers the host; on success the session owns the host.
+async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<(Attachment, Welcome), (RejectCode, String)> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err((
+            RejectCode::ProtocolMismatch,
+            format!(
+                "agent speaks protocol {} but this control plane speaks {PROTOCOL_VERSION}; download the agent again from /v1/agent/binary",
+                hello.protocol_version
+            ),
+        ));
+    }
+    let internal = |e: StoreError| (RejectCode::BadHello, format!("control plane error: {e}"));
+    let env = state
+        .store
+        .environment_by_join_token(&hello.token)
+        .await
+        .map_err(internal)?
+        .ok_or((RejectCode::BadToken, "unknown join token; copy the join command again from `corral host join-command` or Add Host".to_string()))?;
+    if hello.host_id.trim().is_empty() || hello.facts.name.trim().is_empty() {
+        return Err((RejectCode::BadHello, "the hello must carry a host id and a host name".into()));
+    }
+    let attachment = state.hub.attach(&hello.host_id).map_err(|_| {
+        (
+            RejectCode::AlreadyConnected,
+            format!(
+                "host {:?} (id {}) is already connected; another agent is running with the same state dir, stop it or give this one its own --state-dir",
+                hello.facts.name, hello.host_id
+            ),
+        )
+    })?;
+    let mut facts = hello.facts.clone();
+    if facts.address.is_empty() {
+        facts.address = remote.ip().to_string();
+    }
+    match state.store.register_host(env.id, &hello.host_id, &facts).await {
+        Ok(host) => Ok((
+            attachment,
+            Welcome {
+                host_id: host.id,
+                host_name: host.name,
+                environment: env.name,
+                heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+            },
+        )),
+        Err(e) => {
+            state.hub.detach(&hello.host_id, attachment.session);
+            Err(match e {
+                StoreError::Conflict(m) => (RejectCode::BadHello, m),
+                other => internal(other),
+            })
+        }
+    }
+}
+
+async fn run(
+    socket: &mut WebSocket,
+    state: &AppState,
+    host_id: &str,
+    mut desired: crate::hub::DesiredWatch,
+    welcome: Welcome,
+    mut shutdown: broadcast::Receiver<()>,
+) -> Result<(), String> {
+    send(socket, &ServerMessage::Welcome(welcome)).await?;
+    state.reconcile.trigger();
+    let interval = state.config.heartbeat_interval;
+    let mut heartbeat = tokio::time::interval(interval);
+    let mut last_heard = Instant::now();
+    // Desired sets wait for the host's first report, so the control plane knows what the host
+    // already runs before it tells the agent what to keep.
+    let mut reported = false;
+    loop {
+        tokio::select! {
+            msg = next_message(socket) => {
+                last_heard = Instant::now();
+                match msg {
+                    None => return Err("connection closed".into()),
+                    Some(Err(e)) => return Err(format!("bad message: {e}")),
+                    Some(Ok(AgentMessage::Heartbeat)) => {}
+                    Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
+                    Some(Ok(AgentMessage::Observed(observed))) => {
+                        state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+                        state.hub.record_applied(host_id, observed.applied_revision);
+                        if !reported {
+                            reported = true;
+                            desired.mark_changed();
+                        }
+                    }
+                }
+            }
+            changed = desired.changed(), if reported => {
+                if changed.is_err() {
+                    return Err("hub closed".into());
+                }
+                let set = desired.borrow_and_update().clone();
+                if let Some(set) = set {
+                    send(socket, &ServerMessage::Desired((*set).clone())).await?;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > interval * 3 {
+                    return Err(format!("no heartbeat for {:?}", last_heard.elapsed()));
+                }
+                send(socket, &ServerMessage::Heartbeat).await?;
+            }
+            _ = shutdown.recv() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The next protocol message; `None` when the peer has gone.
+async fn next_message(socket: &mut WebSocket) -> Option<Result<AgentMessage, String>> {
+    loop {
+        match socket.recv().await? {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), String> {
+    let text = serde_json::to_string(msg).expect("server messages always serialize");
+    socket.send(Message::Text(text.into())).await.map_err(|e| format!("send failed: {e}"))
+}
+
+async fn reject(mut socket: WebSocket, code: RejectCode, message: String) {
+    let _ = send(&mut socket, &ServerMessage::Rejected(Rejected { code, message })).await;
+    let _ = socket.send(Message::Close(None)).await;
+}

@@ -1,0 +1,76 @@
+//! Containers: what `corral ps` shows, joining placements with what the engines report.
+
+use super::{EnvQuery, Json, Query};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::extract::State;
+use corral_proto::PortSpec;
+use corral_store::HostState;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+pub struct ContainerFilter {
+    pub env: Option<String>,
+    pub stack: Option<String>,
+    pub service: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ContainerOut {
+    pub name: String,
+    pub stack: String,
+    pub service: String,
+    pub instance: u32,
+    pub host: String,
+    pub host_state: HostState,
+    /// The engine's state word, or `pending` before the host has reported the container.
+    pub state: String,
+    pub status: String,
+    pub ip: Option<String>,
+    pub ports: Vec<PortSpec>,
+    pub docker_id: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter>) -> ApiResult<Json<Vec<ContainerOut>>> {
+    let env = EnvQuery { env: q.env }.resolve(&state).await?;
+    let stack_id = match &q.stack {
+        Some(name) => Some(state.store.stack(env.id, name).await?.id),
+        None => None,
+    };
+    let mut services = state.store.services(Some(env.id), stack_id).await?;
+    if let (Some(stack), Some(name)) = (&q.stack, &q.service) {
+        let stack = state.store.stack(env.id, stack).await?;
+        services = vec![state.store.service(&stack, name).await?];
+    }
+    let services: HashMap<i64, _> = services.into_iter().map(|s| (s.id, s)).collect();
+    let hosts: HashMap<String, _> = state.store.hosts(Some(env.id)).await?.into_iter().map(|h| (h.id.clone(), h)).collect();
+    let observed: HashMap<(String, String), _> =
+        state.store.observed(Some(env.id)).await?.into_iter().map(|o| ((o.host_id.clone(), o.name.clone()), o)).collect();
+    let mut out: Vec<ContainerOut> = state
+        .store
+        .container_records(Some(env.id))
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let service = services.get(&r.service_id)?;
+            let host = hosts.get(&r.host_id)?;
+            let seen = observed.get(&(r.host_id.clone(), r.name.clone()));
+            Some(ContainerOut {
+                stack: service.stack.clone(),
+                service: service.name.clone(),
+                instance: r.instance,
+                host: host.name.clone(),
+                host_state: host.state,
+                state: seen.map_or("pending".into(), |o| o.state.to_string()),
+                status: seen.map_or_else(String::new, |o| o.status.clone()),
+                ip: seen.and_then(|o| o.ip.clone()),
+                ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
+                docker_id: seen.map(|o| o.docker_id.clone()),
+                name: r.name,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.stack, &a.service, a.instance).cmp(&(&b.stack, &b.service, b.instance)));
+    Ok(Json(out))
+}

@@ -1,0 +1,76 @@
+//! Hosts, environments and the join command.
+
+use super::{EnvQuery, Json, Path, Query};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use corral_store::{Environment, Host};
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct HostOut {
+    #[serde(flatten)]
+    pub host: Host,
+    pub environment: String,
+    /// Whether the agent has applied the latest desired set.
+    pub in_sync: Option<bool>,
+    pub containers: usize,
+}
+
+pub async fn environments(State(state): State<AppState>) -> ApiResult<Json<Vec<Environment>>> {
+    Ok(Json(state.store.environments().await?))
+}
+
+async fn host_out(state: &AppState, env: &Environment, hosts: Vec<Host>) -> ApiResult<Vec<HostOut>> {
+    let records = state.store.container_records(Some(env.id)).await?;
+    Ok(hosts
+        .into_iter()
+        .map(|host| HostOut {
+            in_sync: state.hub.in_sync(&host.id),
+            containers: records.iter().filter(|r| r.host_id == host.id).count(),
+            environment: env.name.clone(),
+            host,
+        })
+        .collect())
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> ApiResult<Json<Vec<HostOut>>> {
+    let env = q.resolve(&state).await?;
+    let hosts = state.store.hosts(Some(env.id)).await?;
+    Ok(Json(host_out(&state, &env, hosts).await?))
+}
+
+pub async fn get(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<HostOut>> {
+    let env = q.resolve(&state).await?;
+    let host = state.store.host(env.id, &name).await?;
+    let mut out = host_out(&state, &env, vec![host]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+#[derive(Serialize)]
+pub struct JoinCommand {
+    pub environment: String,
+    pub server_url: String,
+    pub token: String,
+    /// One line to run on a host with Docker: fetch the agent from the control plane and start it.
+    pub command: String,
+}
+
+pub async fn join_command(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
+    let env = q.resolve(&state).await?;
+    let server_url = match &state.config.advertise_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        // Without an advertised URL, the address the caller used to reach us is the best guess
+        // of an address hosts can reach too.
+        None => {
+            let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+            format!("http://{host}")
+        }
+    };
+    let command = format!(
+        "curl -fsSL {server_url}/v1/agent/binary -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {server_url} --token {}",
+        env.join_token
+    );
+    Ok(Json(JoinCommand { environment: env.name, server_url, token: env.join_token, command }))
+}

@@ -1,0 +1,95 @@
+//! The REST + WebSocket API under `/v1`, and the web UI at `/`.
+//!
+//! One file per resource. Handlers validate, write through the store in one transaction,
+//! trigger a reconcile pass and answer; they never talk to agents directly.
+
+pub mod agent;
+pub mod containers;
+pub mod hosts;
+pub mod services;
+pub mod stacks;
+pub mod ui;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use corral_store::environments::DEFAULT_ENVIRONMENT;
+use corral_store::Environment;
+use serde::Deserialize;
+
+/// `axum::Json`, but a body that is not JSON (or not the right JSON) is an [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `?env=NAME` picks the environment; without it, the default one.
+#[derive(Debug, Deserialize)]
+pub struct EnvQuery {
+    pub env: Option<String>,
+}
+
+impl EnvQuery {
+    pub async fn resolve(&self, state: &AppState) -> ApiResult<Environment> {
+        Ok(state.store.environment(self.env.as_deref().unwrap_or(DEFAULT_ENVIRONMENT)).await?)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/environments", get(hosts::environments))
+        .route("/hosts", get(hosts::list))
+        .route("/hosts/join-command", get(hosts::join_command))
+        .route("/hosts/{host}", get(hosts::get))
+        .route("/stacks", get(stacks::list).post(stacks::create))
+        .route("/stacks/{stack}", get(stacks::get).delete(stacks::remove))
+        .route("/stacks/{stack}/services", get(services::list_in_stack).post(services::create))
+        .route("/stacks/{stack}/services/{service}", get(services::get).delete(services::remove))
+        .route("/stacks/{stack}/services/{service}/scale", put(services::scale))
+        .route("/services", get(services::list))
+        .route("/containers", get(containers::list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let open = Router::new()
+        .route("/health", get(health))
+        .route("/agent", get(agent::connect))
+        .route("/agent/binary", get(agent::binary));
+    let v1 = authed.merge(open).fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) });
+    Router::new().nest("/v1", v1).fallback(ui::service(&state.config)).with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(t) if state.store.verify_api_token(t).await?.is_some() => Ok(next.run(request).await),
+        _ => Err(ApiError::Unauthorized),
+    }
+}

@@ -1,0 +1,169 @@
+//! Services: create, list, show, scale, remove.
+
+use super::{EnvQuery, Json, Path, Query};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use corral_store::{Service, ServiceKind, ServiceSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewService {
+    pub name: String,
+    pub image: String,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `80`, `8080:80`, `53/udp`.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `host.LABEL=VALUE` or `host.LABEL!=VALUE`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// Signed so that a negative number gets a clear message rather than a parse error.
+    #[serde(default = "one")]
+    pub scale: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Deserialize)]
+pub struct Scale {
+    pub scale: i64,
+}
+
+#[derive(Serialize)]
+pub struct ServiceOut {
+    #[serde(flatten)]
+    pub service: Service,
+    /// Containers placed on hosts.
+    pub placed: usize,
+    /// Placed containers the engines report running.
+    pub running: usize,
+    /// Why instances could not be placed, if any could not.
+    pub unplaced: Vec<String>,
+}
+
+async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<ServiceOut>> {
+    let env = services.first().map(|s| s.environment_id);
+    let records = state.store.container_records(env).await?;
+    let observed = state.store.observed(env).await?;
+    let unplaced = state.unplaced.lock().expect("unplaced lock").clone();
+    Ok(services
+        .into_iter()
+        .map(|service| {
+            let mine: Vec<_> = records.iter().filter(|r| r.service_id == service.id).collect();
+            let running = mine
+                .iter()
+                .filter(|r| {
+                    observed.iter().any(|o| o.host_id == r.host_id && o.name == r.name && o.state == corral_proto::ContainerState::Running)
+                })
+                .count();
+            ServiceOut {
+                placed: mine.len(),
+                running,
+                unplaced: unplaced.get(&service.id).into_iter().flatten().map(|u| format!("instance {}: {}", u.instance, u.reason)).collect(),
+                service,
+            }
+        })
+        .collect())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(stack): Path<String>,
+    Query(q): Query<EnvQuery>,
+    Json(body): Json<NewService>,
+) -> ApiResult<(StatusCode, Json<ServiceOut>)> {
+    validate::name("name", "service", &body.name)?;
+    validate::image(&body.image)?;
+    validate::command(&body.command)?;
+    validate::env(&body.env)?;
+    validate::labels(&body.labels)?;
+    let ports = validate::ports(&body.ports)?;
+    let constraints = validate::constraints(&body.constraints)?;
+    let scale = validate::scale(body.scale)?;
+    let env = q.resolve(&state).await?;
+    let stack = state.store.stack(env.id, &stack).await?;
+    let spec = ServiceSpec {
+        kind: ServiceKind::Container,
+        image: body.image,
+        command: body.command,
+        env: body.env,
+        ports,
+        labels: body.labels,
+        constraints,
+    };
+    let service = state.store.create_service(&stack, &body.name, &spec, scale).await?;
+    state.reconcile.trigger();
+    let mut out = service_out(&state, vec![service]).await?;
+    Ok((StatusCode::CREATED, Json(out.remove(0))))
+}
+
+#[derive(Deserialize)]
+pub struct ServiceFilter {
+    pub env: Option<String>,
+    pub stack: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<ServiceFilter>) -> ApiResult<Json<Vec<ServiceOut>>> {
+    let env = EnvQuery { env: q.env }.resolve(&state).await?;
+    let stack_id = match &q.stack {
+        Some(name) => Some(state.store.stack(env.id, name).await?.id),
+        None => None,
+    };
+    let services = state.store.services(Some(env.id), stack_id).await?;
+    Ok(Json(service_out(&state, services).await?))
+}
+
+pub async fn list_in_stack(State(state): State<AppState>, Path(stack): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<Vec<ServiceOut>>> {
+    list(State(state), Query(ServiceFilter { env: q.env, stack: Some(stack) })).await
+}
+
+async fn find(state: &AppState, q: &EnvQuery, stack: &str, service: &str) -> ApiResult<Service> {
+    let env = q.resolve(state).await?;
+    let stack = state.store.stack(env.id, stack).await?;
+    Ok(state.store.service(&stack, service).await?)
+}
+
+pub async fn get(State(state): State<AppState>, Path((stack, service)): Path<(String, String)>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ServiceOut>> {
+    let service = find(&state, &q, &stack, &service).await?;
+    let mut out = service_out(&state, vec![service]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+pub async fn scale(
+    State(state): State<AppState>,
+    Path((stack, service)): Path<(String, String)>,
+    Query(q): Query<EnvQuery>,
+    Json(body): Json<Scale>,
+) -> ApiResult<Json<ServiceOut>> {
+    let scale = validate::scale(body.scale)?;
+    let service = find(&state, &q, &stack, &service).await?;
+    let service = state.store.set_scale(service.id, scale).await?;
+    state.reconcile.trigger();
+    let mut out = service_out(&state, vec![service]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+pub async fn remove(State(state): State<AppState>, Path((stack, service)): Path<(String, String)>, Query(q): Query<EnvQuery>) -> ApiResult<StatusCode> {
+    let service = find(&state, &q, &stack, &service).await?;
+    state.store.delete_service(service.id).await?;
+    state.reconcile.trigger();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+impl From<corral_scheduler::ConstraintParseError> for ApiError {
+    fn from(e: corral_scheduler::ConstraintParseError) -> Self {
+        ApiError::invalid("constraints", e.to_string())
+    }
+}

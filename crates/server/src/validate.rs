@@ -1,0 +1,202 @@
+//! Checks on what users send, each failing with a message that says what was wrong and what to do.
+
+use crate::error::ApiError;
+use corral_proto::PortSpec;
+use std::collections::BTreeMap;
+
+/// Largest scale one service may ask for.
+pub const MAX_SCALE: i64 = 1000;
+
+/// Stack and service names: they become part of Docker container names and of URLs.
+pub fn name(field: &'static str, what: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("invalid {what} name {value:?}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+        ))
+    }
+}
+
+pub fn scale(value: i64) -> Result<u32, ApiError> {
+    if (0..=MAX_SCALE).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(ApiError::invalid("scale", format!("invalid scale {value}: it must be between 0 and {MAX_SCALE}")))
+    }
+}
+
+/// A Docker image reference: `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, as the engine's grammar has it.
+pub fn image(value: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        Err(ApiError::invalid(
+            "image",
+            format!("invalid image reference {value:?}: {why}; use e.g. nginx, nginx:1.25, registry.local:5000/team/app:v2"),
+        ))
+    };
+    if value.is_empty() {
+        return bad("it is empty");
+    }
+    if value.len() > 255 {
+        return bad("it is longer than 255 characters");
+    }
+    let (rest, digest) = match value.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (value, None),
+    };
+    if let Some(d) = digest {
+        let valid = d.split_once(':').is_some_and(|(algo, hex)| {
+            !algo.is_empty()
+                && algo.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && hex.len() >= 32
+                && hex.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !valid {
+            return bad("the digest after '@' must look like sha256:HEX");
+        }
+    }
+    // A ':' after the last '/' starts the tag; one before it belongs to a registry port.
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (path, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return bad("the tag after ':' may hold only letters, digits, '_', '.' and '-'");
+        }
+    }
+    let mut components: Vec<&str> = path.split('/').collect();
+    if components.len() > 1 {
+        let first = components[0];
+        let is_registry = first.contains('.') || first.contains(':') || first == "localhost";
+        if is_registry {
+            let (host, port) = match first.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (first, None),
+            };
+            if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) {
+                return bad("the registry host is not a valid host name");
+            }
+            if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+                return bad("the registry port is not a number");
+            }
+            components.remove(0);
+        }
+    }
+    for c in components {
+        let valid = !c.is_empty()
+            && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric());
+        if !valid {
+            return bad("repository names use lowercase letters, digits and separators ('.', '_', '-') between them");
+        }
+    }
+    Ok(())
+}
+
+pub fn ports(values: &[String]) -> Result<Vec<PortSpec>, ApiError> {
+    let mut ports: Vec<PortSpec> = Vec::with_capacity(values.len());
+    for v in values {
+        let port: PortSpec = v.parse().map_err(|e: corral_proto::spec::PortParseError| ApiError::invalid("ports", e.0))?;
+        if ports.iter().any(|p| p.container_port == port.container_port && p.protocol == port.protocol) {
+            return Err(ApiError::invalid("ports", format!("port {v:?} is given twice")));
+        }
+        if port.host_port.is_some() && ports.iter().any(|p| p.host_port == port.host_port && p.protocol == port.protocol) {
+            return Err(ApiError::invalid("ports", format!("host port in {v:?} is published twice")));
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+pub fn env(values: &[String]) -> Result<(), ApiError> {
+    for v in values {
+        match v.split_once('=') {
+            Some((k, _)) if !k.is_empty() && !k.contains(char::is_whitespace) && !v.contains('\0') => {}
+            _ => return Err(ApiError::invalid("env", format!("invalid environment variable {v:?}: use KEY=VALUE"))),
+        }
+    }
+    Ok(())
+}
+
+pub fn command(values: &[String]) -> Result<(), ApiError> {
+    if values.iter().any(|a| a.contains('\0')) {
+        return Err(ApiError::invalid("command", "the command may not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// Service labels: anything but Corral's own `io.corral.*`, which the control plane sets.
+pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for key in labels.keys() {
+        if key.is_empty() || key.starts_with("io.corral.") {
+            return Err(ApiError::invalid("labels", format!("invalid label {key:?}: label keys may not be empty or start with io.corral.")));
+        }
+    }
+    Ok(())
+}
+
+/// Scheduling constraints, returned in their canonical text form.
+pub fn constraints(values: &[String]) -> Result<Vec<String>, ApiError> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse::<corral_scheduler::Constraint>()
+                .map(|c| c.to_string())
+                .map_err(|e| ApiError::invalid("constraints", e.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references() {
+        for good in [
+            "nginx",
+            "nginx:1.25",
+            "library/nginx:latest",
+            "corral-test/busybox:latest",
+            "registry.local:5000/team/app:v2",
+            "localhost/app",
+            "a.b/c@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(image(good).is_ok(), "{good}");
+        }
+        for bad in ["", "NGINX", "nginx:", "nginx::1", "-nginx", "nginx:bad tag", "a//b", "nginx@sha256:xyz", "reg:port/x"] {
+            let err = image(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid image reference"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_scales_and_ports() {
+        assert!(name("name", "stack", "WEB-Server").is_ok());
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(64)] {
+            assert!(name("name", "stack", bad).is_err(), "{bad}");
+        }
+        assert_eq!(scale(10).unwrap(), 10);
+        assert!(scale(-1).unwrap_err().to_string().contains("between 0 and"));
+        assert!(ports(&["80".into(), "8080:81".into()]).is_ok());
+        assert!(ports(&["80".into(), "80".into()]).unwrap_err().to_string().contains("twice"));
+        assert!(ports(&["http".into()]).unwrap_err().to_string().contains("invalid port"));
+        assert!(env(&["A=1".into(), "B=".into()]).is_ok());
+        assert!(env(&["A".into()]).is_err());
+        assert!(labels(&[("io.corral.stack".to_string(), "x".to_string())].into()).is_err());
+        assert_eq!(constraints(&["host.zone=a".into()]).unwrap(), ["host.zone=a"]);
+        assert!(constraints(&["zone=a".into()]).is_err());
+    }
+}
