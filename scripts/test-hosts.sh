@@ -6,6 +6,7 @@
 #   scripts/test-hosts.sh down [--purge]
 #                                     stop every test host, remove namespaces, veths, bridge and
 #                                     the FORWARD rule (--purge also deletes the engines' data)
+#   scripts/test-hosts.sh netns I     ensure a bare namespace corral-hI on the bridge (no dockerd)
 #   scripts/test-hosts.sh status      print the hosts that answer
 #
 # Layout: bridge corral-br0 (10.213.0.1/24) in the root namespace; namespace corral-hI with eth0
@@ -206,9 +207,20 @@ status() {
     done
 }
 
+# A bare namespace on the bridge, without dockerd: `netns 0` gives the control plane of the
+# network tests (corral-h0, 10.213.0.10) an address the hosts reach over the test network.
+bare_netns() {
+    local i=${1:?usage: $0 netns I}
+    [[ $i =~ ^[0-9]+$ ]] || die "netns: I must be a number"
+    ensure_bridge
+    ensure_netns "$i"
+    echo "$(ns_name "$i") $(host_ip "$i")"
+}
+
 case ${1:-} in
     up) up "${2:-}" ;;
+    netns) bare_netns "${2:-}" ;;
     down) down "${2:-}" ;;
     status) status ;;
-    *) echo "usage: $0 up N | down [--purge] | status" >&2; exit 2 ;;
+    *) echo "usage: $0 up N | netns I | down [--purge] | status" >&2; exit 2 ;;
 esac

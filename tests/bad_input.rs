@@ -87,6 +87,7 @@ fn agent_with_unreachable_docker_says_which_socket_and_why() {
 fn agent_with_wrong_join_token_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&tmp.path().join("data"));
+    let _engines_are_mine = exclusive();
     let engine = engines(1).remove(0);
     let mut agent = start_agent(&cp, "not-a-token", &engine, &tmp.path().join("state"), &[]);
     let status = agent.wait_exit(std::time::Duration::from_secs(20));

@@ -40,6 +40,7 @@ fn all_running(map: &BTreeMap<String, Vec<String>>) -> Vec<String> {
 
 #[test]
 fn core_story_on_two_engines() {
+    let _engines_are_mine = exclusive();
     let engines = engines(2);
     for e in &engines {
         e.clear();

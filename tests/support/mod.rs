@@ -201,18 +201,27 @@ impl ControlPlane {
     }
 
     pub fn start_on(data_dir: &Path, listen: &str) -> ControlPlane {
+        Self::launch(data_dir, &Launch { listen: listen.into(), ..Launch::default() })
+    }
+
+    pub fn launch(data_dir: &Path, launch: &Launch) -> ControlPlane {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = data_dir.with_extension(format!("server-{n}.log"));
         std::fs::create_dir_all(data_dir).unwrap();
-        let mut cmd = Command::new(corral_bin());
-        cmd.args(["server", "--listen", listen, "--data-dir"]).arg(data_dir).env("RUST_LOG", "info");
+        let mut cmd = in_netns(launch.netns.as_ref().map(|(ns, _)| ns.as_str()));
+        cmd.args(["server", "--listen", &launch.listen, "--data-dir"]).arg(data_dir).args(&launch.args).env("RUST_LOG", "info");
         let proc = Proc::spawn(cmd, log);
         let url = wait_for("the control plane to print its address", Duration::from_secs(20), || {
             let out = proc.output();
             out.lines()
                 .find_map(|l| l.strip_prefix("Corral control plane on ").map(|rest| rest.split_whitespace().next().unwrap_or("").to_string()))
         });
+        // Listening on 0.0.0.0 inside a namespace: clients use the namespace's address.
+        let url = match &launch.netns {
+            Some((_, ip)) => url.replace("0.0.0.0", ip),
+            None => url,
+        };
         let banner = proc.output().lines().next().unwrap_or_default().to_string();
         ControlPlane { proc, url, data_dir: data_dir.to_path_buf(), banner }
     }
@@ -265,10 +274,68 @@ impl ControlPlane {
     }
 }
 
+/// How to start a control plane: address, network namespace `(name, address)`, extra flags.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub listen: String,
+    pub netns: Option<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch { listen: "127.0.0.1:0".into(), netns: None, args: Vec::new() }
+    }
+}
+
+/// A `corral` command, run inside network namespace `ns` when given.
+fn in_netns(ns: Option<&str>) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut cmd = Command::new("nsenter");
+            cmd.arg(format!("--net=/run/netns/{ns}")).arg(corral_bin());
+            cmd
+        }
+        None => Command::new(corral_bin()),
+    }
+}
+
+/// Ensures the bare namespace `corral-hI` (no engine) on the test bridge; returns (name, address).
+pub fn bare_netns(i: usize) -> (String, String) {
+    let out = Command::new("bash").arg(repo_root().join("scripts/test-hosts.sh")).args(["netns", &i.to_string()]).output().expect("run test-hosts.sh");
+    assert!(out.status.success(), "test-hosts.sh netns {i}: {}", text(&out));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (ns, ip) = line.split_once(' ').expect("NAME IP");
+    (ns.to_string(), ip.to_string())
+}
+
+/// Serializes everything that drives the shared test engines — tests in this process, other
+/// test binaries, benchmarks: each agent removes managed containers it was not asked for, so
+/// two clusters on one engine would fight.
+pub fn exclusive() -> Exclusive {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    std::fs::create_dir_all("/run/corral-test").expect("create /run/corral-test");
+    let file = std::fs::File::create("/run/corral-test/engines.lock").expect("create the engines lock file");
+    let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).expect("lock the test engines");
+    Exclusive { _flock: flock, _guard: guard }
+}
+
+/// Held while a test owns the test engines.
+pub struct Exclusive {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
 /// `corral agent` for one engine.
 pub fn start_agent(cp: &ControlPlane, join_token: &str, engine: &Engine, state_dir: &Path, labels: &[&str]) -> Proc {
-    let mut cmd = Command::new(corral_bin());
-    cmd.args(["agent", "--server", &cp.url, "--token", join_token, "--docker-host", &engine.socket, "--name", &engine.name])
+    start_agent_in(None, &cp.url, join_token, engine, state_dir, labels)
+}
+
+/// `corral agent` for one engine, inside network namespace `ns` when given, dialling `url`.
+pub fn start_agent_in(ns: Option<&str>, url: &str, join_token: &str, engine: &Engine, state_dir: &Path, labels: &[&str]) -> Proc {
+    let mut cmd = in_netns(ns);
+    cmd.args(["agent", "--server", url, "--token", join_token, "--docker-host", &engine.socket, "--name", &engine.name])
         .args(["--address", &engine.address])
         .arg("--state-dir")
         .arg(state_dir)
@@ -282,4 +349,113 @@ pub fn start_agent(cp: &ControlPlane, join_token: &str, engine: &Engine, state_d
 /// The output of a finished command as text, stdout then stderr.
 pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A control plane with one agent per test engine, engines cleared first; torn down on drop.
+pub struct Cluster {
+    pub engines: Vec<Engine>,
+    pub cp: ControlPlane,
+    pub join_token: String,
+    pub agents: Vec<Option<Proc>>,
+    /// Agents run inside their host's namespace and dial the control plane over the test network.
+    pub agents_in_netns: bool,
+    pub tmp: tempfile::TempDir,
+    _exclusive: Exclusive,
+}
+
+impl Cluster {
+    /// `n` engines, a control plane on loopback, agents labelled `zone=hI`.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, Launch::default(), false)
+    }
+
+    pub fn start_with(n: usize, launch: Launch, agents_in_netns: bool) -> Cluster {
+        let exclusive = exclusive();
+        let engines = engines(n);
+        for e in &engines {
+            e.clear();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::launch(&tmp.path().join("data"), &launch);
+        let join_token = cp.json(&["host", "join-command"])["token"].as_str().unwrap().to_string();
+        let mut cluster = Cluster { engines, cp, join_token, agents: Vec::new(), agents_in_netns, tmp, _exclusive: exclusive };
+        for i in 0..n {
+            cluster.agents.push(None);
+            cluster.start_agent(i);
+        }
+        let names: Vec<&str> = cluster.engines.iter().map(|e| e.name.as_str()).collect();
+        cluster.cp.wait_hosts_active(&names);
+        cluster
+    }
+
+    pub fn state_dir(&self, i: usize) -> PathBuf {
+        self.tmp.path().join(format!("agent-{}", self.engines[i].name))
+    }
+
+    pub fn start_agent(&mut self, i: usize) {
+        let engine = &self.engines[i];
+        let zone = format!("zone={}", engine.name);
+        let ns = format!("corral-{}", engine.name);
+        let ns = self.agents_in_netns.then_some(ns.as_str());
+        let agent = start_agent_in(ns, &self.cp.url, &self.join_token, engine, &self.state_dir(i), &[&zone]);
+        self.agents[i] = Some(agent);
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill_agent(&mut self, i: usize) {
+        if let Some(mut agent) = self.agents[i].take() {
+            agent.signal(nix::sys::signal::Signal::SIGKILL);
+            let _ = agent.child.wait();
+        }
+    }
+
+    /// Managed containers running on each engine, by engine name.
+    pub fn running(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.engines.iter().map(|e| (e.name.clone(), e.running_names())).collect()
+    }
+
+    /// Every running managed container name over all engines, sorted (duplicates kept).
+    pub fn all_running(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.running().into_values().flatten().collect();
+        all.sort();
+        all
+    }
+
+    /// Waits until the engines together run exactly `names` (each once) and nothing else managed.
+    pub fn wait_exactly(&self, what: &str, names: &[String], timeout: Duration) {
+        let mut want = names.to_vec();
+        want.sort();
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(what, timeout, || {
+                let managed: usize = self.engines.iter().map(|e| e.managed().len()).sum();
+                (self.all_running() == want && managed == want.len()).then_some(())
+            })
+        }));
+        if ok.is_err() {
+            panic!("timed out waiting for {what}: want {want:?}, engines run {:?}", self.running());
+        }
+    }
+
+    /// Which engine runs container `name`, and its id there.
+    pub fn locate(&self, name: &str) -> Option<(String, String)> {
+        self.engines.iter().find_map(|e| {
+            e.managed().into_iter().find(|c| c.name == name && c.state == "running").map(|c| (e.name.clone(), c.id))
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.agents.len() {
+            self.kill_agent(i);
+        }
+        for e in &self.engines {
+            e.clear();
+        }
+    }
+}
+
+/// `PREFIX-1` … `PREFIX-N`.
+pub fn instance_names(prefix: &str, n: u32) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}-{i}")).collect()
 }

@@ -14,3 +14,6 @@ pub const INSTANCE: &str = "io.corral.instance";
 pub const REVISION: &str = "io.corral.revision";
 /// Hash of the [`crate::ContainerSpec`]; the agent recreates a container whose hash differs.
 pub const SPEC_HASH: &str = "io.corral.spec-hash";
+/// The service's spec as JSON, so a control plane that lost its database can rebuild the
+/// service exactly — and with the same spec hash, so adoption restarts nothing.
+pub const SERVICE_SPEC: &str = "io.corral.service-spec";

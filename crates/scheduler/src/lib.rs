@@ -253,6 +253,9 @@ pub struct ServiceRequest {
     /// Existing instance number -> host id it is placed on
     /// (`None` = not placed, or its host was lost).
     pub instances: BTreeMap<u32, Option<String>>,
+    /// Instance number -> host id to place it elsewhere than, when any other host fits.
+    /// A container deleted by hand is replaced on another host, as an operator expects.
+    pub avoid: BTreeMap<u32, String>,
 }
 
 /// What to change so the service matches its request.
@@ -341,6 +344,7 @@ pub fn plan(hosts: &[HostView], req: &ServiceRequest) -> Plan {
             .min_by_key(|h| {
                 let id = h.id.as_str();
                 (
+                    req.avoid.get(&n).is_some_and(|a| a == id),
                     on_host.get(id).copied().unwrap_or(0),
                     h.containers
                         .saturating_add(added.get(id).copied().unwrap_or(0)),

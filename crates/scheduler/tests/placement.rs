@@ -640,3 +640,19 @@ fn property_random_states_are_consistent() {
         }
     }
 }
+
+// ---------------------------------------------------------------- avoid
+
+#[test]
+fn a_replacement_avoids_the_host_it_was_deleted_from() {
+    // h1 holds 1 and 3, h2 holds 2 and 4; instance 3 was deleted from h1.
+    let mut req = scale(4);
+    req.instances = BTreeMap::from([(1, Some("h1".into())), (2, Some("h2".into())), (4, Some("h2".into()))]);
+    req.avoid = BTreeMap::from([(3, "h1".to_string())]);
+    let p = plan(&hosts(2), &req);
+    assert_eq!(p.place, [(3, "h2".to_string())], "placed elsewhere even though h1 has fewer");
+
+    // With only the avoided host eligible, it is used rather than leaving the instance unplaced.
+    let p = plan(&hosts(1), &ServiceRequest { avoid: BTreeMap::from([(1, "h1".to_string())]), ..scale(1) });
+    assert_eq!(p.place, [(1, "h1".to_string())]);
+}

@@ -4,7 +4,7 @@ use crate::hub::Attachment;
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use corral_proto::{AgentMessage, Hello, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION};
-use corral_store::{HostState, StoreError};
+use corral_store::{Environment, HostState, StoreError};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -22,10 +22,11 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
         Err(_) => return reject(socket, RejectCode::BadHello, "no hello within 10 s".into()).await,
     };
     match admit(&state, &hello, remote).await {
-        Ok((attachment, welcome)) => {
+        Ok(Admitted { attachment, welcome, environment, new_host }) => {
             let host_id = hello.host_id.clone();
-            tracing::info!(host = %welcome.host_name, %remote, "agent connected");
-            let result = run(&mut socket, &state, &host_id, attachment.desired, welcome, shutdown).await;
+            tracing::info!(host = %welcome.host_name, %remote, new_host, "agent connected");
+            let adopt_into = new_host.then_some(environment);
+            let result = run(&mut socket, &state, &host_id, attachment.desired, welcome, adopt_into, shutdown).await;
             state.hub.detach(&host_id, attachment.session);
             if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
                 tracing::error!(error = %e, "could not record host as disconnected");
@@ -40,8 +41,16 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
     }
 }
 
+struct Admitted {
+    attachment: Attachment,
+    welcome: Welcome,
+    environment: Environment,
+    /// The host is new to this database: what it already runs is adopted, not removed.
+    new_host: bool,
+}
+
 /// Checks the hello and registers the host; on success the session owns the host.
-async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<(Attachment, Welcome), (RejectCode, String)> {
+async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Admitted, (RejectCode, String)> {
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err((
             RejectCode::ProtocolMismatch,
@@ -75,15 +84,17 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<(A
         facts.address = remote.ip().to_string();
     }
     match state.store.register_host(env.id, &hello.host_id, &facts).await {
-        Ok(host) => Ok((
+        Ok((host, new_host)) => Ok(Admitted {
             attachment,
-            Welcome {
+            welcome: Welcome {
                 host_id: host.id,
                 host_name: host.name,
-                environment: env.name,
+                environment: env.name.clone(),
                 heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
             },
-        )),
+            environment: env,
+            new_host,
+        }),
         Err(e) => {
             state.hub.detach(&hello.host_id, attachment.session);
             Err(match e {
@@ -100,6 +111,7 @@ async fn run(
     host_id: &str,
     mut desired: crate::hub::DesiredWatch,
     welcome: Welcome,
+    mut adopt_into: Option<Environment>,
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), String> {
     send(socket, &ServerMessage::Welcome(welcome)).await?;
@@ -122,6 +134,14 @@ async fn run(
                     Some(Ok(AgentMessage::Observed(observed))) => {
                         state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
                         state.hub.record_applied(host_id, observed.applied_revision);
+                        if let Some(env) = adopt_into.take() {
+                            let adopted = crate::adopt::adopt(state, &env, host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+                            if adopted > 0 {
+                                tracing::info!(host_id, adopted, "adopted containers from their labels");
+                                // The host's desired set must include what was adopted before it is sent.
+                                state.reconcile.run_now().await;
+                            }
+                        }
                         if !reported {
                             reported = true;
                             desired.mark_changed();

@@ -10,6 +10,7 @@
 //!
 //! Placement itself is the pure `corral-scheduler` crate; persistence is `corral-store`.
 
+pub mod adopt;
 pub mod agent_session;
 pub mod api;
 pub mod error;
@@ -46,8 +47,9 @@ pub struct Config {
     /// Binary served at `/v1/agent/binary`; by default this process's own executable.
     pub agent_binary: Option<PathBuf>,
     pub heartbeat_interval: Duration,
-    /// How long a disconnected host keeps its containers before they are placed elsewhere.
-    pub reschedule_after: Duration,
+    /// After services are rebuilt from container labels (lost database), how long to wait for
+    /// other hosts to re-join before adding or removing instances.
+    pub adoption_window: Duration,
 }
 
 impl Config {
@@ -59,7 +61,7 @@ impl Config {
             ui_dir: None,
             agent_binary: None,
             heartbeat_interval: Duration::from_secs(1),
-            reschedule_after: Duration::from_secs(60),
+            adoption_window: Duration::from_secs(30),
         }
     }
 }
@@ -98,12 +100,13 @@ impl ControlPlane {
         let hub = Arc::new(Hub::default());
         let trigger = ReconcileTrigger::default();
         let unplaced = Arc::default();
+        let avoid: reconcile::AvoidHints = Arc::default();
         let reconciler = Reconciler {
             store: store.clone(),
             hub: hub.clone(),
             trigger: trigger.clone(),
-            reschedule_after: config.reschedule_after,
             unplaced: Arc::clone(&unplaced),
+            avoid: Arc::clone(&avoid),
         };
         let state = AppState {
             store,
@@ -111,6 +114,7 @@ impl ControlPlane {
             reconcile: trigger,
             config: Arc::new(config),
             unplaced,
+            avoid,
             shutdown: broadcast::channel(1).0,
         };
         Ok(ControlPlane { state, listener, reconciler, new_admin_token })

@@ -9,18 +9,43 @@ use corral_proto::{labels, ContainerSpec, PortSpec};
 use corral_scheduler::{Constraint, HostView, Protocol, ServiceRequest, Unplaced};
 use corral_store::containers::Placement;
 use corral_store::{ContainerRecord, Host, HostState, Service, Store, StoreError};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, Notify};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Asks for a reconcile pass soon; many requests before the pass starts make one pass.
-#[derive(Clone, Debug, Default)]
-pub struct ReconcileTrigger(Arc<Notify>);
+#[derive(Clone, Debug)]
+pub struct ReconcileTrigger {
+    notify: Arc<Notify>,
+    /// Number of passes started so far.
+    started: Arc<AtomicU64>,
+    /// Number of the last pass finished.
+    finished: watch::Sender<u64>,
+}
+
+impl Default for ReconcileTrigger {
+    fn default() -> Self {
+        ReconcileTrigger { notify: Arc::default(), started: Arc::default(), finished: watch::channel(0).0 }
+    }
+}
 
 impl ReconcileTrigger {
     pub fn trigger(&self) {
-        self.0.notify_one();
+        self.notify.notify_one();
+    }
+
+    /// Triggers a pass and waits until one that started after this call has finished, so
+    /// everything written before the call is reflected in the hosts' desired sets.
+    pub async fn run_now(&self) {
+        let target = self.started.load(Ordering::SeqCst) + 1;
+        let mut finished = self.finished.subscribe();
+        self.trigger();
+        let wait = finished.wait_for(|n| *n >= target);
+        if tokio::time::timeout(Duration::from_secs(10), wait).await.is_err() {
+            tracing::warn!("reconcile pass did not finish within 10 s");
+        }
     }
 }
 
@@ -31,19 +56,27 @@ pub struct Reconciler {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub trigger: ReconcileTrigger,
-    /// How long a disconnected host keeps its containers before they are placed elsewhere.
-    pub reschedule_after: Duration,
     pub unplaced: Arc<Mutex<HashMap<i64, Vec<Unplaced>>>>,
+    pub avoid: AvoidHints,
 }
+
+/// Hosts that replacements of particular instances should avoid: `(service id, instance) -> host id`.
+/// Set when a container is deleted through the control plane, consumed by the next placement.
+/// A hint lives until its instance is placed, or [`AVOID_HINT_TTL`] at most.
+pub type AvoidHints = Arc<Mutex<HashMap<(i64, u32), (String, std::time::Instant)>>>;
+
+const AVOID_HINT_TTL: Duration = Duration::from_secs(10);
 
 impl Reconciler {
     pub async fn run(self, mut shutdown: broadcast::Receiver<()>) {
         loop {
+            let number = self.trigger.started.fetch_add(1, Ordering::SeqCst) + 1;
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
+            self.trigger.finished.send_replace(number);
             tokio::select! {
-                _ = self.trigger.0.notified() => {}
+                _ = self.trigger.notify.notified() => {}
                 _ = tokio::time::sleep(IDLE_PASS) => {}
                 _ = shutdown.recv() => return,
             }
@@ -58,18 +91,25 @@ impl Reconciler {
         let services = self.store.services(None, None).await?;
         let mut records = self.store.container_records(None).await?;
         let now = time::OffsetDateTime::now_utc();
-        let in_grace: BTreeSet<&str> = hosts
+        let disconnected_for: HashMap<&str, Duration> = hosts
             .iter()
-            .filter(|h| {
-                h.state == HostState::Disconnected
-                    && corral_store::parse_time(&h.state_since).is_none_or(|since| now - since < self.reschedule_after)
+            .filter(|h| h.state == HostState::Disconnected)
+            .map(|h| {
+                let since = corral_store::parse_time(&h.state_since).map_or(Duration::ZERO, |t| (now - t).try_into().unwrap_or_default());
+                (h.id.as_str(), since)
             })
-            .map(|h| h.id.as_str())
             .collect();
+        self.avoid.lock().expect("avoid lock").retain(|_, (_, at)| at.elapsed() < AVOID_HINT_TTL);
         let by_id: HashMap<i64, &Service> = services.iter().map(|s| (s.id, s)).collect();
         let mut unplaced = HashMap::new();
 
         for service in &services {
+            if service.adopting_until.as_deref().and_then(corral_store::parse_time).is_some_and(|until| now < until) {
+                // Rebuilt from labels moments ago: other hosts may still bring instances back.
+                continue;
+            }
+            let grace = Duration::from_secs(service.spec.reschedule_after_secs.into());
+            let in_grace = |host: &str| disconnected_for.get(host).is_some_and(|d| *d < grace);
             let view = host_views(&hosts, service, &records, &by_id);
             let current: BTreeMap<u32, String> = records
                 .iter()
@@ -81,6 +121,10 @@ impl Reconciler {
                 constraints: service.spec.constraints.iter().filter_map(|c| c.parse::<Constraint>().ok()).collect(),
                 host_ports: published(&service.spec.ports),
                 instances: current.iter().map(|(i, h)| (*i, Some(h.clone()))).collect(),
+                avoid: {
+                    let hints = self.avoid.lock().expect("avoid lock");
+                    hints.iter().filter(|((s, _), _)| *s == service.id).map(|((_, i), (h, _))| (*i, h.clone())).collect()
+                },
             };
             let plan = corral_scheduler::plan(&view, &request);
             // A host that has just dropped off keeps its containers until its grace period ends:
@@ -88,9 +132,15 @@ impl Reconciler {
             let place: Vec<Placement> = plan
                 .place
                 .into_iter()
-                .filter(|(i, _)| !current.get(i).is_some_and(|h| in_grace.contains(h.as_str())))
+                .filter(|(i, _)| !current.get(i).is_some_and(|h| in_grace(h)))
                 .map(|(i, host)| (i, host, service.container_name(i)))
                 .collect();
+            {
+                let mut hints = self.avoid.lock().expect("avoid lock");
+                for (i, _, _) in &place {
+                    hints.remove(&(service.id, *i));
+                }
+            }
             if !place.is_empty() || !plan.remove.is_empty() {
                 tracing::info!(service = %format!("{}/{}", service.stack, service.name), placed = place.len(), removed = plan.remove.len(), "placement changed");
                 self.store.apply_placement(service.id, &place, &plan.remove).await?;
@@ -173,6 +223,7 @@ pub fn container_spec(environment: &str, service: &Service, instance: u32) -> Co
         (labels::SERVICE.to_string(), service.name.clone()),
         (labels::INSTANCE.to_string(), instance.to_string()),
         (labels::REVISION.to_string(), service.revision.to_string()),
+        (labels::SERVICE_SPEC.to_string(), serde_json::to_string(&service.spec).expect("specs serialize")),
     ]);
     ContainerSpec {
         name: service.container_name(instance),

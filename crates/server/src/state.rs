@@ -17,6 +17,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Instances the scheduler could not place, by service id, with the reason.
     pub unplaced: Arc<Mutex<HashMap<i64, Vec<Unplaced>>>>,
+    pub avoid: crate::reconcile::AvoidHints,
     /// Fires once when the control plane stops; sessions and loops listen to it.
     pub shutdown: broadcast::Sender<()>,
 }

@@ -31,6 +31,15 @@ pub fn scale(value: i64) -> Result<u32, ApiError> {
     }
 }
 
+/// Grace period before a disconnected host's containers are replaced: 0 s to one day.
+pub fn reschedule_after(value: Option<i64>) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(corral_store::DEFAULT_RESCHEDULE_AFTER_SECS),
+        Some(v @ 0..=86_400) => Ok(v as u32),
+        Some(v) => Err(ApiError::invalid("reschedule_after", format!("invalid reschedule-after {v}: give seconds between 0 and 86400"))),
+    }
+}
+
 /// A Docker image reference: `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, as the engine's grammar has it.
 pub fn image(value: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {

@@ -30,6 +30,21 @@ impl Store {
         Ok(rows.into_iter().map(row_to_record).collect())
     }
 
+    /// Deletes the record of the container named `name` in the environment and returns it.
+    pub async fn delete_container_record(&self, environment_id: i64, name: &str) -> Result<ContainerRecord> {
+        sqlx::query(
+            "DELETE FROM containers WHERE name = ? AND service_id IN
+               (SELECT s.id FROM services s JOIN stacks st ON st.id = s.stack_id WHERE st.environment_id = ?)
+             RETURNING *",
+        )
+        .bind(name)
+        .bind(environment_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(row_to_record)
+        .ok_or_else(|| crate::StoreError::NotFound(format!("container {name:?} does not exist; `corral ps` lists the containers")))
+    }
+
     /// Applies one service's placement plan atomically: places or moves `place`, deletes `remove`.
     pub async fn apply_placement(&self, service_id: i64, place: &[Placement], remove: &[u32]) -> Result<()> {
         if place.is_empty() && remove.is_empty() {
@@ -82,9 +97,13 @@ mod tests {
         assert_eq!(recs.iter().map(|r| (r.instance, r.host_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "b"), (3, "a")]);
         // Move 1 to b and drop 3.
         store.apply_placement(svc.id, &[(1, "b".into(), svc.container_name(1))], &[3]).await.unwrap();
+        assert!(store.delete_container_record(env.id, "S-web-9").await.is_err());
         let recs = store.container_records(None).await.unwrap();
         assert_eq!(recs.iter().map(|r| (r.instance, r.host_id.as_str())).collect::<Vec<_>>(), [(1, "b"), (2, "b")]);
         assert_eq!(recs[0].name, "S-web-1");
+        let gone = store.delete_container_record(env.id, "S-web-2").await.unwrap();
+        assert_eq!((gone.instance, gone.host_id.as_str()), (2, "b"));
+        store.apply_placement(svc.id, &[(2, "b".into(), svc.container_name(2))], &[]).await.unwrap();
         store.delete_service(svc.id).await.unwrap();
         assert!(store.container_records(None).await.unwrap().is_empty());
     }

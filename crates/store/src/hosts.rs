@@ -36,7 +36,8 @@ impl Store {
     /// Records a host that has just connected with these facts, and marks it active.
     ///
     /// A host keeps its environment for life; its name must be unique in the environment.
-    pub async fn register_host(&self, environment_id: i64, host_id: &str, facts: &HostFacts) -> Result<Host> {
+    /// Also says whether the host is new to this database.
+    pub async fn register_host(&self, environment_id: i64, host_id: &str, facts: &HostFacts) -> Result<(Host, bool)> {
         let mut tx = self.pool.begin().await?;
         let existing_env: Option<i64> = sqlx::query_scalar("SELECT environment_id FROM hosts WHERE id = ?")
             .bind(host_id)
@@ -91,7 +92,7 @@ impl Store {
         .await?;
         let host = row_to_host(row)?;
         tx.commit().await?;
-        Ok(host)
+        Ok((host, existing_env.is_none()))
     }
 
     /// Changes a host's state; a no-op when it is already in that state, so `state_since` stays true.
@@ -152,13 +153,15 @@ mod tests {
     async fn hosts_register_reconnect_and_keep_unique_names() {
         let (store, _dir) = store().await;
         let env = store.ensure_default_environment().await.unwrap();
-        let h = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        let (h, new) = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        assert!(new);
         assert_eq!(h.state, HostState::Active);
         assert_eq!(h.labels["zone"], "a");
         store.set_host_state("id-1", HostState::Disconnected).await.unwrap();
         assert_eq!(store.host(env.id, "h1").await.unwrap().state, HostState::Disconnected);
         // Reconnecting with the same identity updates the record in place.
-        let again = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        let (again, new) = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        assert!(!new);
         assert_eq!((again.state, again.created_at), (HostState::Active, h.created_at));
         // Another identity may not take the same name.
         let err = store.register_host(env.id, "id-2", &facts("h1")).await.unwrap_err();

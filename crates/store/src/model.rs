@@ -97,6 +97,17 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     /// `host.LABEL=VALUE` / `host.LABEL!=VALUE`, already validated.
     pub constraints: Vec<String>,
+    /// Seconds a disconnected host keeps this service's containers before they are replaced elsewhere.
+    #[serde(default = "default_reschedule_after")]
+    pub reschedule_after_secs: u32,
+}
+
+/// Rancher moved containers off a lost host only if they had health checks; Corral always does,
+/// after this long, like Swarm's and Nomad's defaults of the same order.
+pub const DEFAULT_RESCHEDULE_AFTER_SECS: u32 = 60;
+
+fn default_reschedule_after() -> u32 {
+    DEFAULT_RESCHEDULE_AFTER_SECS
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +122,8 @@ pub struct Service {
     pub scale: u32,
     /// Increases whenever the spec changes.
     pub revision: u32,
+    /// Set while the service is being rebuilt from container labels (see `adopt_service`).
+    pub adopting_until: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -22,9 +22,11 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
             ports: json_field(row.get("ports"), "service ports")?,
             labels: json_field(row.get("labels"), "service labels")?,
             constraints: json_field(row.get("constraints"), "service constraints")?,
+            reschedule_after_secs: row.get::<i64, _>("reschedule_after_secs") as u32,
         },
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
+        adopting_until: row.get("adopting_until"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -34,6 +36,25 @@ impl Store {
     /// Creates a service in `stack`. Container names (`STACK-SERVICE-N`) must stay unique in the
     /// environment, so a service whose name prefix equals another's is refused too.
     pub async fn create_service(&self, stack: &Stack, name: &str, spec: &ServiceSpec, scale: u32) -> Result<Service> {
+        self.insert_service(stack, name, spec, scale, 1, None).await
+    }
+
+    /// Recreates a service found in container labels (the database that knew it was lost),
+    /// at the revision the containers carry. Until `adopting_until` the control plane only
+    /// collects instances from re-joining hosts.
+    pub async fn adopt_service(&self, stack: &Stack, name: &str, spec: &ServiceSpec, scale: u32, revision: u32, adopting_until: &str) -> Result<Service> {
+        self.insert_service(stack, name, spec, scale, revision, Some(adopting_until)).await
+    }
+
+    async fn insert_service(
+        &self,
+        stack: &Stack,
+        name: &str,
+        spec: &ServiceSpec,
+        scale: u32,
+        revision: u32,
+        adopting_until: Option<&str>,
+    ) -> Result<Service> {
         let mut tx = self.pool.begin().await?;
         let prefix = format!("{}-{}", stack.name, name);
         let clash: Option<(String, String)> = sqlx::query_as(
@@ -52,8 +73,9 @@ impl Store {
         }
         let t = now();
         let result = sqlx::query(
-            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, scale, revision, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, scale, revision,
+                                   reschedule_after_secs, adopting_until, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(stack.id)
         .bind(name)
@@ -65,6 +87,9 @@ impl Store {
         .bind(to_json(&spec.labels))
         .bind(to_json(&spec.constraints))
         .bind(scale as i64)
+        .bind(revision as i64)
+        .bind(spec.reschedule_after_secs as i64)
+        .bind(adopting_until)
         .bind(&t)
         .bind(&t)
         .fetch_one(&mut *tx)
@@ -150,6 +175,7 @@ pub(crate) mod tests {
             ports: vec!["80".parse().unwrap()],
             labels: Default::default(),
             constraints: vec!["host.zone=a".into()],
+            reschedule_after_secs: 60,
         }
     }
 
@@ -168,6 +194,9 @@ pub(crate) mod tests {
         let err = store.create_service(&web_nginx, "cluster", &spec(), 1).await.unwrap_err();
         assert!(err.to_string().contains("WEB/Nginx-cluster"), "{err}");
         assert_eq!(store.set_scale(svc.id, 4).await.unwrap().scale, 4);
+        let adopted = store.adopt_service(&web, "from-labels", &spec(), 3, 7, "2030-01-01T00:00:00Z").await.unwrap();
+        assert_eq!((adopted.revision, adopted.adopting_until.as_deref()), (7, Some("2030-01-01T00:00:00Z")));
+        store.delete_service(adopted.id).await.unwrap();
         assert_eq!(store.services(Some(env.id), Some(web.id)).await.unwrap().len(), 1);
         store.delete_stack(web.id).await.unwrap();
         assert!(store.services(None, None).await.unwrap().is_empty(), "services go with their stack");

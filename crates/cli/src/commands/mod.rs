@@ -1,6 +1,7 @@
 //! One module per command group; each turns arguments into API calls and prints the answer.
 
 mod agent;
+mod container;
 mod host;
 mod ps;
 mod server;
@@ -30,6 +31,9 @@ pub enum Command {
     Service(service::Command),
     /// List containers, optionally of one STACK or STACK/SERVICE.
     Ps(ps::Args),
+    /// Containers: remove one (its service starts a replacement).
+    #[command(subcommand)]
+    Container(container::Command),
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -41,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Stack(cmd) => stack::run(cmd, &client(), cli.output).await,
         Command::Service(cmd) => service::run(cmd, &client(), cli.output).await,
         Command::Ps(args) => ps::run(args, &client(), cli.output).await,
+        Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
     }
 }
 

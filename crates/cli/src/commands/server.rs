@@ -22,9 +22,10 @@ pub struct Args {
     /// Agent binary served to joining hosts [default: this binary].
     #[arg(long)]
     agent_binary: Option<PathBuf>,
-    /// Seconds a disconnected host keeps its containers before they are started elsewhere.
-    #[arg(long, default_value_t = 60)]
-    reschedule_after: u64,
+    /// After a lost database, seconds to wait for hosts to re-join before services rebuilt from
+    /// container labels are scaled or healed.
+    #[arg(long, default_value_t = 30)]
+    adoption_window: u64,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -34,7 +35,7 @@ pub async fn run(args: Args) -> Result<()> {
     config.advertise_url = args.advertise_url;
     config.ui_dir = args.ui_dir.or_else(|| Some(PathBuf::from("ui/dist")).filter(|d| d.join("index.html").is_file()));
     config.agent_binary = args.agent_binary;
-    config.reschedule_after = Duration::from_secs(args.reschedule_after);
+    config.adoption_window = Duration::from_secs(args.adoption_window);
     let control_plane = corral_server::ControlPlane::open(config).await?;
     if let Some(token) = &control_plane.new_admin_token {
         println!("Admin token (shown once; also saved to {}): {token}", data_dir.join(corral_server::ADMIN_TOKEN_FILE).display());

@@ -28,6 +28,9 @@ pub enum Command {
         /// Place only on matching hosts: host.LABEL=VALUE or host.LABEL!=VALUE; repeatable.
         #[arg(long = "constraint", value_name = "host.LABEL=VALUE")]
         constraints: Vec<String>,
+        /// Seconds a disconnected host keeps the containers before they are replaced elsewhere [default: 60].
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        reschedule_after: Option<i64>,
         /// Command and arguments, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -54,11 +57,12 @@ fn service_path(stack: &str, service: &str) -> String {
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
-        Command::Create { path, image, scale, ports, env, labels, constraints, command } => {
+        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, command } => {
             let (stack, name) = stack_service(&path)?;
             let body = json!({
                 "name": name, "image": image, "scale": scale, "ports": ports, "env": env,
                 "labels": key_values(&labels, "label")?, "constraints": constraints, "command": command,
+                "reschedule_after": reschedule_after,
             });
             let service: Value = client.post(&format!("/stacks/{}/services", seg(stack)), &body).await?;
             output::done(format, &service, &format!("created service {path} with scale {scale}"));

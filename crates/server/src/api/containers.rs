@@ -1,6 +1,6 @@
 //! Containers: what `corral ps` shows, joining placements with what the engines report.
 
-use super::{EnvQuery, Json, Query};
+use super::{EnvQuery, Json, Path, Query};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use axum::extract::State;
@@ -73,4 +73,14 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
         .collect();
     out.sort_by(|a, b| (&a.stack, &a.service, a.instance).cmp(&(&b.stack, &b.service, b.instance)));
     Ok(Json(out))
+}
+
+/// Deletes one container. Its service's scale is unchanged, so a replacement starts at once,
+/// on another host when one is eligible — the operator removed it from this one for a reason.
+pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<axum::http::StatusCode> {
+    let env = q.resolve(&state).await?;
+    let record = state.store.delete_container_record(env.id, &name).await?;
+    state.avoid.lock().expect("avoid lock").insert((record.service_id, record.instance), (record.host_id, std::time::Instant::now()));
+    state.reconcile.trigger();
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks/{stack}/services/{service}/scale", put(services::scale))
         .route("/services", get(services::list))
         .route("/containers", get(containers::list))
+        .route("/containers/{name}", axum::routing::delete(containers::remove))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let open = Router::new()
         .route("/health", get(health))

@@ -30,6 +30,8 @@ pub struct NewService {
     /// Signed so that a negative number gets a clear message rather than a parse error.
     #[serde(default = "one")]
     pub scale: i64,
+    /// Seconds a disconnected host keeps the containers before they are replaced elsewhere.
+    pub reschedule_after: Option<i64>,
 }
 
 fn one() -> i64 {
@@ -92,6 +94,7 @@ pub async fn create(
     let ports = validate::ports(&body.ports)?;
     let constraints = validate::constraints(&body.constraints)?;
     let scale = validate::scale(body.scale)?;
+    let reschedule_after_secs = validate::reschedule_after(body.reschedule_after)?;
     let env = q.resolve(&state).await?;
     let stack = state.store.stack(env.id, &stack).await?;
     let spec = ServiceSpec {
@@ -102,6 +105,7 @@ pub async fn create(
         ports,
         labels: body.labels,
         constraints,
+        reschedule_after_secs,
     };
     let service = state.store.create_service(&stack, &body.name, &spec, scale).await?;
     state.reconcile.trigger();

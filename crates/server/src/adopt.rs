@@ -1,0 +1,87 @@
+//! Rebuilding stacks and services from container labels, for a control plane whose database
+//! was lost (Rancher lost names and relations in that case; Corral's engines remember them).
+//!
+//! When a host that this database has never seen reports managed containers, each container's
+//! `io.corral.*` labels name its stack, service, instance and revision, and carry the service's
+//! spec. Unknown stacks and services are recreated from them, at the same revision, so the
+//! desired spec hashes equal the running containers' and nothing is restarted. For a window
+//! after that (`--adoption-window`) the service only collects instances from hosts that re-join;
+//! then scale is the highest instance number seen and normal reconciling resumes.
+
+use crate::state::AppState;
+use corral_proto::{labels, ObservedContainer};
+use corral_store::containers::Placement;
+use corral_store::{container_name, Environment, ServiceSpec, Stack, StoreError};
+
+/// Adopts what `host_id` runs into `env`; returns how many containers were adopted.
+pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, containers: &[ObservedContainer]) -> Result<usize, StoreError> {
+    let until = time::OffsetDateTime::now_utc() + state.config.adoption_window;
+    let until = until.format(&time::format_description::well_known::Rfc3339).expect("UTC time formats");
+    let mut adopted = 0;
+    for c in containers {
+        let Some(found) = Labelled::read(c) else { continue };
+        let stack = ensure_stack(state, env, &found.stack).await?;
+        let service = match state.store.service(&stack, &found.service).await {
+            Ok(s) if s.adopting_until.is_some() => s,
+            // A service this database already knew is reconciled as usual, not rebuilt.
+            Ok(_) => continue,
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!(stack = %found.stack, service = %found.service, "rebuilding service from container labels");
+                match state.store.adopt_service(&stack, &found.service, &found.spec, found.instance, found.revision, &until).await {
+                    Ok(s) => s,
+                    Err(StoreError::Conflict(m)) => {
+                        tracing::warn!(container = %c.name, reason = %m, "cannot adopt container");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let taken = state.store.container_records(Some(env.id)).await?.into_iter().any(|r| r.service_id == service.id && r.instance == found.instance);
+        if taken {
+            continue; // another host brought this instance back first; the copy here is surplus
+        }
+        let place: Placement = (found.instance, host_id.to_string(), c.name.clone());
+        state.store.apply_placement(service.id, &[place], &[]).await?;
+        if found.instance > service.scale {
+            state.store.set_scale(service.id, found.instance).await?;
+        }
+        adopted += 1;
+    }
+    Ok(adopted)
+}
+
+async fn ensure_stack(state: &AppState, env: &Environment, name: &str) -> Result<Stack, StoreError> {
+    match state.store.stack(env.id, name).await {
+        Err(StoreError::NotFound(_)) => match state.store.create_stack(env.id, name).await {
+            Err(StoreError::Conflict(_)) => state.store.stack(env.id, name).await,
+            other => other,
+        },
+        other => other,
+    }
+}
+
+/// What a container's labels say about where it belongs.
+struct Labelled {
+    stack: String,
+    service: String,
+    instance: u32,
+    revision: u32,
+    spec: ServiceSpec,
+}
+
+impl Labelled {
+    fn read(c: &ObservedContainer) -> Option<Labelled> {
+        let get = |k: &str| c.labels.get(k);
+        let found = Labelled {
+            stack: get(labels::STACK)?.clone(),
+            service: get(labels::SERVICE)?.clone(),
+            instance: get(labels::INSTANCE)?.parse().ok().filter(|n| *n > 0)?,
+            revision: get(labels::REVISION)?.parse().ok()?,
+            spec: serde_json::from_str(get(labels::SERVICE_SPEC)?).ok()?,
+        };
+        // Labels that do not add up to the container's own name are not trusted.
+        (c.name == container_name(&found.stack, &found.service, found.instance)).then_some(found)
+    }
+}
