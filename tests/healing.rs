@@ -140,7 +140,7 @@ fn killed_agent_is_disconnected_then_restores_what_was_lost() {
     });
     eprintln!("disconnect shown after {:?}", killed.elapsed());
     let table = text(&cluster.cp.cli(&["host", "ls"]).output().unwrap());
-    assert!(table.contains("disconnected"), "{table}");
+    assert!(table.contains("disconnected since 20"), "host ls says since when: {table}");
     let ps = text(&cluster.cp.cli(&["ps"]).output().unwrap());
     assert!(ps.contains(&format!("{host} (disconnected)")), "ps says which host is disconnected: {ps}");
 
@@ -282,4 +282,26 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// A crash-looping container says why, in the API and in `corral ps`: its exit code, as the engine reports it.
+#[test]
+fn crashing_container_shows_its_exit_code() {
+    let cluster = Cluster::start(1);
+    cluster.cp.json(&["stack", "create", "S"]);
+    cluster.cp.json(&["service", "create", "S/crash", "--image", TEST_IMAGE, "--", "sh", "-c", "sleep 0.2; exit 137"]);
+    let row = wait_for("ps to report the exit code", WAIT, || {
+        let ps = cluster.cp.json(&["ps", "S/crash"]);
+        let row = ps[0].clone();
+        (row["reason"] == "exited 137").then_some(row)
+    });
+    assert!(["restarting", "exited", "running"].contains(&row["state"].as_str().unwrap()), "{row}");
+    // The engine agrees (it resets the code while the container is up between restarts).
+    wait_for("the engine to report exit code 137", WAIT, || {
+        let out = cluster.engines[0].docker(&["inspect", "-f", "{{.State.ExitCode}}", "S-crash-1"]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "137").then_some(())
+    });
+    wait_for("corral ps to show the exit code", WAIT, || {
+        text(&cluster.cp.cli(&["ps"]).output().unwrap()).contains("restarting: exited 137").then_some(())
+    });
 }

@@ -325,6 +325,9 @@ impl ConvergeLoop {
     }
 }
 
+/// How long after an event the engine's container list is trusted to show its outcome.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// Follows the engine's container events: disruptive ones trigger a converge at once (that is
 /// how a container removed by hand comes back within a second), all of them a fresh report.
 async fn watch_events(
@@ -352,6 +355,14 @@ async fn watch_events(
                         } else {
                             observe.notify_one();
                         }
+                        // The engine updates a container's state a moment after the event (a
+                        // container that just died still lists as running), so look again once
+                        // it has settled, or the report would stay stale until the next event.
+                        let observe = observe.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(SETTLE).await;
+                            observe.notify_one();
+                        });
                     }
                     Some(Err(e)) => break e.to_string(),
                     None => break "the engine closed the event stream".to_string(),

@@ -18,7 +18,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
         Command::Ls => {
             let hosts: Vec<Value> = client.get("/hosts", &[]).await?;
-            output::print(format, &hosts, &["NAME", "STATE", "SINCE", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "LABELS"], |hosts| {
+            output::print(format, &hosts, &["NAME", "STATE", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "LABELS"], |hosts| {
                 hosts
                     .iter()
                     .map(|h| {
@@ -27,8 +27,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                         });
                         vec![
                             text(h, "name"),
-                            text(h, "state"),
-                            text(h, "state_since"),
+                            text(h, "status"),
                             text(h, "address"),
                             text(h, "docker_version"),
                             text(h, "cpus"),

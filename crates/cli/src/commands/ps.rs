@@ -31,7 +31,11 @@ pub async fn run(args: Args, client: &Client, format: Format) -> Result<()> {
                 let host_state = text(c, "host_state");
                 let host = if host_state == "active" { text(c, "host") } else { format!("{} ({host_state})", text(c, "host")) };
                 let ports = c["ports"].as_array().map(|p| p.iter().filter_map(super::service::port_text).collect::<Vec<_>>().join(","));
-                vec![text(c, "name"), host, text(c, "state"), text(c, "status"), text(c, "ip"), ports.unwrap_or_default()]
+                let state = match c["reason"].as_str() {
+                    Some(why) => format!("{}: {why}", text(c, "state")),
+                    None => text(c, "state"),
+                };
+                vec![text(c, "name"), host, state, text(c, "status"), text(c, "ip"), ports.unwrap_or_default()]
             })
             .collect()
     });

@@ -27,6 +27,8 @@ pub struct ContainerOut {
     /// The engine's state word, or `pending` before the host has reported the container.
     pub state: String,
     pub status: String,
+    /// Why a container is not simply running, e.g. `exited 137`, `host disconnected`.
+    pub reason: Option<String>,
     pub ip: Option<String>,
     pub ports: Vec<PortSpec>,
     pub docker_id: Option<String>,
@@ -64,6 +66,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
                 host_state: host.state,
                 state: seen.map_or("pending".into(), |o| o.state.to_string()),
                 status: seen.map_or_else(String::new, |o| o.status.clone()),
+                reason: reason(host.state, seen.map(|o| o.status.as_str())),
                 ip: seen.and_then(|o| o.ip.clone()),
                 ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
                 docker_id: seen.map(|o| o.docker_id.clone()),
@@ -83,4 +86,30 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Que
     state.avoid.lock().expect("avoid lock").insert((record.service_id, record.instance), (record.host_id, std::time::Instant::now()));
     state.reconcile.trigger();
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// The reason worth showing next to a container's state: the host being gone outranks
+/// anything the engine last said; otherwise the exit code of an exited or restarting container.
+pub fn reason(host: HostState, engine_status: Option<&str>) -> Option<String> {
+    if host == HostState::Disconnected {
+        return Some("host disconnected; last reported state shown".into());
+    }
+    let status = engine_status?;
+    // The engine's words: "Exited (137) 2 seconds ago", "Restarting (1) 3 seconds ago".
+    let code = status.split_once('(')?.1.split_once(')')?.0;
+    code.parse::<i32>().ok().map(|code| format!("exited {code}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_say_why() {
+        assert_eq!(reason(HostState::Active, Some("Exited (137) 2 seconds ago")).as_deref(), Some("exited 137"));
+        assert_eq!(reason(HostState::Active, Some("Restarting (1) 1 second ago")).as_deref(), Some("exited 1"));
+        assert_eq!(reason(HostState::Active, Some("Up 3 minutes")), None);
+        assert_eq!(reason(HostState::Active, None), None);
+        assert!(reason(HostState::Disconnected, Some("Up 3 minutes")).unwrap().contains("host disconnected"));
+    }
 }

@@ -13,6 +13,8 @@ pub struct HostOut {
     #[serde(flatten)]
     pub host: Host,
     pub environment: String,
+    /// The state in words, e.g. `disconnected since 2026-11-25T14:03:22Z`.
+    pub status: String,
     /// Whether the agent has applied the latest desired set.
     pub in_sync: Option<bool>,
     pub containers: usize,
@@ -27,6 +29,10 @@ async fn host_out(state: &AppState, env: &Environment, hosts: Vec<Host>) -> ApiR
     Ok(hosts
         .into_iter()
         .map(|host| HostOut {
+            status: match host.state {
+                corral_store::HostState::Active => "active".into(),
+                corral_store::HostState::Disconnected => format!("disconnected since {}", host.state_since),
+            },
             in_sync: state.hub.in_sync(&host.id),
             containers: records.iter().filter(|r| r.host_id == host.id).count(),
             environment: env.name.clone(),
