@@ -149,6 +149,19 @@ impl RestartBackoff {
         Self::FIRST.saturating_mul(factor).min(Self::CAP)
     }
 
+    /// Books an action about to be carried out: a (re)created container starts its restart
+    /// history afresh, a started one counts a start, a removed one is forgotten.
+    pub fn account(&mut self, action: &Action, now: Instant) {
+        match action {
+            Action::Create { spec } | Action::Recreate { spec, .. } => {
+                self.forget(&spec.name);
+                self.record_start(&spec.name, now);
+            }
+            Action::Start { name, .. } => self.record_start(name, now),
+            Action::Remove { name, .. } => self.forget(name),
+        }
+    }
+
     pub fn record_start(&mut self, name: &str, now: Instant) {
         let e = self.entries.entry(name.to_string()).or_insert(Entry {
             starts: 0,

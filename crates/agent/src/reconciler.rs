@@ -75,9 +75,23 @@ impl Reconciler {
             ..Default::default()
         };
 
-        for action in plan.actions {
+        let now = Instant::now();
+        for action in &plan.actions {
+            self.restarts.account(action, now);
+        }
+        // Engine calls for different containers are independent; running a few at once lets a
+        // deploy go as fast as the engine itself (it creates in parallel, the CLI's floor).
+        let engine = &self.engine;
+        let results: Vec<(Action, Result<(), AgentError>)> = futures_util::stream::iter(plan.actions)
+            .map(|action| async move {
+                let result = execute(engine, &action).await;
+                (action, result)
+            })
+            .buffer_unordered(PARALLEL_ACTIONS)
+            .collect()
+            .await;
+        for (action, result) in results {
             let name = action.name().to_string();
-            let result = self.apply(&action).await;
             match &result {
                 Ok(()) => {
                     tracing::info!(container = %name, action = ?ActionKind::from(&action), "converged")
@@ -111,28 +125,21 @@ impl Reconciler {
         Ok(observed)
     }
 
-    async fn apply(&mut self, action: &Action) -> Result<(), AgentError> {
-        match action {
-            Action::Create { spec } => {
-                self.restarts.forget(&spec.name);
-                self.restarts.record_start(&spec.name, Instant::now());
-                self.engine.create_and_start(spec).await.map(drop)
-            }
-            Action::Recreate { id, spec } => {
-                self.engine.remove(id).await?;
-                self.restarts.forget(&spec.name);
-                self.restarts.record_start(&spec.name, Instant::now());
-                self.engine.create_and_start(spec).await.map(drop)
-            }
-            Action::Start { id, name } => {
-                self.restarts.record_start(name, Instant::now());
-                self.engine.start(id).await
-            }
-            Action::Remove { id, name } => {
-                self.restarts.forget(name);
-                self.engine.remove(id).await
-            }
+}
+
+/// How many engine calls one converge pass makes at once.
+const PARALLEL_ACTIONS: usize = 4;
+
+/// Carries out one action on the engine.
+async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
+    match action {
+        Action::Create { spec } => engine.create_and_start(spec).await.map(drop),
+        Action::Recreate { id, spec } => {
+            engine.remove(id).await?;
+            engine.create_and_start(spec).await.map(drop)
         }
+        Action::Start { id, .. } => engine.start(id).await,
+        Action::Remove { id, .. } => engine.remove(id).await,
     }
 }
 
