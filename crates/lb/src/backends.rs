@@ -1,0 +1,256 @@
+//! Backend health and counters, and round-robin choice among the backends believed up.
+//!
+//! A backend is marked down when connecting to it fails and is believed up again after
+//! [`RETRY_AFTER`]; then exactly one request gets to probe it, so a dead backend behind a slow
+//! connect timeout costs one request a retry per interval instead of stalling every request.
+//! A backend's `Arc` is shared by every routing table that names it, so its state, counters and
+//! pooled connections survive config changes that keep it; a removed backend is freed (and its
+//! idle pooled connections closed) once the last in-flight request holding it finishes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+
+use crate::config::Mode;
+
+/// How long a backend that failed stays out of rotation before one request probes it again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long connecting to a backend may take before it counts as down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Below common backend keep-alive timeouts (Node's 5 s), so the proxy usually closes an idle
+/// pooled connection before the backend does and rarely races a request against that close.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type HttpClient = Client<HttpConnector, ProxyBody>;
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Its own pool, so dropping the backend drops exactly its idle connections.
+    pub(crate) client: Option<HttpClient>,
+    down_since: Mutex<Option<Instant>>,
+    active: AtomicU64,
+    served: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Backend {
+    pub(crate) fn new(addr: SocketAddr, mode: Mode) -> Self {
+        let client = match mode {
+            Mode::Http => Some(http_client()),
+            Mode::Tcp => None,
+        };
+        Backend {
+            addr,
+            client,
+            down_since: Mutex::new(None),
+            active: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// True if this backend may take a request now. Past the backoff of a down backend, the
+    /// first caller claims the probe by restarting the backoff clock; the others keep skipping
+    /// it until the probe succeeds (`mark_up`) or the interval passes again.
+    fn try_claim(&self) -> bool {
+        let mut down = self.down_since.lock().unwrap();
+        match *down {
+            None => true,
+            Some(since) if since.elapsed() >= RETRY_AFTER => {
+                *down = Some(Instant::now());
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.down_since.lock().unwrap().is_none()
+    }
+
+    pub(crate) fn mark_up(&self) {
+        let mut down = self.down_since.lock().unwrap();
+        if down.take().is_some() {
+            tracing::info!(backend = %self.addr, "backend is up again");
+        }
+    }
+
+    pub(crate) fn mark_down(&self, reason: &str) {
+        let was_up = self
+            .down_since
+            .lock()
+            .unwrap()
+            .replace(Instant::now())
+            .is_none();
+        if was_up {
+            tracing::warn!(backend = %self.addr, reason, "backend marked down");
+        }
+        self.record_error(reason);
+    }
+
+    pub(crate) fn record_error(&self, reason: &str) {
+        *self.last_error.lock().unwrap() = Some(reason.to_string());
+    }
+
+    pub(crate) fn served(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts this backend's in-flight request or connection until the guard drops.
+    pub(crate) fn track(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+
+    pub fn status(&self) -> BackendStatus {
+        BackendStatus {
+            addr: self.addr,
+            up: self.is_up(),
+            active_connections: self.active.load(Ordering::Relaxed),
+            requests_served: self.served.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().unwrap().clone(),
+        }
+    }
+}
+
+fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+pub(crate) struct ActiveGuard(Arc<Backend>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The backends of one route, in config order.
+pub struct Pool {
+    backends: Vec<Arc<Backend>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub(crate) fn new(backends: Vec<Arc<Backend>>) -> Self {
+        Pool {
+            backends,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    /// The next backend in round-robin order that is believed up and not in `skip`.
+    pub fn pick(&self, skip: &[SocketAddr]) -> Option<Arc<Backend>> {
+        let n = self.backends.len();
+        if n == 0 {
+            return None;
+        }
+        // Each candidate looked at takes a turn of the counter, so the backends after a down one
+        // share its traffic evenly instead of its successor taking all of it.
+        (0..n)
+            .map(|_| &self.backends[self.next.fetch_add(1, Ordering::Relaxed) % n])
+            .find(|b| !skip.contains(&b.addr) && b.try_claim())
+            .cloned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendStatus {
+    pub addr: SocketAddr,
+    pub up: bool,
+    /// In-flight HTTP requests, or open TCP connections.
+    pub active_connections: u64,
+    /// Responses relayed (HTTP) or connections relayed (TCP).
+    pub requests_served: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerStatus {
+    pub port: u16,
+    pub mode: Mode,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: u16) -> Pool {
+        Pool::new(
+            (0..n)
+                .map(|i| Arc::new(Backend::new(([127, 0, 0, 1], 1000 + i).into(), Mode::Tcp)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn round_robin_visits_each_backend_in_turn() {
+        let p = pool(3);
+        let picks: Vec<u16> = (0..6).map(|_| p.pick(&[]).unwrap().addr.port()).collect();
+        assert_eq!(picks, [1000, 1001, 1002, 1000, 1001, 1002]);
+    }
+
+    #[test]
+    fn down_backends_and_skipped_ones_are_passed_over() {
+        let p = pool(3);
+        p.backends[1].mark_down("refused");
+        let picks: Vec<u16> = (0..4).map(|_| p.pick(&[]).unwrap().addr.port()).collect();
+        assert_eq!(picks, [1000, 1002, 1000, 1002]);
+        let skip = [p.backends[0].addr, p.backends[2].addr];
+        assert!(p.pick(&skip).is_none());
+    }
+
+    #[test]
+    fn down_backend_is_probed_by_one_request_after_the_backoff() {
+        let p = pool(1);
+        let b = &p.backends[0];
+        b.mark_down("refused");
+        assert!(p.pick(&[]).is_none());
+        *b.down_since.lock().unwrap() = Some(Instant::now() - RETRY_AFTER);
+        assert!(p.pick(&[]).is_some(), "probe after backoff");
+        assert!(p.pick(&[]).is_none(), "only one probe at a time");
+        b.mark_up();
+        assert!(p.pick(&[]).is_some());
+        assert!(b.status().up);
+        assert_eq!(b.status().last_error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn empty_pool_picks_nothing() {
+        assert!(pool(0).pick(&[]).is_none());
+    }
+
+    #[test]
+    fn active_guard_counts() {
+        let b = Arc::new(Backend::new(([127, 0, 0, 1], 1).into(), Mode::Tcp));
+        let g = b.track();
+        assert_eq!(b.status().active_connections, 1);
+        drop(g);
+        assert_eq!(b.status().active_connections, 0);
+    }
+}

@@ -1,0 +1,269 @@
+//! HTTP mode: routing, round-robin, error pages, header and body forwarding, failed backends.
+
+mod common;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use common::*;
+use corral_lb::LbConfig;
+
+#[tokio::test]
+async fn round_robin_reaches_every_backend_evenly() {
+    init_tracing();
+    let backends = [
+        HttpBackend::start("a").await,
+        HttpBackend::start("b").await,
+        HttpBackend::start("c").await,
+    ];
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let (lb, port) = lb_with(|p| one_listener(p, &addrs)).await;
+    let c = client();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..30 {
+        let r = get(&c, port, "app.example", "/").await.unwrap();
+        assert_eq!(r.status, 200);
+        *seen.entry(r.body).or_default() += 1;
+    }
+    assert_eq!(
+        seen,
+        HashMap::from([("a".into(), 10), ("b".into(), 10), ("c".into(), 10)])
+    );
+
+    let status = lb.status();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].port, port);
+    assert!(status[0]
+        .backends
+        .iter()
+        .all(|b| b.up && b.requests_served == 10 && b.active_connections == 0));
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn host_and_path_rules() {
+    init_tracing();
+    let [host_root, host_api, catch_all, catch_static] = [
+        HttpBackend::start("host-root").await,
+        HttpBackend::start("host-api").await,
+        HttpBackend::start("catch-all").await,
+        HttpBackend::start("catch-static").await,
+    ];
+    let (lb, port) = lb_with(|p| LbConfig {
+        listeners: vec![http_listener(
+            p,
+            vec![
+                route(None, None, &[catch_all.addr]),
+                route(Some("App.Example"), Some("/api"), &[host_api.addr]),
+                route(None, Some("/static"), &[catch_static.addr]),
+                route(Some("app.example"), None, &[host_root.addr]),
+            ],
+        )],
+    })
+    .await;
+    let c = client();
+    let cases = [
+        ("app.example", "/", "host-root"),
+        ("APP.EXAMPLE:8080", "/index.html", "host-root"),
+        ("app.example", "/api", "host-api"),
+        ("app.example", "/api/v1/users?x=1", "host-api"),
+        ("app.example", "/apix", "host-root"),
+        // A host's own rules win over the catch-all's, even for the catch-all's paths.
+        ("app.example", "/static/a.css", "host-root"),
+        ("other.example", "/", "catch-all"),
+        ("other.example", "/api/x", "catch-all"),
+        ("other.example", "/static/a.css", "catch-static"),
+    ];
+    for (host, path, want) in cases {
+        let r = get(&c, port, host, path).await.unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, want),
+            "host {host} path {path}"
+        );
+    }
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_matching_rule_is_404_naming_host_and_path() {
+    init_tracing();
+    let b = HttpBackend::start("b").await;
+    let (lb, port) = lb_with(|p| LbConfig {
+        listeners: vec![http_listener(
+            p,
+            vec![route(Some("app.example"), Some("/api"), &[b.addr])],
+        )],
+    })
+    .await;
+    let c = client();
+    let r = get(&c, port, "Other.Example:81", "/x").await.unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body,
+        "404 Not Found: no rule matches host other.example path /x\n"
+    );
+    let r = get(&c, port, "app.example", "/web").await.unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("host app.example path /web"), "{}", r.body);
+    assert_eq!(b.hits(), 0);
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_backends_is_503_naming_host_and_path() {
+    init_tracing();
+    let dead = refusing_addr();
+    let (lb, port) = lb_with(|p| LbConfig {
+        listeners: vec![http_listener(
+            p,
+            vec![
+                route(Some("empty.example"), None, &[]),
+                route(Some("dead.example"), None, &[dead]),
+            ],
+        )],
+    })
+    .await;
+    let c = client();
+    let r = get(&c, port, "empty.example", "/p").await.unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.body,
+        "503 Service Unavailable: no backend is up for host empty.example path /p\n"
+    );
+    assert_eq!(r.headers["content-type"], "text/plain; charset=utf-8");
+    // Every backend refusing ends the same way, after trying each.
+    let r = get(&c, port, "dead.example", "/q").await.unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.body,
+        "503 Service Unavailable: no backend is up for host dead.example path /q\n"
+    );
+    let st = &lb.status()[0];
+    let dead_status = st.backends.iter().find(|b| b.addr == dead).unwrap();
+    assert!(!dead_status.up);
+    assert!(
+        dead_status
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("onnect"),
+        "{dead_status:?}"
+    );
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusing_backend_is_skipped_without_client_errors() {
+    init_tracing();
+    let a = HttpBackend::start("a").await;
+    let b = HttpBackend::start("b").await;
+    let dead = refusing_addr();
+    let (lb, port) = lb_with(|p| one_listener(p, &[dead, a.addr, b.addr])).await;
+    let c = client();
+    for i in 0..40 {
+        let r = get(&c, port, "x", "/").await.unwrap();
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+    }
+    assert_eq!(a.hits() + b.hits(), 40);
+    assert!(
+        a.hits() >= 10 && b.hits() >= 10,
+        "a {} b {}",
+        a.hits(),
+        b.hits()
+    );
+    let st = &lb.status()[0];
+    assert!(!st.backends.iter().find(|s| s.addr == dead).unwrap().up);
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn backend_that_comes_back_is_used_again() {
+    init_tracing();
+    let a = HttpBackend::start("a").await;
+    // Reserve b's address while it is "down", then start a real backend there.
+    let listener = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let b_addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr, b_addr])).await;
+    let c = client();
+    for _ in 0..4 {
+        assert_eq!(get(&c, port, "x", "/").await.unwrap().body, "a");
+    }
+    let b_listener = tokio::net::TcpListener::bind(b_addr).await.unwrap();
+    let b_task = tokio::spawn(async move {
+        let (stream, _) = b_listener.accept().await.unwrap();
+        let svc = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                Bytes::from("b"),
+            )))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .await;
+    });
+    tokio::time::sleep(corral_lb::backends::RETRY_AFTER + std::time::Duration::from_millis(100))
+        .await;
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(get(&c, port, "x", "/").await.unwrap().body);
+    }
+    assert!(bodies.iter().any(|b| b == "b"), "{bodies:?}");
+    assert!(lb.status()[0].backends.iter().all(|b| b.up));
+    b_task.abort();
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwards_headers_and_bodies() {
+    init_tracing();
+    let a = HttpBackend::start("a").await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr])).await;
+    let c = client();
+    let r = get(&c, port, "App.Example:8080", "/h").await.unwrap();
+    assert_eq!(r.headers["x-echo-xff"], "127.0.0.1");
+    assert_eq!(r.headers["x-echo-xfh"], "App.Example:8080");
+    assert_eq!(r.headers["x-echo-proto"], "http");
+    assert_eq!(r.headers["x-echo-host"], "App.Example:8080");
+    // Small (buffered, retryable) and large (streamed) bodies both arrive whole.
+    for len in [10usize, 64 * 1024, 64 * 1024 + 1, 1024 * 1024] {
+        let r = send(
+            &c,
+            "POST",
+            port,
+            "x",
+            "/upload",
+            Bytes::from(vec![b'x'; len]),
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.status, r.body), (200, format!("a:{len}")));
+    }
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_request_bodies_of_any_size_are_forwarded() {
+    init_tracing();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = HttpBackend::start("a").await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr])).await;
+    for len in [5usize, 200 * 1024] {
+        let mut s = tokio::net::TcpStream::connect((LOCALHOST, port))
+            .await
+            .unwrap();
+        let mut req = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for chunk in vec![b'y'; len].chunks(8192) {
+            req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            req.extend_from_slice(chunk);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        s.write_all(&req).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with(&format!("a:{len}")), "{out}");
+    }
+    lb.shutdown().await;
+}
