@@ -96,21 +96,22 @@ fn lost_database_is_rebuilt_from_container_labels() {
     }
     cluster.cp.wait_hosts_active(&["h1", "h2"]);
 
-    let services_after = wait_for("both services rebuilt", WAIT, || {
-        let s = cluster.cp.json(&["service", "ls"]);
-        (s.as_array().unwrap().len() == 2 && s.as_array().unwrap().iter().all(|s| s["placed"] == s["scale"])).then_some(s)
+    // Hosts re-join one after the other; the services are complete once every name is back.
+    let mut sorted_want = want.clone();
+    sorted_want.sort();
+    wait_for("every container adopted", WAIT, || {
+        let mut names: Vec<String> = cluster.cp.json(&["ps"]).as_array()?.iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        (names == sorted_want).then_some(())
     });
+    let services_after = cluster.cp.json(&["service", "ls"]);
     let keys = ["stack", "name", "image", "command", "env", "ports", "labels", "constraints", "scale", "revision"];
+    assert_eq!(services_after.as_array().unwrap().len(), 2);
     for (b, a) in services_before.as_array().unwrap().iter().zip(services_after.as_array().unwrap()) {
         for k in keys {
             assert_eq!(a[k], b[k], "service {} field {k} rebuilt exactly", b["name"]);
         }
     }
-    let mut names: Vec<String> = cluster.cp.json(&["ps"]).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
-    names.sort();
-    let mut sorted_want = want.clone();
-    sorted_want.sort();
-    assert_eq!(names, sorted_want, "every name is back");
     // Past the adoption window the control plane reconciles again: still exactly these, none restarted.
     std::thread::sleep(Duration::from_secs(5));
     cluster.wait_exactly("the same nine containers", &want, WAIT);

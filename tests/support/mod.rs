@@ -302,6 +302,9 @@ fn in_netns(ns: Option<&str>) -> Command {
 
 /// Ensures the bare namespace `corral-hI` (no engine) on the test bridge; returns (name, address).
 pub fn bare_netns(i: usize) -> (String, String) {
+    // The script's namespace setup is not safe to run twice at once.
+    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SETUP.lock().unwrap_or_else(|p| p.into_inner());
     let out = Command::new("bash").arg(repo_root().join("scripts/test-hosts.sh")).args(["netns", &i.to_string()]).output().expect("run test-hosts.sh");
     assert!(out.status.success(), "test-hosts.sh netns {i}: {}", text(&out));
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();

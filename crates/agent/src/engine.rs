@@ -278,19 +278,21 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         keys
     };
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    // A port without a host port is still published, on one the engine picks, so load
+    // balancers on other hosts can reach the container at HOST_ADDRESS:PORT without an overlay.
     for p in &spec.ports {
-        if let Some(host_port) = p.host_port {
-            bindings
-                .entry(port_key(p))
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: Some("0.0.0.0".into()),
-                    host_port: Some(host_port.to_string()),
-                });
-        }
+        bindings
+            .entry(port_key(p))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some("0.0.0.0".into()),
+                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+            });
     }
     ContainerCreateBody {
+        // Like Rancher: a container knows itself by its Corral name.
+        hostname: (spec.name.len() <= 63).then(|| spec.name.clone()),
         image: Some(spec.image.clone()),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: (!spec.env.is_empty()).then(|| spec.env.clone()),
@@ -395,14 +397,13 @@ mod tests {
         assert_eq!(labels[labels::STACK], "s");
         let hc = body.host_config.unwrap();
         let bindings = hc.port_bindings.unwrap();
-        assert_eq!(
-            bindings.len(),
-            1,
-            "only ports with a host port are published"
-        );
+        assert_eq!(bindings.len(), 2, "every port is published");
         let b = bindings["80/tcp"].as_ref().unwrap();
         assert_eq!(b[0].host_ip.as_deref(), Some("0.0.0.0"));
         assert_eq!(b[0].host_port.as_deref(), Some("8080"));
+        let ephemeral = bindings["53/udp"].as_ref().unwrap();
+        assert_eq!(ephemeral[0].host_port.as_deref(), Some(""), "the engine picks the host port");
+        assert_eq!(body.hostname.as_deref(), Some(spec.name.as_str()), "the container knows its name");
         assert_eq!(
             hc.restart_policy.unwrap().name,
             Some(RestartPolicyNameEnum::UNLESS_STOPPED)

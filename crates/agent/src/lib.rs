@@ -18,6 +18,7 @@
 //! - [`backoff`]: full-jitter exponential backoff.
 
 pub mod backoff;
+pub mod balancer;
 mod connection;
 pub mod converge;
 pub mod engine;

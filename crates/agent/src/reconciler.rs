@@ -191,6 +191,7 @@ impl ReconcilerHandle {
 
         let looped = ConvergeLoop {
             reconciler: Reconciler::new(engine.clone()),
+            balancer: Default::default(),
             desired: desired_rx,
             observed: observed_tx,
             passes: passes_tx,
@@ -253,6 +254,7 @@ impl ReconcilerHandle {
 
 struct ConvergeLoop {
     reconciler: Reconciler,
+    balancer: crate::balancer::Balancer,
     desired: watch::Receiver<Option<Arc<DesiredSet>>>,
     observed: watch::Sender<Option<ObservedSet>>,
     passes: watch::Sender<u64>,
@@ -286,6 +288,7 @@ impl ConvergeLoop {
             }
             self.passes.send_modify(|p| *p += 1);
         }
+        self.balancer.shutdown().await;
         tracing::debug!("converge loop stopped");
     }
 
@@ -294,6 +297,8 @@ impl ConvergeLoop {
         let desired = self.desired.borrow().clone();
         let (revision, result) = match (&desired, work) {
             (Some(d), Work::Converge) => {
+                // Balancers first: a container about to go is already out of their rotation.
+                self.balancer.apply(&d.load_balancer).await;
                 let started = Instant::now();
                 let result = self.reconciler.converge_once(d).await;
                 if let Ok(r) = &result {
@@ -320,6 +325,7 @@ impl ConvergeLoop {
                 self.observed.send_replace(Some(ObservedSet {
                     applied_revision: revision,
                     containers,
+                    load_balancer: self.balancer.status(),
                 }));
                 retry_in
             }

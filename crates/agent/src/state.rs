@@ -82,6 +82,7 @@ mod tests {
                 }],
                 labels: [("io.corral.stack".to_string(), "s".to_string())].into(),
             }],
+            load_balancer: Default::default(),
         }
     }
 

@@ -145,8 +145,7 @@ async fn full_session_against_a_test_double_control_plane() {
     // Desired -> persisted, converged, reported; heartbeats keep flowing meanwhile.
     let desired = DesiredSet {
         revision: 7,
-        containers: vec![s.spec(1), s.spec(2)],
-    };
+        containers: vec![s.spec(1), s.spec(2)], load_balancer: Default::default() };
     send(&mut ws, &ServerMessage::Desired(desired.clone())).await;
     let o = observed_until(&mut ws, &mut heartbeats, |o| {
         o.applied_revision == 7
@@ -263,8 +262,7 @@ async fn saved_desired_set_is_enforced_without_a_control_plane() {
     let state = tempfile::tempdir().unwrap();
     let desired = DesiredSet {
         revision: 3,
-        containers: vec![s.spec(1)],
-    };
+        containers: vec![s.spec(1)], load_balancer: Default::default() };
     std::fs::write(
         state.path().join("desired.json"),
         serde_json::to_vec(&desired).unwrap(),

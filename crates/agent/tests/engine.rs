@@ -22,8 +22,7 @@ async fn converge_creates_recreates_and_removes() {
     let mut r = Reconciler::new(s.engine.clone());
     let mut desired = DesiredSet {
         revision: 1,
-        containers: vec![s.spec(1), s.spec(2), s.spec(3)],
-    };
+        containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
 
     let report = r.converge_once(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -120,8 +119,7 @@ async fn missing_image_is_reported_and_the_rest_converges() {
     broken.image = "corral-test/does-not-exist:latest".into();
     let desired = DesiredSet {
         revision: 1,
-        containers: vec![s.spec(1), broken.clone(), s.spec(3)],
-    };
+        containers: vec![s.spec(1), broken.clone(), s.spec(3)], load_balancer: Default::default() };
 
     let report = r.converge_once(&desired).await.unwrap();
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
@@ -154,8 +152,7 @@ async fn container_removed_by_hand_comes_back_from_the_event_stream() {
     let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
     let desired = DesiredSet {
         revision: 4,
-        containers: vec![s.spec(1), s.spec(2), s.spec(3)],
-    };
+        containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
     let handle = ReconcilerHandle::spawn(s.engine.clone(), Some(desired.clone()), &shutdown_rx);
     handle.wait_for_passes(1).await;
 

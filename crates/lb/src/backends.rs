@@ -169,12 +169,19 @@ impl Pool {
         if n == 0 {
             return None;
         }
-        // Each candidate looked at takes a turn of the counter, so the backends after a down one
-        // share its traffic evenly instead of its successor taking all of it.
-        (0..n)
-            .map(|_| &self.backends[self.next.fetch_add(1, Ordering::Relaxed) % n])
-            .find(|b| !skip.contains(&b.addr) && b.try_claim())
-            .cloned()
+        // Walk every backend once from a start taken from the counter: drawing each candidate
+        // from the shared counter instead let concurrent requests hand one request the same
+        // down backend n times and miss the healthy one. Skipped candidates still advance the
+        // counter, so the backends after a down one share its traffic evenly.
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let found = (0..n).find(|k| {
+            let b = &self.backends[(start + k) % n];
+            !skip.contains(&b.addr) && b.try_claim()
+        })?;
+        if found > 0 {
+            self.next.fetch_add(found, Ordering::Relaxed);
+        }
+        Some(self.backends[(start + found) % n].clone())
     }
 }
 

@@ -11,8 +11,10 @@
 //!
 //! - [`labels`]: the `io.corral.*` labels every managed container carries.
 //! - [`spec`]: the container spec shared by both sides ([`ContainerSpec`], [`PortSpec`]).
+//! - [`lb`]: the built-in load balancer's configuration ([`lb::LbSet`]) and status.
 
 pub mod labels;
+pub mod lb;
 pub mod spec;
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +110,9 @@ pub struct DesiredSet {
     /// Increases with every change the control plane sends; echoed back in [`ObservedSet`].
     pub revision: u64,
     pub containers: Vec<ContainerSpec>,
+    /// The load-balancer listeners this host's agent runs; absent from older control planes.
+    #[serde(default, skip_serializing_if = "lb::LbSet::is_empty")]
+    pub load_balancer: lb::LbSet,
 }
 
 /// What the agent sees on its engine.
@@ -116,6 +121,8 @@ pub struct ObservedSet {
     /// The last desired revision the agent has applied (0 before the first).
     pub applied_revision: u64,
     pub containers: Vec<ObservedContainer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer: Vec<lb::LbListenerStatus>,
 }
 
 /// One Corral-managed container as the engine reports it.

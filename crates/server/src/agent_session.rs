@@ -122,6 +122,7 @@ async fn run(
     // Desired sets wait for the host's first report, so the control plane knows what the host
     // already runs before it tells the agent what to keep.
     let mut reported = false;
+    let mut last_fingerprint: Option<String> = None;
     loop {
         tokio::select! {
             msg = next_message(socket) => {
@@ -133,7 +134,16 @@ async fn run(
                     Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
                     Some(Ok(AgentMessage::Observed(observed))) => {
                         state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
-                        state.hub.record_applied(host_id, observed.applied_revision);
+                        state.hub.record_applied(host_id, observed.applied_revision, observed.load_balancer.clone());
+                        // What runs where decides load balancers' backends: a container that
+                        // starts or stops anywhere must reach them within the second.
+                        let running: Vec<(&str, corral_proto::ContainerState, &[corral_proto::PortSpec])> =
+                            observed.containers.iter().map(|c| (c.name.as_str(), c.state, c.ports.as_slice())).collect();
+                        let fingerprint = format!("{running:?}");
+                        if last_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+                            last_fingerprint = Some(fingerprint);
+                            state.reconcile.trigger();
+                        }
                         if let Some(env) = adopt_into.take() {
                             let adopted = crate::adopt::adopt(state, &env, host_id, &observed.containers).await.map_err(|e| e.to_string())?;
                             if adopted > 0 {

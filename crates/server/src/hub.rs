@@ -4,6 +4,7 @@
 //! and sends every new revision down the WebSocket. A set is published only when it changes,
 //! so reconciling often costs the agents nothing.
 
+use corral_proto::lb::{LbListenerStatus, LbSet};
 use corral_proto::{ContainerSpec, DesiredSet};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +22,13 @@ struct Slot {
     session: Option<u64>,
     /// Revision the agent last said it applied.
     applied_revision: u64,
+    /// The agent's last report on its load-balancer listeners.
+    load_balancer: Vec<LbListenerStatus>,
 }
 
 impl Slot {
     fn new() -> Self {
-        Slot { desired: watch::channel(None).0, session: None, applied_revision: 0 }
+        Slot { desired: watch::channel(None).0, session: None, applied_revision: 0, load_balancer: Vec::new() }
     }
 }
 
@@ -85,25 +88,31 @@ impl Hub {
         self.slots.lock().expect("hub lock").get(host_id).is_some_and(|s| s.session.is_some())
     }
 
-    /// Publishes the host's full desired set; a new revision only if the containers changed.
-    pub fn publish(&self, host_id: &str, mut containers: Vec<ContainerSpec>) {
+    /// Publishes the host's full desired set; a new revision only if it changed.
+    pub fn publish(&self, host_id: &str, mut containers: Vec<ContainerSpec>, load_balancer: LbSet) {
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         let mut slots = self.slots.lock().expect("hub lock");
         let slot = slots.entry(host_id.to_string()).or_insert_with(Slot::new);
         slot.desired.send_if_modified(|current| {
-            if current.as_ref().is_some_and(|set| set.containers == containers) {
+            if current.as_ref().is_some_and(|set| set.containers == containers && set.load_balancer == load_balancer) {
                 return false;
             }
             let revision = self.next_revision.fetch_add(1, Ordering::Relaxed);
-            *current = Some(Arc::new(DesiredSet { revision, containers }));
+            *current = Some(Arc::new(DesiredSet { revision, containers, load_balancer }));
             true
         });
     }
 
-    pub fn record_applied(&self, host_id: &str, revision: u64) {
+    pub fn record_applied(&self, host_id: &str, revision: u64, load_balancer: Vec<LbListenerStatus>) {
         if let Some(slot) = self.slots.lock().expect("hub lock").get_mut(host_id) {
             slot.applied_revision = revision;
+            slot.load_balancer = load_balancer;
         }
+    }
+
+    /// The host's load-balancer listeners as its agent last reported them.
+    pub fn load_balancer(&self, host_id: &str) -> Vec<LbListenerStatus> {
+        self.slots.lock().expect("hub lock").get(host_id).map(|s| s.load_balancer.clone()).unwrap_or_default()
     }
 
     /// Whether the agent has applied the latest desired set (`None`: nothing published yet).
@@ -141,17 +150,17 @@ mod tests {
         let hub = Hub::default();
         let mut rx = hub.attach("h").unwrap().desired;
         assert!(rx.borrow().is_none(), "nothing is sent before the first reconcile");
-        hub.publish("h", vec![spec("b"), spec("a")]);
+        hub.publish("h", vec![spec("b"), spec("a")], LbSet::default());
         assert!(rx.has_changed().unwrap());
         let first = rx.borrow_and_update().clone().unwrap();
         assert_eq!(first.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        hub.publish("h", vec![spec("a"), spec("b")]);
+        hub.publish("h", vec![spec("a"), spec("b")], LbSet::default());
         assert!(!rx.has_changed().unwrap(), "same set in another order is no change");
-        hub.publish("h", vec![spec("a")]);
+        hub.publish("h", vec![spec("a")], LbSet::default());
         let second = rx.borrow_and_update().clone().unwrap();
         assert!(second.revision > first.revision);
         assert_eq!(hub.in_sync("h"), Some(false));
-        hub.record_applied("h", second.revision);
+        hub.record_applied("h", second.revision, Vec::new());
         assert_eq!(hub.in_sync("h"), Some(true));
     }
 }

@@ -6,6 +6,7 @@
 //! - [`agent_session`]: the `/v1/agent` WebSocket session of one agent.
 //! - [`hub`]: which agents are connected and the desired set each should run.
 //! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
+//! - [`lb`]: load-balancer services: rule syntax, and listeners with backends from observed state.
 //! - [`validate`]: checks on user input; [`error`]: the API's one error type.
 //!
 //! Placement itself is the pure `corral-scheduler` crate; persistence is `corral-store`.
@@ -15,6 +16,7 @@ pub mod agent_session;
 pub mod api;
 pub mod error;
 pub mod hub;
+pub mod lb;
 pub mod reconcile;
 pub mod state;
 pub mod validate;

@@ -5,6 +5,8 @@
 //! Passes run on every trigger (API writes, agents coming and going) and every few seconds.
 
 use crate::hub::Hub;
+use crate::lb::Backends;
+use corral_proto::lb::LbSet;
 use corral_proto::{labels, ContainerSpec, PortSpec};
 use corral_scheduler::{Constraint, HostView, Protocol, ServiceRequest, Unplaced};
 use corral_store::containers::Placement;
@@ -90,6 +92,8 @@ impl Reconciler {
         let hosts = self.store.hosts(None).await?;
         let services = self.store.services(None, None).await?;
         let mut records = self.store.container_records(None).await?;
+        let observed = self.store.observed(None).await?;
+        let lb_targets = lb_targets(&services);
         let now = time::OffsetDateTime::now_utc();
         let disconnected_for: HashMap<&str, Duration> = hosts
             .iter()
@@ -111,15 +115,23 @@ impl Reconciler {
             let grace = Duration::from_secs(service.spec.reschedule_after_secs.into());
             let in_grace = |host: &str| disconnected_for.get(host).is_some_and(|d| *d < grace);
             let view = host_views(&hosts, service, &records, &by_id);
+            let constraints: Vec<Constraint> = service.spec.constraints.iter().filter_map(|c| c.parse::<Constraint>().ok()).collect();
+            let scale = match &service.spec.lb {
+                // Global: one instance on every host that may take one.
+                Some(lb) if lb.global => {
+                    view.iter().filter(|h| h.schedulable && constraints.iter().all(|c| c.matches(&h.labels))).count() as u32
+                }
+                _ => service.scale,
+            };
             let current: BTreeMap<u32, String> = records
                 .iter()
                 .filter(|r| r.service_id == service.id)
                 .map(|r| (r.instance, r.host_id.clone()))
                 .collect();
             let request = ServiceRequest {
-                scale: service.scale,
-                constraints: service.spec.constraints.iter().filter_map(|c| c.parse::<Constraint>().ok()).collect(),
-                host_ports: published(&service.spec.ports),
+                scale,
+                constraints,
+                host_ports: host_ports(service),
                 instances: current.iter().map(|(i, h)| (*i, Some(h.clone()))).collect(),
                 avoid: {
                     let hints = self.avoid.lock().expect("avoid lock");
@@ -127,6 +139,13 @@ impl Reconciler {
                 },
             };
             let plan = corral_scheduler::plan(&view, &request);
+            // Containers a load balancer sends traffic to leave the balancers first and the
+            // engines only once no new request can reach them: no request fails on scale-down.
+            let (remove, drain, undrain) = if lb_targets.contains(&(service.environment_id, service.path())) {
+                drain_split(&plan.remove, &records, service.id, scale, now)
+            } else {
+                (plan.remove.clone(), Vec::new(), Vec::new())
+            };
             // A host that has just dropped off keeps its containers until its grace period ends:
             // moving them at once would run two copies when it comes back a second later.
             let place: Vec<Placement> = plan
@@ -141,10 +160,22 @@ impl Reconciler {
                     hints.remove(&(service.id, *i));
                 }
             }
-            if !place.is_empty() || !plan.remove.is_empty() {
-                tracing::info!(service = %format!("{}/{}", service.stack, service.name), placed = place.len(), removed = plan.remove.len(), "placement changed");
-                self.store.apply_placement(service.id, &place, &plan.remove).await?;
-                records.retain(|r| !(r.service_id == service.id && (plan.remove.contains(&r.instance) || place.iter().any(|p| p.0 == r.instance))));
+            if !drain.is_empty() || !undrain.is_empty() {
+                self.store.set_draining(service.id, &drain, true).await?;
+                self.store.set_draining(service.id, &undrain, false).await?;
+                let since = corral_store::now();
+                for r in records.iter_mut().filter(|r| r.service_id == service.id) {
+                    if drain.contains(&r.instance) {
+                        r.draining_since = Some(since.clone());
+                    } else if undrain.contains(&r.instance) {
+                        r.draining_since = None;
+                    }
+                }
+            }
+            if !place.is_empty() || !remove.is_empty() {
+                tracing::info!(service = %service.path(), placed = place.len(), removed = remove.len(), "placement changed");
+                self.store.apply_placement(service.id, &place, &remove).await?;
+                records.retain(|r| !(r.service_id == service.id && (remove.contains(&r.instance) || place.iter().any(|p| p.0 == r.instance))));
                 records.extend(place.into_iter().map(|(instance, host_id, name)| ContainerRecord {
                     id: 0,
                     service_id: service.id,
@@ -152,6 +183,7 @@ impl Reconciler {
                     host_id,
                     name,
                     created_at: String::new(),
+                    draining_since: None,
                 }));
             }
             if !plan.unplaced.is_empty() {
@@ -160,16 +192,60 @@ impl Reconciler {
         }
         *self.unplaced.lock().expect("unplaced lock") = unplaced;
 
+        let backends = Backends::new(&hosts, &services, &records, &observed);
         for host in &hosts {
             let env = environments.get(&host.environment_id).map(String::as_str).unwrap_or_default();
-            let specs = records
-                .iter()
-                .filter(|r| r.host_id == host.id)
-                .filter_map(|r| by_id.get(&r.service_id).map(|s| container_spec(env, s, r.instance)))
-                .collect();
-            self.hub.publish(&host.id, specs);
+            let mut specs = Vec::new();
+            let mut lb = LbSet::default();
+            for r in records.iter().filter(|r| r.host_id == host.id) {
+                let Some(service) = by_id.get(&r.service_id) else { continue };
+                match &service.spec.lb {
+                    None => specs.push(container_spec(env, service, r.instance)),
+                    Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends)),
+                }
+            }
+            lb.listeners.sort_by_key(|l| l.port);
+            self.hub.publish(&host.id, specs, lb);
         }
         Ok(())
+    }
+}
+
+/// How long a container leaving a load balancer's targets keeps running after the balancers
+/// were told; they apply a new set within milliseconds, so this is a wide margin.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// `(environment, STACK/SERVICE)` of every service some load balancer sends traffic to.
+fn lb_targets(services: &[Service]) -> std::collections::HashSet<(i64, String)> {
+    services
+        .iter()
+        .filter_map(|s| s.spec.lb.as_ref().map(|lb| (s.environment_id, lb)))
+        .flat_map(|(env, lb)| lb.targets.iter().cloned().chain(lb.rules.iter().map(|r| r.service.clone())).map(move |t| (env, t)))
+        .collect()
+}
+
+/// Splits a plan's removals for a load-balancer target: `(remove now, start draining, stop draining)`.
+/// Instances drained long enough are removed; new surplus starts draining; a draining instance
+/// the scale wants again (scaled back up) stops draining.
+fn drain_split(remove: &[u32], records: &[ContainerRecord], service_id: i64, scale: u32, now: time::OffsetDateTime) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let mine = || records.iter().filter(|r| r.service_id == service_id);
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for &i in remove {
+        match mine().find(|r| r.instance == i).and_then(|r| r.draining_since.as_deref()) {
+            Some(since) if corral_store::parse_time(since).is_none_or(|t| now - t >= DRAIN) => out.0.push(i),
+            Some(_) => {}
+            None => out.1.push(i),
+        }
+    }
+    out.2 = mine().filter(|r| r.instance <= scale && r.draining_since.is_some()).map(|r| r.instance).collect();
+    out
+}
+
+/// Host ports a service's instances need: published container ports, or a balancer's listeners.
+fn host_ports(service: &Service) -> Vec<(u16, Protocol)> {
+    match &service.spec.lb {
+        Some(lb) => lb.ports.iter().map(|p| (p.listen, Protocol::Tcp)).collect(),
+        None => published(&service.spec.ports),
     }
 }
 
@@ -199,7 +275,7 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
                 .iter()
                 .filter(|r| r.service_id != service.id)
                 .filter_map(|r| services.get(&r.service_id))
-                .flat_map(|s| published(&s.spec.ports))
+                .flat_map(|s| host_ports(s))
                 .collect();
             HostView {
                 id: h.id.clone(),

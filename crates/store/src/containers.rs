@@ -11,6 +11,7 @@ fn row_to_record(row: sqlx::sqlite::SqliteRow) -> ContainerRecord {
         host_id: row.get("host_id"),
         name: row.get("name"),
         created_at: row.get("created_at"),
+        draining_since: row.get("draining_since"),
     }
 }
 
@@ -45,6 +46,22 @@ impl Store {
         .ok_or_else(|| crate::StoreError::NotFound(format!("container {name:?} does not exist; `corral ps` lists the containers")))
     }
 
+    /// Starts or stops draining instances of a service; a placed (moved) instance never drains.
+    pub async fn set_draining(&self, service_id: i64, instances: &[u32], draining: bool) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let since = draining.then(now);
+        for instance in instances {
+            sqlx::query("UPDATE containers SET draining_since = ? WHERE service_id = ? AND instance = ?")
+                .bind(&since)
+                .bind(service_id)
+                .bind(*instance as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Applies one service's placement plan atomically: places or moves `place`, deletes `remove`.
     pub async fn apply_placement(&self, service_id: i64, place: &[Placement], remove: &[u32]) -> Result<()> {
         if place.is_empty() && remove.is_empty() {
@@ -62,7 +79,8 @@ impl Store {
         for (instance, host_id, name) in place {
             sqlx::query(
                 "INSERT INTO containers (service_id, instance, host_id, name, created_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (service_id, instance) DO UPDATE SET host_id = excluded.host_id, created_at = excluded.created_at",
+                 ON CONFLICT (service_id, instance) DO UPDATE SET host_id = excluded.host_id, created_at = excluded.created_at,
+                                                                  draining_since = NULL",
             )
             .bind(service_id)
             .bind(*instance as i64)
@@ -104,6 +122,10 @@ mod tests {
         let gone = store.delete_container_record(env.id, "S-web-2").await.unwrap();
         assert_eq!((gone.instance, gone.host_id.as_str()), (2, "b"));
         store.apply_placement(svc.id, &[(2, "b".into(), svc.container_name(2))], &[]).await.unwrap();
+        store.set_draining(svc.id, &[1], true).await.unwrap();
+        assert!(store.container_records(None).await.unwrap()[0].draining_since.is_some());
+        store.apply_placement(svc.id, &[(1, "a".into(), svc.container_name(1))], &[]).await.unwrap();
+        assert!(store.container_records(None).await.unwrap()[0].draining_since.is_none(), "a placed instance does not drain");
         store.delete_service(svc.id).await.unwrap();
         assert!(store.container_records(None).await.unwrap().is_empty());
     }

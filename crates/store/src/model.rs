@@ -100,6 +100,38 @@ pub struct ServiceSpec {
     /// Seconds a disconnected host keeps this service's containers before they are replaced elsewhere.
     #[serde(default = "default_reschedule_after")]
     pub reschedule_after_secs: u32,
+    /// Set for `load-balancer` services: what they listen on and where they send traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb: Option<LbSpec>,
+}
+
+/// A load balancer: listeners on host ports, spreading over the running containers of targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbSpec {
+    pub ports: Vec<LbPort>,
+    /// Default targets, `STACK/SERVICE`, for requests no rule claims.
+    pub targets: Vec<String>,
+    pub rules: Vec<LbRule>,
+    /// One instance on every eligible host instead of a scale.
+    #[serde(default)]
+    pub global: bool,
+}
+
+/// `LISTEN:TARGET` (HTTP) or `LISTEN:TARGET/tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbPort {
+    pub listen: u16,
+    pub target: u16,
+    pub mode: corral_proto::lb::LbMode,
+}
+
+/// `host=H,path=P -> STACK/SERVICE:PORT`: requests for that host and path prefix go to that service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbRule {
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub service: String,
+    pub port: u16,
 }
 
 /// Rancher moved containers off a lost host only if they had health checks; Corral always does,
@@ -133,6 +165,11 @@ impl Service {
     pub fn container_name(&self, instance: u32) -> String {
         container_name(&self.stack, &self.name, instance)
     }
+
+    /// `STACK/NAME`, as users write it.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.stack, self.name)
+    }
 }
 
 pub fn container_name(stack: &str, service: &str, instance: u32) -> String {
@@ -148,6 +185,8 @@ pub struct ContainerRecord {
     pub host_id: String,
     pub name: String,
     pub created_at: String,
+    /// Set while the container is taken out of load balancers before its removal.
+    pub draining_since: Option<String>,
 }
 
 /// A managed container as its host's agent last reported it.

@@ -23,6 +23,7 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
             labels: json_field(row.get("labels"), "service labels")?,
             constraints: json_field(row.get("constraints"), "service constraints")?,
             reschedule_after_secs: row.get::<i64, _>("reschedule_after_secs") as u32,
+            lb: row.get::<Option<String>, _>("lb").map(|j| json_field(&j, "service lb")).transpose()?,
         },
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
@@ -74,8 +75,8 @@ impl Store {
         let t = now();
         let result = sqlx::query(
             "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, scale, revision,
-                                   reschedule_after_secs, adopting_until, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                   reschedule_after_secs, adopting_until, lb, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(stack.id)
         .bind(name)
@@ -90,6 +91,7 @@ impl Store {
         .bind(revision as i64)
         .bind(spec.reschedule_after_secs as i64)
         .bind(adopting_until)
+        .bind(spec.lb.as_ref().map(to_json))
         .bind(&t)
         .bind(&t)
         .fetch_one(&mut *tx)
@@ -176,6 +178,7 @@ pub(crate) mod tests {
             labels: Default::default(),
             constraints: vec!["host.zone=a".into()],
             reschedule_after_secs: 60,
+            lb: None,
         }
     }
 

@@ -3,6 +3,7 @@
 mod agent;
 mod container;
 mod host;
+mod lb;
 mod ps;
 mod server;
 mod service;
@@ -31,6 +32,9 @@ pub enum Command {
     Service(service::Command),
     /// List containers, optionally of one STACK or STACK/SERVICE.
     Ps(ps::Args),
+    /// Load balancers built into the agents: no image, no reload gaps.
+    #[command(subcommand)]
+    Lb(lb::Command),
     /// Containers: remove one (its service starts a replacement).
     #[command(subcommand)]
     Container(container::Command),
@@ -46,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Service(cmd) => service::run(cmd, &client(), cli.output).await,
         Command::Ps(args) => ps::run(args, &client(), cli.output).await,
         Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
+        Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
     }
 }
 

@@ -58,6 +58,9 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
             let service = services.get(&r.service_id)?;
             let host = hosts.get(&r.host_id)?;
             let seen = observed.get(&(r.host_id.clone(), r.name.clone()));
+            if let Some(lb) = &service.spec.lb {
+                return Some(balancer_row(&state, service, lb, host, r));
+            }
             Some(ContainerOut {
                 stack: service.stack.clone(),
                 service: service.name.clone(),
@@ -86,6 +89,37 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Que
     state.avoid.lock().expect("avoid lock").insert((record.service_id, record.instance), (record.host_id, std::time::Instant::now()));
     state.reconcile.trigger();
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A balancer instance runs inside its host's agent: its state is its listeners'.
+fn balancer_row(state: &AppState, service: &corral_store::Service, lb: &corral_store::LbSpec, host: &corral_store::Host, r: corral_store::ContainerRecord) -> ContainerOut {
+    let listeners: Vec<_> = state.hub.load_balancer(&host.id).into_iter().filter(|l| lb.ports.iter().any(|p| p.listen == l.port)).collect();
+    let errors: Vec<String> = listeners.iter().filter_map(|l| l.error.clone()).collect();
+    let (state_word, reason) = match (listeners.len() == lb.ports.len(), errors.is_empty()) {
+        _ if host.state == HostState::Disconnected => ("unknown", Some("host disconnected".to_string())),
+        (true, true) => ("running", None),
+        (_, false) => ("error", Some(errors.join("; "))),
+        (false, true) => ("pending", None),
+    };
+    let status = listeners
+        .iter()
+        .map(|l| format!(":{} -> {}/{} backends up", l.port, l.backends.iter().filter(|b| b.up).count(), l.backends.len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ContainerOut {
+        stack: service.stack.clone(),
+        service: service.name.clone(),
+        instance: r.instance,
+        host: host.name.clone(),
+        host_state: host.state,
+        state: state_word.into(),
+        status: format!("load balancer {status}").trim().to_string(),
+        reason,
+        ip: Some(host.address.clone()),
+        ports: lb.ports.iter().map(|p| PortSpec { host_port: Some(p.listen), container_port: p.target, protocol: corral_proto::Protocol::Tcp }).collect(),
+        docker_id: None,
+        name: r.name,
+    }
 }
 
 /// The reason worth showing next to a container's state: the host being gone outranks

@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
-use corral_store::{Service, ServiceKind, ServiceSpec};
+use corral_store::{LbSpec, Service, ServiceKind, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -14,6 +14,11 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct NewService {
     pub name: String,
+    /// `container` (default) or `load-balancer`.
+    #[serde(default = "container_kind")]
+    pub kind: ServiceKind,
+    /// Required for containers; load balancers run inside the agents.
+    #[serde(default)]
     pub image: String,
     #[serde(default)]
     pub command: Vec<String>,
@@ -32,6 +37,48 @@ pub struct NewService {
     pub scale: i64,
     /// Seconds a disconnected host keeps the containers before they are replaced elsewhere.
     pub reschedule_after: Option<i64>,
+    /// Load balancers only: what to listen on and where to send it.
+    pub lb: Option<NewLb>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLb {
+    /// `LISTEN:TARGET` (HTTP) or `LISTEN:TARGET/tcp`.
+    pub ports: Vec<String>,
+    /// `STACK/SERVICE`: where requests no rule claims go.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// `host=H,path=/P -> STACK/SERVICE:PORT`.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// One instance on every eligible host instead of a scale.
+    #[serde(default)]
+    pub global: bool,
+}
+
+fn container_kind() -> ServiceKind {
+    ServiceKind::Container
+}
+
+/// Checks a balancer's spec, including that its targets exist in the environment.
+async fn lb_spec(state: &AppState, env_id: i64, body: Option<NewLb>) -> ApiResult<LbSpec> {
+    let body = body.ok_or_else(|| ApiError::invalid("lb", "a load balancer needs ports and targets: e.g. --port 8080:80 --target STACK/SERVICE"))?;
+    if body.ports.is_empty() {
+        return Err(ApiError::invalid("ports", "a load balancer needs at least one port, LISTEN:TARGET (e.g. 8080:80)"));
+    }
+    let ports = body.ports.iter().map(|p| crate::lb::parse_port(p)).collect::<ApiResult<Vec<_>>>()?;
+    let rules = body.rules.iter().map(|r| crate::lb::parse_rule(r)).collect::<ApiResult<Vec<_>>>()?;
+    if body.targets.is_empty() && rules.is_empty() {
+        return Err(ApiError::invalid("targets", "a load balancer needs a target (--target STACK/SERVICE) or a rule"));
+    }
+    for target in body.targets.iter().chain(rules.iter().map(|r| &r.service)) {
+        crate::lb::target_path(target)?;
+        let (stack, service) = target.split_once('/').expect("checked above");
+        let stack = state.store.stack(env_id, stack).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: stack {stack:?} does not exist")))?;
+        state.store.service(&stack, service).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: service does not exist")))?;
+    }
+    Ok(LbSpec { ports, targets: body.targets, rules, global: body.global })
 }
 
 fn one() -> i64 {
@@ -53,6 +100,15 @@ pub struct ServiceOut {
     pub running: usize,
     /// Why instances could not be placed, if any could not.
     pub unplaced: Vec<String>,
+    /// Load balancers: each instance's listeners and their backends, as the agents report them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub balancers: Vec<BalancerOut>,
+}
+
+#[derive(Serialize)]
+pub struct BalancerOut {
+    pub host: String,
+    pub listeners: Vec<corral_proto::lb::LbListenerStatus>,
 }
 
 async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<ServiceOut>> {
@@ -60,17 +116,33 @@ async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<
     let records = state.store.container_records(env).await?;
     let observed = state.store.observed(env).await?;
     let unplaced = state.unplaced.lock().expect("unplaced lock").clone();
+    let hosts: std::collections::HashMap<String, String> = state.store.hosts(env).await?.into_iter().map(|h| (h.id, h.name)).collect();
     Ok(services
         .into_iter()
         .map(|service| {
             let mine: Vec<_> = records.iter().filter(|r| r.service_id == service.id).collect();
-            let running = mine
-                .iter()
-                .filter(|r| {
-                    observed.iter().any(|o| o.host_id == r.host_id && o.name == r.name && o.state == corral_proto::ContainerState::Running)
-                })
-                .count();
+            let balancers = match &service.spec.lb {
+                None => Vec::new(),
+                Some(spec) => mine
+                    .iter()
+                    .map(|r| BalancerOut {
+                        host: hosts.get(r.host_id.as_str()).cloned().unwrap_or_default(),
+                        listeners: state.hub.load_balancer(&r.host_id).into_iter().filter(|l| spec.ports.iter().any(|p| p.listen == l.port)).collect(),
+                    })
+                    .collect(),
+            };
+            let running = match &service.spec.lb {
+                // A balancer instance runs when its agent reports every listener bound.
+                Some(spec) => balancers.iter().filter(|b| b.listeners.len() == spec.ports.len() && b.listeners.iter().all(|l| l.error.is_none())).count(),
+                None => mine
+                    .iter()
+                    .filter(|r| {
+                        observed.iter().any(|o| o.host_id == r.host_id && o.name == r.name && o.state == corral_proto::ContainerState::Running)
+                    })
+                    .count(),
+            };
             ServiceOut {
+                balancers,
                 placed: mine.len(),
                 running,
                 unplaced: unplaced.get(&service.id).into_iter().flatten().map(|u| format!("instance {}: {}", u.instance, u.reason)).collect(),
@@ -87,7 +159,11 @@ pub async fn create(
     Json(body): Json<NewService>,
 ) -> ApiResult<(StatusCode, Json<ServiceOut>)> {
     validate::name("name", "service", &body.name)?;
-    validate::image(&body.image)?;
+    if body.kind == ServiceKind::Container {
+        validate::image(&body.image)?;
+    } else if !body.image.is_empty() || !body.command.is_empty() {
+        return Err(ApiError::invalid("image", "a load balancer runs inside the agents: give it no image or command"));
+    }
     validate::command(&body.command)?;
     validate::env(&body.env)?;
     validate::labels(&body.labels)?;
@@ -97,8 +173,13 @@ pub async fn create(
     let reschedule_after_secs = validate::reschedule_after(body.reschedule_after)?;
     let env = q.resolve(&state).await?;
     let stack = state.store.stack(env.id, &stack).await?;
+    let lb = match body.kind {
+        ServiceKind::LoadBalancer => Some(lb_spec(&state, env.id, body.lb).await?),
+        ServiceKind::Container if body.lb.is_some() => return Err(ApiError::invalid("lb", "only a load-balancer service takes lb settings")),
+        ServiceKind::Container => None,
+    };
     let spec = ServiceSpec {
-        kind: ServiceKind::Container,
+        kind: body.kind,
         image: body.image,
         command: body.command,
         env: body.env,
@@ -106,6 +187,7 @@ pub async fn create(
         labels: body.labels,
         constraints,
         reschedule_after_secs,
+        lb,
     };
     let service = state.store.create_service(&stack, &body.name, &spec, scale).await?;
     state.reconcile.trigger();

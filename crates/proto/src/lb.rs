@@ -1,0 +1,56 @@
+//! The built-in load balancer on the wire: what an agent's proxy should serve, and how it fares.
+
+use serde::{Deserialize, Serialize};
+
+/// Every load-balancer listener an agent should run for its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbSet {
+    pub listeners: Vec<LbListener>,
+}
+
+impl LbSet {
+    pub fn is_empty(&self) -> bool {
+        self.listeners.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbListener {
+    /// Host port the proxy listens on.
+    pub port: u16,
+    pub mode: LbMode,
+    /// The load-balancer service this listener belongs to, `STACK/NAME`, for status and logs.
+    pub service: String,
+    pub routes: Vec<LbRoute>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbMode {
+    Http,
+    Tcp,
+}
+
+/// Requests matching `host` (any when `None`) and the longest `path_prefix` go to `backends`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbRoute {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    /// `IP:PORT` of each running target container, reachable from any host.
+    pub backends: Vec<String>,
+}
+
+/// How one listener is doing, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbListenerStatus {
+    pub port: u16,
+    /// `None` when listening; otherwise why not (e.g. the port is taken).
+    pub error: Option<String>,
+    pub backends: Vec<LbBackendStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbBackendStatus {
+    pub address: String,
+    pub up: bool,
+}
