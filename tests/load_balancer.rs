@@ -172,4 +172,19 @@ fn rules_tcp_mode_no_backend_and_bad_syntax() {
     let tcp = http.replace(":8080", ":9090");
     let (status, body) = get(&tcp, "anything", "/").unwrap();
     assert!(status == 200 && body.starts_with("S-web-"), "{status} {body}");
+
+    // A global balancer runs one instance on every host, each reaching every backend.
+    cluster.cp.json(&["lb", "create", "S/edge", "--port", "8081:80", "--target", "S/web", "--global"]);
+    let instances = wait_for("a balancer instance on each host", WAIT, || {
+        let ps = cluster.cp.json(&["ps", "S/edge"]);
+        let rows = ps.as_array()?.clone();
+        (rows.len() == 2 && rows.iter().all(|r| r["state"] == "running")).then_some(rows)
+    });
+    let hosts: BTreeSet<&str> = instances.iter().map(|r| r["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, BTreeSet::from(["h1", "h2"]));
+    for engine in &cluster.engines {
+        let addr = format!("{}:8081", engine.address);
+        let seen: BTreeSet<String> = (0..8).map(|_| get(&addr, "x", "/").unwrap().1).collect();
+        assert_eq!(seen, instance_names("S-web", 2).into_iter().collect(), "the instance on {} reaches both hosts", engine.name);
+    }
 }

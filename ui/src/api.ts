@@ -29,14 +29,36 @@ export class ApiUnreachable extends Error {
   }
 }
 
-const BASE = "/v1";
+/** Set by the desktop app before the UI runs: where its in-app control plane listens, and its token. */
+interface DesktopConfig {
+  api: string;
+  token: string;
+}
+const DESKTOP = (window as unknown as { __CORRAL__?: DesktopConfig }).__CORRAL__;
+
+const BASE = (DESKTOP?.api ?? "") + "/v1";
+
+/** The API token: the desktop app's, or one a browser user passed once as `#token=…`. */
+function token(): string | null {
+  if (DESKTOP) return DESKTOP.token;
+  const fromHash = new URLSearchParams(window.location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem("corral-token", fromHash);
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  return sessionStorage.getItem("corral-token");
+}
 
 async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   let res: Response;
   try {
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const t = token();
+    if (t) headers.Authorization = `Bearer ${t}`;
     res = await fetch(BASE + path, {
       method,
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
       signal,

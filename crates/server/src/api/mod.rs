@@ -75,7 +75,18 @@ pub fn router(state: AppState) -> Router {
         .route("/agent", get(agent::connect))
         .route("/agent/binary", get(agent::binary));
     let v1 = authed.merge(open).fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) });
-    Router::new().nest("/v1", v1).fallback(ui::service(&state.config)).with_state(state)
+    Router::new().nest("/v1", v1).fallback(ui::service(&state.config)).layer(desktop_cors()).with_state(state)
+}
+
+/// The desktop window loads the UI bundled in the app (origin `tauri://localhost`) and calls
+/// this API across origins. Requests carry a bearer token, never cookies, so allowing the app's
+/// origins opens nothing to other pages.
+fn desktop_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderValue, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin([HeaderValue::from_static("tauri://localhost"), HeaderValue::from_static("http://tauri.localhost")])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
 }
 
 async fn health() -> Json<serde_json::Value> {
