@@ -20,6 +20,8 @@ PACKAGES=(
     xvfb xauth imagemagick xdotool
     # Browser tests.
     chromium fonts-liberation
+    # Load-balancer benchmark (bench-lb): the load generator and the proxy it compares against.
+    wrk haproxy
 )
 
 missing=()
