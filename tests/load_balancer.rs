@@ -104,14 +104,28 @@ fn seed_stack_behind_the_balancer_scales_without_a_failed_request() {
     cluster.cp.json(&["service", "scale", "WEB-Server/Nginx-cluster", "10"]);
     cluster.wait_exactly("ten again", &instance_names("WEB-Server-Nginx-cluster", 10), WAIT);
     balancer_address(&cluster, "WEB-Server/web-lb", 8080, 10);
+    // A rolling upgrade under the same loop: every container moves to v2, still no failure.
+    let upgraded = cluster.cp.json(&[
+        "service", "upgrade", "WEB-Server/Nginx-cluster", "--", "sh", "-c", "echo v2 $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(upgraded["revision"], 2);
+    wait_for("every container upgraded and serving v2", Duration::from_secs(120), || {
+        let svc = cluster.cp.json(&["service", "ls", "WEB-Server"]);
+        let web = svc.as_array()?.iter().find(|s| s["name"] == "Nginx-cluster")?.clone();
+        let on_v2 = cluster.engines.iter().flat_map(|e| e.managed()).filter(|c| c.labels.get("io.corral.revision").map(String::as_str) == Some("2")).count();
+        (web["upgraded"] == 10 && on_v2 == 10).then_some(())
+    });
+    balancer_address(&cluster, "WEB-Server/web-lb", 8080, 10);
+    let (_, body) = get(&addr, "web.example.com", "/").unwrap();
+    assert!(body.starts_with("v2 WEB-Server-Nginx-cluster-"), "{body}");
     stop.store(true, Ordering::Relaxed);
     for l in loops {
         l.join().unwrap();
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    eprintln!("requests during scaling: {ok} ok, {failed} failed");
+    eprintln!("requests during scaling and upgrade: {ok} ok, {failed} failed");
     assert!(ok > 100, "the loop really ran ({ok} requests)");
-    assert_eq!(failed, 0, "no request fails while the target scales: {:?}", errors.lock().unwrap().iter().take(5).collect::<Vec<_>>());
+    assert_eq!(failed, 0, "no request fails while the target scales and upgrades: {:?}", errors.lock().unwrap().iter().take(5).collect::<Vec<_>>());
 
     // A killed container drops out without a failed request either.
     let victim = &cluster.engines[0];

@@ -73,7 +73,11 @@ impl Backends {
             if host.state != HostState::Active {
                 continue;
             }
-            let Some(o) = seen.get(&(r.host_id.as_str(), r.name.as_str())).filter(|o| o.state == ContainerState::Running) else { continue };
+            // Only the container the record wants: during an upgrade the old one may still run
+            // after its instance moved on, and must not come back into rotation.
+            let revision = r.revision.to_string();
+            let wanted = |o: &&&ObservedRecord| o.state == ContainerState::Running && o.labels.get(corral_proto::labels::REVISION) == Some(&revision);
+            let Some(o) = seen.get(&(r.host_id.as_str(), r.name.as_str())).filter(wanted) else { continue };
             for p in &o.ports {
                 if let Some(public) = p.host_port {
                     by_service.entry((service.environment_id, service.path())).or_default().push((p.container_port, format!("{}:{public}", host.address)));

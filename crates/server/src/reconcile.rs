@@ -10,7 +10,8 @@ use corral_proto::lb::LbSet;
 use corral_proto::{labels, ContainerSpec, PortSpec};
 use corral_scheduler::{Constraint, HostView, Protocol, ServiceRequest, Unplaced};
 use corral_store::containers::Placement;
-use corral_store::{ContainerRecord, Host, HostState, Service, Store, StoreError};
+use corral_proto::ContainerState;
+use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service, Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,7 +143,7 @@ impl Reconciler {
             // Containers a load balancer sends traffic to leave the balancers first and the
             // engines only once no new request can reach them: no request fails on scale-down.
             let (remove, drain, undrain) = if lb_targets.contains(&(service.environment_id, service.path())) {
-                drain_split(&plan.remove, &records, service.id, scale, now)
+                drain_split(&plan.remove, &records, service, scale, now)
             } else {
                 (plan.remove.clone(), Vec::new(), Vec::new())
             };
@@ -184,10 +185,28 @@ impl Reconciler {
                     name,
                     created_at: String::new(),
                     draining_since: None,
+                    revision: service.revision,
                 }));
             }
             if !plan.unplaced.is_empty() {
                 unplaced.insert(service.id, plan.unplaced);
+            }
+            let lb_target = lb_targets.contains(&(service.environment_id, service.path()));
+            match upgrade_step(service, &records, &observed, lb_target, now) {
+                Some(UpgradeStep::Drain(i)) => {
+                    self.store.set_draining(service.id, &[i], true).await?;
+                    let since = corral_store::now();
+                    records.iter_mut().filter(|r| r.service_id == service.id && r.instance == i).for_each(|r| r.draining_since = Some(since.clone()));
+                }
+                Some(UpgradeStep::Upgrade(i)) => {
+                    tracing::info!(service = %service.path(), instance = i, revision = service.revision, "upgrading instance");
+                    self.store.set_revision(service.id, i, service.revision).await?;
+                    records.iter_mut().filter(|r| r.service_id == service.id && r.instance == i).for_each(|r| {
+                        r.revision = service.revision;
+                        r.draining_since = None;
+                    });
+                }
+                None => {}
             }
         }
         *self.unplaced.lock().expect("unplaced lock") = unplaced;
@@ -200,7 +219,7 @@ impl Reconciler {
             for r in records.iter().filter(|r| r.host_id == host.id) {
                 let Some(service) = by_id.get(&r.service_id) else { continue };
                 match &service.spec.lb {
-                    None => specs.push(container_spec(env, service, r.instance)),
+                    None => specs.push(container_spec(env, service, r)),
                     Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends)),
                 }
             }
@@ -227,8 +246,8 @@ fn lb_targets(services: &[Service]) -> std::collections::HashSet<(i64, String)> 
 /// Splits a plan's removals for a load-balancer target: `(remove now, start draining, stop draining)`.
 /// Instances drained long enough are removed; new surplus starts draining; a draining instance
 /// the scale wants again (scaled back up) stops draining.
-fn drain_split(remove: &[u32], records: &[ContainerRecord], service_id: i64, scale: u32, now: time::OffsetDateTime) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
-    let mine = || records.iter().filter(|r| r.service_id == service_id);
+fn drain_split(remove: &[u32], records: &[ContainerRecord], service: &Service, scale: u32, now: time::OffsetDateTime) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let mine = || records.iter().filter(|r| r.service_id == service.id);
     let mut out = (Vec::new(), Vec::new(), Vec::new());
     for &i in remove {
         match mine().find(|r| r.instance == i).and_then(|r| r.draining_since.as_deref()) {
@@ -237,7 +256,8 @@ fn drain_split(remove: &[u32], records: &[ContainerRecord], service_id: i64, sca
             None => out.1.push(i),
         }
     }
-    out.2 = mine().filter(|r| r.instance <= scale && r.draining_since.is_some()).map(|r| r.instance).collect();
+    // An instance draining for an upgrade is on an old revision; only a current one is wanted back.
+    out.2 = mine().filter(|r| r.instance <= scale && r.draining_since.is_some() && r.revision == service.revision).map(|r| r.instance).collect();
     out
 }
 
@@ -289,24 +309,60 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
         .collect()
 }
 
-/// The container an instance of `service` is, with the labels that let it be traced back.
-pub fn container_spec(environment: &str, service: &Service, instance: u32) -> ContainerSpec {
-    let mut all_labels = service.spec.labels.clone();
+/// The container an instance of `service` is, at the revision it runs, with the labels that let
+/// it be traced back. An instance not yet upgraded keeps the previous spec.
+pub fn container_spec(environment: &str, service: &Service, record: &ContainerRecord) -> ContainerSpec {
+    let (spec, revision) = match &service.previous_spec {
+        Some(previous) if record.revision + 1 == service.revision => (previous, record.revision),
+        _ => (&service.spec, service.revision),
+    };
+    let instance = record.instance;
+    let mut all_labels = spec.labels.clone();
     all_labels.extend([
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::ENVIRONMENT.to_string(), environment.to_string()),
         (labels::STACK.to_string(), service.stack.clone()),
         (labels::SERVICE.to_string(), service.name.clone()),
         (labels::INSTANCE.to_string(), instance.to_string()),
-        (labels::REVISION.to_string(), service.revision.to_string()),
-        (labels::SERVICE_SPEC.to_string(), serde_json::to_string(&service.spec).expect("specs serialize")),
+        (labels::REVISION.to_string(), revision.to_string()),
+        (labels::SERVICE_SPEC.to_string(), serde_json::to_string(spec).expect("specs serialize")),
     ]);
     ContainerSpec {
         name: service.container_name(instance),
-        image: service.spec.image.clone(),
-        command: service.spec.command.clone(),
-        env: service.spec.env.clone(),
-        ports: service.spec.ports.clone(),
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        env: spec.env.clone(),
+        ports: spec.ports.clone(),
         labels: all_labels,
+    }
+}
+
+/// The next move of a rolling upgrade, one instance at a time.
+#[derive(Debug, PartialEq, Eq)]
+enum UpgradeStep {
+    /// Take the instance out of load balancers first.
+    Drain(u32),
+    /// Recreate the instance from the new spec.
+    Upgrade(u32),
+}
+
+/// Decides the upgrade's next move: nothing while an upgraded instance is not running yet (a bad
+/// image stops the roll after one instance), else the lowest instance still on an old revision.
+fn upgrade_step(service: &Service, records: &[ContainerRecord], observed: &[ObservedRecord], lb_target: bool, now: time::OffsetDateTime) -> Option<UpgradeStep> {
+    let mine: Vec<&ContainerRecord> = records.iter().filter(|r| r.service_id == service.id).collect();
+    let next = mine.iter().filter(|r| r.revision < service.revision).min_by_key(|r| (r.draining_since.is_none(), r.instance))?;
+    let current = service.revision.to_string();
+    let settling = mine.iter().filter(|r| r.revision == service.revision).any(|r| {
+        !observed.iter().any(|o| {
+            o.host_id == r.host_id && o.name == r.name && o.state == ContainerState::Running && o.labels.get(labels::REVISION) == Some(&current)
+        })
+    });
+    if settling {
+        return None;
+    }
+    match (&next.draining_since, lb_target) {
+        (_, false) => Some(UpgradeStep::Upgrade(next.instance)),
+        (None, true) => Some(UpgradeStep::Drain(next.instance)),
+        (Some(since), true) => corral_store::parse_time(since).is_none_or(|t| now - t >= DRAIN).then_some(UpgradeStep::Upgrade(next.instance)),
     }
 }

@@ -12,6 +12,7 @@ fn row_to_record(row: sqlx::sqlite::SqliteRow) -> ContainerRecord {
         name: row.get("name"),
         created_at: row.get("created_at"),
         draining_since: row.get("draining_since"),
+        revision: row.get::<i64, _>("revision") as u32,
     }
 }
 
@@ -62,6 +63,17 @@ impl Store {
         Ok(())
     }
 
+    /// Moves one instance to `revision` (its container is recreated from that spec) and ends its draining.
+    pub async fn set_revision(&self, service_id: i64, instance: u32, revision: u32) -> Result<()> {
+        sqlx::query("UPDATE containers SET revision = ?, draining_since = NULL WHERE service_id = ? AND instance = ?")
+            .bind(revision as i64)
+            .bind(service_id)
+            .bind(instance as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Applies one service's placement plan atomically: places or moves `place`, deletes `remove`.
     pub async fn apply_placement(&self, service_id: i64, place: &[Placement], remove: &[u32]) -> Result<()> {
         if place.is_empty() && remove.is_empty() {
@@ -78,15 +90,17 @@ impl Store {
         let t = now();
         for (instance, host_id, name) in place {
             sqlx::query(
-                "INSERT INTO containers (service_id, instance, host_id, name, created_at) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO containers (service_id, instance, host_id, name, created_at, revision)
+                 VALUES (?, ?, ?, ?, ?, (SELECT revision FROM services WHERE id = ?))
                  ON CONFLICT (service_id, instance) DO UPDATE SET host_id = excluded.host_id, created_at = excluded.created_at,
-                                                                  draining_since = NULL",
+                                                                  draining_since = NULL, revision = excluded.revision",
             )
             .bind(service_id)
             .bind(*instance as i64)
             .bind(host_id)
             .bind(name)
             .bind(&t)
+            .bind(service_id)
             .execute(&mut *tx)
             .await?;
         }
@@ -122,6 +136,15 @@ mod tests {
         let gone = store.delete_container_record(env.id, "S-web-2").await.unwrap();
         assert_eq!((gone.instance, gone.host_id.as_str()), (2, "b"));
         store.apply_placement(svc.id, &[(2, "b".into(), svc.container_name(2))], &[]).await.unwrap();
+        // Placements run the service's current revision; an upgrade moves instances one by one.
+        assert!(store.container_records(None).await.unwrap().iter().all(|r| r.revision == 1));
+        let mut v2 = svc.spec.clone();
+        v2.image = "busybox:2".into();
+        let upgraded = store.upgrade_service(svc.id, &v2).await.unwrap();
+        assert_eq!((upgraded.revision, upgraded.previous_spec.as_ref()), (2, Some(&svc.spec)));
+        store.set_revision(svc.id, 2, 2).await.unwrap();
+        let revs: Vec<u32> = store.container_records(None).await.unwrap().iter().map(|r| r.revision).collect();
+        assert_eq!(revs, [1, 2]);
         store.set_draining(svc.id, &[1], true).await.unwrap();
         assert!(store.container_records(None).await.unwrap()[0].draining_since.is_some());
         store.apply_placement(svc.id, &[(1, "a".into(), svc.container_name(1))], &[]).await.unwrap();

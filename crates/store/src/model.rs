@@ -156,6 +156,9 @@ pub struct Service {
     pub revision: u32,
     /// Set while the service is being rebuilt from container labels (see `adopt_service`).
     pub adopting_until: Option<String>,
+    /// The spec of `revision - 1`, kept while instances are upgraded from it one by one.
+    #[serde(skip)]
+    pub previous_spec: Option<ServiceSpec>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -187,6 +190,8 @@ pub struct ContainerRecord {
     pub created_at: String,
     /// Set while the container is taken out of load balancers before its removal.
     pub draining_since: Option<String>,
+    /// The service revision this instance runs.
+    pub revision: u32,
 }
 
 /// A managed container as its host's agent last reported it.

@@ -28,6 +28,7 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
         adopting_until: row.get("adopting_until"),
+        previous_spec: row.get::<Option<String>, _>("previous_spec").map(|j| json_field(&j, "previous spec")).transpose()?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -153,6 +154,32 @@ impl Store {
             .bind(service_id)
             .execute(&self.pool)
             .await?;
+        self.service_by_id(service_id).await
+    }
+
+    /// Replaces the spec and bumps the revision, keeping the old spec for the rolling upgrade.
+    pub async fn upgrade_service(&self, service_id: i64, spec: &ServiceSpec) -> Result<Service> {
+        let current = self.service_by_id(service_id).await?;
+        sqlx::query(
+            "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?,
+                                 reschedule_after_secs = ?, lb = ?, previous_spec = ?, revision = revision + 1, updated_at = ?
+             WHERE id = ? AND revision = ?",
+        )
+        .bind(spec.kind.as_str())
+        .bind(&spec.image)
+        .bind(to_json(&spec.command))
+        .bind(to_json(&spec.env))
+        .bind(to_json(&spec.ports))
+        .bind(to_json(&spec.labels))
+        .bind(to_json(&spec.constraints))
+        .bind(spec.reschedule_after_secs as i64)
+        .bind(spec.lb.as_ref().map(to_json))
+        .bind(to_json(&current.spec))
+        .bind(now())
+        .bind(service_id)
+        .bind(current.revision as i64)
+        .execute(&self.pool)
+        .await?;
         self.service_by_id(service_id).await
     }
 

@@ -44,6 +44,20 @@ pub enum Command {
         #[arg(allow_negative_numbers = true)]
         scale: i64,
     },
+    /// Roll the service onto a new image, command or environment, one container at a time
+    /// (each taken out of load balancers first; the next waits until the new one runs).
+    Upgrade {
+        /// STACK/NAME
+        path: String,
+        #[arg(long)]
+        image: Option<String>,
+        /// Replaces the whole environment, KEY=VALUE; repeatable.
+        #[arg(short = 'e', long = "env-var", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// New command and arguments, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Remove a service and its containers.
     Rm {
         /// STACK/NAME
@@ -70,7 +84,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
         Command::Ls { stack } => {
             let query: Vec<(&str, &str)> = stack.as_deref().map(|s| ("stack", s)).into_iter().collect();
             let services: Vec<Value> = client.get("/services", &query).await?;
-            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "RUNNING", "PORTS", "NOTES"], |services| {
+            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "RUNNING", "UPGRADED", "PORTS", "NOTES"], |services| {
                 services
                     .iter()
                     .map(|s| {
@@ -81,6 +95,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                             text(s, "image"),
                             text(s, "scale"),
                             text(s, "running"),
+                            format!("{}/{} at rev {}", text(s, "upgraded"), text(s, "placed"), text(s, "revision")),
                             ports.unwrap_or_default(),
                             notes,
                         ]
@@ -92,6 +107,17 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
             let (stack, name) = stack_service(&path)?;
             let service: Value = client.put(&format!("{}/scale", service_path(stack, name)), &json!({ "scale": scale })).await?;
             output::done(format, &service, &format!("scaled {path} to {scale}"));
+        }
+        Command::Upgrade { path, image, env, command } => {
+            let (stack, name) = stack_service(&path)?;
+            let body = json!({
+                "image": image,
+                "env": (!env.is_empty()).then_some(env),
+                "command": (!command.is_empty()).then_some(command),
+            });
+            let service: Value = client.post(&format!("{}/upgrade", service_path(stack, name)), &body).await?;
+            let message = format!("upgrading {path} to revision {}, one container at a time (see `corral service ls`)", service["revision"]);
+            output::done(format, &service, &message);
         }
         Command::Rm { path } => {
             let (stack, name) = stack_service(&path)?;

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks/{stack}/services", get(services::list_in_stack).post(services::create))
         .route("/stacks/{stack}/services/{service}", get(services::get).delete(services::remove))
         .route("/stacks/{stack}/services/{service}/scale", put(services::scale))
+        .route("/stacks/{stack}/services/{service}/upgrade", axum::routing::post(services::upgrade))
         .route("/services", get(services::list))
         .route("/containers", get(containers::list))
         .route("/containers/{name}", axum::routing::delete(containers::remove))

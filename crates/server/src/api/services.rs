@@ -85,6 +85,15 @@ fn one() -> i64 {
     1
 }
 
+/// What an upgrade changes; anything left out stays as it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrade {
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+}
+
 #[derive(Deserialize)]
 pub struct Scale {
     pub scale: i64,
@@ -98,6 +107,8 @@ pub struct ServiceOut {
     pub placed: usize,
     /// Placed containers the engines report running.
     pub running: usize,
+    /// Placed containers already on the current revision; below `placed` while an upgrade rolls.
+    pub upgraded: usize,
     /// Why instances could not be placed, if any could not.
     pub unplaced: Vec<String>,
     /// Load balancers: each instance's listeners and their backends, as the agents report them.
@@ -143,6 +154,7 @@ async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<
             };
             ServiceOut {
                 balancers,
+                upgraded: mine.iter().filter(|r| r.revision == service.revision).count(),
                 placed: mine.len(),
                 running,
                 unplaced: unplaced.get(&service.id).into_iter().flatten().map(|u| format!("instance {}: {}", u.instance, u.reason)).collect(),
@@ -238,6 +250,43 @@ pub async fn scale(
     let service = state.store.set_scale(service.id, scale).await?;
     state.reconcile.trigger();
     let mut out = service_out(&state, vec![service]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+/// Starts a rolling upgrade: one instance at a time, each drained out of load balancers first,
+/// the next only once the new one runs.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path((stack, service)): Path<(String, String)>,
+    Query(q): Query<EnvQuery>,
+    Json(body): Json<Upgrade>,
+) -> ApiResult<Json<ServiceOut>> {
+    let service = find(&state, &q, &stack, &service).await?;
+    if service.spec.kind != ServiceKind::Container {
+        return Err(ApiError::invalid("kind", "a load balancer has no image to upgrade; remove and create it to change it"));
+    }
+    if body.image.is_none() && body.command.is_none() && body.env.is_none() {
+        return Err(ApiError::invalid("image", "nothing to upgrade: give a new image, command or environment"));
+    }
+    let mut spec = service.spec.clone();
+    if let Some(image) = body.image {
+        validate::image(&image)?;
+        spec.image = image;
+    }
+    if let Some(command) = body.command {
+        validate::command(&command)?;
+        spec.command = command;
+    }
+    if let Some(env) = body.env {
+        validate::env(&env)?;
+        spec.env = env;
+    }
+    if spec == service.spec {
+        return Err(ApiError::invalid("image", "the upgrade changes nothing: the service already runs this spec"));
+    }
+    let upgraded = state.store.upgrade_service(service.id, &spec).await?;
+    state.reconcile.trigger();
+    let mut out = service_out(&state, vec![upgraded]).await?;
     Ok(Json(out.remove(0)))
 }
 
