@@ -86,7 +86,7 @@ fn lost_database_is_rebuilt_from_container_labels() {
         cluster.kill_agent(i);
     }
     let fresh = cluster.tmp.path().join("fresh-data");
-    cluster.cp = ControlPlane::launch(&fresh, &Launch { args: vec!["--adoption-window".into(), "3".into()], ..Launch::default() });
+    cluster.cp = ControlPlane::launch(&fresh, &Launch { args: vec!["--adoption-window".into(), "8".into()], ..Launch::default() });
     assert!(cluster.cp.banner.contains("Admin token"), "a new database: {}", cluster.cp.banner);
     assert!(cluster.cp.json(&["stack", "ls"]).as_array().unwrap().is_empty());
     // The hosts re-join with the new control plane's join command, keeping their state dirs.
@@ -113,7 +113,7 @@ fn lost_database_is_rebuilt_from_container_labels() {
         }
     }
     // Past the adoption window the control plane reconciles again: still exactly these, none restarted.
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(10));
     cluster.wait_exactly("the same nine containers", &want, WAIT);
     assert_eq!(ids(&cluster), before, "adoption restarted nothing");
     // And the rebuilt services are managed like any other.

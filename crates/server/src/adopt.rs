@@ -29,10 +29,14 @@ pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, container
                 tracing::info!(stack = %found.stack, service = %found.service, "rebuilding service from container labels");
                 match state.store.adopt_service(&stack, &found.service, &found.spec, found.instance, found.revision, &until).await {
                     Ok(s) => s,
-                    Err(StoreError::Conflict(m)) => {
-                        tracing::warn!(container = %c.name, reason = %m, "cannot adopt container");
-                        continue;
-                    }
+                    // Hosts re-join together: another host's session may have just rebuilt it.
+                    Err(StoreError::Conflict(m)) => match state.store.service(&stack, &found.service).await {
+                        Ok(s) if s.adopting_until.is_some() => s,
+                        _ => {
+                            tracing::warn!(container = %c.name, reason = %m, "cannot adopt container");
+                            continue;
+                        }
+                    },
                     Err(e) => return Err(e),
                 }
             }
@@ -44,9 +48,7 @@ pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, container
         }
         let place: Placement = (found.instance, host_id.to_string(), c.name.clone());
         state.store.apply_placement(service.id, &[place], &[]).await?;
-        if found.instance > service.scale {
-            state.store.set_scale(service.id, found.instance).await?;
-        }
+        state.store.raise_scale(service.id, found.instance).await?;
         adopted += 1;
     }
     Ok(adopted)

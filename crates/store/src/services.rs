@@ -183,6 +183,18 @@ impl Store {
         self.service_by_id(service_id).await
     }
 
+    /// Raises the scale to at least `at_least`, atomically: hosts adopting instances of one
+    /// service at the same time must never lower what another just raised.
+    pub async fn raise_scale(&self, service_id: i64, at_least: u32) -> Result<()> {
+        sqlx::query("UPDATE services SET scale = MAX(scale, ?), updated_at = ? WHERE id = ?")
+            .bind(at_least as i64)
+            .bind(now())
+            .bind(service_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes the service and its container records.
     pub async fn delete_service(&self, service_id: i64) -> Result<()> {
         sqlx::query("DELETE FROM services WHERE id = ?").bind(service_id).execute(&self.pool).await?;
@@ -223,6 +235,10 @@ pub(crate) mod tests {
         let web_nginx = store.create_stack(env.id, "WEB-Nginx").await.unwrap();
         let err = store.create_service(&web_nginx, "cluster", &spec(), 1).await.unwrap_err();
         assert!(err.to_string().contains("WEB/Nginx-cluster"), "{err}");
+        assert_eq!(store.set_scale(svc.id, 4).await.unwrap().scale, 4);
+        store.raise_scale(svc.id, 3).await.unwrap();
+        assert_eq!(store.service_by_id(svc.id).await.unwrap().scale, 4, "raising never lowers");
+        store.raise_scale(svc.id, 6).await.unwrap();
         assert_eq!(store.set_scale(svc.id, 4).await.unwrap().scale, 4);
         let adopted = store.adopt_service(&web, "from-labels", &spec(), 3, 7, "2030-01-01T00:00:00Z").await.unwrap();
         assert_eq!((adopted.revision, adopted.adopting_until.as_deref()), (7, Some("2030-01-01T00:00:00Z")));
