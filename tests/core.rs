@@ -52,6 +52,7 @@ fn core_story_on_two_engines() {
     let cp = ControlPlane::start(&data_dir);
     let token = cp.admin_token();
     assert!(cp.banner.contains(&token), "the first start prints the admin token: {}", cp.banner);
+    assert!(cp.proc.output().contains(&format!("/#token={token}")), "and a web UI link that carries it: {}", cp.proc.output());
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(data_dir.join("admin-token")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "admin-token must be private");

@@ -41,6 +41,11 @@ pub async fn run(args: Args) -> Result<()> {
         println!("Admin token (shown once; also saved to {}): {token}", data_dir.join(corral_server::ADMIN_TOKEN_FILE).display());
     }
     println!("Corral control plane on http://{} (data in {})", control_plane.local_addr(), data_dir.display());
+    if let Some(token) = &control_plane.new_admin_token {
+        // The web UI takes the token once from the address and keeps it for the tab.
+        let port = control_plane.local_addr().port();
+        println!("Web UI: http://127.0.0.1:{port}/#token={token} (or this host's address instead of 127.0.0.1)");
+    }
     let (stop, shutdown) = tokio::sync::broadcast::channel(1);
     tokio::spawn(async move {
         crate::commands::agent::wait_for_signal().await;

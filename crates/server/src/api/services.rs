@@ -297,8 +297,3 @@ pub async fn remove(State(state): State<AppState>, Path((stack, service)): Path<
     Ok(StatusCode::NO_CONTENT)
 }
 
-impl From<corral_scheduler::ConstraintParseError> for ApiError {
-    fn from(e: corral_scheduler::ConstraintParseError) -> Self {
-        ApiError::invalid("constraints", e.to_string())
-    }
-}
