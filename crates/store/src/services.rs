@@ -34,6 +34,20 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
     })
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the spec's columns in their table order: kind, image, command, env, ports, labels, constraints.
+fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'q> {
+    query
+        .bind(spec.kind.as_str())
+        .bind(&spec.image)
+        .bind(to_json(&spec.command))
+        .bind(to_json(&spec.env))
+        .bind(to_json(&spec.ports))
+        .bind(to_json(&spec.labels))
+        .bind(to_json(&spec.constraints))
+}
+
 impl Store {
     /// Creates a service in `stack`. Container names (`STACK-SERVICE-N`) must stay unique in the
     /// environment, so a service whose name prefix equals another's is refused too.
@@ -74,20 +88,14 @@ impl Store {
             )));
         }
         let t = now();
-        let result = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, scale, revision,
                                    reschedule_after_secs, adopting_until, lb, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(stack.id)
-        .bind(name)
-        .bind(spec.kind.as_str())
-        .bind(&spec.image)
-        .bind(to_json(&spec.command))
-        .bind(to_json(&spec.env))
-        .bind(to_json(&spec.ports))
-        .bind(to_json(&spec.labels))
-        .bind(to_json(&spec.constraints))
+        .bind(name);
+        let result = bind_spec(query, spec)
         .bind(scale as i64)
         .bind(revision as i64)
         .bind(spec.reschedule_after_secs as i64)
@@ -160,18 +168,12 @@ impl Store {
     /// Replaces the spec and bumps the revision, keeping the old spec for the rolling upgrade.
     pub async fn upgrade_service(&self, service_id: i64, spec: &ServiceSpec) -> Result<Service> {
         let current = self.service_by_id(service_id).await?;
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?,
                                  reschedule_after_secs = ?, lb = ?, previous_spec = ?, revision = revision + 1, updated_at = ?
              WHERE id = ? AND revision = ?",
-        )
-        .bind(spec.kind.as_str())
-        .bind(&spec.image)
-        .bind(to_json(&spec.command))
-        .bind(to_json(&spec.env))
-        .bind(to_json(&spec.ports))
-        .bind(to_json(&spec.labels))
-        .bind(to_json(&spec.constraints))
+        );
+        bind_spec(query, spec)
         .bind(spec.reschedule_after_secs as i64)
         .bind(spec.lb.as_ref().map(to_json))
         .bind(to_json(&current.spec))
