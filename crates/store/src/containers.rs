@@ -49,7 +49,7 @@ impl Store {
 
     /// Starts or stops draining instances of a service; a placed (moved) instance never drains.
     pub async fn set_draining(&self, service_id: i64, instances: &[u32], draining: bool) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let since = draining.then(now);
         for instance in instances {
             sqlx::query("UPDATE containers SET draining_since = ? WHERE service_id = ? AND instance = ?")
@@ -79,7 +79,7 @@ impl Store {
         if place.is_empty() && remove.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for instance in remove {
             sqlx::query("DELETE FROM containers WHERE service_id = ? AND instance = ?")
                 .bind(service_id)

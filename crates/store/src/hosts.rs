@@ -38,7 +38,7 @@ impl Store {
     /// A host keeps its environment for life; its name must be unique in the environment.
     /// Also says whether the host is new to this database.
     pub async fn register_host(&self, environment_id: i64, host_id: &str, facts: &HostFacts) -> Result<(Host, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existing_env: Option<i64> = sqlx::query_scalar("SELECT environment_id FROM hosts WHERE id = ?")
             .bind(host_id)
             .fetch_optional(&mut *tx)

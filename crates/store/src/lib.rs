@@ -66,6 +66,14 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that holds the write lock from its first statement. A plain (deferred)
+    /// transaction that reads before it writes cannot upgrade once another connection has
+    /// committed in between: SQLite answers SQLITE_BUSY at once, which no busy timeout covers.
+    /// Agents' reports write all the time, so every transaction here takes the lock up front.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Closes every connection, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -96,5 +104,44 @@ pub(crate) mod test_support {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("corral.db")).await.unwrap();
         (store, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+    use corral_proto::{ContainerState, HostFacts, ObservedContainer};
+
+    /// Services are created (read, then write) while agents' reports write all the time: every
+    /// create must succeed, never fail with SQLITE_BUSY.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_never_fail_while_reports_stream_in() {
+        let (store, _dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        store.register_host(env.id, "h", &HostFacts { name: "h".into(), ..Default::default() }).await.unwrap();
+        let stack = store.create_stack(env.id, "S").await.unwrap();
+        let reporter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let c = ObservedContainer {
+                    name: "x".into(),
+                    docker_id: "id".into(),
+                    image: "i".into(),
+                    state: ContainerState::Running,
+                    status: "Up".into(),
+                    ip: None,
+                    ports: vec![],
+                    labels: Default::default(),
+                };
+                for _ in 0..400 {
+                    store.replace_observed("h", std::slice::from_ref(&c)).await.unwrap();
+                }
+            })
+        };
+        for i in 0..100 {
+            store.create_service(&stack, &format!("svc{i}"), &crate::services::tests::spec(), 1).await.unwrap();
+        }
+        reporter.await.unwrap();
+        assert_eq!(store.services(None, None).await.unwrap().len(), 100);
     }
 }

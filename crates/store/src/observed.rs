@@ -23,7 +23,7 @@ fn row_to_observed(row: sqlx::sqlite::SqliteRow) -> Result<ObservedRecord> {
 impl Store {
     /// Replaces everything recorded for the host with its latest report, atomically.
     pub async fn replace_observed(&self, host_id: &str, containers: &[ObservedContainer]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM observed WHERE host_id = ?").bind(host_id).execute(&mut *tx).await?;
         let t = now();
         for c in containers {

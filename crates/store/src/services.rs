@@ -71,7 +71,7 @@ impl Store {
         revision: u32,
         adopting_until: Option<&str>,
     ) -> Result<Service> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let prefix = format!("{}-{}", stack.name, name);
         let clash: Option<(String, String)> = sqlx::query_as(
             "SELECT st.name, s.name FROM services s JOIN stacks st ON st.id = s.stack_id
