@@ -15,6 +15,8 @@ pub enum Action {
     Recreate { id: String, spec: ContainerSpec },
     /// The container matches but is stopped.
     Start { id: String, name: String },
+    /// The container matches but its service is stopped.
+    Stop { id: String, name: String },
     /// A managed container that is not in the desired set.
     Remove { id: String, name: String },
 }
@@ -23,7 +25,7 @@ impl Action {
     pub fn name(&self) -> &str {
         match self {
             Action::Create { spec } | Action::Recreate { spec, .. } => &spec.name,
-            Action::Start { name, .. } | Action::Remove { name, .. } => name,
+            Action::Start { name, .. } | Action::Stop { name, .. } | Action::Remove { name, .. } => name,
         }
     }
 }
@@ -58,6 +60,7 @@ pub fn plan(
     let mut removes = Vec::new();
     let mut recreates = Vec::new();
     let mut starts = Vec::new();
+    let mut stops = Vec::new();
     let mut retry_in: Option<Duration> = None;
     let mut seen = HashSet::new();
 
@@ -81,6 +84,12 @@ pub fn plan(
                 id: c.docker_id.clone(),
                 spec: (*spec).clone(),
             });
+            continue;
+        }
+        if spec.stopped {
+            if matches!(c.state, ContainerState::Running | ContainerState::Restarting) {
+                stops.push(Action::Stop { id: c.docker_id.clone(), name: c.name.clone() });
+            }
             continue;
         }
         match c.state {
@@ -111,6 +120,7 @@ pub fn plan(
     actions.extend(recreates);
     actions.extend(creates);
     actions.extend(starts);
+    actions.extend(stops);
     Plan { actions, retry_in }
 }
 
@@ -158,7 +168,7 @@ impl RestartBackoff {
                 self.record_start(&spec.name, now);
             }
             Action::Start { name, .. } => self.record_start(name, now),
-            Action::Remove { name, .. } => self.forget(name),
+            Action::Stop { name, .. } | Action::Remove { name, .. } => self.forget(name),
         }
     }
 
@@ -267,6 +277,24 @@ mod tests {
             in_state(&desired[1], "2", ContainerState::Paused),
         ];
         assert_eq!(plan_now(&desired, &observed).actions, vec![]);
+    }
+
+    #[test]
+    fn stopped_service_stops_running_containers_and_never_recreates_them() {
+        let running_spec = spec("a");
+        let mut stopped = running_spec.clone();
+        stopped.stopped = true;
+        let exited_spec = {
+            let mut b = spec("b");
+            b.stopped = true;
+            b
+        };
+        let observed = [running(&running_spec, "1"), in_state(&exited_spec, "2", ContainerState::Exited)];
+        let p = plan_now(&[stopped.clone(), exited_spec.clone()], &observed);
+        assert_eq!(p.actions, vec![Action::Stop { id: "1".into(), name: "a".into() }]);
+        // Starting again is a plain start, not a recreate: the hash ignores `stopped`.
+        let p = plan_now(&[spec("b")], &[in_state(&exited_spec, "2", ContainerState::Exited)]);
+        assert_eq!(p.actions, vec![Action::Start { id: "2".into(), name: "b".into() }]);
     }
 
     #[test]

@@ -146,7 +146,8 @@ impl Engine {
         Ok(list.into_iter().map(observe).collect())
     }
 
-    /// Creates and starts the container for `spec`; returns its id. Never pulls the image.
+    /// Creates the container for `spec` and starts it unless its service is stopped; returns
+    /// its id. Never pulls the image.
     pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, AgentError> {
         let opts = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
@@ -178,6 +179,9 @@ impl Engine {
         for warning in &created.warnings {
             tracing::warn!(container = %spec.name, %warning, "engine warning on create");
         }
+        if spec.stopped {
+            return Ok(created.id);
+        }
         self.start(&created.id).await.map_err(|e| match e {
             AgentError::Engine { reason, .. } => AgentError::Engine {
                 action: format!("start new container {}", spec.name),
@@ -194,6 +198,15 @@ impl Engine {
             .start_container(id, None)
             .await
             .map_err(|e| AgentError::engine(format!("start container {id}"), &e))
+    }
+
+    /// Stops a container (SIGTERM, then SIGKILL after 10 s); stopping a stopped one is fine.
+    pub async fn stop(&self, id: &str) -> Result<(), AgentError> {
+        match self.docker.stop_container(id, None).await {
+            Ok(())
+            | Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(AgentError::engine(format!("stop container {id}"), &e)),
+        }
     }
 
     /// Force-removes (kills first if running); a container that is already gone is fine.
@@ -382,6 +395,7 @@ mod tests {
             env: vec!["A=1".into()],
             ports: vec!["8080:80".parse().unwrap(), "53/udp".parse().unwrap()],
             labels: [(labels::STACK.to_string(), "s".to_string())].into(),
+            ..Default::default()
         };
         let body = create_body(&spec);
         assert_eq!(body.image.as_deref(), Some("img:1"));

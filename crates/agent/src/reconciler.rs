@@ -139,6 +139,7 @@ async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
             engine.create_and_start(spec).await.map(drop)
         }
         Action::Start { id, .. } => engine.start(id).await,
+        Action::Stop { id, .. } => engine.stop(id).await,
         Action::Remove { id, .. } => engine.remove(id).await,
     }
 }
@@ -149,6 +150,7 @@ enum ActionKind {
     Create,
     Recreate,
     Start,
+    Stop,
     Remove,
 }
 
@@ -158,6 +160,7 @@ impl From<&Action> for ActionKind {
             Action::Create { .. } => ActionKind::Create,
             Action::Recreate { .. } => ActionKind::Recreate,
             Action::Start { .. } => ActionKind::Start,
+            Action::Stop { .. } => ActionKind::Stop,
             Action::Remove { .. } => ActionKind::Remove,
         }
     }

@@ -81,6 +81,7 @@ mod tests {
                     protocol: Protocol::Tcp,
                 }],
                 labels: [("io.corral.stack".to_string(), "s".to_string())].into(),
+                stopped: false,
             }],
             load_balancer: Default::default(),
         }

@@ -22,6 +22,10 @@ pub struct ContainerSpec {
     /// The `io.corral.*` labels (see [`crate::labels`]) plus the service's own.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The service is stopped: the container is kept but not running. Not part of the spec
+    /// hash, so stopping and starting never recreates a container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 impl ContainerSpec {
@@ -31,6 +35,7 @@ impl ContainerSpec {
     pub fn spec_hash(&self) -> String {
         let mut hashed = self.clone();
         hashed.labels.remove(crate::labels::SPEC_HASH);
+        hashed.stopped = false;
         let bytes = serde_json::to_vec(&hashed).expect("a spec always serializes");
         hex::encode(&Sha256::digest(&bytes)[..8])
     }

@@ -98,6 +98,10 @@ impl Backends {
 
 /// The listeners one instance of balancer `service` runs.
 pub fn listeners(service: &Service, spec: &LbSpec, backends: &Backends) -> Vec<LbListener> {
+    // A stopped balancer frees its ports, like a stopped container would.
+    if service.is_stopped() {
+        return Vec::new();
+    }
     let env = service.environment_id;
     spec.ports
         .iter()

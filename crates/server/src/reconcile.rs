@@ -334,6 +334,7 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         env: spec.env.clone(),
         ports: spec.ports.clone(),
         labels: all_labels,
+        stopped: service.is_stopped(),
     }
 }
 

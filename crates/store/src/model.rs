@@ -154,6 +154,8 @@ pub struct Service {
     pub scale: u32,
     /// Increases whenever the spec changes.
     pub revision: u32,
+    /// `active`, or `stopped`: its containers are kept but not running.
+    pub state: ServiceState,
     /// Set while the service is being rebuilt from container labels (see `adopt_service`).
     pub adopting_until: Option<String>,
     /// The spec of `revision - 1`, kept while instances are upgraded from it one by one.
@@ -163,7 +165,20 @@ pub struct Service {
     pub updated_at: String,
 }
 
+/// Whether a service's containers should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    #[default]
+    Active,
+    Stopped,
+}
+
 impl Service {
+    pub fn is_stopped(&self) -> bool {
+        self.state == ServiceState::Stopped
+    }
+
     /// Docker name of instance `n`: `STACK-SERVICE-N`.
     pub fn container_name(&self, instance: u32) -> String {
         container_name(&self.stack, &self.name, instance)

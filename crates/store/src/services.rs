@@ -1,7 +1,7 @@
 //! Services: the desired state of a set of identical containers.
 
 use crate::hosts::{json_field, to_json};
-use crate::{is_unique_violation, now, Result, Service, ServiceKind, ServiceSpec, Stack, Store, StoreError};
+use crate::{is_unique_violation, now, Result, Service, ServiceKind, ServiceSpec, ServiceState, Stack, Store, StoreError};
 use sqlx::Row;
 
 const SELECT: &str = "SELECT s.*, st.name AS stack_name, st.environment_id AS environment_id
@@ -27,6 +27,7 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
         },
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
+        state: if row.get::<i64, _>("stopped") != 0 { ServiceState::Stopped } else { ServiceState::Active },
         adopting_until: row.get("adopting_until"),
         previous_spec: row.get::<Option<String>, _>("previous_spec").map(|j| json_field(&j, "previous spec")).transpose()?,
         created_at: row.get("created_at"),
@@ -158,6 +159,17 @@ impl Store {
     pub async fn set_scale(&self, service_id: i64, scale: u32) -> Result<Service> {
         sqlx::query("UPDATE services SET scale = ?, updated_at = ? WHERE id = ?")
             .bind(scale as i64)
+            .bind(now())
+            .bind(service_id)
+            .execute(&self.pool)
+            .await?;
+        self.service_by_id(service_id).await
+    }
+
+    /// Stops or starts a service; its containers are kept either way.
+    pub async fn set_service_state(&self, service_id: i64, state: ServiceState) -> Result<Service> {
+        sqlx::query("UPDATE services SET stopped = ?, updated_at = ? WHERE id = ?")
+            .bind(state == ServiceState::Stopped)
             .bind(now())
             .bind(service_id)
             .execute(&self.pool)

@@ -54,6 +54,7 @@ impl Scope {
                 (SCOPE.to_string(), self.prefix.clone()),
             ]
             .into(),
+            stopped: false,
         }
     }
 

@@ -1,4 +1,4 @@
-//! `corral service create|ls|scale|rm`.
+//! `corral service create|ls|scale|upgrade|stop|start|rm`.
 
 use super::{key_values, seg, stack_service, text};
 use crate::client::Client;
@@ -58,6 +58,16 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Stop every container of the service, keeping them (and their names) for `start`.
+    Stop {
+        /// STACK/NAME
+        path: String,
+    },
+    /// Start a stopped service's containers again.
+    Start {
+        /// STACK/NAME
+        path: String,
+    },
     /// Remove a service and its containers.
     Rm {
         /// STACK/NAME
@@ -89,12 +99,13 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                     .iter()
                     .map(|s| {
                         let ports = s["ports"].as_array().map(|p| p.iter().filter_map(port_text).collect::<Vec<_>>().join(","));
+                        let stopped = s["state"] == "stopped";
                         let notes = s["unplaced"].as_array().and_then(|u| u.first()).and_then(|u| u.as_str()).unwrap_or_default().to_string();
                         vec![
                             format!("{}/{}", text(s, "stack"), text(s, "name")),
                             text(s, "image"),
                             text(s, "scale"),
-                            text(s, "running"),
+                            if stopped { "stopped".to_string() } else { text(s, "running") },
                             format!("{}/{} at rev {}", text(s, "upgraded"), text(s, "placed"), text(s, "revision")),
                             ports.unwrap_or_default(),
                             notes,
@@ -119,12 +130,21 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
             let message = format!("upgrading {path} to revision {}, one container at a time (see `corral service ls`)", service["revision"]);
             output::done(format, &service, &message);
         }
+        Command::Stop { path } => set_state(client, format, &path, "stop", "stopped").await?,
+        Command::Start { path } => set_state(client, format, &path, "start", "started").await?,
         Command::Rm { path } => {
             let (stack, name) = stack_service(&path)?;
             client.delete(&service_path(stack, name)).await?;
             output::done(format, &json!({ "removed": path }), &format!("removed service {path}"));
         }
     }
+    Ok(())
+}
+
+async fn set_state(client: &Client, format: Format, path: &str, verb: &str, done: &str) -> Result<()> {
+    let (stack, name) = stack_service(path)?;
+    let service: Value = client.post(&format!("{}/{verb}", service_path(stack, name)), &json!({})).await?;
+    output::done(format, &service, &format!("{done} {path}"));
     Ok(())
 }
 

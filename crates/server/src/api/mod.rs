@@ -67,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks/{stack}/services/{service}", get(services::get).delete(services::remove))
         .route("/stacks/{stack}/services/{service}/scale", put(services::scale))
         .route("/stacks/{stack}/services/{service}/upgrade", axum::routing::post(services::upgrade))
+        .route("/stacks/{stack}/services/{service}/stop", axum::routing::post(services::stop))
+        .route("/stacks/{stack}/services/{service}/start", axum::routing::post(services::start))
         .route("/services", get(services::list))
         .route("/containers", get(containers::list))
         .route("/containers/{name}", axum::routing::delete(containers::remove))

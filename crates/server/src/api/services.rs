@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
-use corral_store::{LbSpec, Service, ServiceKind, ServiceSpec};
+use corral_store::{LbSpec, Service, ServiceKind, ServiceSpec, ServiceState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -265,6 +265,10 @@ pub async fn upgrade(
     if service.spec.kind != ServiceKind::Container {
         return Err(ApiError::invalid("kind", "a load balancer has no image to upgrade; remove and create it to change it"));
     }
+    if service.is_stopped() {
+        // The roll waits for each new instance to run, which a stopped service never does.
+        return Err(ApiError::Conflict(format!("{} is stopped; start it before upgrading it", service.path())));
+    }
     if body.image.is_none() && body.command.is_none() && body.env.is_none() {
         return Err(ApiError::invalid("image", "nothing to upgrade: give a new image, command or environment"));
     }
@@ -287,6 +291,23 @@ pub async fn upgrade(
     let upgraded = state.store.upgrade_service(service.id, &spec).await?;
     state.reconcile.trigger();
     let mut out = service_out(&state, vec![upgraded]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+/// `POST …/stop` keeps the containers, stopped; `POST …/start` starts the same ones again.
+pub async fn stop(State(state): State<AppState>, Path((stack, service)): Path<(String, String)>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ServiceOut>> {
+    set_state(&state, &q, &stack, &service, ServiceState::Stopped).await
+}
+
+pub async fn start(State(state): State<AppState>, Path((stack, service)): Path<(String, String)>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ServiceOut>> {
+    set_state(&state, &q, &stack, &service, ServiceState::Active).await
+}
+
+async fn set_state(state: &AppState, q: &EnvQuery, stack: &str, service: &str, to: ServiceState) -> ApiResult<Json<ServiceOut>> {
+    let service = find(state, q, stack, service).await?;
+    let service = state.store.set_service_state(service.id, to).await?;
+    state.reconcile.trigger();
+    let mut out = service_out(state, vec![service]).await?;
     Ok(Json(out.remove(0)))
 }
 
