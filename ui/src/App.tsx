@@ -1,15 +1,152 @@
-import { HostsTable } from "./HostsTable.tsx";
+import { AppShell, Badge, Group, MantineProvider, NavLink, Select, Text, Title, Tooltip, createTheme } from "@mantine/core";
+import { Notifications } from "@mantine/notifications";
+import { useEffect } from "react";
+import { HashRouter, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
+import { api, selectEnv, selectedEnv } from "./api.ts";
+import { LiveProvider, useLive, useLiveState } from "./live.tsx";
+import { ContainerPage } from "./pages/ContainerPage.tsx";
+import { HostsPage } from "./pages/HostsPage.tsx";
+import { StackPage } from "./pages/StackPage.tsx";
+import { StacksPage } from "./pages/StacksPage.tsx";
+
+const theme = createTheme({ primaryColor: "teal", defaultRadius: "md" });
 
 export function App() {
   return (
-    <div className="app">
-      <header className="topbar">
-        <h1>Corral</h1>
-        <span className="tagline">Docker hosts, stacks and services</span>
-      </header>
-      <main>
-        <HostsTable />
-      </main>
-    </div>
+    <MantineProvider theme={theme} defaultColorScheme="auto">
+      <Notifications position="bottom-right" />
+      <HashRouter>
+        <LiveProvider>
+          <Shell />
+        </LiveProvider>
+      </HashRouter>
+    </MantineProvider>
+  );
+}
+
+function Shell() {
+  const location = useLocation();
+  const navigate = useNavigate();
+  return (
+    <AppShell header={{ height: 56 }} navbar={{ width: 180, breakpoint: "xs" }} padding="md">
+      <AppShell.Header>
+        <TopBar />
+      </AppShell.Header>
+      <AppShell.Navbar p="xs">
+        <NavLink
+          label="Hosts"
+          data-testid="nav-hosts"
+          active={location.pathname.startsWith("/hosts")}
+          onClick={() => navigate("/hosts")}
+        />
+        <NavLink
+          label="Stacks"
+          data-testid="nav-stacks"
+          active={location.pathname.startsWith("/stacks")}
+          onClick={() => navigate("/stacks")}
+        />
+      </AppShell.Navbar>
+      <AppShell.Main>
+        <Routes>
+          <Route path="/" element={<Navigate to="/hosts" replace />} />
+          <Route path="/hosts" element={<HostsPage />} />
+          <Route path="/stacks" element={<StacksPage />} />
+          <Route path="/stacks/:stack" element={<StackPage />} />
+          <Route path="/stacks/:stack/:tab" element={<StackPage />} />
+          <Route path="/containers/:name" element={<ContainerPage />} />
+          <Route path="*" element={<Navigate to="/hosts" replace />} />
+        </Routes>
+      </AppShell.Main>
+    </AppShell>
+  );
+}
+
+function TopBar() {
+  return (
+    <Group h="100%" px="md" justify="space-between" wrap="nowrap">
+      <Group gap="sm" wrap="nowrap">
+        <Title order={3} c="teal">
+          Corral
+        </Title>
+        <Text size="sm" c="dimmed" visibleFrom="sm">
+          Docker hosts, stacks and services
+        </Text>
+      </Group>
+      <Group gap="md" wrap="nowrap">
+        <EnvironmentSwitcher />
+        <LinkBadge />
+      </Group>
+    </Group>
+  );
+}
+
+function LinkBadge() {
+  const { state } = useLiveState();
+  const look = {
+    live: { color: "green", label: "live", tip: "Changes appear as they happen" },
+    connecting: { color: "gray", label: "connecting", tip: "Opening the event stream" },
+    reconnecting: {
+      color: "orange",
+      label: "reconnecting",
+      tip: "The event stream is down; what is shown may be out of date until it reconnects",
+    },
+  }[state];
+  return (
+    <Tooltip label={look.tip}>
+      <Badge color={look.color} variant="dot" data-testid="link-state" data-state={state}>
+        {look.label}
+      </Badge>
+    </Tooltip>
+  );
+}
+
+function EnvironmentSwitcher() {
+  const envs = useLive("environments", ["environments"], (s) => api.environments(s));
+  const { env } = useLiveState();
+  const location = useLocation();
+  const navigate = useNavigate();
+  const names = (envs.data ?? []).map((e) => e.name);
+
+  const switchTo = (name: string) => {
+    if (name === selectedEnv()) return;
+    selectEnv(name);
+    // Stacks and containers belong to one environment: leave a page of the previous one.
+    if (!location.pathname.startsWith("/hosts") && location.pathname !== "/stacks") navigate("/stacks");
+  };
+
+  // The desktop's Environment menu switches exactly as this switcher does.
+  useEffect(() => {
+    const onSelect = (e: Event) => {
+      const name = (e as CustomEvent<unknown>).detail;
+      if (typeof name === "string" && name) switchTo(name);
+    };
+    window.addEventListener("corral:select-env", onSelect);
+    return () => window.removeEventListener("corral:select-env", onSelect);
+  });
+
+  // A remembered environment that no longer exists falls back to the default one.
+  useEffect(() => {
+    if (!envs.data || envs.data.length === 0) return;
+    if (env && names.includes(env)) return;
+    selectEnv(names.includes("Default") ? "Default" : names[0]!);
+  }, [envs.data, env, names]);
+
+  useEffect(() => {
+    document.title = env ? `Corral — ${env}` : "Corral";
+  }, [env]);
+
+  return (
+    <Select
+      aria-label="Environment"
+      data-testid="env-switcher"
+      w={200}
+      size="sm"
+      allowDeselect={false}
+      placeholder={envs.error ? "environments unavailable" : "Environment"}
+      data={names}
+      value={env && names.includes(env) ? env : null}
+      onChange={(v) => v && switchTo(v)}
+      comboboxProps={{ withinPortal: true }}
+    />
   );
 }

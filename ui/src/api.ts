@@ -1,23 +1,154 @@
-// Every call the UI makes to the control plane lives in this module. The API is same-origin:
-// the control plane serves this UI at `/`, and the desktop window loads the same build.
+// Every call the UI makes to the control plane lives in this module: REST requests, the event
+// stream and container logs. The API is same-origin when the control plane serves this UI at `/`;
+// the desktop window loads the same build from its own protocol and is told where the API is.
+
+export interface Environment {
+  name: string;
+  created_at: string;
+  hosts?: number;
+  stacks?: number;
+}
 
 /** A Docker host as `GET /v1/hosts` returns it. */
 export interface Host {
+  id: string;
   name: string;
   state: string;
+  state_since?: string | null;
+  last_seen?: string | null;
+  status?: string;
   address: string;
   docker_version: string;
   cpus: number;
   memory_bytes: number;
+  os?: string;
+  kernel?: string;
+  agent_version?: string;
+  labels: Record<string, string>;
+  in_sync?: boolean;
+  containers: number;
 }
 
-/** The API answered with an error status. */
+export interface JoinCommand {
+  environment: string;
+  server_url: string;
+  token: string;
+  command: string;
+}
+
+export interface Stack {
+  id: number;
+  name: string;
+  created_at: string;
+  services: number;
+}
+
+export interface Port {
+  host_port: number | null;
+  container_port: number;
+  protocol: string;
+}
+
+export interface LbPort {
+  listen: number;
+  target: number;
+  mode: string;
+}
+
+export interface LbRule {
+  host?: string | null;
+  path?: string | null;
+  service: string;
+  port: number;
+}
+
+export interface LbSpec {
+  ports: LbPort[];
+  targets: string[];
+  rules: LbRule[];
+  global: boolean;
+}
+
+export interface Service {
+  id: number;
+  stack: string;
+  name: string;
+  kind: "container" | "load-balancer" | string;
+  image: string;
+  command: string[];
+  env: string[];
+  ports: Port[];
+  labels: Record<string, string>;
+  constraints: string[];
+  lb?: LbSpec | null;
+  scale: number;
+  revision: number;
+  /** `active` or `stopped`; older control planes do not send it. */
+  state?: string;
+  placed: number;
+  running: number;
+  upgraded: number;
+  unplaced: string[];
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Container {
+  name: string;
+  stack: string;
+  service: string;
+  instance: number;
+  host: string;
+  host_state: string;
+  state: string;
+  status: string;
+  reason?: string | null;
+  ip: string | null;
+  ports: Port[];
+  docker_id: string | null;
+}
+
+/** `GET /v1/containers/{name}`: a list item plus what the engine knows about it. */
+export interface ContainerDetails extends Container {
+  image?: string;
+  command?: string[];
+  env?: string[];
+  labels?: Record<string, string>;
+  created_at?: string | null;
+  started_at?: string | null;
+  exit_code?: number | null;
+  restart_count?: number | null;
+}
+
+export interface NewService {
+  name: string;
+  image: string;
+  command?: string[];
+  env?: string[];
+  ports?: string[];
+  constraints?: string[];
+  scale: number;
+}
+
+export interface NewLoadBalancer {
+  name: string;
+  kind: "load-balancer";
+  scale: number;
+  constraints?: string[];
+  lb: { ports: string[]; targets: string[]; rules: string[]; global: boolean };
+}
+
+/** The API answered with an error status: `{code, message, field?}`. */
 export class ApiError extends Error {
   readonly status: number;
-  constructor(status: number, message: string) {
+  readonly code: string;
+  readonly field: string | null;
+  constructor(status: number, code: string, message: string, field: string | null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
+    this.code = code;
+    this.field = field;
   }
 }
 
@@ -33,6 +164,7 @@ export class ApiUnreachable extends Error {
 interface DesktopConfig {
   api: string;
   token: string;
+  agentUrl?: string;
 }
 const DESKTOP = (window as unknown as { __CORRAL__?: DesktopConfig }).__CORRAL__;
 
@@ -41,22 +173,63 @@ const BASE = (DESKTOP?.api ?? "") + "/v1";
 /** The API token: the desktop app's, or one a browser user passed once as `#token=…`. */
 function token(): string | null {
   if (DESKTOP) return DESKTOP.token;
-  const fromHash = new URLSearchParams(window.location.hash.slice(1)).get("token");
-  if (fromHash) {
-    sessionStorage.setItem("corral-token", fromHash);
-    history.replaceState(null, "", window.location.pathname + window.location.search);
+  // The hash also carries the router's path (`#/hosts`), so only a `token=` hash is consumed.
+  const hash = window.location.hash.slice(1);
+  if (hash.startsWith("token=") || hash.includes("&token=")) {
+    const fromHash = new URLSearchParams(hash).get("token");
+    if (fromHash) {
+      sessionStorage.setItem("corral-token", fromHash);
+      history.replaceState(null, "", window.location.pathname + window.location.search + "#/");
+    }
   }
   return sessionStorage.getItem("corral-token");
 }
+// Consume a `#token=` link before the hash router reads the hash as a path.
+token();
+
+// ---------------------------------------------------------------------------------------------
+// Selected environment: remembered across visits, passed as `?env=` on every request.
+
+const ENV_KEY = "corral-env";
+let currentEnv: string | null = localStorage.getItem(ENV_KEY);
+const envListeners = new Set<(env: string | null) => void>();
+
+export function selectedEnv(): string | null {
+  return currentEnv;
+}
+
+export function selectEnv(env: string | null): void {
+  if (env === currentEnv) return;
+  currentEnv = env;
+  if (env) localStorage.setItem(ENV_KEY, env);
+  else localStorage.removeItem(ENV_KEY);
+  envListeners.forEach((l) => l(env));
+}
+
+export function onEnvChange(listener: (env: string | null) => void): () => void {
+  envListeners.add(listener);
+  return () => envListeners.delete(listener);
+}
+
+function withQuery(path: string, query: Record<string, string | number | boolean | null | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== null && v !== undefined) params.set(k, String(v));
+  const qs = params.toString();
+  if (!qs) return path;
+  return path + (path.includes("?") ? "&" : "?") + qs;
+}
+
+const seg = encodeURIComponent;
 
 async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const url = BASE + withQuery(path, { env: currentEnv });
   let res: Response;
   try {
     const headers: Record<string, string> = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const t = token();
     if (t) headers.Authorization = `Bearer ${t}`;
-    res = await fetch(BASE + path, {
+    res = await fetch(url, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -69,14 +242,19 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
   }
   const text = await res.text();
   if (!res.ok) {
-    let message = text.trim() || res.statusText;
+    let code = "error";
+    let message = text.trim() || res.statusText || `HTTP ${res.status}`;
+    let field: string | null = null;
     try {
-      const j = JSON.parse(text) as { error?: string; message?: string };
-      message = j.error ?? j.message ?? message;
+      const j = JSON.parse(text) as { code?: string; message?: string; field?: string };
+      code = j.code ?? code;
+      message = j.message ?? message;
+      field = j.field ?? null;
     } catch {
       /* not JSON: keep the text */
     }
-    throw new ApiError(res.status, `${method} ${BASE}${path}: ${res.status} ${message}`);
+    if (res.status === 401) message = `${message} — open the link the control plane printed (it carries the token)`;
+    throw new ApiError(res.status, code, message, field);
   }
   if (text === "") return undefined as T;
   try {
@@ -87,7 +265,72 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
   }
 }
 
-/** `GET /v1/hosts`: every host of the current environment. */
-export function listHosts(signal?: AbortSignal): Promise<Host[]> {
-  return request<Host[]>("GET", "/hosts", undefined, signal);
+export const api = {
+  environments: (signal?: AbortSignal) => request<Environment[]>("GET", "/environments", undefined, signal),
+  hosts: (signal?: AbortSignal) => request<Host[]>("GET", "/hosts", undefined, signal),
+  joinCommand: (signal?: AbortSignal) => request<JoinCommand>("GET", "/hosts/join-command", undefined, signal),
+  stacks: (signal?: AbortSignal) => request<Stack[]>("GET", "/stacks", undefined, signal),
+  createStack: (name: string) => request<Stack>("POST", "/stacks", { name }),
+  removeStack: (name: string) => request<void>("DELETE", `/stacks/${seg(name)}`),
+  services: (stack: string, signal?: AbortSignal) =>
+    request<Service[]>("GET", `/stacks/${seg(stack)}/services`, undefined, signal),
+  createService: (stack: string, body: NewService | NewLoadBalancer) =>
+    request<Service>("POST", `/stacks/${seg(stack)}/services`, body),
+  scaleService: (stack: string, service: string, scale: number) =>
+    request<Service>("PUT", `/stacks/${seg(stack)}/services/${seg(service)}/scale`, { scale }),
+  stopService: (stack: string, service: string) =>
+    request<Service>("POST", `/stacks/${seg(stack)}/services/${seg(service)}/stop`),
+  startService: (stack: string, service: string) =>
+    request<Service>("POST", `/stacks/${seg(stack)}/services/${seg(service)}/start`),
+  removeService: (stack: string, service: string) =>
+    request<void>("DELETE", `/stacks/${seg(stack)}/services/${seg(service)}`),
+  containers: (filter: { stack?: string; service?: string } = {}, signal?: AbortSignal) =>
+    request<Container[]>("GET", withQuery("/containers", filter), undefined, signal),
+  container: (name: string, signal?: AbortSignal) =>
+    request<ContainerDetails>("GET", `/containers/${seg(name)}`, undefined, signal),
+  removeContainer: (name: string) => request<void>("DELETE", `/containers/${seg(name)}`),
+};
+
+// ---------------------------------------------------------------------------------------------
+// WebSockets. Browsers cannot set headers on a WebSocket, so the token travels as `?token=`.
+
+function socketUrl(path: string, query: Record<string, string | number | boolean | null | undefined>): string {
+  const url = new URL(BASE + withQuery(path, { ...query, token: token() }), window.location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.toString();
+}
+
+/** Which resource lists of an environment changed (`/v1/events`). */
+export type EventFrame =
+  | { type: "hello"; environment: string | null }
+  | { type: "changed"; environment: string | null; resources: string[] };
+
+/** Opens the event stream of the selected environment; the caller reconnects when it closes. */
+export function openEvents(onFrame: (f: EventFrame) => void): WebSocket {
+  const ws = new WebSocket(socketUrl("/events", { env: currentEnv }));
+  ws.onmessage = (m) => {
+    try {
+      onFrame(JSON.parse(String(m.data)) as EventFrame);
+    } catch {
+      /* a frame that is not JSON carries nothing the UI can act on */
+    }
+  };
+  return ws;
+}
+
+export type LogFrame = { stream: "stdout" | "stderr"; line: string } | { type: "end"; reason: string };
+
+/** Streams a container's log (`/v1/containers/{name}/logs`), last `tail` lines first. */
+export function openLogs(name: string, onFrame: (f: LogFrame) => void, tail = 200): WebSocket {
+  const ws = new WebSocket(
+    socketUrl(`/containers/${seg(name)}/logs`, { env: currentEnv, tail, follow: true }),
+  );
+  ws.onmessage = (m) => {
+    try {
+      onFrame(JSON.parse(String(m.data)) as LogFrame);
+    } catch {
+      onFrame({ stream: "stdout", line: String(m.data) });
+    }
+  };
+  return ws;
 }

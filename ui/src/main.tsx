@@ -1,7 +1,10 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
-import { App } from "./App.tsx";
+import "@mantine/core/styles.css";
+import "@mantine/notifications/styles.css";
+import "@xyflow/react/dist/style.css";
 import "./styles.css";
+import { App } from "./App.tsx";
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>

@@ -1,0 +1,18 @@
+import type { Service } from "./api.ts";
+
+export type Health = "healthy" | "degraded" | "down" | "stopped";
+
+/** All wanted instances running: healthy; some: degraded; none: down; stopped or scaled to 0: stopped. */
+export function serviceHealth(s: Service): Health {
+  if (s.state === "stopped" || s.scale === 0) return "stopped";
+  if (s.running >= s.scale) return "healthy";
+  if (s.running > 0) return "degraded";
+  return "down";
+}
+
+export const HEALTH_COLOR: Record<Health, string> = {
+  healthy: "green",
+  degraded: "yellow",
+  down: "red",
+  stopped: "gray",
+};

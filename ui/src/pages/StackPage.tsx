@@ -1,0 +1,335 @@
+import { ActionIcon, Anchor, Badge, Breadcrumbs, Button, Card, Group, Modal, Stack, Table, Tabs, Text, Title, Tooltip } from "@mantine/core";
+import { useVirtualizer } from "@tanstack/react-virtual";
+import { lazy, Suspense, useRef, useState } from "react";
+import { Link, useNavigate, useParams } from "react-router";
+import { api, type Container, type Service } from "../api.ts";
+import { EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "../components/common.tsx";
+import { formatPort, stateColor } from "../format.ts";
+import { HEALTH_COLOR, serviceHealth } from "../health.ts";
+import { useLive } from "../live.tsx";
+import { LoadBalancerFormModal, ServiceFormModal } from "./ServiceForms.tsx";
+
+// The graph pulls in the layout engine (large): load it only when the tab is opened.
+const StackGraph = lazy(() => import("./StackGraph.tsx"));
+
+type Tab = "services" | "containers" | "graph";
+
+export function StackPage() {
+  const { stack = "", tab = "services" } = useParams();
+  const navigate = useNavigate();
+  const services = useLive(`services/${stack}`, ["services", "containers"], (s) => api.services(stack, s));
+  const containers = useLive(`containers/${stack}`, ["containers"], (s) => api.containers({ stack }, s));
+  const [dialog, setDialog] = useState<"service" | "lb" | "remove-stack" | null>(null);
+
+  const targets = (services.data ?? []).filter((s) => s.kind !== "load-balancer").map((s) => `${s.stack}/${s.name}`);
+  const go = (t: string | null) => navigate(`/stacks/${encodeURIComponent(stack)}${t && t !== "services" ? `/${t}` : ""}`);
+
+  const removeStack = async () => {
+    try {
+      await api.removeStack(stack);
+      notifyDone(`Removed stack ${stack}`);
+      navigate("/stacks");
+    } catch (e) {
+      notifyError(`Could not remove stack ${stack}`, e);
+    }
+  };
+
+  return (
+    <Stack gap="md">
+      <Breadcrumbs>
+        <Anchor component={Link} to="/stacks">
+          Stacks
+        </Anchor>
+        <Text>{stack}</Text>
+      </Breadcrumbs>
+      <Group justify="space-between">
+        <Title order={2} data-testid="stack-title">
+          {stack}
+        </Title>
+        <Group>
+          <Button onClick={() => setDialog("service")} data-testid="add-service">
+            Add service
+          </Button>
+          <Button variant="light" onClick={() => setDialog("lb")} data-testid="add-lb">
+            Add load balancer
+          </Button>
+          <Button variant="subtle" color="red" onClick={() => setDialog("remove-stack")}>
+            Remove stack
+          </Button>
+        </Group>
+      </Group>
+      {services.error && <ErrorBanner error={services.error} what="services" onRetry={services.reload} />}
+      <Tabs value={tab as Tab} onChange={go} keepMounted={false}>
+        <Tabs.List>
+          <Tabs.Tab value="services" data-testid="tab-services">
+            Services {services.data && `(${services.data.length})`}
+          </Tabs.Tab>
+          <Tabs.Tab value="containers" data-testid="tab-containers">
+            Containers {containers.data && `(${containers.data.length})`}
+          </Tabs.Tab>
+          <Tabs.Tab value="graph" data-testid="tab-graph">
+            Graph
+          </Tabs.Tab>
+        </Tabs.List>
+        <Tabs.Panel value="services" pt="md">
+          {services.loading && <ListSkeleton rows={3} height={48} />}
+          {services.data && services.data.length === 0 && (
+            <EmptyState title="No services in this stack yet" testId="services-empty" action={<Button onClick={() => setDialog("service")}>Add service</Button>}>
+              A service runs an image at a scale you choose, spread over the hosts. Add one, then put a load balancer in front of it.
+            </EmptyState>
+          )}
+          {services.data && services.data.length > 0 && <ServiceTable services={services.data} />}
+        </Tabs.Panel>
+        <Tabs.Panel value="containers" pt="md">
+          {containers.error && <ErrorBanner error={containers.error} what="containers" onRetry={containers.reload} />}
+          {containers.loading && <ListSkeleton rows={5} height={32} />}
+          {containers.data && containers.data.length === 0 && (
+            <EmptyState title="No containers" testId="containers-empty">
+              Containers appear here as soon as a service with a scale above 0 is placed on a host.
+            </EmptyState>
+          )}
+          {containers.data && containers.data.length > 0 && <ContainerTable containers={containers.data} />}
+        </Tabs.Panel>
+        <Tabs.Panel value="graph" pt="md">
+          {services.data && (
+            <Suspense fallback={<ListSkeleton rows={1} height={400} />}>
+              <StackGraph services={services.data} />
+            </Suspense>
+          )}
+        </Tabs.Panel>
+      </Tabs>
+      <ServiceFormModal stack={stack} opened={dialog === "service"} onClose={() => setDialog(null)} />
+      <LoadBalancerFormModal stack={stack} targets={targets} opened={dialog === "lb"} onClose={() => setDialog(null)} />
+      <Confirm
+        opened={dialog === "remove-stack"}
+        onClose={() => setDialog(null)}
+        title={`Remove stack ${stack}?`}
+        action="Remove stack"
+        onConfirm={removeStack}
+      >
+        Its services and all their containers are removed from the hosts.
+      </Confirm>
+    </Stack>
+  );
+}
+
+function Confirm({ opened, onClose, title, action, onConfirm, children }: { opened: boolean; onClose: () => void; title: string; action: string; onConfirm: () => Promise<void>; children: React.ReactNode }) {
+  const [busy, setBusy] = useState(false);
+  return (
+    <Modal opened={opened} onClose={onClose} title={title} data-testid="confirm-dialog">
+      <Text size="sm" mb="md">
+        {children}
+      </Text>
+      <Group justify="flex-end">
+        <Button variant="default" onClick={onClose}>
+          Cancel
+        </Button>
+        <Button
+          color="red"
+          loading={busy}
+          data-testid="confirm"
+          onClick={async () => {
+            setBusy(true);
+            await onConfirm();
+            setBusy(false);
+            onClose();
+          }}
+        >
+          {action}
+        </Button>
+      </Group>
+    </Modal>
+  );
+}
+
+function ServiceTable({ services }: { services: Service[] }) {
+  const sorted = [...services].sort((a, b) => a.name.localeCompare(b.name));
+  return (
+    <Card withBorder padding={0}>
+      <Table verticalSpacing="sm" data-testid="services-table">
+        <Table.Thead>
+          <Table.Tr>
+            <Table.Th>Service</Table.Th>
+            <Table.Th>Image / balances</Table.Th>
+            <Table.Th>Running</Table.Th>
+            <Table.Th>Scale</Table.Th>
+            <Table.Th>State</Table.Th>
+            <Table.Th />
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {sorted.map((s) => (
+            <ServiceRow key={s.name} service={s} />
+          ))}
+        </Table.Tbody>
+      </Table>
+    </Card>
+  );
+}
+
+function ServiceRow({ service: s }: { service: Service }) {
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const health = serviceHealth(s);
+  const stopped = s.state === "stopped";
+  const act = async (what: string, f: () => Promise<unknown>) => {
+    setBusy(true);
+    try {
+      await f();
+    } catch (e) {
+      notifyError(`Could not ${what} ${s.stack}/${s.name}`, e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const lb = s.lb;
+  return (
+    <Table.Tr data-testid="service-row" data-service={s.name}>
+      <Table.Td>
+        <Group gap={6} wrap="nowrap">
+          <Text fw={600}>{s.name}</Text>
+          {s.kind === "load-balancer" && (
+            <Badge size="xs" variant="outline">
+              LB
+            </Badge>
+          )}
+        </Group>
+      </Table.Td>
+      <Table.Td>
+        {lb ? (
+          <Text size="sm">
+            {lb.ports.map((p) => `${p.listen}→${p.target}${p.mode === "tcp" ? "/tcp" : ""}`).join(", ")} → {[...lb.targets, ...lb.rules.map((r) => `${r.service}:${r.port}`)].join(", ") || "no targets"}
+          </Text>
+        ) : (
+          <Text size="sm" ff="monospace">
+            {s.image}
+          </Text>
+        )}
+        {s.unplaced.length > 0 && (
+          <Text size="xs" c="orange" data-testid="unplaced">
+            {s.unplaced.join("; ")}
+          </Text>
+        )}
+      </Table.Td>
+      <Table.Td>
+        <Badge color={HEALTH_COLOR[health]} variant="light" data-testid="service-running">
+          {s.running}/{s.scale} running
+        </Badge>
+        <Text size="xs" c="dimmed">
+          {s.placed} placed
+        </Text>
+      </Table.Td>
+      <Table.Td>
+        <Group gap={4} wrap="nowrap">
+          <Tooltip label="Scale down">
+            <ActionIcon variant="default" disabled={busy || s.scale === 0} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale - 1))} data-testid="scale-down" aria-label="Scale down">
+              −
+            </ActionIcon>
+          </Tooltip>
+          <Text w={36} ta="center" data-testid="scale">
+            {s.scale}
+          </Text>
+          <Tooltip label="Scale up">
+            <ActionIcon variant="default" disabled={busy} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale + 1))} data-testid="scale-up" aria-label="Scale up">
+              +
+            </ActionIcon>
+          </Tooltip>
+        </Group>
+      </Table.Td>
+      <Table.Td>
+        <Badge color={stopped ? "gray" : "teal"} variant="outline">
+          {s.state ?? "active"}
+        </Badge>
+      </Table.Td>
+      <Table.Td>
+        <Group gap={4} justify="flex-end" wrap="nowrap">
+          {stopped ? (
+            <Button size="xs" variant="light" loading={busy} onClick={() => act("start", () => api.startService(s.stack, s.name))}>
+              Start
+            </Button>
+          ) : (
+            <Button size="xs" variant="light" color="gray" loading={busy} onClick={() => act("stop", () => api.stopService(s.stack, s.name))}>
+              Stop
+            </Button>
+          )}
+          <Button size="xs" variant="subtle" color="red" onClick={() => setConfirming(true)}>
+            Remove
+          </Button>
+        </Group>
+        <Confirm
+          opened={confirming}
+          onClose={() => setConfirming(false)}
+          title={`Remove ${s.stack}/${s.name}?`}
+          action="Remove service"
+          onConfirm={() => act("remove", () => api.removeService(s.stack, s.name))}
+        >
+          Its {s.placed} container{s.placed === 1 ? " is" : "s are"} removed from the hosts
+          {s.kind !== "load-balancer" && "; load balancers targeting it stop sending it requests"}.
+        </Confirm>
+      </Table.Td>
+    </Table.Tr>
+  );
+}
+
+const ROW_HEIGHT = 40;
+const COLUMNS = "minmax(220px, 2fr) minmax(100px, 1fr) minmax(90px, 1fr) minmax(110px, 1fr) minmax(120px, 1fr) minmax(120px, 1.5fr) minmax(140px, 1.5fr)";
+
+/** Every container of the stack: a virtualised grid, so tens of thousands of rows scroll smoothly. */
+export function ContainerTable({ containers }: { containers: Container[] }) {
+  const parent = useRef<HTMLDivElement>(null);
+  const rows = [...containers].sort((a, b) => a.service.localeCompare(b.service) || a.instance - b.instance);
+  const virtual = useVirtualizer({ count: rows.length, getScrollElement: () => parent.current, estimateSize: () => ROW_HEIGHT, overscan: 10 });
+  return (
+    <Card withBorder padding={0}>
+      <div className="grid-row grid-head" style={{ gridTemplateColumns: COLUMNS }}>
+        <span>Name</span>
+        <span>Service</span>
+        <span>Host</span>
+        <span>State</span>
+        <span>IP</span>
+        <span>Ports</span>
+        <span>Status</span>
+      </div>
+      <div ref={parent} style={{ height: "min(60vh, 640px)", overflow: "auto" }} data-testid="containers-scroll">
+        <div style={{ height: virtual.getTotalSize(), position: "relative" }}>
+          {virtual.getVirtualItems().map((item) => {
+            const c = rows[item.index]!;
+            return (
+              <div
+                key={c.name}
+                className="grid-row"
+                data-testid="container-row"
+                data-state={c.state}
+                style={{ gridTemplateColumns: COLUMNS, position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${item.start}px)` }}
+              >
+                <Anchor component={Link} to={`/containers/${encodeURIComponent(c.name)}`} size="sm" truncate>
+                  {c.name}
+                </Anchor>
+                <Text size="sm" truncate>
+                  {c.service}
+                </Text>
+                <Text size="sm" truncate c={c.host_state === "active" ? undefined : "red"} title={c.host_state !== "active" ? `host ${c.host_state}` : undefined}>
+                  {c.host}
+                </Text>
+                <span>
+                  <Badge color={stateColor(c.state)} variant="light" size="sm">
+                    {c.state}
+                  </Badge>
+                </span>
+                <Text size="sm" ff="monospace" truncate>
+                  {c.ip ?? "—"}
+                </Text>
+                <Text size="sm" truncate>
+                  {c.ports.map(formatPort).join(", ") || "—"}
+                </Text>
+                <Text size="xs" c="dimmed" truncate title={c.reason ?? c.status}>
+                  {c.reason || c.status || "—"}
+                </Text>
+              </div>
+            );
+          })}
+        </div>
+      </div>
+    </Card>
+  );
+}

@@ -1,0 +1,100 @@
+import { Anchor, Button, Card, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
+import { useState, type FormEvent } from "react";
+import { Link, useNavigate } from "react-router";
+import { api } from "../api.ts";
+import { EmptyState, ErrorBanner, ListSkeleton, fieldError, notifyError } from "../components/common.tsx";
+import { formatSince } from "../format.ts";
+import { useLive } from "../live.tsx";
+
+export function StacksPage() {
+  const stacks = useLive("stacks", ["stacks", "services"], (s) => api.stacks(s));
+  return (
+    <Stack gap="md">
+      <Title order={2}>Stacks</Title>
+      <CreateStackForm />
+      {stacks.error && <ErrorBanner error={stacks.error} what="stacks" onRetry={stacks.reload} />}
+      {stacks.loading && <ListSkeleton rows={3} height={40} />}
+      {stacks.data && stacks.data.length === 0 && (
+        <EmptyState title="No stacks yet" testId="stacks-empty">
+          A stack groups services that belong together. Name one above to create it, then add services to it.
+        </EmptyState>
+      )}
+      {stacks.data && stacks.data.length > 0 && (
+        <Card withBorder padding={0}>
+          <Table highlightOnHover data-testid="stacks-table">
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>Name</Table.Th>
+                <Table.Th>Services</Table.Th>
+                <Table.Th>Created</Table.Th>
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {[...stacks.data]
+                .sort((a, b) => a.name.localeCompare(b.name))
+                .map((s) => (
+                  <Table.Tr key={s.name}>
+                    <Table.Td>
+                      <Anchor component={Link} to={`/stacks/${encodeURIComponent(s.name)}`} data-testid="stack-link">
+                        {s.name}
+                      </Anchor>
+                    </Table.Td>
+                    <Table.Td>{s.services}</Table.Td>
+                    <Table.Td>
+                      <Text size="sm" c="dimmed">
+                        {formatSince(s.created_at)}
+                      </Text>
+                    </Table.Td>
+                  </Table.Tr>
+                ))}
+            </Table.Tbody>
+          </Table>
+        </Card>
+      )}
+    </Stack>
+  );
+}
+
+function CreateStackForm() {
+  const [name, setName] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const navigate = useNavigate();
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const stack = await api.createStack(name.trim());
+      setName("");
+      navigate(`/stacks/${encodeURIComponent(stack.name)}`);
+    } catch (err) {
+      const f = fieldError(err, ["name"]);
+      if (f) setError(f.message);
+      else notifyError("Could not create the stack", err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Card withBorder>
+      <form onSubmit={submit} data-testid="create-stack-form">
+        <Group align="flex-start">
+          <TextInput
+            label="New stack"
+            placeholder="e.g. WEB-Server"
+            value={name}
+            onChange={(e) => setName(e.currentTarget.value)}
+            error={error}
+            name="name"
+            style={{ flex: 1 }}
+            data-testid="stack-name"
+          />
+          <Button type="submit" loading={busy} mt={25} data-testid="create-stack">
+            Create stack
+          </Button>
+        </Group>
+      </form>
+    </Card>
+  );
+}
