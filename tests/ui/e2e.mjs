@@ -1,0 +1,358 @@
+// Drives the web UI in headless Chromium against a real control plane (started by tests/ui.rs),
+// then runs a UI scale check on synthetic data served through request interception.
+//
+//   CORRAL_UI_URL      control plane URL serving the UI (required)
+//   CORRAL_UI_TOKEN    admin token (required)
+//   CORRAL_UI_ENVS     "OPS=HOST,DEV=HOST": the environments and the one host joined to each
+//   CORRAL_UI_STACK    stack the script creates in the first environment
+//   CORRAL_UI_IMAGE    image for the service it creates
+//   CORRAL_UI_SCREENSHOTS=1  save docs/screenshots/*.png
+//   CORRAL_UI_ONLY=scale     run only the synthetic scale check
+//
+// Exits 0 when every check passed; otherwise prints what failed and exits 1.
+
+import { createRequire } from "node:module";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+// playwright-core is a dev dependency of the UI (no browser download: the system Chromium runs).
+const { chromium } = createRequire(join(root, "ui", "package.json"))("playwright-core");
+
+const URL_ = need("CORRAL_UI_URL").replace(/\/$/, "");
+const TOKEN = need("CORRAL_UI_TOKEN");
+const ENVS = (process.env.CORRAL_UI_ENVS ?? "").split(",").filter(Boolean).map((kv) => kv.split("="));
+const STACK = process.env.CORRAL_UI_STACK ?? "ui-test";
+const IMAGE = process.env.CORRAL_UI_IMAGE ?? "corral-test/busybox:latest";
+const SHOTS = process.env.CORRAL_UI_SCREENSHOTS === "1";
+const ONLY = process.env.CORRAL_UI_ONLY ?? "";
+const T = 30_000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+let stepNo = 0;
+async function step(name, fn) {
+  stepNo++;
+  const t0 = Date.now();
+  process.stdout.write(`[ui] ${stepNo}. ${name} … `);
+  await fn();
+  console.log(`ok (${Date.now() - t0} ms)`);
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  const dir = join(root, "docs", "screenshots");
+  mkdirSync(dir, { recursive: true });
+  await page.waitForTimeout(300); // let transitions settle
+  await page.screenshot({ path: join(dir, `${name}.png`) });
+}
+
+async function apiGet(path, env) {
+  const sep = path.includes("?") ? "&" : "?";
+  const res = await fetch(`${URL_}/v1${path}${env ? `${sep}env=${encodeURIComponent(env)}` : ""}`, {
+    headers: { Authorization: `Bearer ${TOKEN}` },
+  });
+  assert(res.ok, `GET ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** The text of the error Mantine shows under input `testId` (linked by aria-describedby). */
+async function fieldErrorText(page, testId) {
+  const input = page.getByTestId(testId);
+  return input.evaluate((el) => {
+    const ids = (el.getAttribute("aria-describedby") ?? "").split(/\s+/).filter((id) => id.endsWith("-error"));
+    return ids.map((id) => document.getElementById(id)?.textContent ?? "").join(" ");
+  });
+}
+
+async function selectEnv(page, env) {
+  await page.getByTestId("env-switcher").click();
+  await page.getByRole("option", { name: env, exact: true }).click();
+  await page.waitForFunction((e) => document.title === `Corral — ${e}`, env, { timeout: T });
+}
+
+async function realCluster(ctx) {
+  assert(ENVS.length >= 2, "CORRAL_UI_ENVS needs two environments, e.g. OPS=h1,DEV=h2");
+  const [[ops, opsHost], [dev, devHost]] = ENVS;
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
+  const svc = "web";
+
+  await step("open the UI with the token link", async () => {
+    await page.goto(`${URL_}/#token=${TOKEN}`);
+    await page.getByTestId("nav-hosts").waitFor({ timeout: T });
+  });
+
+  await step(`switch to ${ops} and see its host ${opsHost}`, async () => {
+    await selectEnv(page, ops);
+    await page.locator(`[data-testid=host-card][data-host="${opsHost}"]`).waitFor({ timeout: T });
+    await page.getByTestId("link-state").and(page.locator("[data-state=live]")).waitFor({ timeout: T });
+    await shot(page, "hosts");
+  });
+
+  await step("Add Host shows the API's join command", async () => {
+    await page.getByTestId("add-host").first().click();
+    const shown = (await page.getByTestId("join-command").textContent({ timeout: T })).trim();
+    const want = (await apiGet("/hosts/join-command", ops)).command;
+    assert(shown === want, `join command shown: ${shown}\nAPI says: ${want}`);
+    await shot(page, "add-host");
+    await page.keyboard.press("Escape");
+    await page.getByTestId("join-command").waitFor({ state: "detached", timeout: T });
+  });
+
+  await step(`create stack ${STACK} from the form`, async () => {
+    await page.getByTestId("nav-stacks").click();
+    await page.getByTestId("stack-name").fill(STACK);
+    await page.getByTestId("create-stack").click();
+    await page.getByTestId("stack-title").filter({ hasText: STACK }).waitFor({ timeout: T });
+  });
+
+  await step("a bad form shows the API's message next to the field", async () => {
+    await page.getByTestId("add-service").first().click();
+    await page.getByTestId("svc-name").fill("bad");
+    await page.getByTestId("svc-image").fill(IMAGE);
+    await page.getByTestId("svc-scale").fill("-1");
+    await page.getByTestId("svc-submit").click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=svc-scale]")?.getAttribute("aria-invalid") === "true", null, { timeout: T });
+    const scaleErr = await fieldErrorText(page, "svc-scale");
+    assert(/scale -1/.test(scaleErr), `expected the scale error next to Scale, got ${JSON.stringify(scaleErr)}`);
+    await page.getByTestId("svc-scale").fill("1");
+    await page.getByTestId("svc-ports").fill("99999");
+    await page.getByTestId("svc-submit").click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=svc-ports]")?.getAttribute("aria-invalid") === "true", null, { timeout: T });
+    const portErr = await fieldErrorText(page, "svc-ports");
+    assert(/99999/.test(portErr), `expected the port error next to Ports, got ${JSON.stringify(portErr)}`);
+    assert((await fieldErrorText(page, "svc-scale")) === "", "the scale error is cleared once scale is fixed");
+    const services = await apiGet(`/stacks/${encodeURIComponent(STACK)}/services`, ops);
+    assert(services.length === 0, `a rejected form created nothing, but the stack has ${services.length} services`);
+    await page.keyboard.press("Escape");
+    await page.getByTestId("service-form").waitFor({ state: "detached", timeout: T });
+  });
+
+  await step("create a service with scale 3 and see 3 running containers without reload", async () => {
+    const loads = [];
+    page.on("framenavigated", (f) => f === page.mainFrame() && loads.push(f.url()));
+    await page.getByTestId("add-service").first().click();
+    await page.getByTestId("svc-name").fill(svc);
+    await page.getByTestId("svc-image").fill(IMAGE);
+    await page.getByTestId("svc-command").fill(`sh -c 'echo hello-from-corral; exec httpd -f -p 80'`);
+    await page.getByTestId("svc-env").fill("GREETING=hello");
+    await page.getByTestId("svc-ports").fill("80");
+    await page.getByTestId("svc-scale").fill("3");
+    await page.getByTestId("svc-submit").click();
+    await page.getByTestId("service-form").waitFor({ state: "detached", timeout: T });
+    const row = page.locator(`[data-testid=service-row][data-service="${svc}"]`);
+    await row.getByTestId("service-running").filter({ hasText: "3/3 running" }).waitFor({ timeout: 60_000 });
+    await page.getByTestId("tab-containers").click();
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=container-row][data-state=running]").length === 3, null, { timeout: 60_000 });
+    assert(loads.every((u) => !u.includes("#token=")) && loads.length <= 3, `the page reloaded: ${loads.join(", ")}`);
+  });
+
+  await step("create a load balancer targeting the service from the form", async () => {
+    await page.getByTestId("tab-services").click();
+    await page.getByTestId("add-lb").click();
+    await page.getByTestId("lb-name").fill("web-lb");
+    await page.getByTestId("lb-ports").fill("8080:80");
+    await page.getByTestId("lb-targets").fill(`${STACK}/${svc}`);
+    await page.keyboard.press("Enter");
+    await page.getByTestId("lb-submit").click();
+    await page.getByTestId("lb-form").waitFor({ state: "detached", timeout: T });
+    await page.locator('[data-testid=service-row][data-service="web-lb"]').waitFor({ timeout: T });
+    await page.locator('[data-testid=service-row][data-service="web-lb"] [data-testid=service-running]').filter({ hasText: "1/1 running" }).waitFor({ timeout: 60_000 });
+    await shot(page, "stack");
+  });
+
+  await step("the graph has a node per service and an edge per balancer target", async () => {
+    await page.getByTestId("tab-graph").click();
+    await page.locator("[data-testid=graph][data-ready=true]").waitFor({ timeout: T });
+    await page.locator(`[data-testid=graph-node][data-service="${svc}"][data-health=healthy]`).waitFor({ timeout: T });
+    await page.locator('[data-testid=graph-node][data-service="web-lb"]').waitFor({ timeout: T });
+    const nodes = await page.getByTestId("graph-node").count();
+    const edges = await page.locator(".react-flow__edge").count();
+    assert(nodes === 2, `graph nodes: ${nodes}, want 2`);
+    assert(edges === 1, `graph edges: ${edges}, want 1 (web-lb -> ${svc})`);
+    await shot(page, "graph");
+  });
+
+  await step("a container page streams its log", async () => {
+    await page.getByTestId("tab-containers").click();
+    await page.getByTestId("container-row").first().getByRole("link").click();
+    await page.getByTestId("container-details").waitFor({ timeout: T });
+    await page.getByTestId("logs").filter({ hasText: "hello-from-corral" }).waitFor({ timeout: T });
+    await shot(page, "container-logs");
+  });
+
+  await step(`switch ${ops} -> ${dev} and see only ${dev}'s host`, async () => {
+    await page.getByTestId("nav-hosts").click();
+    await selectEnv(page, dev);
+    await page.locator(`[data-testid=host-card][data-host="${devHost}"]`).waitFor({ timeout: T });
+    const hosts = await page.getByTestId("host-card").evaluateAll((els) => els.map((e) => e.getAttribute("data-host")));
+    assert(hosts.length === 1 && hosts[0] === devHost, `hosts shown in ${dev}: ${hosts.join(", ")}`);
+    await page.getByTestId("nav-stacks").click();
+    await page.getByTestId("stacks-empty").waitFor({ timeout: T });
+  });
+
+  await step("the desktop's corral:select-env event switches back", async () => {
+    await page.evaluate((e) => window.dispatchEvent(new CustomEvent("corral:select-env", { detail: e })), ops);
+    await page.waitForFunction((e) => document.title === `Corral — ${e}`, ops, { timeout: T });
+    await page.getByTestId("stack-link").filter({ hasText: STACK }).waitFor({ timeout: T });
+  });
+
+  await page.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// UI scale check with SYNTHETIC data: 1,000 hosts and 20,000 containers served by interception.
+
+const SYN_HOSTS = 1000;
+const SYN_CONTAINERS = 20_000;
+const SYN_SERVICES = 40;
+const RENDER_BUDGET_MS = 15_000;
+const SCROLL_BUDGET_MS = 10_000;
+
+function syntheticData() {
+  const now = new Date().toISOString();
+  const hosts = Array.from({ length: SYN_HOSTS }, (_, i) => ({
+    id: `h-${i}`,
+    name: `syn-host-${String(i).padStart(4, "0")}`,
+    state: i % 97 === 0 ? "disconnected" : "active",
+    state_since: now,
+    address: `10.1.${Math.floor(i / 250)}.${i % 250}`,
+    docker_version: "20.10.24",
+    cpus: 8,
+    memory_bytes: 32 * 2 ** 30,
+    os: "Linux (Debian GNU/Linux 12)",
+    kernel: "6.1.0",
+    labels: { zone: `z${i % 3}` },
+    in_sync: true,
+    containers: SYN_CONTAINERS / SYN_HOSTS,
+  }));
+  const per = SYN_CONTAINERS / SYN_SERVICES;
+  const services = Array.from({ length: SYN_SERVICES }, (_, i) => ({
+    id: i + 1, stack: "synthetic", name: `svc-${String(i).padStart(2, "0")}`, kind: "container", image: "busybox",
+    command: [], env: [], ports: [], labels: {}, constraints: [], scale: per, revision: 1, state: "active",
+    placed: per, running: per, upgraded: 0, unplaced: [], created_at: now, updated_at: now,
+  }));
+  const containers = Array.from({ length: SYN_CONTAINERS }, (_, i) => {
+    const s = services[i % SYN_SERVICES];
+    const instance = Math.floor(i / SYN_SERVICES) + 1;
+    return {
+      name: `synthetic-${s.name}-${instance}`, stack: "synthetic", service: s.name, instance,
+      host: hosts[i % SYN_HOSTS].name, host_state: "active", state: "running", status: "Up 2 hours", reason: null,
+      ip: `172.20.${Math.floor(i / 250) % 250}.${i % 250}`, ports: [{ host_port: null, container_port: 80, protocol: "tcp" }],
+      docker_id: `${i}`.padStart(64, "0"),
+    };
+  });
+  return {
+    "/v1/environments": [{ name: "Default", created_at: now, hosts: SYN_HOSTS, stacks: 1 }],
+    "/v1/hosts": hosts,
+    "/v1/containers": containers,
+    "/v1/stacks": [{ id: 1, name: "synthetic", created_at: now, services: SYN_SERVICES }],
+    "/v1/stacks/synthetic/services": services,
+  };
+}
+
+/** Scrolls `scrollTestId` in big steps (as dragging the scrollbar does) until `lastSelector` renders; ms taken. */
+async function scrollToEnd(page, scrollTestId, lastSelector) {
+  // The loop runs in the page, so it times the UI rather than the round trips to the browser.
+  return page.getByTestId(scrollTestId).evaluate(
+    async (el, [sel, limit]) => {
+      const t0 = performance.now();
+      const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      while (!document.querySelector(sel)) {
+        if (performance.now() - t0 > limit) throw new Error(`never reached ${sel} (scrollTop ${el.scrollTop} of ${el.scrollHeight})`);
+        el.scrollBy(0, el.clientHeight * 20);
+        await frame();
+      }
+      return Math.round(performance.now() - t0);
+    },
+    [lastSelector, SCROLL_BUDGET_MS * 2],
+  );
+}
+
+async function scaleCheck(ctx) {
+  const data = syntheticData();
+  const bodies = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, JSON.stringify(v)]));
+  const page = await ctx.newPage();
+  await page.route(/\/v1\//, (route) => {
+    const path = new URL(route.request().url()).pathname;
+    const body = bodies[path];
+    if (body) return route.fulfill({ status: 200, contentType: "application/json", body });
+    return route.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ code: "not_found", message: `synthetic: no ${path}` }) });
+  });
+  await page.routeWebSocket(/\/v1\/events/, (ws) => ws.send(JSON.stringify({ type: "hello", environment: "Default" })));
+  const results = {};
+
+  await step(`synthetic: hosts page with ${SYN_HOSTS} hosts and ${SYN_CONTAINERS} containers`, async () => {
+    const t0 = Date.now();
+    await page.goto(`${URL_}/#/hosts`);
+    await page.locator('[data-testid=host-card][data-host="syn-host-0000"]').waitFor({ timeout: RENDER_BUDGET_MS });
+    // The container badges come from a second request: wait for the first card to show them.
+    await page.locator('[data-testid=host-card][data-host="syn-host-0000"] a').first().waitFor({ timeout: RENDER_BUDGET_MS });
+    results.hostsRender = Date.now() - t0;
+    results.hostsScroll = await scrollToEnd(page, "hosts-scroll", `[data-testid=host-card][data-host="syn-host-${String(SYN_HOSTS - 1).padStart(4, "0")}"]`);
+    results.hostCardsInDom = await page.getByTestId("host-card").count();
+  });
+
+  await step(`synthetic: stack containers table with ${SYN_CONTAINERS} rows`, async () => {
+    const t0 = Date.now();
+    await page.goto(`${URL_}/#/stacks/synthetic/containers`);
+    await page.getByTestId("container-row").first().waitFor({ timeout: RENDER_BUDGET_MS });
+    results.containersRender = Date.now() - t0;
+    const last = `synthetic-svc-${String(SYN_SERVICES - 1).padStart(2, "0")}-${SYN_CONTAINERS / SYN_SERVICES}`;
+    results.containersScroll = await scrollToEnd(page, "containers-scroll", `[data-testid=container-row] a[href="#/containers/${last}"]`);
+    results.containerRowsInDom = await page.getByTestId("container-row").count();
+  });
+
+  console.log(
+    `[ui] UI scale check (synthetic data: ${SYN_HOSTS} hosts, ${SYN_CONTAINERS} containers): ` +
+      `hosts render ${results.hostsRender} ms, scroll to end ${results.hostsScroll} ms, ${results.hostCardsInDom} host cards in the DOM; ` +
+      `containers render ${results.containersRender} ms, scroll to end ${results.containersScroll} ms, ${results.containerRowsInDom} rows in the DOM`,
+  );
+  assert(results.hostsRender < RENDER_BUDGET_MS && results.containersRender < RENDER_BUDGET_MS, `render over ${RENDER_BUDGET_MS} ms`);
+  assert(results.hostsScroll < SCROLL_BUDGET_MS && results.containersScroll < SCROLL_BUDGET_MS, `scroll over ${SCROLL_BUDGET_MS} ms`);
+  assert(results.hostCardsInDom <= 40, `${results.hostCardsInDom} host cards in the DOM: the list is not virtualised`);
+  assert(results.containerRowsInDom <= 100, `${results.containerRowsInDom} container rows in the DOM: the table is not virtualised`);
+  await page.close();
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), "corral-ui-chromium-"));
+let browser;
+let failed = false;
+try {
+  // A persistent context is how Playwright takes a fresh --user-data-dir of our choosing.
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CORRAL_CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1440, height: 900 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  if (ONLY !== "scale") await realCluster(browser);
+  await scaleCheck(browser);
+  console.log("[ui] all UI checks passed");
+} catch (e) {
+  failed = true;
+  console.log("FAILED");
+  console.error(`[ui] ${e instanceof Error ? e.stack ?? e.message : e}`);
+} finally {
+  await browser?.close().catch(() => {});
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
