@@ -30,6 +30,8 @@ const IMAGE = process.env.CORRAL_UI_IMAGE ?? "corral-test/busybox:latest";
 const SHOTS = process.env.CORRAL_UI_SCREENSHOTS === "1";
 const ONLY = process.env.CORRAL_UI_ONLY ?? "";
 const T = 30_000;
+// The balancer listens on the agent's machine: a port nothing else of the test suite uses.
+const LB_PORT = 18931;
 
 function need(name) {
   const v = process.env[name];
@@ -66,7 +68,7 @@ async function apiGet(path, env) {
   const res = await fetch(`${URL_}/v1${path}${env ? `${sep}env=${encodeURIComponent(env)}` : ""}`, {
     headers: { Authorization: `Bearer ${TOKEN}` },
   });
-  assert(res.ok, `GET ${path}: ${res.status} ${await res.text()}`);
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
   return res.json();
 }
 
@@ -166,7 +168,7 @@ async function realCluster(ctx) {
     await page.getByTestId("tab-services").click();
     await page.getByTestId("add-lb").click();
     await page.getByTestId("lb-name").fill("web-lb");
-    await page.getByTestId("lb-ports").fill("8080:80");
+    await page.getByTestId("lb-ports").fill(`${LB_PORT}:80`);
     await page.getByTestId("lb-targets").fill(`${STACK}/${svc}`);
     await page.keyboard.press("Enter");
     await page.getByTestId("lb-submit").click();

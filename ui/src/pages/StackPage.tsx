@@ -151,9 +151,9 @@ function ServiceTable({ services }: { services: Service[] }) {
           <Table.Tr>
             <Table.Th>Service</Table.Th>
             <Table.Th>Image / balances</Table.Th>
-            <Table.Th>Running</Table.Th>
-            <Table.Th>Scale</Table.Th>
-            <Table.Th>State</Table.Th>
+            <Table.Th w={140}>Running</Table.Th>
+            <Table.Th w={140}>Scale</Table.Th>
+            <Table.Th w={110}>State</Table.Th>
             <Table.Th />
           </Table.Tr>
         </Table.Thead>
@@ -212,7 +212,7 @@ function ServiceRow({ service: s }: { service: Service }) {
         )}
       </Table.Td>
       <Table.Td>
-        <Badge color={HEALTH_COLOR[health]} variant="light" data-testid="service-running">
+        <Badge color={HEALTH_COLOR[health]} variant="light" tt="none" style={{ overflow: "visible" }} data-testid="service-running">
           {s.running}/{s.scale} running
         </Badge>
         <Text size="xs" c="dimmed">
@@ -237,7 +237,7 @@ function ServiceRow({ service: s }: { service: Service }) {
         </Group>
       </Table.Td>
       <Table.Td>
-        <Badge color={stopped ? "gray" : "teal"} variant="outline">
+        <Badge color={stopped ? "gray" : "teal"} variant="outline" tt="none" style={{ overflow: "visible" }}>
           {s.state ?? "active"}
         </Badge>
       </Table.Td>

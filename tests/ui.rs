@@ -1,0 +1,65 @@
+//! The web UI in a real browser (headless Chromium driven by `tests/ui/e2e.mjs`) against a real
+//! control plane with real agents on real engines: environments OPS and DEV with one host each.
+//! The browser creates a stack, a service and a load balancer through the forms; this side then
+//! checks that the engine itself runs what the UI asked for.
+
+use corral_e2e::{engines, exclusive, repo_root, start_agent, wait_for, ControlPlane, Launch, TEST_IMAGE};
+use std::process::Command;
+use std::time::Duration;
+
+const STACK: &str = "ui-shop";
+
+#[test]
+fn web_ui_drives_a_real_cluster() {
+    let _engines_are_ours = exclusive();
+    let engines = engines(2);
+    for e in &engines {
+        e.clear();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ui_dir = repo_root().join("ui/dist");
+    assert!(ui_dir.join("index.html").is_file(), "the web UI is not built: run `npm --prefix ui run build` (scripts/setup.sh does)");
+    let launch = Launch { args: vec!["--ui-dir".into(), ui_dir.display().to_string()], ..Launch::default() };
+    let cp = ControlPlane::launch(&tmp.path().join("data"), &launch);
+
+    // One host in each environment, joined with that environment's own join token.
+    let envs = [("OPS", &engines[0]), ("DEV", &engines[1])];
+    let mut agents = Vec::new();
+    for (env, engine) in envs {
+        cp.json(&["env", "create", env]);
+        let token = cp.json(&["--env", env, "host", "join-command"])["token"].as_str().expect("join token").to_string();
+        agents.push(start_agent(&cp, &token, engine, &tmp.path().join(format!("agent-{}", engine.name)), &[]));
+    }
+    for (env, engine) in envs {
+        wait_for(&format!("{} to be active in {env}", engine.name), Duration::from_secs(30), || {
+            let hosts = cp.json(&["--env", env, "host", "ls"]);
+            let hosts = hosts.as_array().cloned().unwrap_or_default();
+            (hosts.len() == 1 && hosts[0]["name"] == engine.name.as_str() && hosts[0]["state"] == "active").then_some(())
+        });
+    }
+
+    let out = Command::new("node")
+        .arg(repo_root().join("tests/ui/e2e.mjs"))
+        .env("CORRAL_UI_URL", &cp.url)
+        .env("CORRAL_UI_TOKEN", cp.admin_token())
+        .env("CORRAL_UI_ENVS", format!("OPS={},DEV={}", engines[0].name, engines[1].name))
+        .env("CORRAL_UI_STACK", STACK)
+        .env("CORRAL_UI_IMAGE", TEST_IMAGE)
+        .output()
+        .expect("run node tests/ui/e2e.mjs (Node.js is installed by scripts/setup.sh)");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{log}");
+    assert!(out.status.success(), "the browser checks failed:\n{log}\ncontrol plane log:\n{}", cp.proc.output());
+
+    // What the form created is what the OPS engine runs (the balancer lives inside the agent).
+    let want: Vec<String> = (1..=3).map(|i| format!("{STACK}-web-{i}")).collect();
+    wait_for("the OPS engine to run the three containers the UI created", Duration::from_secs(30), || {
+        (engines[0].running_names() == want).then_some(())
+    });
+    assert!(engines[1].running_names().is_empty(), "nothing was created in DEV, yet its engine runs {:?}", engines[1].running_names());
+
+    drop(agents);
+    for e in &engines {
+        e.clear();
+    }
+}
