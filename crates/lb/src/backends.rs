@@ -4,8 +4,8 @@
 //! [`RETRY_AFTER`]; then exactly one request gets to probe it, so a dead backend behind a slow
 //! connect timeout costs one request a retry per interval instead of stalling every request.
 //! A backend's `Arc` is shared by every routing table that names it, so its state, counters and
-//! pooled connections survive config changes that keep it; a removed backend is freed (and its
-//! idle pooled connections closed) once the last in-flight request holding it finishes.
+//! idle connections survive config changes that keep it; a removed backend is freed (and its
+//! idle connections closed) once the last in-flight request holding it finishes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,29 +14,26 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::header::HeaderValue;
 use serde::Serialize;
 
 use crate::config::Mode;
+use crate::upstream::IdlePool;
 
 /// How long a backend that failed stays out of rotation before one request probes it again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long connecting to a backend may take before it counts as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Below common backend keep-alive timeouts (Node's 5 s), so the proxy usually closes an idle
-/// pooled connection before the backend does and rarely races a request against that close.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-pub(crate) type HttpClient = Client<HttpConnector, ProxyBody>;
 
 pub struct Backend {
     pub addr: SocketAddr,
-    /// Its own pool, so dropping the backend drops exactly its idle connections.
-    pub(crate) client: Option<HttpClient>,
+    /// Its own idle connections (HTTP mode only), so dropping the backend closes exactly those.
+    pub(crate) pool: Option<Arc<IdlePool>>,
+    /// `Host` for a request that came without one, built once rather than per request.
+    pub(crate) host_header: HeaderValue,
     down_since: Mutex<Option<Instant>>,
     active: AtomicU64,
     served: AtomicU64,
@@ -45,13 +42,16 @@ pub struct Backend {
 
 impl Backend {
     pub(crate) fn new(addr: SocketAddr, mode: Mode) -> Self {
-        let client = match mode {
-            Mode::Http => Some(http_client()),
+        let pool = match mode {
+            Mode::Http => Some(Arc::default()),
             Mode::Tcp => None,
         };
+        let host_header = HeaderValue::try_from(addr.to_string())
+            .expect("a socket address is a valid header value");
         Backend {
             addr,
-            client,
+            pool,
+            host_header,
             down_since: Mutex::new(None),
             active: AtomicU64::new(0),
             served: AtomicU64::new(0),
@@ -121,16 +121,6 @@ impl Backend {
             last_error: self.last_error.lock().unwrap().clone(),
         }
     }
-}
-
-fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
 }
 
 pub(crate) struct ActiveGuard(Arc<Backend>);

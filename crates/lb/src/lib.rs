@@ -11,7 +11,9 @@
 //! - [`config`]: the desired state (listeners, routes, backends); serde types.
 //! - [`router`]: pure Host/path-prefix matching. No I/O; unit-tested.
 //! - [`backends`]: per-backend up/down state with retry backoff, counters, the per-backend
-//!   pooled HTTP client, and round-robin choice. Also the status types.
+//!   idle backend connections, and round-robin choice. Also the status types.
+//! - `upstream`: connections to a backend, driven by the request that uses them, and their
+//!   idle stack.
 //! - `table`: one listener's compiled routing table; kept backends carry over on a change.
 //! - `http`: proxying one HTTP connection, with the retry rules.
 //! - `tcp`: relaying one TCP connection, with connect fail-over.
@@ -26,6 +28,7 @@ mod listener;
 pub mod router;
 mod table;
 mod tcp;
+mod upstream;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;

@@ -46,10 +46,14 @@ impl Router {
     /// `host` is the raw Host header (or None when the request had none); `path` the request
     /// path without query.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<usize> {
-        let host = host.map(normalize_host);
         let path = if path.is_empty() { "/" } else { path };
-        if let Some(h) = host.as_deref() {
-            let specific = self.best(path, |r| r.host.as_deref() == Some(h));
+        // Compared without building the normalized host: this runs for every request.
+        if let Some(h) = host.map(host_key) {
+            let specific = self.best(path, |r| {
+                r.host
+                    .as_deref()
+                    .is_some_and(|rh| rh.eq_ignore_ascii_case(h))
+            });
             if specific.is_some() {
                 return specific;
             }
@@ -73,6 +77,11 @@ impl Router {
 /// Lowercases and strips a port and a trailing dot: `Example.COM:8080` -> `example.com`,
 /// `[::1]:80` -> `[::1]`.
 pub fn normalize_host(raw: &str) -> String {
+    host_key(raw).to_ascii_lowercase()
+}
+
+/// [`normalize_host`] without the lowercasing, so without allocating.
+fn host_key(raw: &str) -> &str {
     let raw = raw.trim();
     let without_port = if raw.starts_with('[') {
         // IPv6 literal: the port, if any, follows the closing bracket.
@@ -86,7 +95,7 @@ pub fn normalize_host(raw: &str) -> String {
             _ => raw,
         }
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    without_port.trim_end_matches('.')
 }
 
 fn normalize_prefix(prefix: Option<&str>) -> String {

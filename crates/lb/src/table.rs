@@ -18,7 +18,7 @@ pub struct Table {
 }
 
 impl Table {
-    /// Backends that `previous` already had keep their `Arc`: health, counters and pooled
+    /// Backends that `previous` already had keep their `Arc`: health, counters and idle
     /// connections carry over, and requests in flight to them are unaffected.
     pub fn build(config: &Listener, previous: Option<&Table>) -> Table {
         let mut known: HashMap<SocketAddr, Arc<Backend>> = HashMap::new();
@@ -111,6 +111,6 @@ mod tests {
             &old.pools[0].backends()[0],
             &new.pools[0].backends()[0]
         ));
-        assert!(new.pools[0].backends()[0].client.is_none());
+        assert!(new.pools[0].backends()[0].pool.is_none());
     }
 }

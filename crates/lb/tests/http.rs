@@ -267,3 +267,91 @@ async fn chunked_request_bodies_of_any_size_are_forwarded() {
     }
     lb.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_backend_connection_serves_requests_one_after_another() {
+    init_tracing();
+    let a = HttpBackend::start("a").await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr])).await;
+    let c = client();
+    for i in 0..20 {
+        let r = get(&c, port, "x", &format!("/{i}")).await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "a"));
+    }
+    // HEAD (a response without a body) and POST leave the connection reusable too.
+    assert_eq!(
+        send(&c, "HEAD", port, "x", "/", Bytes::new())
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let r = send(&c, "POST", port, "x", "/", Bytes::from_static(b"12345"))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "a:5"));
+    assert_eq!(get(&c, port, "x", "/").await.unwrap().body, "a");
+    assert_eq!(
+        a.connections(),
+        1,
+        "every request after the first reused the connection"
+    );
+    let st = &lb.status()[0].backends[0];
+    assert_eq!((st.requests_served, st.active_connections), (23, 0));
+    lb.shutdown().await;
+}
+
+/// A keep-alive backend that closes each connection after its first response, without saying
+/// so in a `Connection: close` header (as when its idle timeout strikes between requests).
+async fn closing_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nclosed")
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn backend_closing_idle_connections_fails_no_request() {
+    init_tracing();
+    let (addr, task) = closing_backend().await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[addr])).await;
+    let c = client();
+    for (i, method) in ["GET", "POST", "GET", "DELETE", "POST"]
+        .into_iter()
+        .enumerate()
+    {
+        let r = send(&c, method, port, "x", "/", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "closed"),
+            "request {i} ({method})"
+        );
+        // Let the close reach the proxy while the connection sits idle.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(lb.status()[0].backends[0].up);
+    task.abort();
+    lb.shutdown().await;
+}

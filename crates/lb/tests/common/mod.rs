@@ -49,6 +49,8 @@ pub struct HttpBackend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -57,7 +59,8 @@ impl HttpBackend {
         let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let (n, h) = (name.to_string(), hits.clone());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (n, h, a) = (name.to_string(), hits.clone(), accepted.clone());
         let task = tokio::spawn(async move {
             // Owning the connections here means aborting this task drops every socket of the
             // backend at once, like a crashed process.
@@ -65,6 +68,7 @@ impl HttpBackend {
             loop {
                 tokio::select! {
                     Ok((stream, _)) = listener.accept() => {
+                        a.fetch_add(1, Ordering::SeqCst);
                         let (n, h) = (n.clone(), h.clone());
                         conns.spawn(async move {
                             let svc = service_fn(move |req| answer(n.clone(), h.clone(), req));
@@ -79,12 +83,17 @@ impl HttpBackend {
             name: name.to_string(),
             addr,
             hits,
+            accepted,
             task,
         }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Closes the listening socket and every open connection at once.
