@@ -103,7 +103,6 @@ async function realCluster(ctx) {
     await selectEnv(page, ops);
     await page.locator(`[data-testid=host-card][data-host="${opsHost}"]`).waitFor({ timeout: T });
     await page.getByTestId("link-state").and(page.locator("[data-state=live]")).waitFor({ timeout: T });
-    await shot(page, "hosts");
   });
 
   await step("Add Host shows the API's join command", async () => {
@@ -200,6 +199,9 @@ async function realCluster(ctx) {
 
   await step(`switch ${ops} -> ${dev} and see only ${dev}'s host`, async () => {
     await page.getByTestId("nav-hosts").click();
+    // The OPS host card now links to the three containers the form created.
+    await page.waitForFunction((h) => document.querySelectorAll(`[data-testid=host-card][data-host="${h}"] a.chip`).length >= 3, opsHost, { timeout: T });
+    await shot(page, "hosts");
     await selectEnv(page, dev);
     await page.locator(`[data-testid=host-card][data-host="${devHost}"]`).waitFor({ timeout: T });
     const hosts = await page.getByTestId("host-card").evaluateAll((els) => els.map((e) => e.getAttribute("data-host")));

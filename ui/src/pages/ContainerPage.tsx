@@ -50,6 +50,11 @@ export function ContainerPage() {
   );
 }
 
+/** An argument as a shell user would type it: quoted when it has spaces or shell characters. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
 function Details({ c }: { c: ContainerDetails }) {
   const facts: [string, string][] = [
     ["Service", `${c.stack}/${c.service} #${c.instance}`],
@@ -58,7 +63,7 @@ function Details({ c }: { c: ContainerDetails }) {
     ["IP", c.ip ?? "—"],
     ["Ports", c.ports.map(formatPort).join(", ") || "—"],
     ["Image", c.image ?? "—"],
-    ["Command", c.command && c.command.length ? c.command.join(" ") : "image default"],
+    ["Command", c.command && c.command.length ? c.command.map(shellQuote).join(" ") : "image default"],
     ["Started", c.started_at ? formatSince(c.started_at) : "—"],
     ["Exit code", c.exit_code == null ? "—" : String(c.exit_code)],
     ["Restarts", c.restart_count == null ? "—" : String(c.restart_count)],
