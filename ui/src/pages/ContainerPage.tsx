@@ -175,6 +175,7 @@ function Logs({ name, hostState, host }: { name: string; hostState: string; host
           Stream ended: {state.reason}
         </Text>
       )}
+      {connected && (
       <div
         ref={box}
         className="logs"
@@ -192,6 +193,7 @@ function Logs({ name, hostState, host }: { name: string; hostState: string; host
           </div>
         ))}
       </div>
+      )}
     </Card>
   );
 }
