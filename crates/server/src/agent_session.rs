@@ -1,5 +1,6 @@
 //! One agent's WebSocket session: hello, then heartbeats, desired sets down, observed sets up.
 
+use crate::events::Resource;
 use crate::hub::Attachment;
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
@@ -25,12 +26,15 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
         Ok(Admitted { attachment, welcome, environment, new_host }) => {
             let host_id = hello.host_id.clone();
             tracing::info!(host = %welcome.host_name, %remote, new_host, "agent connected");
+            let env_name = environment.name.clone();
+            state.events.publish(&env_name, &[Resource::Hosts]);
             let adopt_into = new_host.then_some(environment);
             let result = run(&mut socket, &state, &host_id, attachment.desired, welcome, adopt_into, shutdown).await;
             state.hub.detach(&host_id, attachment.session);
             if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
                 tracing::error!(error = %e, "could not record host as disconnected");
             }
+            state.events.publish(&env_name, &[Resource::Hosts]);
             state.reconcile.trigger();
             tracing::info!(host_id = %host_id, reason = %result.err().unwrap_or_else(|| "closed".into()), "agent disconnected");
         }
@@ -114,6 +118,7 @@ async fn run(
     mut adopt_into: Option<Environment>,
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), String> {
+    let environment = &welcome.environment.clone();
     send(socket, &ServerMessage::Welcome(welcome)).await?;
     state.reconcile.trigger();
     let interval = state.config.heartbeat_interval;
@@ -134,7 +139,11 @@ async fn run(
                     Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
                     Some(Ok(AgentMessage::Observed(observed))) => {
                         state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+                        let was_in_sync = state.hub.in_sync(host_id);
                         state.hub.record_applied(host_id, observed.applied_revision, observed.load_balancer.clone());
+                        if state.hub.in_sync(host_id) != was_in_sync {
+                            state.events.publish(environment, &[Resource::Hosts]);
+                        }
                         // What runs where decides load balancers' backends: a container that
                         // starts or stops anywhere must reach them within the second.
                         let running: Vec<(&str, corral_proto::ContainerState, &[corral_proto::PortSpec])> =
@@ -142,12 +151,14 @@ async fn run(
                         let fingerprint = format!("{running:?}");
                         if last_fingerprint.as_deref() != Some(fingerprint.as_str()) {
                             last_fingerprint = Some(fingerprint);
+                            state.events.publish(environment, &[Resource::Containers, Resource::Services]);
                             state.reconcile.trigger();
                         }
                         if let Some(env) = adopt_into.take() {
                             let adopted = crate::adopt::adopt(state, &env, host_id, &observed.containers).await.map_err(|e| e.to_string())?;
                             if adopted > 0 {
                                 tracing::info!(host_id, adopted, "adopted containers from their labels");
+                                state.events.publish(environment, &Resource::IN_ENVIRONMENT);
                                 // The host's desired set must include what was adopted before it is sent.
                                 state.reconcile.run_now().await;
                             }

@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A file offered for restore is not a usable backup.
+    #[error("{0}")]
+    BadBackup(String),
     /// Details go to the log only; the client gets a generic message.
     #[error("internal error")]
     Internal(String),
@@ -36,6 +39,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::BadBackup(_) => (StatusCode::BAD_REQUEST, "bad_backup"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -69,7 +73,20 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::BadBackup(m) => ApiError::BadBackup(m),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::backup::BackupError> for ApiError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        use crate::backup::BackupError;
+        match e {
+            BackupError::BadBackup(m) => ApiError::BadBackup(m),
+            BackupError::Busy => ApiError::Conflict(e.to_string()),
+            BackupError::Store(e) => e.into(),
+            io @ BackupError::Io { .. } => ApiError::Internal(io.to_string()),
         }
     }
 }

@@ -88,6 +88,12 @@ impl Hub {
         self.slots.lock().expect("hub lock").get(host_id).is_some_and(|s| s.session.is_some())
     }
 
+    /// Ends the host's session, if any (its desired set goes away, so the session closes); the
+    /// agent reconnects by itself and says hello again.
+    pub fn disconnect(&self, host_id: &str) {
+        self.slots.lock().expect("hub lock").remove(host_id);
+    }
+
     /// Publishes the host's full desired set; a new revision only if it changed.
     pub fn publish(&self, host_id: &str, mut containers: Vec<ContainerSpec>, load_balancer: LbSet) {
         containers.sort_by(|a, b| a.name.cmp(&b.name));

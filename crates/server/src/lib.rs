@@ -5,6 +5,8 @@
 //! - [`api`]: REST + JSON under `/v1` (axum), one file per resource; [`api::router`] builds it.
 //! - [`agent_session`]: the `/v1/agent` WebSocket session of one agent.
 //! - [`hub`]: which agents are connected and the desired set each should run.
+//! - [`events`]: which resource lists changed, for the `/v1/events` stream.
+//! - [`backup`]: online backups of the database and restoring one without a restart.
 //! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
 //! - [`lb`]: load-balancer services: rule syntax, and listeners with backends from observed state.
 //! - [`validate`]: checks on user input; [`error`]: the API's one error type.
@@ -14,7 +16,9 @@
 pub mod adopt;
 pub mod agent_session;
 pub mod api;
+pub mod backup;
 pub mod error;
+pub mod events;
 pub mod hub;
 pub mod lb;
 pub mod reconcile;
@@ -103,7 +107,9 @@ impl ControlPlane {
         let trigger = ReconcileTrigger::default();
         let unplaced = Arc::default();
         let avoid: reconcile::AvoidHints = Arc::default();
+        let events = events::Events::default();
         let reconciler = Reconciler {
+            events: events.clone(),
             store: store.clone(),
             hub: hub.clone(),
             trigger: trigger.clone(),
@@ -117,6 +123,7 @@ impl ControlPlane {
             config: Arc::new(config),
             unplaced,
             avoid,
+            events,
             shutdown: broadcast::channel(1).0,
         };
         Ok(ControlPlane { state, listener, reconciler, new_admin_token })

@@ -61,6 +61,7 @@ pub struct Reconciler {
     pub trigger: ReconcileTrigger,
     pub unplaced: Arc<Mutex<HashMap<i64, Vec<Unplaced>>>>,
     pub avoid: AvoidHints,
+    pub events: crate::events::Events,
 }
 
 /// Hosts that replacements of particular instances should avoid: `(service id, instance) -> host id`.
@@ -107,6 +108,8 @@ impl Reconciler {
         self.avoid.lock().expect("avoid lock").retain(|_, (_, at)| at.elapsed() < AVOID_HINT_TTL);
         let by_id: HashMap<i64, &Service> = services.iter().map(|s| (s.id, s)).collect();
         let mut unplaced = HashMap::new();
+        // Environments whose container records this pass changed, for the event stream.
+        let mut touched = std::collections::BTreeSet::new();
 
         for service in &services {
             if service.adopting_until.as_deref().and_then(corral_store::parse_time).is_some_and(|until| now < until) {
@@ -162,6 +165,7 @@ impl Reconciler {
                 }
             }
             if !drain.is_empty() || !undrain.is_empty() {
+                touched.insert(service.environment_id);
                 self.store.set_draining(service.id, &drain, true).await?;
                 self.store.set_draining(service.id, &undrain, false).await?;
                 let since = corral_store::now();
@@ -175,6 +179,7 @@ impl Reconciler {
             }
             if !place.is_empty() || !remove.is_empty() {
                 tracing::info!(service = %service.path(), placed = place.len(), removed = remove.len(), "placement changed");
+                touched.insert(service.environment_id);
                 self.store.apply_placement(service.id, &place, &remove).await?;
                 records.retain(|r| !(r.service_id == service.id && (remove.contains(&r.instance) || place.iter().any(|p| p.0 == r.instance))));
                 records.extend(place.into_iter().map(|(instance, host_id, name)| ContainerRecord {
@@ -192,7 +197,11 @@ impl Reconciler {
                 unplaced.insert(service.id, plan.unplaced);
             }
             let lb_target = lb_targets.contains(&(service.environment_id, service.path()));
-            match upgrade_step(service, &records, &observed, lb_target, now) {
+            let step = upgrade_step(service, &records, &observed, lb_target, now);
+            if step.is_some() {
+                touched.insert(service.environment_id);
+            }
+            match step {
                 Some(UpgradeStep::Drain(i)) => {
                     self.store.set_draining(service.id, &[i], true).await?;
                     let since = corral_store::now();
@@ -210,6 +219,9 @@ impl Reconciler {
             }
         }
         *self.unplaced.lock().expect("unplaced lock") = unplaced;
+        for env in touched.iter().filter_map(|id| environments.get(id)) {
+            self.events.publish(env, &[crate::events::Resource::Containers, crate::events::Resource::Services]);
+        }
 
         let backends = Backends::new(&hosts, &services, &records, &observed);
         for host in &hosts {

@@ -18,6 +18,8 @@ pub struct AppState {
     /// Instances the scheduler could not place, by service id, with the reason.
     pub unplaced: Arc<Mutex<HashMap<i64, Vec<Unplaced>>>>,
     pub avoid: crate::reconcile::AvoidHints,
+    /// Which resource lists changed, for the event stream.
+    pub events: crate::events::Events,
     /// Fires once when the control plane stops; sessions and loops listen to it.
     pub shutdown: broadcast::Sender<()>,
 }

@@ -15,6 +15,19 @@ fn row_to_env(row: sqlx::sqlite::SqliteRow) -> Environment {
     }
 }
 
+fn not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("environment {name:?} does not exist; `corral env ls` lists the environments"))
+}
+
+/// An environment with the size of its contents, for listings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EnvironmentSummary {
+    #[serde(flatten)]
+    pub environment: Environment,
+    pub hosts: usize,
+    pub stacks: usize,
+}
+
 /// A random URL-safe secret of `bytes` bytes of entropy, hex-encoded.
 pub fn random_secret(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -62,11 +75,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .map(row_to_env)
-            .ok_or_else(|| {
-                StoreError::NotFound(format!(
-                    "environment {name:?} does not exist; `corral env ls` lists the environments"
-                ))
-            })
+            .ok_or_else(|| not_found(name))
     }
 
     pub async fn environment_by_id(&self, id: i64) -> Result<Environment> {
@@ -76,6 +85,56 @@ impl Store {
             .await?
             .map(row_to_env)
             .ok_or_else(|| StoreError::NotFound(format!("environment #{id} does not exist")))
+    }
+
+    /// Every environment with how many hosts and stacks it has, by name.
+    pub async fn environment_summaries(&self) -> Result<Vec<EnvironmentSummary>> {
+        let rows = sqlx::query(
+            "SELECT e.*,
+                    (SELECT COUNT(*) FROM hosts h WHERE h.environment_id = e.id) AS host_count,
+                    (SELECT COUNT(*) FROM stacks s WHERE s.environment_id = e.id) AS stack_count
+             FROM environments e ORDER BY e.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let hosts = row.get::<i64, _>("host_count") as usize;
+                let stacks = row.get::<i64, _>("stack_count") as usize;
+                EnvironmentSummary { environment: row_to_env(row), hosts, stacks }
+            })
+            .collect())
+    }
+
+    /// Removes an empty environment. The default one stays, and one with hosts or stacks is
+    /// refused rather than emptied: removing them is a separate, deliberate step.
+    pub async fn delete_environment(&self, name: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let env = sqlx::query("SELECT * FROM environments WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(row_to_env)
+            .ok_or_else(|| not_found(name))?;
+        if env.name.eq_ignore_ascii_case(DEFAULT_ENVIRONMENT) {
+            return Err(StoreError::Conflict(format!("the default environment {DEFAULT_ENVIRONMENT:?} cannot be removed")));
+        }
+        let (hosts, stacks): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM hosts WHERE environment_id = ?1), (SELECT COUNT(*) FROM stacks WHERE environment_id = ?1)",
+        )
+        .bind(env.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if hosts > 0 || stacks > 0 {
+            return Err(StoreError::Conflict(format!(
+                "environment {:?} still has {hosts} host(s) and {stacks} stack(s); remove them first (e.g. `corral stack rm --env {} STACK`)",
+                env.name, env.name
+            )));
+        }
+        sqlx::query("DELETE FROM environments WHERE id = ?").bind(env.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The environment a join token belongs to, if any.
@@ -102,6 +161,25 @@ mod tests {
         assert_eq!(store.environments().await.unwrap().len(), 1);
         assert_eq!(store.environment_by_join_token(&a.join_token).await.unwrap(), Some(a));
         assert_eq!(store.environment_by_join_token("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn only_empty_non_default_environments_are_removed() {
+        let (store, _dir) = store().await;
+        let default = store.ensure_default_environment().await.unwrap();
+        let ops = store.create_environment("OPS").await.unwrap();
+        assert_ne!(ops.join_token, default.join_token, "each environment has its own join token");
+        let stack = store.create_stack(ops.id, "S").await.unwrap();
+        let err = store.delete_environment("ops").await.unwrap_err();
+        assert!(matches!(&err, StoreError::Conflict(m) if m.contains("remove them first")), "{err}");
+        let err = store.delete_environment("Default").await.unwrap_err();
+        assert!(matches!(&err, StoreError::Conflict(m) if m.contains("cannot be removed")), "{err}");
+        assert!(matches!(store.delete_environment("nope").await, Err(StoreError::NotFound(_))));
+        let summaries = store.environment_summaries().await.unwrap();
+        assert_eq!(summaries.iter().map(|s| (s.environment.name.as_str(), s.stacks)).collect::<Vec<_>>(), [("Default", 0), ("OPS", 1)]);
+        store.delete_stack(stack.id).await.unwrap();
+        store.delete_environment("OPS").await.unwrap();
+        assert_eq!(store.environments().await.unwrap(), vec![default]);
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 //! - [`model`]: the records the rest of the system reads.
 //! - [`environments`], [`tokens`], [`hosts`], [`stacks`], [`services`], [`containers`],
 //!   [`observed`]: one module per table, each a set of `impl Store` methods.
+//! - [`backup`]: consistent copies, checks on a copy, restoring one.
 
+pub mod backup;
 pub mod containers;
 pub mod environments;
 pub mod hosts;
@@ -36,6 +38,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A file offered for restore is not a usable Corral database; says what is wrong with it.
+    #[error("{0}")]
+    BadBackup(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -33,6 +33,25 @@ impl Store {
             .is_some())
     }
 
+    /// Makes `secret` the secret of token `name`, creating the token if needed. Used to keep the
+    /// admin token written in the data dir valid when a restored database brings other tokens.
+    pub async fn set_api_token_secret(&self, name: &str, secret: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        // A secret is unique; another token holding it would be the same credential twice.
+        sqlx::query("DELETE FROM api_tokens WHERE secret_hash = ? AND name != ?").bind(hash_secret(secret)).bind(name).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (name, secret_hash, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET secret_hash = excluded.secret_hash",
+        )
+        .bind(name)
+        .bind(hash_secret(secret))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The name of the token whose secret this is, if any.
     pub async fn verify_api_token(&self, secret: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT name FROM api_tokens WHERE secret_hash = ?")
@@ -56,5 +75,8 @@ mod tests {
         let stored: String = sqlx::query_scalar("SELECT secret_hash FROM api_tokens").fetch_one(store.pool()).await.unwrap();
         assert!(!stored.contains(&secret), "the secret itself is never stored");
         assert!(store.create_api_token("admin").await.is_err());
+        store.set_api_token_secret("admin", "corral_other").await.unwrap();
+        assert_eq!(store.verify_api_token("corral_other").await.unwrap().as_deref(), Some("admin"));
+        assert_eq!(store.verify_api_token(&secret).await.unwrap(), None);
     }
 }

@@ -176,23 +176,23 @@ function Logs({ name, hostState, host }: { name: string; hostState: string; host
         </Text>
       )}
       {connected && (
-      <div
-        ref={box}
-        className="logs"
-        data-testid="logs"
-        onScroll={(e) => {
-          const el = e.currentTarget;
-          const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
-          if (atBottom !== follow) setFollow(atBottom);
-        }}
-      >
-        {lines.length === 0 && connected && <span className="muted">{state.kind === "connecting" ? "Connecting…" : "No output yet."}</span>}
-        {lines.map((l, i) => (
-          <div key={i} className={l.stream === "stderr" ? "log-line stderr" : "log-line"}>
-            {l.line}
-          </div>
-        ))}
-      </div>
+        <div
+          ref={box}
+          className="logs"
+          data-testid="logs"
+          onScroll={(e) => {
+            const el = e.currentTarget;
+            const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+            if (atBottom !== follow) setFollow(atBottom);
+          }}
+        >
+          {lines.length === 0 && connected && <span className="muted">{state.kind === "connecting" ? "Connecting…" : "No output yet."}</span>}
+          {lines.map((l, i) => (
+            <div key={i} className={l.stream === "stderr" ? "log-line stderr" : "log-line"}>
+              {l.line}
+            </div>
+          ))}
+        </div>
       )}
     </Card>
   );

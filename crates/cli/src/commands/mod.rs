@@ -2,6 +2,7 @@
 
 mod agent;
 mod container;
+mod env;
 mod host;
 mod lb;
 mod ps;
@@ -21,6 +22,9 @@ pub enum Command {
     Server(server::Args),
     /// Run the host agent: join a control plane and keep this host's Docker engine as desired.
     Agent(agent::Args),
+    /// Environments (e.g. OPS, DEV): each has its own hosts, stacks and join token.
+    #[command(subcommand)]
+    Env(env::Command),
     /// Hosts: list them, or print the command that adds one.
     #[command(subcommand)]
     Host(host::Command),
@@ -45,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent::run(args, &cli.server, cli.token.clone()).await,
+        Command::Env(cmd) => env::run(cmd, &client(), cli.output).await,
         Command::Host(cmd) => host::run(cmd, &client(), cli.output).await,
         Command::Stack(cmd) => stack::run(cmd, &client(), cli.output).await,
         Command::Service(cmd) => service::run(cmd, &client(), cli.output).await,

@@ -1,4 +1,4 @@
-//! Hosts, environments and the join command.
+//! Hosts and the join command.
 
 use super::{EnvQuery, Json, Path, Query};
 use crate::error::ApiResult;
@@ -18,10 +18,6 @@ pub struct HostOut {
     /// Whether the agent has applied the latest desired set.
     pub in_sync: Option<bool>,
     pub containers: usize,
-}
-
-pub async fn environments(State(state): State<AppState>) -> ApiResult<Json<Vec<Environment>>> {
-    Ok(Json(state.store.environments().await?))
 }
 
 async fn host_out(state: &AppState, env: &Environment, hosts: Vec<Host>) -> ApiResult<Vec<HostOut>> {

@@ -4,13 +4,17 @@
 //! trigger a reconcile pass and answer; they never talk to agents directly.
 
 pub mod agent;
+pub mod backup;
 pub mod containers;
+pub mod environments;
+pub mod events;
 pub mod hosts;
 pub mod services;
 pub mod stacks;
 pub mod ui;
 
 use crate::error::{ApiError, ApiResult};
+use crate::events::Resource;
 use crate::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -57,7 +61,8 @@ impl EnvQuery {
 
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
-        .route("/environments", get(hosts::environments))
+        .route("/environments", get(environments::list).post(environments::create))
+        .route("/environments/{name}", axum::routing::delete(environments::remove))
         .route("/hosts", get(hosts::list))
         .route("/hosts/join-command", get(hosts::join_command))
         .route("/hosts/{host}", get(hosts::get))
@@ -72,9 +77,14 @@ pub fn router(state: AppState) -> Router {
         .route("/services", get(services::list))
         .route("/containers", get(containers::list))
         .route("/containers/{name}", axum::routing::delete(containers::remove))
+        .route("/backup", get(backup::download))
+        .route("/restore", axum::routing::post(backup::restore))
+        .route_layer(middleware::from_fn_with_state(state.clone(), publish_changes))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let open = Router::new()
         .route("/health", get(health))
+        // Checks the token itself: browsers can only pass it in the query on a WebSocket.
+        .route("/events", get(events::connect))
         .route("/agent", get(agent::connect))
         .route("/agent/binary", get(agent::binary));
     let v1 = authed.merge(open).fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) });
@@ -96,15 +106,48 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
+}
+
+pub(crate) async fn check_token(state: &AppState, token: Option<&str>) -> ApiResult<()> {
     match token {
-        Some(t) if state.store.verify_api_token(t).await?.is_some() => Ok(next.run(request).await),
+        Some(t) if state.store.verify_api_token(t).await?.is_some() => Ok(()),
         _ => Err(ApiError::Unauthorized),
+    }
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    check_token(&state, bearer(request.headers())).await?;
+    Ok(next.run(request).await)
+}
+
+/// Every successful write through the API tells event-stream clients which lists to refetch.
+async fn publish_changes(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let resources = changed_by(request.uri().path());
+    let env = axum::extract::Query::<EnvQuery>::try_from_uri(request.uri()).ok().and_then(|q| q.0.env);
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        state.events.publish(env.as_deref().unwrap_or(DEFAULT_ENVIRONMENT), resources);
+    }
+    response
+}
+
+/// The resource lists a successful write to `path` (under `/v1`) may change.
+fn changed_by(path: &str) -> &'static [Resource] {
+    let first = path.trim_start_matches("/v1").trim_start_matches('/').split('/').next().unwrap_or_default();
+    match first {
+        "environments" => &[Resource::Environments],
+        "stacks" | "services" => &[Resource::Stacks, Resource::Services, Resource::Containers],
+        "containers" => &[Resource::Services, Resource::Containers],
+        "hosts" => &[Resource::Hosts, Resource::Containers],
+        // A restore announces everything itself, also when it runs in-process.
+        "restore" => &[],
+        _ => &Resource::IN_ENVIRONMENT,
     }
 }

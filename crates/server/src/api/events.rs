@@ -1,0 +1,96 @@
+//! `GET /v1/events?env=NAME`: a WebSocket that says which resource lists changed.
+//!
+//! Browsers cannot set headers on a WebSocket, so the token may also come as `?token=`.
+//! Token and environment are checked before the upgrade, so a refusal is a JSON answer.
+
+use super::Query;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Frame, Pending};
+use crate::state::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use corral_store::environments::DEFAULT_ENVIRONMENT;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+/// Changes arriving within this window after the first one go out in one frame.
+const COALESCE: Duration = Duration::from_millis(100);
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    pub env: Option<String>,
+    pub token: Option<String>,
+}
+
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let token = super::bearer(&headers).or(q.token.as_deref());
+    super::check_token(&state, token).await?;
+    let environment = state.store.environment(q.env.as_deref().unwrap_or(DEFAULT_ENVIRONMENT)).await?.name;
+    let ws = ws.map_err(|e| ApiError::BadRequest(format!("/v1/events is a WebSocket endpoint: {}", e.body_text())))?;
+    // Subscribe before answering, so nothing that happens after the upgrade is missed.
+    let changes = state.events.subscribe();
+    let shutdown = state.shutdown.subscribe();
+    Ok(ws.on_upgrade(move |socket| serve(socket, environment, changes, shutdown)))
+}
+
+async fn serve(
+    mut socket: WebSocket,
+    environment: String,
+    mut changes: tokio::sync::broadcast::Receiver<crate::events::Change>,
+    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+) {
+    if send(&mut socket, &Frame::Hello { environment: environment.clone() }).await.is_err() {
+        return;
+    }
+    let mut pending = Pending::default();
+    let mut flush_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                let added = match change {
+                    Ok(change) => pending.add(&environment, &change),
+                    // Missed some: the client refetches everything rather than see an error.
+                    Err(RecvError::Lagged(_)) => {
+                        pending.everything();
+                        true
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if added && flush_at.is_none() {
+                    flush_at = Some(Instant::now() + COALESCE);
+                }
+            }
+            _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                flush_at = None;
+                for frame in pending.take_frames(&environment) {
+                    if send(&mut socket, &frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Clients have nothing to say; pings are answered by the socket itself.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown.recv() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, frame: &Frame) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(frame).expect("frames always serialize");
+    socket.send(Message::Text(text.into())).await
+}
