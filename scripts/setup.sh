@@ -17,7 +17,7 @@ PACKAGES=(
     build-essential pkg-config file libssl-dev
     libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicator3-dev libxdo-dev
     # Desktop window tests under Xvfb, with screenshots.
-    xvfb xauth imagemagick xdotool
+    xvfb xauth imagemagick xdotool python3-xlib
     # Browser tests.
     chromium fonts-liberation
     # Load-balancer benchmark (bench-lb): the load generator and the proxy it compares against.

@@ -18,9 +18,6 @@ pub fn run() -> anyhow::Result<()> {
                 api.prevent_close();
                 desktop::on_close_requested(window.app_handle());
             }
-            // Environments change from the UI, the CLI or a restore; the menu catches up when
-            // the user comes back to the window.
-            WindowEvent::Focused(true) => menu::refresh_environments(window.app_handle()),
             _ => {}
         })
         .build(tauri::generate_context!())?;
@@ -42,6 +39,7 @@ fn setup(app: &mut App) -> anyhow::Result<()> {
     let store = SettingsStore::new(settings_path, settings, control_plane.port);
     app.manage(Desktop::new(control_plane, store));
     menu::install(app.handle(), &environments, on_close)?;
+    menu::follow_environments(app.handle());
     WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::App("index.html".into()))
         .title("Corral")
         .inner_size(1280.0, 800.0)

@@ -1,11 +1,11 @@
 //! Command-line switches that run one menu action on a data dir and exit, through the same
 //! functions the menus call: for scripts and tests, with no window.
 //!
-//!   corral-desktop [--data-dir DIR] --environments
+//!   corral-desktop [--data-dir DIR] --backup FILE | --restore FILE | --environments
 //!
 //! Run them while the app is not running on that data dir.
 
-use crate::{actions, control_plane};
+use crate::{actions, control_plane, database};
 use std::path::PathBuf;
 
 /// Tauri's app identifier (`tauri.conf.json`): the app's data dir is named after it.
@@ -17,6 +17,12 @@ pub struct Args {
     /// The control plane's data dir [default: the app's data dir]
     #[arg(long, value_name = "DIR", hide = true)]
     pub data_dir: Option<PathBuf>,
+    /// Back up the database to FILE (what File → Back up database… does) and exit
+    #[arg(long, value_name = "FILE", hide = true, group = "action")]
+    pub backup: Option<PathBuf>,
+    /// Restore the database from FILE (what File → Restore database… does) and exit
+    #[arg(long, value_name = "FILE", hide = true, group = "action")]
+    pub restore: Option<PathBuf>,
     /// Print the environments the Environment menu lists, one a line, and exit
     #[arg(long, hide = true, group = "action")]
     pub environments: bool,
@@ -25,7 +31,7 @@ pub struct Args {
 impl Args {
     /// Whether a switch asks for a headless action instead of the app.
     pub fn is_action(&self) -> bool {
-        self.environments
+        self.backup.is_some() || self.restore.is_some() || self.environments
     }
 }
 
@@ -40,8 +46,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // A loopback port of its own: the app (or agents) never reach this short-lived one.
         let cp = control_plane::start(&data_dir, ([127, 0, 0, 1], 0).into()).await?;
         let result = async {
-            for name in actions::environment_names(&cp.state).await? {
-                println!("{name}");
+            if let Some(dest) = &args.backup {
+                println!("{}", database::run_backup(&cp.state, dest, database::print_progress).await?);
+            } else if let Some(src) = &args.restore {
+                println!("{}", database::run_restore(&cp.state, src).await?);
+            } else {
+                for name in actions::environment_names(&cp.state).await? {
+                    println!("{name}");
+                }
             }
             anyhow::Ok(())
         }

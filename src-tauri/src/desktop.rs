@@ -88,7 +88,7 @@ pub fn on_close_requested(app: &AppHandle) {
 }
 
 fn close_choice(app: &AppHandle) -> OnClose {
-    if let Ok(text) = std::env::var(ON_CLOSE_ENV) {
+    if let Some(text) = std::env::var(ON_CLOSE_ENV).ok().filter(|t| !t.is_empty()) {
         match text.parse() {
             Ok(choice) => return choice,
             Err(e) => tracing::warn!(error = %e, "ignoring {ON_CLOSE_ENV}"),

@@ -5,7 +5,7 @@
 //! window can keep Corral running in the tray.
 //!
 //! - [`app`]: start-up and the run loop; [`desktop`]: shared state, close/quit/tray flows;
-//! - [`menu`], [`tray`]: native menus;
+//! - [`menu`], [`tray`]: native menus; [`database`]: backup/restore with dialogs;
 //! - [`actions`]: what menus do, as plain functions (also used by [`cli`] and tests);
 //! - [`control_plane`]: the in-process control plane; [`settings`]: the settings file;
 //! - [`commands`]: Tauri commands for the web UI; [`error`]: their `{code, message}` errors.
@@ -18,6 +18,7 @@ mod app;
 mod cli;
 mod commands;
 mod control_plane;
+mod database;
 mod desktop;
 mod error;
 mod menu;

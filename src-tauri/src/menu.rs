@@ -3,12 +3,16 @@
 
 use crate::desktop::{self, Desktop};
 use crate::settings::{OnClose, SettingsChange};
-use crate::actions;
+use crate::{actions, database};
+use corral_server::events::Resource;
 use std::sync::Mutex;
+use tokio::sync::broadcast::error::RecvError;
 use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::{AppHandle, Manager, Wry};
 use tauri_plugin_dialog::MessageDialogKind;
 
+const BACKUP: &str = "backup";
+const RESTORE: &str = "restore";
 const QUIT: &str = "quit";
 const OPEN_BROWSER: &str = "open-browser";
 const OPEN_DATA: &str = "open-data";
@@ -50,6 +54,9 @@ pub fn install(app: &AppHandle, environments: &[String], on_close: OnClose) -> t
         "File",
         true,
         &[
+            &MenuItem::with_id(app, BACKUP, "Back up database…", true, None::<&str>)?,
+            &MenuItem::with_id(app, RESTORE, "Restore database…", true, None::<&str>)?,
+            &PredefinedMenuItem::separator(app)?,
             &when_closed,
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, QUIT, "Quit", true, Some("CmdOrCtrl+Q"))?,
@@ -77,6 +84,8 @@ pub fn on_event(app: &AppHandle, event: MenuEvent) {
     let id = event.id().as_ref();
     let desktop = app.state::<Desktop>();
     match id {
+        BACKUP => database::backup(app),
+        RESTORE => database::restore(app),
         QUIT => desktop::quit(app),
         OPEN_BROWSER => open(app, &desktop.control_plane.browser_url()),
         OPEN_DATA => open(app, &desktop.control_plane.data_dir.to_string_lossy()),
@@ -144,6 +153,28 @@ pub fn check_environment(app: &AppHandle, selected: Option<&str>) {
             let _ = check.set_checked(name.as_deref() == selected);
         }
     }
+}
+
+/// Rebuilds the Environment menu whenever the control plane says the set of environments
+/// changed (API, CLI, UI or a restore), until it stops.
+pub fn follow_environments(app: &AppHandle) {
+    let app = app.clone();
+    let state = app.state::<Desktop>().control_plane.state.clone();
+    let mut changes = state.events.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) if change.resource != Resource::Environments => continue,
+                    // Missed notifications: re-reading is always right.
+                    Ok(_) | Err(RecvError::Lagged(_)) => refresh_environments(&app),
+                    Err(RecvError::Closed) => break,
+                },
+                _ = shutdown.recv() => break,
+            }
+        }
+    });
 }
 
 /// Re-reads the environments and rebuilds the Environment menu if they changed.
