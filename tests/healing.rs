@@ -77,6 +77,12 @@ fn lost_database_is_rebuilt_from_container_labels() {
     let mut want = deploy(&cluster, "WEB-Server", "Nginx-cluster", 6, &["--port", "80", "-e", "MODE=prod", "--label", "team=web"]);
     want.extend(deploy(&cluster, "WEB-Server", "cache", 3, &["--constraint", "host.zone=h2"]));
     cluster.wait_exactly("nine containers", &want, WAIT);
+    // The seed's stack has a load balancer too; it runs in an agent, not in a container.
+    cluster.cp.json(&["lb", "create", "WEB-Server/web-lb", "--port", "18431:80", "--target", "WEB-Server/Nginx-cluster", "--scale", "1"]);
+    let lb_running = |cp: &ControlPlane| {
+        cp.json(&["ps"]).as_array().unwrap().iter().any(|r| r["name"] == "WEB-Server-web-lb-1" && r["state"] == "running")
+    };
+    wait_for("the balancer listening", WAIT, || lb_running(&cluster.cp).then_some(()));
     let before = ids(&cluster);
     let services_before = cluster.cp.json(&["service", "ls"]);
 
@@ -98,6 +104,7 @@ fn lost_database_is_rebuilt_from_container_labels() {
 
     // Hosts re-join one after the other; the services are complete once every name is back.
     let mut sorted_want = want.clone();
+    sorted_want.push("WEB-Server-web-lb-1".into());
     sorted_want.sort();
     wait_for("every container adopted", WAIT, || {
         let mut names: Vec<String> = cluster.cp.json(&["ps"]).as_array()?.iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
@@ -105,8 +112,8 @@ fn lost_database_is_rebuilt_from_container_labels() {
         (names == sorted_want).then_some(())
     });
     let services_after = cluster.cp.json(&["service", "ls"]);
-    let keys = ["stack", "name", "image", "command", "env", "ports", "labels", "constraints", "scale", "revision"];
-    assert_eq!(services_after.as_array().unwrap().len(), 2);
+    let keys = ["stack", "name", "kind", "image", "command", "env", "ports", "labels", "constraints", "lb", "scale", "revision"];
+    assert_eq!(services_after.as_array().unwrap().len(), 3);
     for (b, a) in services_before.as_array().unwrap().iter().zip(services_after.as_array().unwrap()) {
         for k in keys {
             assert_eq!(a[k], b[k], "service {} field {k} rebuilt exactly", b["name"]);
@@ -116,6 +123,7 @@ fn lost_database_is_rebuilt_from_container_labels() {
     std::thread::sleep(Duration::from_secs(10));
     cluster.wait_exactly("the same nine containers", &want, WAIT);
     assert_eq!(ids(&cluster), before, "adoption restarted nothing");
+    wait_for("the rebuilt balancer listening", WAIT, || lb_running(&cluster.cp).then_some(()));
     // And the rebuilt services are managed like any other.
     cluster.cp.json(&["service", "scale", "WEB-Server/Nginx-cluster", "7"]);
     let mut more = want.clone();

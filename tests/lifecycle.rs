@@ -50,3 +50,53 @@ fn stop_keeps_containers_and_start_runs_the_same_ones() {
     let err = cluster.cp.fails(&["service", "stop", "life/nope"]);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn container_details_and_logs_come_from_its_engine() {
+    let mut cluster = Cluster::start(1);
+    cluster.cp.json(&["stack", "create", "logs"]);
+    let script = "echo hello-from-corral; echo oops >&2; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done";
+    cluster.cp.json(&["service", "create", "logs/talker", "--image", TEST_IMAGE, "--", "sh", "-c", script]);
+    cluster.wait_exactly("the talker running", &instance_names("logs-talker", 1), WAIT);
+
+    let detail = cluster.cp.json(&["container", "inspect", "logs-talker-1"]);
+    let engine_id = cluster.engines[0].managed()[0].id.clone();
+    assert_eq!(detail["docker_id"], engine_id, "{detail}");
+    assert_eq!(detail["image"], TEST_IMAGE);
+    assert_eq!(detail["host"], cluster.engines[0].name);
+    assert_eq!(detail["labels"]["io.corral.service"], "talker");
+
+    // History, with stdout and stderr kept apart, as `docker logs` shows them.
+    let out = cluster.cp.cli(&["container", "logs", "logs-talker-1", "--tail", "1000"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().next() == Some("hello-from-corral"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+    let docker = cluster.engines[0].docker(&["logs", "logs-talker-1"]);
+    assert!(String::from_utf8_lossy(&docker.stdout).starts_with("hello-from-corral\ntick 0\n"));
+
+    // Following: lines written after the command started arrive while it runs.
+    let mut follow = cluster.cp.cli(&["container", "logs", "logs-talker-1", "--tail", "0", "-f"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        seen.push(line.trim().to_string());
+    }
+    follow.kill().unwrap();
+    let _ = follow.wait();
+    let ticks: Vec<u32> = seen.iter().map(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{seen:?}"))).collect();
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "consecutive live lines: {seen:?}");
+
+    let err = cluster.cp.fails(&["container", "logs", "nope-1"]);
+    assert!(err.contains("no container \"nope-1\""), "{err}");
+    let err = cluster.cp.fails(&["container", "logs", "logs-talker-1", "--tail", "20000"]);
+    assert!(err.contains("at most 10000"), "{err}");
+
+    // A disconnected host cannot be asked: the answer says so.
+    cluster.kill_agent(0);
+    wait_for("host disconnected", WAIT, || (cluster.cp.hosts()[0]["state"] == "disconnected").then_some(()));
+    let err = cluster.cp.fails(&["container", "logs", "logs-talker-1"]);
+    assert!(err.contains("is disconnected"), "{err}");
+}

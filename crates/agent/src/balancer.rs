@@ -37,13 +37,14 @@ impl Balancer {
 
     pub fn status(&self) -> Vec<LbListenerStatus> {
         let running: BTreeMap<u16, _> = self.proxy.status().into_iter().map(|l| (l.port, l)).collect();
-        let wanted = self.wanted.iter().flat_map(|s| s.listeners.iter().map(|l| l.port));
+        let wanted = self.wanted.iter().flat_map(|s| s.listeners.iter());
         wanted
-            .map(|port| LbListenerStatus {
-                port,
-                error: self.errors.get(&port).cloned(),
+            .map(|listener| LbListenerStatus {
+                port: listener.port,
+                labels: listener.labels.clone(),
+                error: self.errors.get(&listener.port).cloned(),
                 backends: running
-                    .get(&port)
+                    .get(&listener.port)
                     .map(|l| l.backends.iter().map(|b| LbBackendStatus { address: b.addr.to_string(), up: b.up }).collect())
                     .unwrap_or_default(),
             })
@@ -104,6 +105,7 @@ mod tests {
                 mode: LbMode::Tcp,
                 service: "S/lb".into(),
                 routes: vec![LbRoute { host: None, path_prefix: None, backends: vec!["10.0.0.1:80".into(), "bogus".into()] }],
+                labels: Default::default(),
             }],
         };
         let c = config(&set);
@@ -116,7 +118,7 @@ mod tests {
         let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let mut b = Balancer::default();
-        let set = LbSet { listeners: vec![LbListener { port, mode: LbMode::Http, service: "S/lb".into(), routes: vec![] }] };
+        let set = LbSet { listeners: vec![LbListener { port, mode: LbMode::Http, service: "S/lb".into(), routes: vec![], labels: Default::default() }] };
         b.apply(&set).await;
         let status = b.status();
         assert_eq!(status.len(), 1);

@@ -218,6 +218,9 @@ async fn connected(
         }
     }
 
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::channel(64);
+    let mut logs = crate::logs::LogStreams::default();
+
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let dead_after = interval * MISSED_HEARTBEATS;
@@ -241,6 +244,11 @@ async fn connected(
                     return End::Retry(format!("cannot send heartbeat: {e}"));
                 }
             }
+            Some(chunk) = log_rx.recv() => {
+                if let Err(e) = send(&mut ws, &AgentMessage::Logs(chunk)).await {
+                    return End::Retry(format!("cannot send log lines: {e}"));
+                }
+            }
             changed = observed.changed() => {
                 if changed.is_err() {
                     return End::Retry("the converge loop stopped".into());
@@ -261,6 +269,8 @@ async fn connected(
                     Err(reason) => return End::Retry(reason),
                     Ok(None) | Ok(Some(ServerMessage::Heartbeat)) => {}
                     Ok(Some(ServerMessage::Desired(d))) => apply_desired(link, d).await,
+                    Ok(Some(ServerMessage::Logs(request))) => logs.start(&link.engine, request, log_tx.clone()),
+                    Ok(Some(ServerMessage::LogsCancel { id })) => logs.cancel(id),
                     Ok(Some(ServerMessage::Rejected(r))) => return rejected(r),
                     Ok(Some(ServerMessage::Welcome(_))) => {
                         tracing::warn!("ignoring a second welcome from the control plane");

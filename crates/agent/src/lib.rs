@@ -14,6 +14,7 @@
 //!   event watcher that makes a container removed by hand come back within a second.
 //! - `connection`: the WebSocket session to `{server_url}/v1/agent`: hello, welcome,
 //!   heartbeats, desired sets in, observed sets out; redials forever with jittered backoff.
+//! - [`logs`]: container logs streamed on demand while someone reads them.
 //! - [`facts`]: what the host reports about itself in the hello.
 //! - [`backoff`]: full-jitter exponential backoff.
 
@@ -22,6 +23,7 @@ pub mod balancer;
 mod connection;
 pub mod converge;
 pub mod engine;
+pub mod logs;
 mod error;
 pub mod facts;
 pub mod identity;

@@ -5,6 +5,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -32,6 +34,32 @@ impl Client {
 
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.send::<(), serde_json::Value>(Method::DELETE, path, &[], None).await.map(|_| ())
+    }
+
+    /// Opens one of the API's WebSocket endpoints, with the token and environment like any call.
+    pub async fn websocket(&self, path: &str, query: &[(&str, &str)]) -> Result<WebSocket> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut url = reqwest::Url::parse(&format!("{}/v1{path}", self.base)).with_context(|| format!("invalid server URL {}", self.base))?;
+        url.query_pairs_mut().extend_pairs(query).extend_pairs(self.environment.as_ref().map(|e| ("env", e)));
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme).map_err(|()| anyhow!("cannot use {} for a WebSocket", self.base))?;
+        let mut request = url.as_str().into_client_request()?;
+        if let Some(token) = &self.token {
+            request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(socket),
+            // Refusals come as JSON before the upgrade, like any other answer.
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response.body().as_deref().unwrap_or_default();
+                let message = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| format!("{}: {}", response.status(), String::from_utf8_lossy(body)));
+                Err(anyhow!(message))
+            }
+            Err(e) => Err(anyhow!(e)).with_context(|| format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base)),
+        }
     }
 
     async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&B>) -> Result<T> {

@@ -1,6 +1,7 @@
 //! The built-in load balancer on the wire: what an agent's proxy should serve, and how it fares.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Every load-balancer listener an agent should run for its host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,10 @@ pub struct LbListener {
     /// The load-balancer service this listener belongs to, `STACK/NAME`, for status and logs.
     pub service: String,
     pub routes: Vec<LbRoute>,
+    /// The `io.corral.*` labels a container of this instance would carry: a control plane that
+    /// lost its database rebuilds the balancer from them, as it does services from containers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -47,6 +52,9 @@ pub struct LbListenerStatus {
     /// `None` when listening; otherwise why not (e.g. the port is taken).
     pub error: Option<String>,
     pub backends: Vec<LbBackendStatus>,
+    /// The listener's labels, echoed from the desired set (see [`LbListener::labels`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

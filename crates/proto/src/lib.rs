@@ -37,6 +37,8 @@ pub enum AgentMessage {
     Heartbeat,
     /// Everything the agent sees on its engine, sent after each convergence and each engine event.
     Observed(ObservedSet),
+    /// Lines of a container's log, for a [`ServerMessage::Logs`] request.
+    Logs(LogChunk),
 }
 
 /// Frames sent by the control plane to an agent.
@@ -49,6 +51,40 @@ pub enum ServerMessage {
     Heartbeat,
     /// The full set of containers that must run on the agent's host.
     Desired(DesiredSet),
+    /// Stream a container's log (someone is reading it); answered by [`AgentMessage::Logs`].
+    Logs(LogsRequest),
+    /// The reader went away: stop streaming request `id`.
+    LogsCancel { id: u64 },
+}
+
+/// A request for a container's log lines. Logs are the one thing the control plane asks for
+/// rather than declares: they are read on demand and never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// Chosen by the control plane; the chunks carry it back.
+    pub id: u64,
+    pub container: String,
+    /// How many of the last lines to send first.
+    pub tail: u32,
+    /// Keep sending new lines until cancelled.
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub id: u64,
+    #[serde(default)]
+    pub lines: Vec<LogLine>,
+    /// Set on the last chunk of a request, saying why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,17 +9,18 @@
 //! then scale is the highest instance number seen and normal reconciling resumes.
 
 use crate::state::AppState;
-use corral_proto::{labels, ObservedContainer};
+use corral_proto::{labels, ObservedSet};
+use std::collections::BTreeMap;
 use corral_store::containers::Placement;
 use corral_store::{container_name, Environment, ServiceSpec, Stack, StoreError};
 
-/// Adopts what `host_id` runs into `env`; returns how many containers were adopted.
-pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, containers: &[ObservedContainer]) -> Result<usize, StoreError> {
+/// Adopts what `host_id` runs into `env`, containers and balancer instances alike; returns how
+/// many instances were adopted.
+pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, observed: &ObservedSet) -> Result<usize, StoreError> {
     let until = time::OffsetDateTime::now_utc() + state.config.adoption_window;
     let until = until.format(&time::format_description::well_known::Rfc3339).expect("UTC time formats");
     let mut adopted = 0;
-    for c in containers {
-        let Some(found) = Labelled::read(c) else { continue };
+    for (name, found) in instances(observed) {
         let stack = ensure_stack(state, env, &found.stack).await?;
         let service = match state.store.service(&stack, &found.service).await {
             Ok(s) if s.adopting_until.is_some() => s,
@@ -33,7 +34,7 @@ pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, container
                     Err(StoreError::Conflict(m)) => match state.store.service(&stack, &found.service).await {
                         Ok(s) if s.adopting_until.is_some() => s,
                         _ => {
-                            tracing::warn!(container = %c.name, reason = %m, "cannot adopt container");
+                            tracing::warn!(container = %name, reason = %m, "cannot adopt container");
                             continue;
                         }
                     },
@@ -46,7 +47,7 @@ pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, container
         if taken {
             continue; // another host brought this instance back first; the copy here is surplus
         }
-        let place: Placement = (found.instance, host_id.to_string(), c.name.clone());
+        let place: Placement = (found.instance, host_id.to_string(), name.clone());
         state.store.apply_placement(service.id, &[place], &[]).await?;
         state.store.raise_scale(service.id, found.instance).await?;
         adopted += 1;
@@ -64,6 +65,18 @@ async fn ensure_stack(state: &AppState, env: &Environment, name: &str) -> Result
     }
 }
 
+/// Every labelled instance the host runs, by name: its containers, then the balancer instances
+/// its agent still serves (their listeners carry the same labels; one instance may have several).
+fn instances(observed: &ObservedSet) -> Vec<(String, Labelled)> {
+    let containers = observed.containers.iter().filter_map(|c| Some((c.name.clone(), Labelled::read(&c.name, &c.labels)?)));
+    let mut balancers: BTreeMap<String, Labelled> = BTreeMap::new();
+    for listener in &observed.load_balancer {
+        let Some(found) = Labelled::from_labels(&listener.labels) else { continue };
+        balancers.entry(container_name(&found.stack, &found.service, found.instance)).or_insert(found);
+    }
+    containers.chain(balancers).collect()
+}
+
 /// What a container's labels say about where it belongs.
 struct Labelled {
     stack: String,
@@ -74,8 +87,13 @@ struct Labelled {
 }
 
 impl Labelled {
-    fn read(c: &ObservedContainer) -> Option<Labelled> {
-        let get = |k: &str| c.labels.get(k);
+    /// Labels that do not add up to the container's own name are not trusted.
+    fn read(name: &str, labels: &BTreeMap<String, String>) -> Option<Labelled> {
+        Self::from_labels(labels).filter(|found| name == container_name(&found.stack, &found.service, found.instance))
+    }
+
+    fn from_labels(labels: &BTreeMap<String, String>) -> Option<Labelled> {
+        let get = |k: &str| labels.get(k);
         let found = Labelled {
             stack: get(labels::STACK)?.clone(),
             service: get(labels::SERVICE)?.clone(),
@@ -83,7 +101,6 @@ impl Labelled {
             revision: get(labels::REVISION)?.parse().ok()?,
             spec: serde_json::from_str(get(labels::SERVICE_SPEC)?).ok()?,
         };
-        // Labels that do not add up to the container's own name are not trusted.
-        (c.name == container_name(&found.stack, &found.service, found.instance)).then_some(found)
+        Some(found)
     }
 }

@@ -29,8 +29,9 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
             let env_name = environment.name.clone();
             state.events.publish(&env_name, &[Resource::Hosts]);
             let adopt_into = new_host.then_some(environment);
-            let result = run(&mut socket, &state, &host_id, attachment.desired, welcome, adopt_into, shutdown).await;
-            state.hub.detach(&host_id, attachment.session);
+            let session = attachment.session;
+            let result = run(&mut socket, &state, &host_id, attachment, welcome, adopt_into, shutdown).await;
+            state.hub.detach(&host_id, session);
             if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
                 tracing::error!(error = %e, "could not record host as disconnected");
             }
@@ -113,11 +114,12 @@ async fn run(
     socket: &mut WebSocket,
     state: &AppState,
     host_id: &str,
-    mut desired: crate::hub::DesiredWatch,
+    attachment: Attachment,
     welcome: Welcome,
     mut adopt_into: Option<Environment>,
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), String> {
+    let Attachment { mut desired, mut outbox, .. } = attachment;
     let environment = &welcome.environment.clone();
     send(socket, &ServerMessage::Welcome(welcome)).await?;
     state.reconcile.trigger();
@@ -137,6 +139,7 @@ async fn run(
                     Some(Err(e)) => return Err(format!("bad message: {e}")),
                     Some(Ok(AgentMessage::Heartbeat)) => {}
                     Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
+                    Some(Ok(AgentMessage::Logs(chunk))) => state.hub.deliver_logs(chunk),
                     Some(Ok(AgentMessage::Observed(observed))) => {
                         state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
                         let was_in_sync = state.hub.in_sync(host_id);
@@ -155,7 +158,7 @@ async fn run(
                             state.reconcile.trigger();
                         }
                         if let Some(env) = adopt_into.take() {
-                            let adopted = crate::adopt::adopt(state, &env, host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+                            let adopted = crate::adopt::adopt(state, &env, host_id, &observed).await.map_err(|e| e.to_string())?;
                             if adopted > 0 {
                                 tracing::info!(host_id, adopted, "adopted containers from their labels");
                                 state.events.publish(environment, &Resource::IN_ENVIRONMENT);
@@ -170,6 +173,7 @@ async fn run(
                     }
                 }
             }
+            Some(message) = outbox.recv() => send(socket, &message).await?,
             changed = desired.changed(), if reported => {
                 if changed.is_err() {
                     return Err("hub closed".into());

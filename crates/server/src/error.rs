@@ -22,6 +22,9 @@ pub enum ApiError {
     /// A file offered for restore is not a usable backup.
     #[error("{0}")]
     BadBackup(String),
+    /// The request needs the host's agent, which is not connected.
+    #[error("host {0} is disconnected; this needs its agent connected (see `corral host ls`)")]
+    HostDisconnected(String),
     /// Details go to the log only; the client gets a generic message.
     #[error("internal error")]
     Internal(String),
@@ -40,6 +43,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadBackup(_) => (StatusCode::BAD_REQUEST, "bad_backup"),
+            ApiError::HostDisconnected(_) => (StatusCode::CONFLICT, "host_disconnected"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -5,11 +5,14 @@
 //! so reconciling often costs the agents nothing.
 
 use corral_proto::lb::{LbListenerStatus, LbSet};
-use corral_proto::{ContainerSpec, DesiredSet};
+use corral_proto::{ContainerSpec, DesiredSet, LogChunk, LogsRequest, ServerMessage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+/// Log chunks buffered for one reader before further chunks are dropped (with a warning).
+const LOG_BUFFER: usize = 256;
 
 /// `None` until the reconciler has computed the host's set: an agent must never be told
 /// "run nothing" just because the control plane has not looked yet.
@@ -20,6 +23,8 @@ struct Slot {
     desired: watch::Sender<Option<Arc<DesiredSet>>>,
     /// The live session, if any.
     session: Option<u64>,
+    /// One-off messages for the live session (log requests).
+    outbox: Option<mpsc::UnboundedSender<ServerMessage>>,
     /// Revision the agent last said it applied.
     applied_revision: u64,
     /// The agent's last report on its load-balancer listeners.
@@ -28,7 +33,7 @@ struct Slot {
 
 impl Slot {
     fn new() -> Self {
-        Slot { desired: watch::channel(None).0, session: None, applied_revision: 0, load_balancer: Vec::new() }
+        Slot { desired: watch::channel(None).0, session: None, outbox: None, applied_revision: 0, load_balancer: Vec::new() }
     }
 }
 
@@ -38,6 +43,9 @@ pub struct Hub {
     next_session: AtomicU64,
     /// Revisions only grow, across hosts and restarts (seeded from the clock).
     next_revision: AtomicU64,
+    /// Open log readers by request id.
+    log_readers: Mutex<HashMap<u64, mpsc::Sender<LogChunk>>>,
+    next_log: AtomicU64,
 }
 
 /// A session's claim on a host; released with [`Hub::detach`].
@@ -45,6 +53,28 @@ pub struct Hub {
 pub struct Attachment {
     pub session: u64,
     pub desired: DesiredWatch,
+    /// One-off messages the session must forward to its agent.
+    pub outbox: mpsc::UnboundedReceiver<ServerMessage>,
+}
+
+/// The host has no live agent session.
+#[derive(Debug, thiserror::Error)]
+#[error("the host's agent is not connected")]
+pub struct NotConnected;
+
+/// An open log stream; dropping it tells the agent to stop.
+pub struct LogReader {
+    pub chunks: mpsc::Receiver<LogChunk>,
+    id: u64,
+    host_id: String,
+    hub: Arc<Hub>,
+}
+
+impl Drop for LogReader {
+    fn drop(&mut self) {
+        self.hub.log_readers.lock().expect("hub lock").remove(&self.id);
+        self.hub.send_to(&self.host_id, ServerMessage::LogsCancel { id: self.id });
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +87,13 @@ impl Default for Hub {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
-        Hub { slots: Mutex::new(HashMap::new()), next_session: AtomicU64::new(1), next_revision: AtomicU64::new(seed) }
+        Hub {
+            slots: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            next_revision: AtomicU64::new(seed),
+            log_readers: Mutex::new(HashMap::new()),
+            next_log: AtomicU64::new(1),
+        }
     }
 }
 
@@ -71,7 +107,9 @@ impl Hub {
         }
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         slot.session = Some(session);
-        Ok(Attachment { session, desired: slot.desired.subscribe() })
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        slot.outbox = Some(outbox);
+        Ok(Attachment { session, desired: slot.desired.subscribe(), outbox: outbox_rx })
     }
 
     /// Releases the host if `session` still holds it.
@@ -80,6 +118,7 @@ impl Hub {
         if let Some(slot) = slots.get_mut(host_id) {
             if slot.session == Some(session) {
                 slot.session = None;
+                slot.outbox = None;
             }
         }
     }
@@ -92,6 +131,37 @@ impl Hub {
     /// agent reconnects by itself and says hello again.
     pub fn disconnect(&self, host_id: &str) {
         self.slots.lock().expect("hub lock").remove(host_id);
+    }
+
+    /// Queues a one-off message for the host's live session; `false` if there is none.
+    fn send_to(&self, host_id: &str, message: ServerMessage) -> bool {
+        let slots = self.slots.lock().expect("hub lock");
+        slots.get(host_id).and_then(|s| s.outbox.as_ref()).is_some_and(|outbox| outbox.send(message).is_ok())
+    }
+
+    /// Asks the host's agent to stream a container's log; chunks arrive on the reader.
+    pub fn open_logs(self: &Arc<Self>, host_id: &str, container: &str, tail: u32, follow: bool) -> Result<LogReader, NotConnected> {
+        let id = self.next_log.fetch_add(1, Ordering::Relaxed);
+        let (tx, chunks) = mpsc::channel(LOG_BUFFER);
+        self.log_readers.lock().expect("hub lock").insert(id, tx);
+        let reader = LogReader { chunks, id, host_id: host_id.to_string(), hub: Arc::clone(self) };
+        let request = LogsRequest { id, container: container.to_string(), tail, follow };
+        if !self.send_to(host_id, ServerMessage::Logs(request)) {
+            return Err(NotConnected);
+        }
+        Ok(reader)
+    }
+
+    /// Hands an agent's log chunk to its reader, if it is still reading.
+    pub fn deliver_logs(&self, chunk: LogChunk) {
+        let readers = self.log_readers.lock().expect("hub lock");
+        if let Some(reader) = readers.get(&chunk.id) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = reader.try_send(chunk) {
+                // A reader this far behind (a stalled browser tab) loses lines rather than
+                // stalling the agent's session, which also carries its desired sets.
+                tracing::warn!("a log reader is too slow; dropping log lines");
+            }
+        }
     }
 
     /// Publishes the host's full desired set; a new revision only if it changed.

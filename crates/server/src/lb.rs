@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use corral_proto::lb::{LbListener, LbMode, LbRoute};
 use corral_proto::ContainerState;
 use corral_store::{ContainerRecord, Host, HostState, LbPort, LbRule, LbSpec, ObservedRecord, Service};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// `LISTEN:TARGET`, `LISTEN:TARGET/http` or `LISTEN:TARGET/tcp`.
 pub fn parse_port(text: &str) -> Result<LbPort, ApiError> {
@@ -97,7 +97,7 @@ impl Backends {
 }
 
 /// The listeners one instance of balancer `service` runs.
-pub fn listeners(service: &Service, spec: &LbSpec, backends: &Backends) -> Vec<LbListener> {
+pub fn listeners(service: &Service, spec: &LbSpec, backends: &Backends, labels: &BTreeMap<String, String>) -> Vec<LbListener> {
     // A stopped balancer frees its ports, like a stopped container would.
     if service.is_stopped() {
         return Vec::new();
@@ -122,7 +122,7 @@ pub fn listeners(service: &Service, spec: &LbSpec, backends: &Backends) -> Vec<L
             if !spec.targets.is_empty() || port.mode == LbMode::Tcp {
                 routes.push(default);
             }
-            LbListener { port: port.listen, mode: port.mode, service: service.path(), routes }
+            LbListener { port: port.listen, mode: port.mode, service: service.path(), routes, labels: labels.clone() }
         })
         .collect()
 }

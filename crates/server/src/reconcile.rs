@@ -232,7 +232,7 @@ impl Reconciler {
                 let Some(service) = by_id.get(&r.service_id) else { continue };
                 match &service.spec.lb {
                     None => specs.push(container_spec(env, service, r)),
-                    Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends)),
+                    Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends, &instance_labels(env, service, r).1)),
                 }
             }
             lb.listeners.sort_by_key(|l| l.port);
@@ -324,6 +324,21 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
 /// The container an instance of `service` is, at the revision it runs, with the labels that let
 /// it be traced back. An instance not yet upgraded keeps the previous spec.
 pub fn container_spec(environment: &str, service: &Service, record: &ContainerRecord) -> ContainerSpec {
+    let (spec, all_labels) = instance_labels(environment, service, record);
+    ContainerSpec {
+        name: service.container_name(record.instance),
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        env: spec.env.clone(),
+        ports: spec.ports.clone(),
+        labels: all_labels,
+        stopped: service.is_stopped(),
+    }
+}
+
+/// The spec an instance runs (an instance not yet upgraded keeps the previous one) and the
+/// labels that let it be traced back to its service, for containers and balancers alike.
+pub fn instance_labels<'s>(environment: &str, service: &'s Service, record: &ContainerRecord) -> (&'s corral_store::ServiceSpec, std::collections::BTreeMap<String, String>) {
     let (spec, revision) = match &service.previous_spec {
         Some(previous) if record.revision + 1 == service.revision => (previous, record.revision),
         _ => (&service.spec, service.revision),
@@ -339,15 +354,7 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         (labels::REVISION.to_string(), revision.to_string()),
         (labels::SERVICE_SPEC.to_string(), serde_json::to_string(spec).expect("specs serialize")),
     ]);
-    ContainerSpec {
-        name: service.container_name(instance),
-        image: spec.image.clone(),
-        command: spec.command.clone(),
-        env: spec.env.clone(),
-        ports: spec.ports.clone(),
-        labels: all_labels,
-        stopped: service.is_stopped(),
-    }
+    (spec, all_labels)
 }
 
 /// The next move of a rolling upgrade, one instance at a time.

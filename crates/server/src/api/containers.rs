@@ -1,11 +1,13 @@
-//! Containers: what `corral ps` shows, joining placements with what the engines report.
+//! Containers: what `corral ps` shows, joining placements with what the engines report; one
+//! container's details; its log, streamed from its agent.
 
 use super::{EnvQuery, Json, Path, Query};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use corral_proto::PortSpec;
-use corral_store::HostState;
+use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -47,8 +49,8 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
     }
     let services: HashMap<i64, _> = services.into_iter().map(|s| (s.id, s)).collect();
     let hosts: HashMap<String, _> = state.store.hosts(Some(env.id)).await?.into_iter().map(|h| (h.id.clone(), h)).collect();
-    let observed: HashMap<(String, String), _> =
-        state.store.observed(Some(env.id)).await?.into_iter().map(|o| ((o.host_id.clone(), o.name.clone()), o)).collect();
+    let all_observed = state.store.observed(Some(env.id)).await?;
+    let observed: HashMap<(String, String), &ObservedRecord> = all_observed.iter().map(|o| ((o.host_id.clone(), o.name.clone()), o)).collect();
     let mut out: Vec<ContainerOut> = state
         .store
         .container_records(Some(env.id))
@@ -57,28 +59,146 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
         .filter_map(|r| {
             let service = services.get(&r.service_id)?;
             let host = hosts.get(&r.host_id)?;
-            let seen = observed.get(&(r.host_id.clone(), r.name.clone()));
-            if let Some(lb) = &service.spec.lb {
-                return Some(balancer_row(&state, service, lb, host, r));
-            }
-            Some(ContainerOut {
-                stack: service.stack.clone(),
-                service: service.name.clone(),
-                instance: r.instance,
-                host: host.name.clone(),
-                host_state: host.state,
-                state: seen.map_or("pending".into(), |o| o.state.to_string()),
-                status: seen.map_or_else(String::new, |o| o.status.clone()),
-                reason: reason(host.state, seen.map(|o| o.status.as_str())),
-                ip: seen.and_then(|o| o.ip.clone()),
-                ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
-                docker_id: seen.map(|o| o.docker_id.clone()),
-                name: r.name,
-            })
+            let seen = observed.get(&(r.host_id.clone(), r.name.clone())).copied();
+            Some(row(&state, service, host, seen, r))
         })
         .collect();
     out.sort_by(|a, b| (&a.stack, &a.service, a.instance).cmp(&(&b.stack, &b.service, b.instance)));
     Ok(Json(out))
+}
+
+/// One container as a list row: placement joined with what its engine last reported.
+fn row(state: &AppState, service: &Service, host: &Host, seen: Option<&ObservedRecord>, r: ContainerRecord) -> ContainerOut {
+    if let Some(lb) = &service.spec.lb {
+        return balancer_row(state, service, lb, host, r);
+    }
+    ContainerOut {
+        stack: service.stack.clone(),
+        service: service.name.clone(),
+        instance: r.instance,
+        host: host.name.clone(),
+        host_state: host.state,
+        state: seen.map_or("pending".into(), |o| o.state.to_string()),
+        status: seen.map_or_else(String::new, |o| o.status.clone()),
+        reason: reason(host.state, seen.map(|o| o.status.as_str())),
+        ip: seen.and_then(|o| o.ip.clone()),
+        ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
+        docker_id: seen.map(|o| o.docker_id.clone()),
+        name: r.name,
+    }
+}
+
+#[derive(Serialize)]
+pub struct ContainerDetail {
+    #[serde(flatten)]
+    pub summary: ContainerOut,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    /// The labels the engine reports (or, before it reports, the ones it will get).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The service revision this container runs.
+    pub revision: u32,
+    pub host_address: String,
+}
+
+/// A container's record, service and host in the environment, or a 404 naming it.
+async fn find(state: &AppState, env: &corral_store::Environment, name: &str) -> ApiResult<(ContainerRecord, Service, Host, Option<ObservedRecord>)> {
+    let not_found = || ApiError::NotFound(format!("no container {name:?} in environment {}; see `corral ps`", env.name));
+    let record = state.store.container_records(Some(env.id)).await?.into_iter().find(|r| r.name == name).ok_or_else(not_found)?;
+    let service = state.store.service_by_id(record.service_id).await?;
+    let host = state.store.hosts(Some(env.id)).await?.into_iter().find(|h| h.id == record.host_id).ok_or_else(not_found)?;
+    let seen = state.store.observed(Some(env.id)).await?.into_iter().find(|o| o.host_id == record.host_id && o.name == record.name);
+    Ok((record, service, host, seen))
+}
+
+/// `GET /v1/containers/{name}`: one container with its spec.
+pub async fn get(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ContainerDetail>> {
+    let env = q.resolve(&state).await?;
+    let (record, service, host, seen) = find(&state, &env, &name).await?;
+    let spec = crate::reconcile::container_spec(&env.name, &service, &record);
+    Ok(Json(ContainerDetail {
+        image: seen.as_ref().map_or_else(|| spec.image.clone(), |o| o.image.clone()),
+        labels: seen.as_ref().map_or_else(|| spec.labels.clone(), |o| o.labels.clone()),
+        command: spec.command,
+        env: spec.env,
+        revision: record.revision,
+        host_address: host.address.clone(),
+        summary: row(&state, &service, &host, seen.as_ref(), record),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    pub env: Option<String>,
+    pub token: Option<String>,
+    /// Lines of history to start with.
+    #[serde(default = "default_tail")]
+    pub tail: u32,
+    #[serde(default = "default_follow")]
+    pub follow: bool,
+}
+
+fn default_tail() -> u32 {
+    200
+}
+
+fn default_follow() -> bool {
+    true
+}
+
+/// Most history lines a reader may ask for at once.
+const MAX_TAIL: u32 = 10_000;
+
+/// `GET /v1/containers/{name}/logs` (WebSocket): the container's log, streamed from its host's
+/// agent while the socket is open. Refusals come before the upgrade, as JSON.
+pub async fn logs(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<axum::response::Response> {
+    super::check_token(&state, super::bearer(&headers).or(q.token.as_deref())).await?;
+    if q.tail > MAX_TAIL {
+        return Err(ApiError::invalid("tail", format!("tail must be at most {MAX_TAIL} lines")));
+    }
+    let env = EnvQuery { env: q.env }.resolve(&state).await?;
+    let (record, service, host, _) = find(&state, &env, &name).await?;
+    if service.spec.lb.is_some() {
+        return Err(ApiError::invalid("name", format!("{name} is a load balancer instance, which runs inside the agent and has no container log")));
+    }
+    let ws = ws.map_err(|e| ApiError::BadRequest(format!("the logs endpoint is a WebSocket: {}", e.body_text())))?;
+    let reader = state.hub.open_logs(&host.id, &record.name, q.tail, q.follow).map_err(|_| ApiError::HostDisconnected(host.name.clone()))?;
+    let shutdown = state.shutdown.subscribe();
+    Ok(ws.on_upgrade(move |socket| stream_logs(socket, reader, shutdown)))
+}
+
+async fn stream_logs(mut socket: WebSocket, mut reader: crate::hub::LogReader, mut shutdown: tokio::sync::broadcast::Receiver<()>) {
+    let end = loop {
+        tokio::select! {
+            _ = shutdown.recv() => break "the control plane is stopping".to_string(),
+            incoming = socket.recv() => match incoming {
+                // The reader closed the page; dropping `reader` tells the agent to stop.
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            chunk = reader.chunks.recv() => {
+                let Some(chunk) = chunk else { break "the host's agent disconnected".to_string() };
+                for line in &chunk.lines {
+                    let frame = serde_json::json!({ "stream": line.stream, "line": line.line });
+                    if socket.send(Message::text(frame.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(end) = chunk.end {
+                    break end;
+                }
+            }
+        }
+    };
+    let _ = socket.send(Message::text(serde_json::json!({ "type": "end", "reason": end }).to_string())).await;
+    let _ = socket.send(Message::Close(None)).await;
 }
 
 /// Deletes one container. Its service's scale is unchanged, so a replacement starts at once,

@@ -76,7 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stacks/{stack}/services/{service}/start", axum::routing::post(services::start))
         .route("/services", get(services::list))
         .route("/containers", get(containers::list))
-        .route("/containers/{name}", axum::routing::delete(containers::remove))
+        .route("/containers/{name}", get(containers::get).delete(containers::remove))
         .route("/backup", get(backup::download))
         .route("/restore", axum::routing::post(backup::restore))
         .route_layer(middleware::from_fn_with_state(state.clone(), publish_changes))
@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         // Checks the token itself: browsers can only pass it in the query on a WebSocket.
         .route("/events", get(events::connect))
+        .route("/containers/{name}/logs", get(containers::logs))
         .route("/agent", get(agent::connect))
         .route("/agent/binary", get(agent::binary));
     let v1 = authed.merge(open).fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) });
