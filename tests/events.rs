@@ -76,7 +76,7 @@ async fn clients_hear_which_lists_changed_in_their_environment_only() {
     cli(&cp, &["--env", "OPS", "stack", "create", "WEB"]).await;
     let frames = wait_changed(&mut ops, Some("OPS"), &["stacks"]).await;
     assert!(frames.iter().all(|f| f["environment"] == "OPS"), "{frames:?}");
-    cli(&cp, &["--env", "OPS", "service", "create", "WEB/web", "--image", TEST_IMAGE, "--scale", "2"]).await;
+    cli(&cp, &["--env", "OPS", "service", "create", "WEB/web", "--image", TEST_IMAGE, "--scale", "2", "--", "sleep", "3600"]).await;
     wait_changed(&mut ops, Some("OPS"), &["services"]).await;
 
     // Many changes at once come as few frames: coalesced over ~100 ms.
@@ -97,6 +97,13 @@ async fn clients_hear_which_lists_changed_in_their_environment_only() {
     for socket in [&mut dev, &mut default] {
         assert_eq!(next_frame(socket, Duration::from_millis(500)).await, None, "nothing else for other environments");
     }
+
+    // A restore changes everything, everywhere.
+    let file = tmp.path().join("backup.db");
+    cli(&cp, &["backup", file.to_str().unwrap()]).await;
+    cli(&cp, &["restore", file.to_str().unwrap()]).await;
+    wait_changed(&mut ops, Some("OPS"), &["hosts", "stacks", "services", "containers"]).await;
+    wait_changed(&mut dev, None, &["environments"]).await;
 
     // The header works as well as the query.
     let mut request = ws_url(&cp, "env=DEV").into_client_request().unwrap();
@@ -135,7 +142,7 @@ async fn a_container_starting_on_an_agent_is_announced() {
     let cp = &cluster.cp;
     cli(cp, &["stack", "create", "EV"]).await;
     let mut socket = connect(cp, "Default").await;
-    cli(cp, &["service", "create", "EV/web", "--image", TEST_IMAGE, "--scale", "1"]).await;
+    cli(cp, &["service", "create", "EV/web", "--image", TEST_IMAGE, "--scale", "1", "--", "sleep", "3600"]).await;
     wait_changed(&mut socket, Some("Default"), &["services"]).await;
     tokio::task::block_in_place(|| {
         wait_for("EV-web-1 to run on the engine", Duration::from_secs(30), || {

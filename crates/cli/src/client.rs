@@ -62,6 +62,30 @@ impl Client {
         }
     }
 
+    /// A request with the token and environment like every call, for bodies that are not JSON
+    /// (database files); send it with [`Client::checked`].
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}/v1{path}", self.base));
+        if let Some(env) = &self.environment {
+            request = request.query(&[("env", env)]);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// Sends `request`; an error answer becomes its message.
+    pub async fn checked(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request.send().await.with_context(|| format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.context("reading the control plane's answer")?;
+        Err(anyhow!(error_message(status, &bytes)))
+    }
+
     async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&B>) -> Result<T> {
         let url = format!("{}/v1{path}", self.base);
         let mut request = self.http.request(method, &url).query(query);
@@ -78,15 +102,19 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await.context("reading the control plane's answer")?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-                .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&bytes)));
-            return Err(anyhow!(message));
+            return Err(anyhow!(error_message(status, &bytes)));
         }
         let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
         serde_json::from_slice(bytes).context("the control plane's answer is not the expected JSON")
     }
+}
+
+/// The `message` of an error answer, or the raw answer when it is not the API's JSON.
+fn error_message(status: StatusCode, bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Default data dir of `corral server`: `$XDG_DATA_HOME/corral`, usually `~/.local/share/corral`.

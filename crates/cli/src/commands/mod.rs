@@ -1,6 +1,7 @@
 //! One module per command group; each turns arguments into API calls and prints the answer.
 
 mod agent;
+mod backup;
 mod container;
 mod env;
 mod host;
@@ -39,6 +40,10 @@ pub enum Command {
     /// Load balancers built into the agents: no image, no reload gaps.
     #[command(subcommand)]
     Lb(lb::Command),
+    /// Write a consistent copy of the control plane's database to FILE.
+    Backup(backup::BackupArgs),
+    /// Replace the control plane's state with a backup FILE; the engines follow.
+    Restore(backup::RestoreArgs),
     /// Containers: remove one (its service starts a replacement).
     #[command(subcommand)]
     Container(container::Command),
@@ -56,6 +61,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ps(args) => ps::run(args, &client(), cli.output).await,
         Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
         Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
+        Command::Backup(args) => backup::backup(args, &client(), cli.output).await,
+        Command::Restore(args) => backup::restore(args, &client(), cli.output).await,
     }
 }
 
