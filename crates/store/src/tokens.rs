@@ -1,4 +1,5 @@
-//! API tokens. Only SHA-256 hashes are stored; the secret is shown once when created.
+//! The admin token: the built-in admin's account key, by name. Only SHA-256 hashes are stored;
+//! the secret is shown once when created. Other API keys are in [`crate::access`].
 
 use crate::environments::random_secret;
 use crate::{is_unique_violation, now, Result, Store, StoreError};
@@ -9,13 +10,16 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 impl Store {
-    /// Creates a token and returns its secret, which is not stored anywhere.
+    /// Creates an account key of the built-in admin and returns its secret, which is not
+    /// stored anywhere.
     pub async fn create_api_token(&self, name: &str) -> Result<String> {
         let secret = format!("corral_{}", random_secret(24));
-        let result = sqlx::query("INSERT INTO api_tokens (name, secret_hash, created_at) VALUES (?, ?, ?)")
+        let admin = self.admin_user().await?;
+        let result = sqlx::query("INSERT INTO api_tokens (name, secret_hash, created_at, user_id) VALUES (?, ?, ?, ?)")
             .bind(name)
             .bind(hash_secret(&secret))
             .bind(now())
+            .bind(admin.id)
             .execute(&self.pool)
             .await;
         match result {
@@ -26,35 +30,39 @@ impl Store {
     }
 
     pub async fn api_token_exists(&self, name: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = ?")
+        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = ? AND revoked_at IS NULL")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
             .is_some())
     }
 
-    /// Makes `secret` the secret of token `name`, creating the token if needed. Used to keep the
-    /// admin token written in the data dir valid when a restored database brings other tokens.
+    /// Makes `secret` the secret of the admin's account key `name`, creating or un-revoking it
+    /// if needed. Used to keep the admin token written in the data dir valid when a restored
+    /// database brings other tokens.
     pub async fn set_api_token_secret(&self, name: &str, secret: &str) -> Result<()> {
+        let admin = self.admin_user().await?;
         let mut tx = self.write_tx().await?;
         // A secret is unique; another token holding it would be the same credential twice.
         sqlx::query("DELETE FROM api_tokens WHERE secret_hash = ? AND name != ?").bind(hash_secret(secret)).bind(name).execute(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO api_tokens (name, secret_hash, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET secret_hash = excluded.secret_hash",
+            "INSERT INTO api_tokens (name, secret_hash, created_at, user_id) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET secret_hash = excluded.secret_hash, user_id = excluded.user_id,
+                environment_id = NULL, revoked_at = NULL",
         )
         .bind(name)
         .bind(hash_secret(secret))
         .bind(now())
+        .bind(admin.id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The name of the token whose secret this is, if any.
+    /// The name of the unrevoked key whose secret this is, if any.
     pub async fn verify_api_token(&self, secret: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT name FROM api_tokens WHERE secret_hash = ?")
+        Ok(sqlx::query_scalar("SELECT name FROM api_tokens WHERE secret_hash = ? AND revoked_at IS NULL")
             .bind(hash_secret(secret))
             .fetch_optional(&self.pool)
             .await?)
