@@ -314,3 +314,55 @@ fn crashing_container_shows_its_exit_code() {
         text(&cluster.cp.cli(&["ps"]).output().unwrap()).contains("restarting: exited 137").then_some(())
     });
 }
+
+/// A hot spare: a lost container is replaced by renaming the spare already running on its host
+/// (the engine's own create and start are the slow part of healing), and a new spare follows.
+#[test]
+fn hot_spare_takes_a_lost_containers_place() {
+    let cluster = Cluster::start(2);
+    let mut want = deploy(&cluster, "HS", "web", 2, &["--hot-spare"]);
+    want.extend(["HS-web-spare".to_string(), "HS-web-spare".to_string()]);
+    cluster.wait_exactly("two instances and a spare on each host", &want, WAIT);
+    let spare_on = |host: &str| -> String {
+        let engine = cluster.engines.iter().find(|e| e.name == host).unwrap();
+        engine.managed().into_iter().find(|c| c.name == "HS-web-spare" && c.state == "running").map(|c| c.id).unwrap_or_default()
+    };
+
+    // Removed on the host: the spare there becomes HS-web-1 (same container id), and a new
+    // spare is started behind it.
+    let (host, old_id) = cluster.locate("HS-web-1").unwrap();
+    let spare = spare_on(&host);
+    let engine = cluster.engines.iter().find(|e| e.name == host).unwrap();
+    engine.docker(&["rm", "-f", "HS-web-1"]);
+    wait_for("the spare renamed into HS-web-1", WAIT, || (cluster.locate("HS-web-1") == Some((host.clone(), spare.clone()))).then_some(()));
+    assert_ne!(spare, old_id);
+    cluster.wait_exactly("a new spare behind it", &want, WAIT);
+    assert_ne!(spare_on(&host), spare, "the new spare is a new container");
+    let renamed = engine.managed().into_iter().find(|c| c.name == "HS-web-1").unwrap();
+    assert_eq!(renamed.labels["io.corral.spare"], "true", "it is the former spare");
+
+    // The promoted spare is the instance now: nothing recreates it on later passes.
+    cluster.cp.json(&["service", "scale", "HS/web", "2"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cluster.locate("HS-web-1"), Some((host.clone(), spare.clone())));
+
+    // Deleted through the control plane: it goes to the other host, where that host's spare
+    // takes its place.
+    let (host2, _) = cluster.locate("HS-web-2").unwrap();
+    let other = cluster.engines.iter().find(|e| e.name != host2).unwrap().name.clone();
+    let other_spare = spare_on(&other);
+    cluster.cp.json(&["container", "rm", "HS-web-2"]);
+    wait_for("HS-web-2 replaced by the other host's spare", WAIT, || {
+        (cluster.locate("HS-web-2") == Some((other.clone(), other_spare.clone()))).then_some(())
+    });
+    // Spares stay one per host that runs the service: the host that lost HS-web-2 runs none.
+    let mut after = instance_names("HS-web", 2);
+    after.push("HS-web-spare".into());
+    cluster.wait_exactly("instances on one host, one spare there", &after, WAIT);
+    let ps = cluster.cp.json(&["ps"]);
+    assert_eq!(ps.as_array().unwrap().len(), 2, "spares are not instances: {ps}");
+
+    // Bad input: a spare cannot share a fixed host port.
+    let err = cluster.cp.fails(&["service", "create", "HS/fixed", "--image", TEST_IMAGE, "--port", "18555:80", "--hot-spare", "--", "sleep", "1"]);
+    assert!(err.contains("hot spare cannot share a fixed host port"), "{err}");
+}

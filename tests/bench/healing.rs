@@ -284,8 +284,19 @@ fn note_failure(what: &str, trial: usize, detail: &str) {
 
 /// Waits until every instance of `prefix-1..=n` runs exactly once over the engines and there is no
 /// other container with those names; returns (name, engine index, id) per instance.
-fn settle_instances(cluster: &Cluster, prefix: &str, n: u32) -> Option<Vec<(String, usize, String)>> {
+/// Waits until each of the `n` instances runs exactly once (and, with hot spares, until every
+/// engine that runs an instance runs its spare too); returns (name, engine, id) of each.
+fn settle_instances(cluster: &Cluster, prefix: &str, n: u32, spares: bool) -> Option<Vec<(String, usize, String)>> {
     poll(SETTLE_TIMEOUT, || {
+        if spares {
+            let spare = format!("{prefix}-spare");
+            for engine in &cluster.engines {
+                let runs_instance = (1..=n).any(|i| running_id(engine, &format!("{prefix}-{i}")).is_some());
+                if runs_instance && running_id(engine, &spare).is_none() {
+                    return None;
+                }
+            }
+        }
         let mut out = Vec::new();
         for i in 1..=n {
             let name = format!("{prefix}-{i}");
@@ -310,10 +321,10 @@ fn settle_instances(cluster: &Cluster, prefix: &str, n: u32) -> Option<Vec<(Stri
 /// Container removed on its host (`docker rm -f`) -> the agent's replacement running there.
 /// After each trial (off the clock) the engine's event log splits the time into phases, and one
 /// plain `docker run -d` on the same engine gives the engine's own floor for one container.
-fn bench_host_removal(cluster: &Cluster, trials: usize, total: &mut Series, phases: &mut Breakdown) {
-    let prefix = format!("{STACK}-heal");
+fn bench_host_removal(cluster: &Cluster, service: &str, spares: bool, trials: usize, total: &mut Series, phases: &mut Breakdown) {
+    let prefix = format!("{STACK}-{service}");
     for t in 0..trials {
-        let Some(instances) = settle_instances(cluster, &prefix, 2) else {
+        let Some(instances) = settle_instances(cluster, &prefix, 2, spares) else {
             note_failure("host removal", t, "instances did not settle before the trial");
             total.record(None);
             continue;
@@ -334,10 +345,16 @@ fn bench_host_removal(cluster: &Cluster, trials: usize, total: &mut Series, phas
         let seen = done.map(|d| wall + d);
         let events = engine_events(engine, wall);
         let destroy = first_event(&events, "destroy", &name, None);
-        let create = first_event(&events, "create", &name, Some(&old_id));
-        let started = first_event(&events, "start", &name, Some(&old_id));
         phases.record("`docker rm -f` CLI returned", returned);
         phases.record("clock start → engine `destroy` event", span(Some(wall), destroy));
+        if spares {
+            let renamed = first_event(&events, "rename", &name, None);
+            phases.record("`destroy` → spare renamed (`rename` event)", span(destroy, renamed));
+            phases.record("`rename` → seen running by the 10 ms poll", span(renamed, seen));
+            continue;
+        }
+        let create = first_event(&events, "create", &name, Some(&old_id));
+        let started = first_event(&events, "start", &name, Some(&old_id));
         phases.record("`destroy` → `create` event (agent reacts)", span(destroy, create));
         phases.record("`create` → `start` event (engine)", span(create, started));
         phases.record("`start` → seen running by the 10 ms poll", span(started, seen));
@@ -362,11 +379,11 @@ fn single_run(engine: &Engine) -> Option<Duration> {
 
 /// Container deleted through the control plane (`corral container rm`) -> replacement running on
 /// any engine. Returns how many replacements landed on another engine than the deleted one.
-fn bench_cp_delete(cluster: &Cluster, trials: usize, total: &mut Series, phases: &mut Breakdown) -> usize {
-    let prefix = format!("{STACK}-heal");
+fn bench_cp_delete(cluster: &Cluster, service: &str, spares: bool, trials: usize, total: &mut Series, phases: &mut Breakdown) -> usize {
+    let prefix = format!("{STACK}-{service}");
     let mut moved = 0;
     for t in 0..trials {
-        let Some(instances) = settle_instances(cluster, &prefix, 2) else {
+        let Some(instances) = settle_instances(cluster, &prefix, 2, spares) else {
             note_failure("control-plane delete", t, "instances did not settle before the trial");
             total.record(None);
             continue;
@@ -401,9 +418,16 @@ fn bench_cp_delete(cluster: &Cluster, trials: usize, total: &mut Series, phases:
                 total.record(Some(d));
                 let engine = &cluster.engines[landed];
                 let events = engine_events(engine, wall);
+                let returned_at = returned.map(|r| wall + r);
+                if spares {
+                    let renamed = first_event(&events, "rename", &name, None);
+                    phases.record("`corral container rm` CLI returned", returned);
+                    phases.record("CLI returned → spare renamed on the new engine", span(returned_at, renamed));
+                    phases.record("`rename` → seen running by the 10 ms poll", span(renamed, Some(wall + d)));
+                    continue;
+                }
                 let create = first_event(&events, "create", &name, Some(&old_id));
                 let started = first_event(&events, "start", &name, Some(&old_id));
-                let returned_at = returned.map(|r| wall + r);
                 phases.record("`corral container rm` CLI returned", returned);
                 phases.record("CLI returned → `create` event on the new engine", span(returned_at, create));
                 phases.record("`create` → `start` event (engine)", span(create, started));
@@ -727,10 +751,21 @@ fn main() {
     let mut cp_rm = Series::default();
     let mut cp_phases = Breakdown::default();
     eprintln!("[1/5] container removed on its host (docker rm -f), {} trials…", args.trials);
-    bench_host_removal(&cluster, args.trials, &mut host_rm, &mut host_phases);
+    bench_host_removal(&cluster, "heal", false, args.trials, &mut host_rm, &mut host_phases);
     eprintln!("[2/5] container deleted through the control plane (corral container rm), {} trials…", args.trials);
-    let moved = bench_cp_delete(&cluster, args.trials, &mut cp_rm, &mut cp_phases);
+    let moved = bench_cp_delete(&cluster, "heal", false, args.trials, &mut cp_rm, &mut cp_phases);
     cluster.cp.json(&["service", "rm", &format!("{STACK}/heal")]);
+    let _ = poll(SETTLE_TIMEOUT, || cluster.all_running().is_empty().then_some(()));
+
+    // The same two trials with a hot spare on each host (`--hot-spare`).
+    cluster.cp.json(&["service", "create", &format!("{STACK}/spare"), "--image", TEST_IMAGE, "--scale", "2", "--hot-spare", "--", "sleep", "3600"]);
+    let (mut spare_host_rm, mut spare_cp_rm) = (Series::default(), Series::default());
+    let (mut spare_host_phases, mut spare_cp_phases) = (Breakdown::default(), Breakdown::default());
+    eprintln!("[1b/5] the same with a hot spare: removed on its host, {} trials…", args.trials);
+    bench_host_removal(&cluster, "spare", true, args.trials, &mut spare_host_rm, &mut spare_host_phases);
+    eprintln!("[2b/5] the same with a hot spare: deleted through the control plane, {} trials…", args.trials);
+    let spare_moved = bench_cp_delete(&cluster, "spare", true, args.trials, &mut spare_cp_rm, &mut spare_cp_phases);
+    cluster.cp.json(&["service", "rm", &format!("{STACK}/spare")]);
     let _ = poll(SETTLE_TIMEOUT, || cluster.all_running().is_empty().then_some(()));
 
     eprintln!("[3/5] deploy of 10 vs 10 parallel docker run, {} trials each, alternating…", args.deploy_trials);
@@ -771,6 +806,8 @@ fn main() {
     };
     heal_row("removed on host (docker rm -f) → replacement running", &host_rm);
     heal_row("deleted via control plane → replacement running", &cp_rm);
+    heal_row("  with --hot-spare: removed on host → running", &spare_host_rm);
+    heal_row("  with --hot-spare: deleted via control plane → running", &spare_cp_rm);
     let (d50, d99) = (detect.pct(50.0), detect.pct(99.0));
     let disc_ok = detect.failures == 0 && detect.max().is_some_and(|d| d <= disc_target);
     println!("{:<52} {:>7} {:>9} {:>9} {:>22} {:>6}", "agent SIGKILLed → host shown disconnected", cell(&detect), ms(d50), ms(d99), "≤ 5000 (every trial)", verdict(disc_ok));
@@ -811,6 +848,14 @@ fn main() {
     for (label, s) in &cp_phases.0 {
         info(&format!("  {label}"), s);
     }
+    println!("with --hot-spare, removed on host, phases:");
+    for (label, s) in &spare_host_phases.0 {
+        info(&format!("  {label}"), s);
+    }
+    println!("with --hot-spare, deleted via control plane, phases:");
+    for (label, s) in &spare_cp_phases.0 {
+        info(&format!("  {label}"), s);
+    }
     println!("deploy of 10:");
     info("  corral service create → 10 running", &deploy);
     info("  10 parallel docker run -d (5+5) → 10 running", &base);
@@ -823,12 +868,15 @@ fn main() {
     info("  agent restarted → host active and in sync", &rejoin);
     println!();
     println!("control-plane deletes whose replacement landed on the other engine: {moved}/{}", cp_rm.trials());
+    println!("  with --hot-spare: {spare_moved}/{}", spare_cp_rm.trials());
     println!("corral deploy spread per trial (engine h1, h2, …): {spreads:?}");
     println!();
     println!("Samples, sorted (ms):");
     for (label, s) in [
         ("removed on host", &host_rm),
         ("deleted via control plane", &cp_rm),
+        ("hot spare: removed on host", &spare_host_rm),
+        ("hot spare: deleted via cp", &spare_cp_rm),
         ("disconnect detection", &detect),
         ("frozen-agent detection", &stall),
         ("deploy corral", &deploy),

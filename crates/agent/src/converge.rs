@@ -17,6 +17,10 @@ pub enum Action {
     Start { id: String, name: String },
     /// The container matches but its service is stopped.
     Stop { id: String, name: String },
+    /// No container has this name, but a running hot spare of the same service does: rename
+    /// it into place (milliseconds, where create and start take the engine hundreds), then
+    /// create a new spare under the spare's name.
+    Promote { id: String, spec: ContainerSpec, refill: ContainerSpec },
     /// A managed container that is not in the desired set.
     Remove { id: String, name: String },
 }
@@ -24,7 +28,7 @@ pub enum Action {
 impl Action {
     pub fn name(&self) -> &str {
         match self {
-            Action::Create { spec } | Action::Recreate { spec, .. } => &spec.name,
+            Action::Create { spec } | Action::Recreate { spec, .. } | Action::Promote { spec, .. } => &spec.name,
             Action::Start { name, .. } | Action::Stop { name, .. } | Action::Remove { name, .. } => name,
         }
     }
@@ -79,7 +83,8 @@ pub fn plan(
         };
         seen.insert(c.name.as_str());
         let hash = spec.spec_hash();
-        if observed_hash(c) != Some(hash.as_str()) || c.state == ContainerState::Dead {
+        let matches = observed_hash(c) == Some(hash.as_str()) || is_promoted_spare_of(c, spec);
+        if !matches || c.state == ContainerState::Dead {
             recreates.push(Action::Recreate {
                 id: c.docker_id.clone(),
                 spec: (*spec).clone(),
@@ -109,19 +114,43 @@ pub fn plan(
         }
     }
 
-    let creates = wanted
+    // Running spares, by template, that can stand in for a missing instance right away.
+    let mut spares: Vec<(&ObservedContainer, &ContainerSpec)> = observed
         .iter()
-        .filter(|(name, _)| !seen.contains(*name))
-        .map(|(_, spec)| Action::Create {
-            spec: (*spec).clone(),
-        });
+        .filter(|c| c.state == ContainerState::Running)
+        .filter_map(|c| wanted.get(c.name.as_str()).filter(|spec| spec.is_spare()).map(|spec| (c, *spec)))
+        .filter(|(c, spec)| observed_hash(c) == Some(spec.spec_hash().as_str()))
+        .collect();
+    let mut promotes = Vec::new();
+    let mut creates = Vec::new();
+    for (_, spec) in wanted.iter().filter(|(name, _)| !seen.contains(*name)) {
+        let template = spec.template_hash();
+        let spare = (!spec.is_spare())
+            .then(|| spares.iter().position(|(c, _)| c.labels.get(labels::TEMPLATE_HASH) == Some(&template)))
+            .flatten();
+        match spare {
+            Some(i) => {
+                let (c, spare_spec) = spares.swap_remove(i);
+                promotes.push(Action::Promote { id: c.docker_id.clone(), spec: (*spec).clone(), refill: spare_spec.clone() });
+            }
+            None => creates.push(Action::Create { spec: (*spec).clone() }),
+        }
+    }
 
     let mut actions = removes;
+    actions.extend(promotes);
     actions.extend(recreates);
     actions.extend(creates);
     actions.extend(starts);
     actions.extend(stops);
     Plan { actions, retry_in }
+}
+
+/// A spare renamed into an instance's place: it was made from the same template.
+fn is_promoted_spare_of(c: &ObservedContainer, spec: &ContainerSpec) -> bool {
+    !spec.is_spare()
+        && c.labels.get(labels::SPARE).is_some_and(|v| v == "true")
+        && c.labels.get(labels::TEMPLATE_HASH) == Some(&spec.template_hash())
 }
 
 /// Per-container restart backoff, so a container that keeps dying is not restarted in a hot loop:
@@ -166,6 +195,12 @@ impl RestartBackoff {
             Action::Create { spec } | Action::Recreate { spec, .. } => {
                 self.forget(&spec.name);
                 self.record_start(&spec.name, now);
+            }
+            Action::Promote { spec, refill, .. } => {
+                for name in [&spec.name, &refill.name] {
+                    self.forget(name);
+                    self.record_start(name, now);
+                }
             }
             Action::Start { name, .. } => self.record_start(name, now),
             Action::Stop { name, .. } | Action::Remove { name, .. } => self.forget(name),
@@ -295,6 +330,43 @@ mod tests {
         // Starting again is a plain start, not a recreate: the hash ignores `stopped`.
         let p = plan_now(&[spec("b")], &[in_state(&exited_spec, "2", ContainerState::Exited)]);
         assert_eq!(p.actions, vec![Action::Start { id: "2".into(), name: "b".into() }]);
+    }
+
+    fn spare_of(instance: &ContainerSpec) -> ContainerSpec {
+        let mut spare = instance.clone();
+        spare.name = "web-spare".into();
+        spare.labels.remove(labels::INSTANCE);
+        spare.labels.insert(labels::SPARE.into(), "true".into());
+        spare
+    }
+
+    /// What the engine reports for a container created from `spec` (labels as the agent sets them).
+    fn created(spec: &ContainerSpec, id: &str, state: ContainerState) -> ObservedContainer {
+        let mut c = in_state(spec, id, state);
+        c.labels.insert(labels::TEMPLATE_HASH.into(), spec.template_hash());
+        c
+    }
+
+    #[test]
+    fn a_missing_instance_is_replaced_by_renaming_a_running_spare() {
+        let one = spec("web-1");
+        let spare = spare_of(&one);
+        let p = plan_now(&[one.clone(), spare.clone()], &[created(&spare, "s", ContainerState::Running)]);
+        assert_eq!(p.actions, vec![Action::Promote { id: "s".into(), spec: one.clone(), refill: spare.clone() }]);
+
+        // Once renamed, the spare is that instance: kept, not recreated.
+        let mut promoted = created(&spare, "s", ContainerState::Running);
+        promoted.name = "web-1".into();
+        let p = plan_now(&[one.clone(), spare.clone()], &[promoted, created(&spare, "s2", ContainerState::Running)]);
+        assert_eq!(p.actions, vec![]);
+
+        // A spare that is not running, or made from another spec, is no stand-in.
+        let p = plan_now(&[one.clone(), spare.clone()], &[created(&spare, "s", ContainerState::Exited)]);
+        assert!(matches!(p.actions[0], Action::Create { ref spec } if spec.name == "web-1"), "{:?}", p.actions);
+        let mut other = spare.clone();
+        other.env.push("V=2".into());
+        let p = plan_now(&[one.clone(), spare.clone()], &[created(&other, "s", ContainerState::Running)]);
+        assert!(p.actions.iter().any(|a| matches!(a, Action::Create { spec } if spec.name == "web-1")), "{:?}", p.actions);
     }
 
     #[test]

@@ -200,6 +200,15 @@ impl Engine {
             .map_err(|e| AgentError::engine(format!("start container {id}"), &e))
     }
 
+    /// Gives a container a new name; a hot spare takes a lost instance's place this way.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), AgentError> {
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default().name(name).build();
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(|e| AgentError::engine(format!("rename container {id} to {name}"), &e))
+    }
+
     /// Stops a container (SIGTERM, then SIGKILL after 10 s); stopping a stopped one is fine.
     pub async fn stop(&self, id: &str) -> Result<(), AgentError> {
         match self.docker.stop_container(id, None).await {
@@ -272,6 +281,7 @@ pub fn container_labels(spec: &ContainerSpec) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(labels::MANAGED.to_string(), "true".to_string());
     labels.insert(labels::SPEC_HASH.to_string(), spec.spec_hash());
+    labels.insert(labels::TEMPLATE_HASH.to_string(), spec.template_hash());
     labels
 }
 

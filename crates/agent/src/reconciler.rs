@@ -140,6 +140,10 @@ async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
         }
         Action::Start { id, .. } => engine.start(id).await,
         Action::Stop { id, .. } => engine.stop(id).await,
+        Action::Promote { id, spec, refill } => {
+            engine.rename(id, &spec.name).await?;
+            engine.create_and_start(refill).await.map(drop)
+        }
         Action::Remove { id, .. } => engine.remove(id).await,
     }
 }
@@ -151,6 +155,7 @@ enum ActionKind {
     Recreate,
     Start,
     Stop,
+    Promote,
     Remove,
 }
 
@@ -161,6 +166,7 @@ impl From<&Action> for ActionKind {
             Action::Recreate { .. } => ActionKind::Recreate,
             Action::Start { .. } => ActionKind::Start,
             Action::Stop { .. } => ActionKind::Stop,
+            Action::Promote { .. } => ActionKind::Promote,
             Action::Remove { .. } => ActionKind::Remove,
         }
     }

@@ -17,3 +17,12 @@ pub const SPEC_HASH: &str = "io.corral.spec-hash";
 /// The service's spec as JSON, so a control plane that lost its database can rebuild the
 /// service exactly — and with the same spec hash, so adoption restarts nothing.
 pub const SERVICE_SPEC: &str = "io.corral.service-spec";
+/// `true` on a hot spare: a running copy of a service's container, kept on a host so a lost
+/// instance is replaced by renaming the spare instead of creating and starting a new one.
+pub const SPARE: &str = "io.corral.spare";
+/// Hash of the spec without what makes it one instance (see
+/// [`crate::ContainerSpec::template_hash`]); a promoted spare matches the instance by it.
+pub const TEMPLATE_HASH: &str = "io.corral.template-hash";
+
+/// Name suffix of a service's hot spare: `STACK-SERVICE-spare`.
+pub const SPARE_SUFFIX: &str = "spare";

@@ -41,6 +41,26 @@ impl ContainerSpec {
     }
 }
 
+impl ContainerSpec {
+    /// A hash of what every instance of the service shares: the spec without its name and the
+    /// labels that say which instance (or spare) it is. A spare renamed into an instance's
+    /// place carries the instance's template hash, so the agent keeps it instead of recreating.
+    pub fn template_hash(&self) -> String {
+        let mut hashed = self.clone();
+        hashed.name.clear();
+        hashed.stopped = false;
+        for key in [crate::labels::SPEC_HASH, crate::labels::INSTANCE, crate::labels::SPARE, crate::labels::TEMPLATE_HASH] {
+            hashed.labels.remove(key);
+        }
+        let bytes = serde_json::to_vec(&hashed).expect("a spec always serializes");
+        hex::encode(&Sha256::digest(&bytes)[..8])
+    }
+
+    pub fn is_spare(&self) -> bool {
+        self.labels.get(crate::labels::SPARE).is_some_and(|v| v == "true")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -148,5 +168,20 @@ mod tests {
         let mut c = a.clone();
         c.labels.insert(crate::labels::SPEC_HASH.into(), "whatever".into());
         assert_eq!(a.spec_hash(), c.spec_hash(), "the hash label itself does not change the hash");
+    }
+
+    #[test]
+    fn template_hash_ignores_which_instance_or_spare() {
+        use crate::labels;
+        let mut one = ContainerSpec { name: "s-web-1".into(), image: "busybox".into(), ..Default::default() };
+        one.labels.insert(labels::INSTANCE.into(), "1".into());
+        let mut spare = one.clone();
+        spare.name = "s-web-spare".into();
+        spare.labels.remove(labels::INSTANCE);
+        spare.labels.insert(labels::SPARE.into(), "true".into());
+        assert_eq!(one.template_hash(), spare.template_hash());
+        assert_ne!(one.spec_hash(), spare.spec_hash());
+        spare.env.push("A=1".into());
+        assert_ne!(one.template_hash(), spare.template_hash(), "a different spec is a different template");
     }
 }

@@ -87,17 +87,34 @@ struct Labelled {
 }
 
 impl Labelled {
-    /// Labels that do not add up to the container's own name are not trusted.
+    /// Labels that do not add up to the container's own name are not trusted. A hot spare
+    /// renamed into an instance's place says which instance only by its name; a spare still
+    /// waiting is no instance at all.
     fn read(name: &str, labels: &BTreeMap<String, String>) -> Option<Labelled> {
-        Self::from_labels(labels).filter(|found| name == container_name(&found.stack, &found.service, found.instance))
+        let promoted = labels.get(labels::SPARE).is_some_and(|v| v == "true") && !labels.contains_key(labels::INSTANCE);
+        let instance = |stack: &str, service: &str| -> Option<u32> {
+            name.strip_prefix(&format!("{stack}-{service}-"))?.parse().ok().filter(|n| *n > 0)
+        };
+        let found = Self::parse(labels, promoted.then_some(&instance))?;
+        (name == container_name(&found.stack, &found.service, found.instance)).then_some(found)
     }
 
     fn from_labels(labels: &BTreeMap<String, String>) -> Option<Labelled> {
+        Self::parse(labels, None)
+    }
+
+    /// `instance_from_name` stands in for the instance label when given.
+    fn parse(labels: &BTreeMap<String, String>, instance_from_name: Option<&dyn Fn(&str, &str) -> Option<u32>>) -> Option<Labelled> {
         let get = |k: &str| labels.get(k);
+        let (stack, service) = (get(labels::STACK)?, get(labels::SERVICE)?);
+        let instance = match instance_from_name {
+            Some(from_name) => from_name(stack, service)?,
+            None => get(labels::INSTANCE)?.parse().ok().filter(|n| *n > 0)?,
+        };
         let found = Labelled {
-            stack: get(labels::STACK)?.clone(),
-            service: get(labels::SERVICE)?.clone(),
-            instance: get(labels::INSTANCE)?.parse().ok().filter(|n| *n > 0)?,
+            stack: stack.clone(),
+            service: service.clone(),
+            instance,
             revision: get(labels::REVISION)?.parse().ok()?,
             spec: serde_json::from_str(get(labels::SERVICE_SPEC)?).ok()?,
         };

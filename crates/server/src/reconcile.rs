@@ -227,12 +227,19 @@ impl Reconciler {
         for host in &hosts {
             let env = environments.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
+            let mut spared = std::collections::HashSet::new();
             let mut lb = LbSet::default();
             for r in records.iter().filter(|r| r.host_id == host.id) {
                 let Some(service) = by_id.get(&r.service_id) else { continue };
                 match &service.spec.lb {
-                    None => specs.push(container_spec(env, service, r)),
-                    Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends, &instance_labels(env, service, r).1)),
+                    None => {
+                        specs.push(container_spec(env, service, r));
+                        // One spare per service on each host that runs it; not while stopped.
+                        if service.spec.hot_spare && !service.is_stopped() && spared.insert(service.id) {
+                            specs.push(spare_spec(env, service));
+                        }
+                    }
+                    Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends, &instance_labels(env, service, Some(r.instance), r.revision).1)),
                 }
             }
             lb.listeners.sort_by_key(|l| l.port);
@@ -324,7 +331,7 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
 /// The container an instance of `service` is, at the revision it runs, with the labels that let
 /// it be traced back. An instance not yet upgraded keeps the previous spec.
 pub fn container_spec(environment: &str, service: &Service, record: &ContainerRecord) -> ContainerSpec {
-    let (spec, all_labels) = instance_labels(environment, service, record);
+    let (spec, all_labels) = instance_labels(environment, service, Some(record.instance), record.revision);
     ContainerSpec {
         name: service.container_name(record.instance),
         image: spec.image.clone(),
@@ -336,21 +343,44 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
     }
 }
 
+/// The service's hot spare on a host: a copy of an instance at the current revision, under the
+/// spare's name, labelled as a spare rather than an instance.
+pub fn spare_spec(environment: &str, service: &Service) -> ContainerSpec {
+    let (spec, all_labels) = instance_labels(environment, service, None, service.revision);
+    ContainerSpec {
+        name: service.spare_name(),
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        env: spec.env.clone(),
+        ports: spec.ports.clone(),
+        labels: all_labels,
+        stopped: false,
+    }
+}
+
 /// The spec an instance runs (an instance not yet upgraded keeps the previous one) and the
 /// labels that let it be traced back to its service, for containers and balancers alike.
-pub fn instance_labels<'s>(environment: &str, service: &'s Service, record: &ContainerRecord) -> (&'s corral_store::ServiceSpec, std::collections::BTreeMap<String, String>) {
+/// `instance: None` is the service's hot spare.
+pub fn instance_labels<'s>(
+    environment: &str,
+    service: &'s Service,
+    instance: Option<u32>,
+    record_revision: u32,
+) -> (&'s corral_store::ServiceSpec, std::collections::BTreeMap<String, String>) {
     let (spec, revision) = match &service.previous_spec {
-        Some(previous) if record.revision + 1 == service.revision => (previous, record.revision),
+        Some(previous) if record_revision + 1 == service.revision => (previous, record_revision),
         _ => (&service.spec, service.revision),
     };
-    let instance = record.instance;
     let mut all_labels = spec.labels.clone();
     all_labels.extend([
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::ENVIRONMENT.to_string(), environment.to_string()),
         (labels::STACK.to_string(), service.stack.clone()),
         (labels::SERVICE.to_string(), service.name.clone()),
-        (labels::INSTANCE.to_string(), instance.to_string()),
+        match instance {
+            Some(n) => (labels::INSTANCE.to_string(), n.to_string()),
+            None => (labels::SPARE.to_string(), "true".to_string()),
+        },
         (labels::REVISION.to_string(), revision.to_string()),
         (labels::SERVICE_SPEC.to_string(), serde_json::to_string(spec).expect("specs serialize")),
     ]);

@@ -103,6 +103,10 @@ pub struct ServiceSpec {
     /// Set for `load-balancer` services: what they listen on and where they send traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lb: Option<LbSpec>,
+    /// Keep a running spare on each host that runs the service, to replace a lost instance in
+    /// milliseconds. Left out of the JSON when off, so older specs hash the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hot_spare: bool,
 }
 
 /// A load balancer: listeners on host ports, spreading over the running containers of targets.
@@ -182,6 +186,11 @@ impl Service {
     /// Docker name of instance `n`: `STACK-SERVICE-N`.
     pub fn container_name(&self, instance: u32) -> String {
         container_name(&self.stack, &self.name, instance)
+    }
+
+    /// Docker name of the service's hot spare on a host: `STACK-SERVICE-spare`.
+    pub fn spare_name(&self) -> String {
+        format!("{}-{}-{}", self.stack, self.name, corral_proto::labels::SPARE_SUFFIX)
     }
 
     /// `STACK/NAME`, as users write it.

@@ -24,6 +24,7 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
             constraints: json_field(row.get("constraints"), "service constraints")?,
             reschedule_after_secs: row.get::<i64, _>("reschedule_after_secs") as u32,
             lb: row.get::<Option<String>, _>("lb").map(|j| json_field(&j, "service lb")).transpose()?,
+            hot_spare: row.get::<i64, _>("hot_spare") != 0,
         },
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
@@ -37,7 +38,8 @@ fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-/// Binds the spec's columns in their table order: kind, image, command, env, ports, labels, constraints.
+/// Binds the spec's columns in their table order: kind, image, command, env, ports, labels,
+/// constraints, hot_spare.
 fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'q> {
     query
         .bind(spec.kind.as_str())
@@ -47,6 +49,7 @@ fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'
         .bind(to_json(&spec.ports))
         .bind(to_json(&spec.labels))
         .bind(to_json(&spec.constraints))
+        .bind(spec.hot_spare)
 }
 
 impl Store {
@@ -90,9 +93,9 @@ impl Store {
         }
         let t = now();
         let query = sqlx::query(
-            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, scale, revision,
+            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, hot_spare, scale, revision,
                                    reschedule_after_secs, adopting_until, lb, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(stack.id)
         .bind(name);
@@ -181,7 +184,7 @@ impl Store {
     pub async fn upgrade_service(&self, service_id: i64, spec: &ServiceSpec) -> Result<Service> {
         let current = self.service_by_id(service_id).await?;
         let query = sqlx::query(
-            "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?,
+            "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?, hot_spare = ?,
                                  reschedule_after_secs = ?, lb = ?, previous_spec = ?, revision = revision + 1, updated_at = ?
              WHERE id = ? AND revision = ?",
         );
@@ -232,6 +235,7 @@ pub(crate) mod tests {
             constraints: vec!["host.zone=a".into()],
             reschedule_after_secs: 60,
             lb: None,
+            hot_spare: false,
         }
     }
 

@@ -31,6 +31,10 @@ pub enum Command {
         /// Seconds a disconnected host keeps the containers before they are replaced elsewhere [default: 60].
         #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         reschedule_after: Option<i64>,
+        /// Keep a running spare on each host that runs the service: a lost container is then
+        /// replaced by renaming the spare (milliseconds) instead of creating and starting one.
+        #[arg(long)]
+        hot_spare: bool,
         /// Command and arguments, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -81,12 +85,12 @@ fn service_path(stack: &str, service: &str) -> String {
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
-        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, command } => {
+        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, hot_spare, command } => {
             let (stack, name) = stack_service(&path)?;
             let body = json!({
                 "name": name, "image": image, "scale": scale, "ports": ports, "env": env,
                 "labels": key_values(&labels, "label")?, "constraints": constraints, "command": command,
-                "reschedule_after": reschedule_after,
+                "reschedule_after": reschedule_after, "hot_spare": hot_spare,
             });
             let service: Value = client.post(&format!("/stacks/{}/services", seg(stack)), &body).await?;
             output::done(format, &service, &format!("created service {path} with scale {scale}"));

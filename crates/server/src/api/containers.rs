@@ -38,15 +38,14 @@ pub struct ContainerOut {
 
 pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter>) -> ApiResult<Json<Vec<ContainerOut>>> {
     let env = EnvQuery { env: q.env }.resolve(&state).await?;
-    let stack_id = match &q.stack {
-        Some(name) => Some(state.store.stack(env.id, name).await?.id),
+    let stack = match &q.stack {
+        Some(name) => Some(state.store.stack(env.id, name).await?),
         None => None,
     };
-    let mut services = state.store.services(Some(env.id), stack_id).await?;
-    if let (Some(stack), Some(name)) = (&q.stack, &q.service) {
-        let stack = state.store.stack(env.id, stack).await?;
-        services = vec![state.store.service(&stack, name).await?];
-    }
+    let services = match (&stack, &q.service) {
+        (Some(stack), Some(name)) => vec![state.store.service(stack, name).await?],
+        _ => state.store.services(Some(env.id), stack.as_ref().map(|s| s.id)).await?,
+    };
     let services: HashMap<i64, _> = services.into_iter().map(|s| (s.id, s)).collect();
     let hosts: HashMap<String, _> = state.store.hosts(Some(env.id)).await?.into_iter().map(|h| (h.id.clone(), h)).collect();
     let all_observed = state.store.observed(Some(env.id)).await?;

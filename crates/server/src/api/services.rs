@@ -39,6 +39,10 @@ pub struct NewService {
     pub reschedule_after: Option<i64>,
     /// Load balancers only: what to listen on and where to send it.
     pub lb: Option<NewLb>,
+    /// Keep a running spare on each host that runs the service, so a lost instance is replaced
+    /// by renaming it rather than by creating and starting a container.
+    #[serde(default)]
+    pub hot_spare: bool,
 }
 
 #[derive(Deserialize)]
@@ -190,7 +194,17 @@ pub async fn create(
         ServiceKind::Container if body.lb.is_some() => return Err(ApiError::invalid("lb", "only a load-balancer service takes lb settings")),
         ServiceKind::Container => None,
     };
+    if body.hot_spare && body.kind != ServiceKind::Container {
+        return Err(ApiError::invalid("hot_spare", "a load balancer runs inside the agents and has no container to keep spare"));
+    }
+    if body.hot_spare && ports.iter().any(|p| p.host_port.is_some()) {
+        return Err(ApiError::invalid(
+            "hot_spare",
+            "a hot spare cannot share a fixed host port with the instance on its host; publish the container port alone (e.g. 80) or put a load balancer in front",
+        ));
+    }
     let spec = ServiceSpec {
+        hot_spare: body.hot_spare,
         kind: body.kind,
         image: body.image,
         command: body.command,
