@@ -13,8 +13,16 @@ pub enum ApiError {
     Invalid { field: &'static str, message: String },
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or wrong API token: pass --token or set CORRAL_TOKEN (the first start wrote it to DATA_DIR/admin-token)")]
+    #[error("missing or wrong API token, or an expired session: log in with `corral login`, or pass --token or set CORRAL_TOKEN (the first start wrote the admin token to DATA_DIR/admin-token)")]
     Unauthorized,
+    /// A login with a wrong user name or password; which of the two is not said.
+    #[error("wrong user name or password")]
+    LoginFailed,
+    /// Signed in, but the role (or key) does not allow this; says which role would.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -40,6 +48,9 @@ impl ApiError {
             ApiError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadBackup(_) => (StatusCode::BAD_REQUEST, "bad_backup"),

@@ -2,7 +2,9 @@
 //!
 //! - [`ControlPlane`]: opens the store, bootstraps a fresh data dir, binds the listener and
 //!   runs the API and the control loop until shutdown.
-//! - [`api`]: REST + JSON under `/v1` (axum), one file per resource; [`api::router`] builds it.
+//! - [`api`]: REST + JSON under `/v1` (axum), one file per resource; [`api::router`] builds it
+//!   from one route table that gives every route its access policy.
+//! - [`access`]: who is asking (API keys, sessions) and what they may do; the audit log.
 //! - [`agent_session`]: the `/v1/agent` WebSocket session of one agent.
 //! - [`hub`]: which agents are connected and the desired set each should run.
 //! - [`events`]: which resource lists changed, for the `/v1/events` stream.
@@ -13,6 +15,7 @@
 //!
 //! Placement itself is the pure `corral-scheduler` crate; persistence is `corral-store`.
 
+pub mod access;
 pub mod adopt;
 pub mod agent_session;
 pub mod api;
@@ -38,6 +41,8 @@ use tokio::sync::broadcast;
 
 /// Name of the file in the data dir that holds the first admin token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Name of the admin's API key that `admin-token` holds.
+pub const ADMIN_TOKEN_NAME: &str = "admin";
 /// Name of the database file in the data dir.
 pub const DATABASE_FILE: &str = "corral.db";
 
@@ -56,6 +61,8 @@ pub struct Config {
     /// After services are rebuilt from container labels (lost database), how long to wait for
     /// other hosts to re-join before adding or removing instances.
     pub adoption_window: Duration,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
 }
 
 impl Config {
@@ -68,6 +75,7 @@ impl Config {
             agent_binary: None,
             heartbeat_interval: Duration::from_secs(1),
             adoption_window: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -124,6 +132,7 @@ impl ControlPlane {
             unplaced,
             avoid,
             events,
+            logins: Arc::default(),
             shutdown: broadcast::channel(1).0,
         };
         Ok(ControlPlane { state, listener, reconciler, new_admin_token })
@@ -159,12 +168,15 @@ impl ControlPlane {
     }
 }
 
-/// On a fresh data dir, creates the admin token and writes it to `admin-token` (mode 0600).
+/// On a fresh data dir, creates the admin token (the built-in admin user's account key) and
+/// writes it to `admin-token` (mode 0600). After the admin token was revoked, the next start
+/// makes a new one, so the machine's owner can always get back in.
 async fn bootstrap_admin_token(store: &Store, data_dir: &std::path::Path) -> Result<Option<String>, ServerError> {
-    if store.api_token_exists("admin").await? {
+    if store.api_token_exists(ADMIN_TOKEN_NAME).await? {
         return Ok(None);
     }
-    let secret = store.create_api_token("admin").await?;
+    let secret = format!("corral_{}", corral_store::environments::random_secret(24));
+    store.set_api_token_secret(ADMIN_TOKEN_NAME, &secret).await?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     write_private(&path, &secret).map_err(|source| ServerError::DataDir { path, source })?;
     Ok(Some(secret))

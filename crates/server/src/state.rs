@@ -20,6 +20,8 @@ pub struct AppState {
     pub avoid: crate::reconcile::AvoidHints,
     /// Which resource lists changed, for the event stream.
     pub events: crate::events::Events,
+    /// Failed logins per user and address.
+    pub logins: Arc<crate::access::LoginLimiter>,
     /// Fires once when the control plane stops; sessions and loops listen to it.
     pub shutdown: broadcast::Sender<()>,
 }

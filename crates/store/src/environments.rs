@@ -15,7 +15,8 @@ fn row_to_env(row: sqlx::sqlite::SqliteRow) -> Environment {
     }
 }
 
-fn not_found(name: &str) -> StoreError {
+/// The answer for an environment that does not exist, also given for one the caller may not see.
+pub fn not_found(name: &str) -> StoreError {
     StoreError::NotFound(format!("environment {name:?} does not exist; `corral env ls` lists the environments"))
 }
 

@@ -4,11 +4,13 @@ use super::{Json, Path};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::validate;
+use crate::access::Principal;
 use axum::extract::State;
+use axum::Extension;
 use axum::http::StatusCode;
 use corral_store::environments::EnvironmentSummary;
 use corral_store::Environment;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,8 +18,21 @@ pub struct NewEnvironment {
     pub name: String,
 }
 
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<EnvironmentSummary>>> {
-    Ok(Json(state.store.environment_summaries().await?))
+/// The environments the caller may see (admins: all), each with the caller's role in it.
+pub async fn list(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> ApiResult<Json<Vec<EnvironmentOut>>> {
+    let visible = state.store.environment_summaries().await?.into_iter().filter_map(|summary| {
+        let role = principal.grant(summary.environment.id)?.name();
+        Some(EnvironmentOut { summary, role })
+    });
+    Ok(Json(visible.collect()))
+}
+
+#[derive(Serialize)]
+pub struct EnvironmentOut {
+    #[serde(flatten)]
+    pub summary: EnvironmentSummary,
+    /// The caller's role here: `admin`, `owner`, `member`, `restricted` or `read-only`.
+    pub role: &'static str,
 }
 
 /// A new, empty environment with its own join token.

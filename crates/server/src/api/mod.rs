@@ -1,27 +1,37 @@
 //! The REST + WebSocket API under `/v1`, and the web UI at `/`.
 //!
 //! One file per resource. Handlers validate, write through the store in one transaction,
-//! trigger a reconcile pass and answer; they never talk to agents directly.
+//! trigger a reconcile pass and answer; they never talk to agents directly. Who may call what
+//! is one table here ([`routes`]), applied by [`crate::access::authorize`] before any handler.
 
 pub mod agent;
+pub mod apikeys;
+pub mod audit;
 pub mod backup;
 pub mod containers;
 pub mod environments;
 pub mod events;
 pub mod hosts;
+pub mod login;
+pub mod members;
 pub mod services;
 pub mod stacks;
 pub mod ui;
+pub mod users;
 
+use crate::access::Policy;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Resource;
 use crate::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::handler::Handler;
 use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use std::collections::HashMap;
 use corral_store::environments::DEFAULT_ENVIRONMENT;
 use corral_store::Environment;
 use serde::Deserialize;
@@ -59,48 +69,121 @@ impl EnvQuery {
     }
 }
 
+/// One API route: method, path under `/v1`, and who may call it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Endpoint {
+    #[serde(serialize_with = "method_name")]
+    pub method: Method,
+    pub path: &'static str,
+    pub policy: Policy,
+}
+
+fn method_name<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+fn ep<H, T>(method: Method, path: &'static str, policy: Policy, handler: H) -> (Endpoint, MethodRouter<AppState>)
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("route table methods are standard");
+    (Endpoint { method, path, policy }, on(filter, handler))
+}
+
+/// Every API route with its access policy: the router is built from this table, and the one
+/// authorisation middleware looks each request's route up in it. A route added any other way
+/// has no policy and is refused.
+fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
+    use crate::access::Capability::*;
+    use Method as M;
+    use Policy::*;
+    vec![
+        ep(M::GET, "/health", Public, health),
+        ep(M::GET, "/agent", Public, agent::connect),
+        ep(M::GET, "/agent/binary", Public, agent::binary),
+        ep(M::POST, "/login", Public, login::login),
+        ep(M::POST, "/logout", Public, login::logout),
+        ep(M::GET, "/whoami", Authenticated, login::whoami),
+        ep(M::GET, "/environments", Authenticated, environments::list),
+        ep(M::POST, "/environments", Admin, environments::create),
+        ep(M::DELETE, "/environments/{name}", Admin, environments::remove),
+        ep(M::GET, "/users", Admin, users::list),
+        ep(M::POST, "/users", Admin, users::create),
+        ep(M::DELETE, "/users/{user}", Admin, users::remove),
+        ep(M::PUT, "/users/{user}/password", Admin, users::set_password),
+        ep(M::GET, "/groups", Admin, users::list_groups),
+        ep(M::POST, "/groups", Admin, users::create_group),
+        ep(M::DELETE, "/groups/{group}", Admin, users::remove_group),
+        ep(M::POST, "/groups/{group}/members", Admin, users::add_to_group),
+        ep(M::DELETE, "/groups/{group}/members/{user}", Admin, users::remove_from_group),
+        ep(M::GET, "/members", Env(Read), members::list),
+        ep(M::POST, "/members", Env(ManageEnv), members::add),
+        ep(M::DELETE, "/members/{kind}/{name}", Env(ManageEnv), members::remove),
+        ep(M::GET, "/apikeys", Authenticated, apikeys::list),
+        ep(M::POST, "/apikeys", Authenticated, apikeys::create),
+        ep(M::DELETE, "/apikeys/{name}", Authenticated, apikeys::revoke),
+        ep(M::GET, "/audit", Env(ManageEnv), audit::list),
+        ep(M::GET, "/events", Env(Read), events::connect),
+        ep(M::GET, "/hosts", Env(Read), hosts::list),
+        ep(M::GET, "/hosts/join-command", Env(ManageHosts), hosts::join_command),
+        ep(M::GET, "/hosts/{host}", Env(Read), hosts::get),
+        ep(M::GET, "/stacks", Env(Read), stacks::list),
+        ep(M::POST, "/stacks", Env(ManageServices), stacks::create),
+        ep(M::GET, "/stacks/{stack}", Env(Read), stacks::get),
+        ep(M::DELETE, "/stacks/{stack}", Env(ManageServices), stacks::remove),
+        ep(M::GET, "/stacks/{stack}/services", Env(Read), services::list_in_stack),
+        ep(M::POST, "/stacks/{stack}/services", Env(ManageServices), services::create),
+        ep(M::GET, "/stacks/{stack}/services/{service}", Env(Read), services::get),
+        ep(M::DELETE, "/stacks/{stack}/services/{service}", Env(ManageServices), services::remove),
+        ep(M::PUT, "/stacks/{stack}/services/{service}/scale", Env(ManageServices), services::scale),
+        ep(M::POST, "/stacks/{stack}/services/{service}/upgrade", Env(ManageServices), services::upgrade),
+        ep(M::POST, "/stacks/{stack}/services/{service}/stop", Env(ManageServices), services::stop),
+        ep(M::POST, "/stacks/{stack}/services/{service}/start", Env(ManageServices), services::start),
+        ep(M::GET, "/services", Env(Read), services::list),
+        ep(M::GET, "/containers", Env(Read), containers::list),
+        ep(M::GET, "/containers/{name}", Env(Read), containers::get),
+        ep(M::DELETE, "/containers/{name}", Env(ManageServices), containers::remove),
+        ep(M::GET, "/containers/{name}/logs", Env(ReadLogs), containers::logs),
+        ep(M::GET, "/backup", Admin, backup::download),
+        ep(M::POST, "/restore", Admin, backup::restore),
+    ]
+}
+
+/// Every API route (paths under `/v1`) with its policy, in table order.
+pub fn routes() -> Vec<Endpoint> {
+    table().into_iter().map(|(e, _)| e).collect()
+}
+
+/// The policy of a route, by method and matched path under `/v1`.
+pub fn policy(method: &Method, path: &str) -> Option<Policy> {
+    static POLICIES: std::sync::OnceLock<HashMap<(Method, &'static str), Policy>> = std::sync::OnceLock::new();
+    POLICIES.get_or_init(|| routes().into_iter().map(|e| ((e.method, e.path), e.policy)).collect()).get(&(method.clone(), path)).copied()
+}
+
 pub fn router(state: AppState) -> Router {
-    let authed = Router::new()
-        .route("/environments", get(environments::list).post(environments::create))
-        .route("/environments/{name}", axum::routing::delete(environments::remove))
-        .route("/hosts", get(hosts::list))
-        .route("/hosts/join-command", get(hosts::join_command))
-        .route("/hosts/{host}", get(hosts::get))
-        .route("/stacks", get(stacks::list).post(stacks::create))
-        .route("/stacks/{stack}", get(stacks::get).delete(stacks::remove))
-        .route("/stacks/{stack}/services", get(services::list_in_stack).post(services::create))
-        .route("/stacks/{stack}/services/{service}", get(services::get).delete(services::remove))
-        .route("/stacks/{stack}/services/{service}/scale", put(services::scale))
-        .route("/stacks/{stack}/services/{service}/upgrade", axum::routing::post(services::upgrade))
-        .route("/stacks/{stack}/services/{service}/stop", axum::routing::post(services::stop))
-        .route("/stacks/{stack}/services/{service}/start", axum::routing::post(services::start))
-        .route("/services", get(services::list))
-        .route("/containers", get(containers::list))
-        .route("/containers/{name}", get(containers::get).delete(containers::remove))
-        .route("/backup", get(backup::download))
-        .route("/restore", axum::routing::post(backup::restore))
+    let v1 = table()
+        .into_iter()
+        .fold(Router::new(), |router, (endpoint, handler)| router.route(endpoint.path, handler))
+        .fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) })
+        // Innermost first: authorise, then tell event-stream clients what changed; the audit
+        // log wraps both, so it records refusals too.
         .route_layer(middleware::from_fn_with_state(state.clone(), publish_changes))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let open = Router::new()
-        .route("/health", get(health))
-        // Checks the token itself: browsers can only pass it in the query on a WebSocket.
-        .route("/events", get(events::connect))
-        .route("/containers/{name}/logs", get(containers::logs))
-        .route("/agent", get(agent::connect))
-        .route("/agent/binary", get(agent::binary));
-    let v1 = authed.merge(open).fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) });
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::authorize))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::audit));
     Router::new().nest("/v1", v1).fallback(ui::service(&state.config)).layer(desktop_cors()).with_state(state)
 }
 
 /// The desktop window loads the UI bundled in the app (origin `tauri://localhost`) and calls
-/// this API across origins. Requests carry a bearer token, never cookies, so allowing the app's
-/// origins opens nothing to other pages.
+/// this API across origins. Requests carry a bearer token; credentials (cookies) are not allowed
+/// across origins, and the session cookie is SameSite=Strict, so allowing the app's origins
+/// opens nothing to other pages.
 fn desktop_cors() -> tower_http::cors::CorsLayer {
     use axum::http::{header, HeaderValue, Method};
     tower_http::cors::CorsLayer::new()
         .allow_origin([HeaderValue::from_static("tauri://localhost"), HeaderValue::from_static("http://tauri.localhost")])
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static("x-corral-client")])
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -112,16 +195,10 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
 }
 
+/// For handlers that check a credential themselves; [`crate::access::authorize`] has already
+/// applied the route's policy, so this only confirms the credential is still good.
 pub(crate) async fn check_token(state: &AppState, token: Option<&str>) -> ApiResult<()> {
-    match token {
-        Some(t) if state.store.verify_api_token(t).await?.is_some() => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
-}
-
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    check_token(&state, bearer(request.headers())).await?;
-    Ok(next.run(request).await)
+    crate::access::check_credential(state, token).await.map(|_| ())
 }
 
 /// Every successful write through the API tells event-stream clients which lists to refetch.
