@@ -13,9 +13,9 @@
 //!   every request with the same 1 KiB page naming backend I. `--backend busybox` uses
 //!   `busybox httpd` instead, which forks a process per connection and closes it after each
 //!   response; it tops out far below either proxy, so both would only measure it.
-//! - Corral: this binary re-run as `bench-lb serve-corral THREADS PORT BACKEND...`, a tokio
-//!   runtime with THREADS workers running `LoadBalancer::new(127.0.0.1)` with one HTTP listener
-//!   and one route over the backends, exactly what an agent runs in-process for its host.
+//! - Corral: this binary re-run as `bench-lb serve-corral THREADS PORT BACKEND...`, running
+//!   `LoadBalancer::with_threads(127.0.0.1, THREADS)` with one HTTP listener and one route over
+//!   the backends: what an agent runs in-process for its host (where THREADS is the CPU count).
 //! - HAProxy: `haproxy -f CFG -db` with `nbthread THREADS`, `mode http`, `balance roundrobin`,
 //!   keep-alive on both sides, and the same forwarding headers Corral adds.
 //!
@@ -71,7 +71,7 @@ usage: bench-lb [options]
   --quick             same as --duration 3
   --warmup S          seconds of discarded wrk load on each proxy first (default 2)
   --rounds R          measured runs per proxy, alternating Corral/HAProxy (default 2)
-  --proxy-threads P   Corral's tokio worker threads and HAProxy's nbthread (default 2)
+  --proxy-threads P   Corral's proxy threads and HAProxy's nbthread (default 2)
   --backend KIND      raw (default: built-in keep-alive server) or busybox (busybox httpd)
 ";
 
@@ -430,13 +430,13 @@ fn serve_corral(args: &[String]) {
         eprintln!("usage: bench-lb serve-corral THREADS PORT BACKEND...");
         std::process::exit(2);
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // The proxy serves connections on its own THREADS threads; this runtime only accepts.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let lb = corral_lb::LoadBalancer::new([127, 0, 0, 1].into());
+        let lb = corral_lb::LoadBalancer::with_threads([127, 0, 0, 1].into(), threads);
         let config = corral_lb::LbConfig {
             listeners: vec![corral_lb::Listener {
                 port,
@@ -455,7 +455,7 @@ fn serve_corral(args: &[String]) {
             }
             std::process::exit(1);
         }
-        println!("corral-lb listening on 127.0.0.1:{port} with {threads} worker threads");
+        println!("corral-lb listening on 127.0.0.1:{port} with {threads} proxy threads");
         std::future::pending::<()>().await;
     });
 }

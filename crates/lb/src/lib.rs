@@ -26,6 +26,7 @@ mod error;
 mod http;
 mod listener;
 pub mod router;
+mod shards;
 mod table;
 mod tcp;
 mod upstream;
@@ -44,6 +45,7 @@ pub use error::LbError;
 pub use http::RETRY_BODY_LIMIT;
 
 use listener::ListenerHandle;
+use shards::Shards;
 use table::Table;
 
 /// How long [`LoadBalancer::shutdown`] lets in-flight requests and connections finish.
@@ -57,6 +59,9 @@ pub struct LoadBalancer {
 
 struct Inner {
     bind_ip: IpAddr,
+    /// The threads that serve accepted connections; shared with the listeners, which keep
+    /// them running until their last connection is done.
+    shards: Arc<Shards>,
     /// Serializes `apply` and `shutdown`, which await between reading and writing `listeners`.
     apply_lock: tokio::sync::Mutex<()>,
     /// Never held across an await, so `status` can stay synchronous.
@@ -67,11 +72,18 @@ struct Inner {
 }
 
 impl LoadBalancer {
-    /// Listeners will bind `bind_ip:port`.
+    /// Listeners will bind `bind_ip:port`. Connections are served by one thread per CPU.
     pub fn new(bind_ip: IpAddr) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(bind_ip, threads)
+    }
+
+    /// Like [`new`](Self::new), with `threads` threads serving connections (at least one).
+    pub fn with_threads(bind_ip: IpAddr, threads: usize) -> Self {
         LoadBalancer {
             inner: Arc::new(Inner {
                 bind_ip,
+                shards: Arc::new(Shards::start(threads.max(1))),
                 apply_lock: tokio::sync::Mutex::new(()),
                 listeners: Mutex::new(BTreeMap::new()),
                 draining: Mutex::new(Vec::new()),
@@ -150,6 +162,7 @@ impl LoadBalancer {
                     self.inner.bind_ip,
                     want.clone(),
                     Table::build(want, None),
+                    self.inner.shards.clone(),
                 ) {
                     Ok(handle) => {
                         running.insert(port, handle);

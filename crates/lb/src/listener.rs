@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::{Listener, Mode};
 use crate::error::LbError;
+use crate::shards::Shards;
 use crate::table::Table;
 use crate::{http, tcp};
 
@@ -28,7 +29,12 @@ pub(crate) struct ListenerHandle {
 
 impl ListenerHandle {
     /// Binds synchronously so the caller learns at once whether the port was free.
-    pub fn start(bind_ip: IpAddr, config: Listener, table: Table) -> Result<Self, LbError> {
+    pub fn start(
+        bind_ip: IpAddr,
+        config: Listener,
+        table: Table,
+        shards: Arc<Shards>,
+    ) -> Result<Self, LbError> {
         let port = config.port;
         let bind_err = |err: std::io::Error| LbError::Bind {
             port,
@@ -48,6 +54,7 @@ impl ListenerHandle {
             listener,
             config.mode,
             tables.clone(),
+            shards,
             stop_rx,
             unbound_tx,
         ));
@@ -75,6 +82,8 @@ async fn run(
     listener: TcpListener,
     mode: Mode,
     tables: Arc<ArcSwap<Table>>,
+    // Held until the last connection is done: the shard threads end when their owner drops.
+    shards: Arc<Shards>,
     mut stop: watch::Receiver<bool>,
     unbound: oneshot::Sender<()>,
 ) {
@@ -88,11 +97,29 @@ async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let tables = tables.clone();
-                    match mode {
-                        Mode::Http => conns.spawn(http::serve(stream, peer, tables, drain_rx.clone())),
-                        Mode::Tcp => conns.spawn(tcp::serve(stream, peer, tables)),
+                    // Moved to the shard's runtime, whose reactor then watches it.
+                    let stream = match stream.into_std() {
+                        Ok(s) => s,
+                        Err(err) => {
+                            tracing::debug!(port, %peer, error = %err, "accepted connection lost");
+                            continue;
+                        }
                     };
+                    let tables = tables.clone();
+                    let drain = drain_rx.clone();
+                    shards.spawn(&mut conns, async move {
+                        let stream = match TcpStream::from_std(stream) {
+                            Ok(s) => s,
+                            Err(err) => {
+                                tracing::warn!(%peer, error = %err, "accepted connection could not be served");
+                                return;
+                            }
+                        };
+                        match mode {
+                            Mode::Http => http::serve(stream, peer, tables, drain).await,
+                            Mode::Tcp => tcp::serve(stream, peer, tables).await,
+                        }
+                    });
                 }
                 Err(err) => {
                     // Typically EMFILE: back off briefly rather than spin.

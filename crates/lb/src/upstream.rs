@@ -28,12 +28,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::backends::{ActiveGuard, ProxyBody, CONNECT_TIMEOUT};
+use crate::shards;
 
 /// Below common backend keep-alive timeouts (Node's 5 s), so the proxy usually closes an idle
 /// connection before the backend does and rarely races a request against that close.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Idle connections kept per backend; more than this after a burst are closed.
+/// Idle connections kept per backend and shard; more than this after a burst are closed.
 const MAX_IDLE: usize = 512;
+/// Idle stacks per backend. Each shard thread uses its own (shards beyond this share), so a
+/// connection is taken again by the thread whose reactor watches it.
+const STACKS: usize = 16;
 
 type Conn = http1::Connection<TokioIo<TcpStream>, OutBody>;
 
@@ -122,10 +126,10 @@ impl Upstream {
     }
 }
 
-/// The idle connections of one backend, most recently used on top.
+/// The idle connections of one backend, per shard, most recently used on top.
 #[derive(Default)]
 pub(crate) struct IdlePool {
-    idle: Mutex<Vec<Idle>>,
+    stacks: [Mutex<Vec<Idle>>; STACKS],
     reaper_running: AtomicBool,
 }
 
@@ -137,8 +141,9 @@ struct Idle {
 impl IdlePool {
     /// An idle connection that is still open, if there is one.
     pub(crate) async fn checkout(&self) -> Option<Upstream> {
+        let stack = self.stack();
         loop {
-            let idle = self.idle.lock().unwrap().pop()?;
+            let idle = stack.lock().unwrap().pop()?;
             if idle.since.elapsed() >= POOL_IDLE_TIMEOUT {
                 continue;
             }
@@ -151,7 +156,7 @@ impl IdlePool {
 
     fn checkin(self: &Arc<Self>, up: Upstream) {
         let start_reaper = {
-            let mut idle = self.idle.lock().unwrap();
+            let mut idle = self.stack().lock().unwrap();
             if idle.len() >= MAX_IDLE {
                 return;
             }
@@ -159,7 +164,8 @@ impl IdlePool {
                 up,
                 since: Instant::now(),
             });
-            !self.reaper_running.swap(true, Ordering::AcqRel)
+            !self.reaper_running.load(Ordering::Relaxed)
+                && !self.reaper_running.swap(true, Ordering::AcqRel)
         };
         if start_reaper {
             match tokio::runtime::Handle::try_current() {
@@ -170,6 +176,10 @@ impl IdlePool {
             }
         }
     }
+
+    fn stack(&self) -> &Mutex<Vec<Idle>> {
+        &self.stacks[shards::current() % STACKS]
+    }
 }
 
 /// Closes connections idle for longer than the timeout; ends when the stack is empty or the
@@ -178,22 +188,27 @@ async fn reap(pool: Weak<IdlePool>) {
     loop {
         tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
         let Some(pool) = pool.upgrade() else { return };
-        let expired: Vec<Idle> = {
-            let mut idle = pool.idle.lock().unwrap();
-            let (old, fresh): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|i| i.since.elapsed() >= POOL_IDLE_TIMEOUT);
-            *idle = fresh;
-            if idle.is_empty() {
-                pool.reaper_running.store(false, Ordering::Release);
-                drop(idle);
-                drop(old);
+        let mut expired = Vec::new();
+        let mut left = 0;
+        for stack in &pool.stacks {
+            let mut idle = stack.lock().unwrap();
+            // Oldest at the bottom: the expired ones are a prefix.
+            let n = idle.partition_point(|i| i.since.elapsed() >= POOL_IDLE_TIMEOUT);
+            expired.extend(idle.drain(..n));
+            left += idle.len();
+        }
+        // Closing sockets outside the locks.
+        drop(expired);
+        if left == 0 {
+            pool.reaper_running.store(false, Ordering::Release);
+            // A check-in between the count and the store above would find the reaper still
+            // marked running: take the job back if that happened.
+            if pool.stacks.iter().all(|s| s.lock().unwrap().is_empty())
+                || pool.reaper_running.swap(true, Ordering::AcqRel)
+            {
                 return;
             }
-            old
-        };
-        // Closing sockets outside the lock.
-        drop(expired);
+        }
     }
 }
 
