@@ -22,6 +22,8 @@ PACKAGES=(
     chromium fonts-liberation
     # Load-balancer benchmark (bench-lb): the load generator and the proxy it compares against.
     wrk haproxy
+    # Monitoring test: promtool checks the /metrics page.
+    prometheus
 )
 
 missing=()

@@ -220,6 +220,10 @@ async fn connected(
 
     let (log_tx, mut log_rx) = tokio::sync::mpsc::channel(64);
     let mut logs = crate::logs::LogStreams::default();
+    // Sampling runs beside the session, so a slow engine delays reports, never heartbeats.
+    let (stats_interval, interval_rx) = crate::stats::default_interval();
+    let (stats_tx, mut stats_rx) = tokio::sync::mpsc::channel(2);
+    let _stats = AbortOnDrop(tokio::spawn(crate::stats::run(link.engine.clone(), interval_rx, stats_tx)).abort_handle());
 
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,6 +253,11 @@ async fn connected(
                     return End::Retry(format!("cannot send log lines: {e}"));
                 }
             }
+            Some(report) = stats_rx.recv() => {
+                if let Err(e) = send(&mut ws, &AgentMessage::Stats(report)).await {
+                    return End::Retry(format!("cannot send stats: {e}"));
+                }
+            }
             changed = observed.changed() => {
                 if changed.is_err() {
                     return End::Retry("the converge loop stopped".into());
@@ -271,6 +280,9 @@ async fn connected(
                     Ok(Some(ServerMessage::Desired(d))) => apply_desired(link, d).await,
                     Ok(Some(ServerMessage::Logs(request))) => logs.start(&link.engine, request, log_tx.clone()),
                     Ok(Some(ServerMessage::LogsCancel { id })) => logs.cancel(id),
+                    Ok(Some(ServerMessage::StatsInterval { ms })) => {
+                        stats_interval.send_replace(ms);
+                    }
                     Ok(Some(ServerMessage::Rejected(r))) => return rejected(r),
                     Ok(Some(ServerMessage::Welcome(_))) => {
                         tracing::warn!("ignoring a second welcome from the control plane");
@@ -278,6 +290,15 @@ async fn connected(
                 }
             }
         }
+    }
+}
+
+/// Stops a session's helper task when the session ends, however it ends.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -15,6 +15,7 @@
 //! - `connection`: the WebSocket session to `{server_url}/v1/agent`: hello, welcome,
 //!   heartbeats, desired sets in, observed sets out; redials forever with jittered backoff.
 //! - [`logs`]: container logs streamed on demand while someone reads them.
+//! - [`stats`]: host and container resource usage, sampled every 5 s (1 s while watched).
 //! - [`facts`]: what the host reports about itself in the hello.
 //! - [`backoff`]: full-jitter exponential backoff.
 
@@ -29,6 +30,7 @@ pub mod facts;
 pub mod identity;
 pub mod reconciler;
 pub mod state;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -88,6 +88,7 @@ async fn observed_until(
             AgentMessage::Observed(o) if pred(&o) => return o,
             AgentMessage::Observed(_) => {}
             AgentMessage::Hello(_) => panic!("hello twice on one connection"),
+            AgentMessage::Logs(_) | AgentMessage::Stats(_) => {}
         }
     }
 }

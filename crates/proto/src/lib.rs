@@ -12,10 +12,12 @@
 //! - [`labels`]: the `io.corral.*` labels every managed container carries.
 //! - [`spec`]: the container spec shared by both sides ([`ContainerSpec`], [`PortSpec`]).
 //! - [`lb`]: the built-in load balancer's configuration ([`lb::LbSet`]) and status.
+//! - [`stats`]: the resource usage agents report ([`stats::StatsReport`]).
 
 pub mod labels;
 pub mod lb;
 pub mod spec;
+pub mod stats;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,6 +41,8 @@ pub enum AgentMessage {
     Observed(ObservedSet),
     /// Lines of a container's log, for a [`ServerMessage::Logs`] request.
     Logs(LogChunk),
+    /// Host and container resource usage, every [`ServerMessage::StatsInterval`] (5 s by default).
+    Stats(stats::StatsReport),
 }
 
 /// Frames sent by the control plane to an agent.
@@ -55,6 +59,8 @@ pub enum ServerMessage {
     Logs(LogsRequest),
     /// The reader went away: stop streaming request `id`.
     LogsCancel { id: u64 },
+    /// Report [`AgentMessage::Stats`] every `ms` from now on: 1 s while someone watches live.
+    StatsInterval { ms: u64 },
 }
 
 /// A request for a container's log lines. Logs are the one thing the control plane asks for

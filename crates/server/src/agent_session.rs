@@ -27,11 +27,13 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
             let host_id = hello.host_id.clone();
             tracing::info!(host = %welcome.host_name, %remote, new_host, "agent connected");
             let env_name = environment.name.clone();
+            let env_id = environment.id;
             state.events.publish(&env_name, &[Resource::Hosts]);
             let adopt_into = new_host.then_some(environment);
             let session = attachment.session;
-            let result = run(&mut socket, &state, &host_id, attachment, welcome, adopt_into, shutdown).await;
+            let result = run(&mut socket, &state, (&host_id, env_id), attachment, welcome, adopt_into, shutdown).await;
             state.hub.detach(&host_id, session);
+            state.metrics.forget_host(&host_id);
             if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
                 tracing::error!(error = %e, "could not record host as disconnected");
             }
@@ -113,7 +115,7 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
 async fn run(
     socket: &mut WebSocket,
     state: &AppState,
-    host_id: &str,
+    (host_id, env_id): (&str, i64),
     attachment: Attachment,
     welcome: Welcome,
     mut adopt_into: Option<Environment>,
@@ -121,7 +123,11 @@ async fn run(
 ) -> Result<(), String> {
     let Attachment { mut desired, mut outbox, .. } = attachment;
     let environment = &welcome.environment.clone();
+    let host_name = welcome.host_name.clone();
     send(socket, &ServerMessage::Welcome(welcome)).await?;
+    if state.metrics.interval_ms() != corral_proto::stats::DEFAULT_STATS_INTERVAL_MS {
+        send(socket, &ServerMessage::StatsInterval { ms: state.metrics.interval_ms() }).await?;
+    }
     state.reconcile.trigger();
     let interval = state.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval(interval);
@@ -140,6 +146,12 @@ async fn run(
                     Some(Ok(AgentMessage::Heartbeat)) => {}
                     Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
                     Some(Ok(AgentMessage::Logs(chunk))) => state.hub.deliver_logs(chunk),
+                    Some(Ok(AgentMessage::Stats(report))) => {
+                        // Monitoring must never cost a host its session: a failed write is logged only.
+                        if let Err(e) = state.metrics.ingest(&state.store, host_id, (env_id, environment), &host_name, report).await {
+                            tracing::warn!(host_id, error = %e, "could not store stats");
+                        }
+                    }
                     Some(Ok(AgentMessage::Observed(observed))) => {
                         state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
                         let was_in_sync = state.hub.in_sync(host_id);

@@ -133,6 +133,18 @@ impl Hub {
         self.slots.lock().expect("hub lock").remove(host_id);
     }
 
+    /// How many hosts have a live agent session.
+    pub fn connected_count(&self) -> usize {
+        self.slots.lock().expect("hub lock").values().filter(|s| s.session.is_some()).count()
+    }
+
+    /// Queues a one-off message for every live session (e.g. a new stats interval).
+    pub fn send_to_all(&self, message: ServerMessage) {
+        for outbox in self.slots.lock().expect("hub lock").values().filter_map(|s| s.outbox.as_ref()) {
+            let _ = outbox.send(message.clone());
+        }
+    }
+
     /// Queues a one-off message for the host's live session; `false` if there is none.
     fn send_to(&self, host_id: &str, message: ServerMessage) -> bool {
         let slots = self.slots.lock().expect("hub lock");

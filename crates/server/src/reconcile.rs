@@ -75,7 +75,10 @@ impl Reconciler {
     pub async fn run(self, mut shutdown: broadcast::Receiver<()>) {
         loop {
             let number = self.trigger.started.fetch_add(1, Ordering::SeqCst) + 1;
-            if let Err(e) = self.pass().await {
+            let started = std::time::Instant::now();
+            let result = self.pass().await;
+            crate::metrics::RECONCILE_LATENCY.observe(started.elapsed());
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
             self.trigger.finished.send_replace(number);

@@ -10,6 +10,7 @@ mod ps;
 mod server;
 mod service;
 mod stack;
+mod stats;
 
 use crate::client::Client;
 use crate::Cli;
@@ -44,6 +45,11 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Replace the control plane's state with a backup FILE; the engines follow.
     Restore(backup::RestoreArgs),
+    /// Resource usage history of a host, container or service (`-o json`: unit-named numbers).
+    #[command(subcommand)]
+    Stats(stats::Command),
+    /// Live CPU, memory and I/O of hosts and the busiest containers, refreshed in place.
+    Top(stats::TopArgs),
     /// Containers: remove one (its service starts a replacement).
     #[command(subcommand)]
     Container(container::Command),
@@ -61,6 +67,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ps(args) => ps::run(args, &client(), cli.output).await,
         Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
         Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
+        Command::Stats(cmd) => stats::run(cmd, &client(), cli.output).await,
+        Command::Top(args) => stats::top(args, &client(), cli.output).await,
         Command::Backup(args) => backup::backup(args, &client(), cli.output).await,
         Command::Restore(args) => backup::restore(args, &client(), cli.output).await,
     }
