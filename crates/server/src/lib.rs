@@ -11,6 +11,7 @@
 //! - [`backup`]: online backups of the database and restoring one without a restart.
 //! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
 //! - [`lb`]: load-balancer services: rule syntax, and listeners with backends from observed state.
+//! - [`metrics`]: monitoring: agents' stats, history roll-ups, the Prometheus page.
 //! - [`validate`]: checks on user input; [`error`]: the API's one error type.
 //!
 //! Placement itself is the pure `corral-scheduler` crate; persistence is `corral-store`.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod lb;
+pub mod metrics;
 pub mod reconcile;
 pub mod state;
 pub mod validate;
@@ -134,6 +136,7 @@ impl ControlPlane {
             events,
             logins: Arc::default(),
             shutdown: broadcast::channel(1).0,
+            metrics: Arc::default(),
         };
         Ok(ControlPlane { state, listener, reconciler, new_admin_token })
     }
@@ -152,6 +155,7 @@ impl ControlPlane {
         // Compute every known host's desired set before any agent can connect.
         reconciler.pass().await?;
         let loop_task = tokio::spawn(reconciler.run(state.shutdown.subscribe()));
+        let rollups = tokio::spawn(metrics::run_rollups(state.store.clone(), state.metrics.clone(), state.shutdown.subscribe()));
         let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "control plane listening");
@@ -163,6 +167,7 @@ impl ControlPlane {
             .await
             .map_err(ServerError::Serve)?;
         let _ = loop_task.await;
+        let _ = rollups.await;
         state.store.close().await;
         Ok(())
     }

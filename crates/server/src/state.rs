@@ -24,4 +24,6 @@ pub struct AppState {
     pub logins: Arc<crate::access::LoginLimiter>,
     /// Fires once when the control plane stops; sessions and loops listen to it.
     pub shutdown: broadcast::Sender<()>,
+    /// Latest resource usage, live viewers, and the history's ingest.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -5,6 +5,7 @@
 //! - [`model`]: the records the rest of the system reads.
 //! - [`environments`], [`tokens`], [`hosts`], [`stacks`], [`services`], [`containers`],
 //!   [`observed`]: one module per table, each a set of `impl Store` methods.
+//! - [`metrics`]: resource usage history with roll-ups.
 //! - [`backup`]: consistent copies, checks on a copy, restoring one.
 //! - [`users`] (users, groups, sessions), [`access`] (roles in environments, API keys) and
 //!   [`audit`] (who changed what): access control.
@@ -15,6 +16,7 @@ pub mod backup;
 pub mod containers;
 pub mod environments;
 pub mod hosts;
+pub mod metrics;
 pub mod model;
 pub mod observed;
 pub mod services;

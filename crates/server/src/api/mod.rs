@@ -12,6 +12,7 @@ pub mod containers;
 pub mod environments;
 pub mod events;
 pub mod hosts;
+pub mod metrics;
 pub mod login;
 pub mod members;
 pub mod services;
@@ -145,6 +146,11 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::GET, "/containers/{name}", Env(Read), containers::get),
         ep(M::DELETE, "/containers/{name}", Env(ManageServices), containers::remove),
         ep(M::GET, "/containers/{name}/logs", Env(ReadLogs), containers::logs),
+        ep(M::GET, "/hosts/{host}/stats", Env(Read), metrics::host_stats),
+        ep(M::GET, "/containers/{name}/stats", Env(Read), metrics::container_stats),
+        ep(M::GET, "/stacks/{stack}/services/{service}/stats", Env(Read), metrics::service_stats),
+        ep(M::GET, "/stats/summary", Env(Read), metrics::summary),
+        ep(M::GET, "/stats/live", Env(Read), metrics::live),
         ep(M::GET, "/backup", Admin, backup::download),
         ep(M::POST, "/restore", Admin, backup::restore),
     ]
@@ -171,7 +177,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), publish_changes))
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::authorize))
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::audit));
-    Router::new().nest("/v1", v1).fallback(ui::service(&state.config)).layer(desktop_cors()).with_state(state)
+    // `/metrics` sits at the root, where Prometheus looks by default; it checks the token itself.
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::prometheus))
+        .nest("/v1", v1.layer(middleware::from_fn(crate::metrics::track_latency)))
+        .fallback(ui::service(&state.config)).layer(desktop_cors()).with_state(state)
 }
 
 /// The desktop window loads the UI bundled in the app (origin `tauri://localhost`) and calls
