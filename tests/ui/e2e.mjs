@@ -197,6 +197,20 @@ async function realCluster(ctx) {
     await shot(page, "container-logs");
   });
 
+  await step("a container page charts its usage with data", async () => {
+    // Agents report every 5 s and the panel refreshes every 10 s.
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=stats-chart]")?.getAttribute("data-points") ?? 0) > 0, null, { timeout: 60_000 });
+    assert((await page.locator("[data-testid=stats-chart] canvas").count()) >= 1, "the chart draws on a canvas");
+    await shot(page, "container-stats");
+  });
+
+  await step("the dashboard shows totals and the busiest containers", async () => {
+    await page.getByTestId("nav-dashboard").click();
+    await page.getByTestId("total-hosts").waitFor({ timeout: T });
+    await page.locator("[data-testid=busiest-containers] tbody tr").first().waitFor({ timeout: 30_000 });
+    await shot(page, "dashboard");
+  });
+
   await step(`switch ${ops} -> ${dev} and see only ${dev}'s host`, async () => {
     await page.getByTestId("nav-hosts").click();
     // The OPS host card now links to the three containers the form created.

@@ -5,6 +5,8 @@ import { HashRouter, Navigate, Route, Routes, useLocation, useNavigate } from "r
 import { api, selectEnv, selectedEnv } from "./api.ts";
 import { LiveProvider, useLive, useLiveState } from "./live.tsx";
 import { ContainerPage } from "./pages/ContainerPage.tsx";
+import { DashboardPage } from "./pages/DashboardPage.tsx";
+import { HostPage, ServicePage } from "./pages/StatsPages.tsx";
 import { HostsPage } from "./pages/HostsPage.tsx";
 import { StackPage } from "./pages/StackPage.tsx";
 import { StacksPage } from "./pages/StacksPage.tsx";
@@ -34,6 +36,12 @@ function Shell() {
       </AppShell.Header>
       <AppShell.Navbar p="xs">
         <NavLink
+          label="Dashboard"
+          data-testid="nav-dashboard"
+          active={location.pathname.startsWith("/dashboard")}
+          onClick={() => navigate("/dashboard")}
+        />
+        <NavLink
           label="Hosts"
           data-testid="nav-hosts"
           active={location.pathname.startsWith("/hosts")}
@@ -49,7 +57,10 @@ function Shell() {
       <AppShell.Main>
         <Routes>
           <Route path="/" element={<Navigate to="/hosts" replace />} />
+          <Route path="/dashboard" element={<DashboardPage />} />
           <Route path="/hosts" element={<HostsPage />} />
+          <Route path="/hosts/:name" element={<HostPage />} />
+          <Route path="/stacks/:stack/services/:service" element={<ServicePage />} />
           <Route path="/stacks" element={<StacksPage />} />
           <Route path="/stacks/:stack" element={<StackPage />} />
           <Route path="/stacks/:stack/:tab" element={<StackPage />} />

@@ -334,3 +334,118 @@ export function openLogs(name: string, onFrame: (f: LogFrame) => void, tail = 20
   };
   return ws;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring: history per host, container and service, the dashboard summary, the live stream.
+
+/** One point of history; numbers carry their unit in the name. */
+export interface StatsPoint {
+  ts: number;
+  cpu_percent: number;
+  memory_bytes: number;
+  memory_limit_bytes: number;
+  network_rx_bytes_per_second: number;
+  network_tx_bytes_per_second: number;
+  io_read_bytes_per_second: number;
+  io_write_bytes_per_second: number;
+  disk_used_bytes?: number;
+  disk_total_bytes?: number;
+  load1?: number;
+  containers?: number;
+}
+
+export interface StatsHistory {
+  kind: "host" | "container" | "service";
+  name: string;
+  from: number;
+  to: number;
+  step_seconds: number;
+  resolution: "raw" | "minute" | "hour";
+  points: StatsPoint[];
+}
+
+/** A host's latest figures (summary and live frames). */
+export interface HostNow {
+  host: string;
+  at_ms: number;
+  cpu_percent: number;
+  cpu_core_percent: number[];
+  load1: number;
+  memory_used_bytes: number;
+  memory_total_bytes: number;
+  disk_used_bytes: number;
+  disk_total_bytes: number;
+  network_rx_bytes_per_second: number;
+  network_tx_bytes_per_second: number;
+}
+
+export interface ContainerNow {
+  name: string;
+  host: string;
+  stack: string;
+  service: string;
+  cpu_percent: number;
+  memory_bytes: number;
+  memory_limit_bytes: number;
+  network_rx_bytes_per_second: number;
+  network_tx_bytes_per_second: number;
+}
+
+export interface ServiceNow {
+  stack: string;
+  service: string;
+  containers: number;
+  cpu_percent: number;
+  memory_bytes: number;
+}
+
+export interface StatsSummary {
+  environment: string;
+  hosts: number;
+  containers: number;
+  cpu_cores_used: number;
+  cpu_cores: number;
+  memory_used_bytes: number;
+  memory_total_bytes: number;
+  network_rx_bytes_per_second: number;
+  network_tx_bytes_per_second: number;
+  busiest_hosts: HostNow[];
+  busiest_containers: ContainerNow[];
+  busiest_services: ServiceNow[];
+}
+
+export type LiveStatsFrame = HostNow & { containers: ContainerNow[] };
+
+/** What a history is of: `GET /v1/{hosts|containers}/{name}/stats` or a service's. */
+export type StatsTarget = { kind: "host" | "container"; name: string } | { kind: "service"; stack: string; service: string };
+
+function statsPath(t: StatsTarget): string {
+  switch (t.kind) {
+    case "host":
+      return `/hosts/${seg(t.name)}/stats`;
+    case "container":
+      return `/containers/${seg(t.name)}/stats`;
+    case "service":
+      return `/stacks/${seg(t.stack)}/services/${seg(t.service)}/stats`;
+  }
+}
+
+export const statsApi = {
+  /** `since` is an age such as `15m`, `1h`, `1d`. */
+  history: (target: StatsTarget, since: string, signal?: AbortSignal) =>
+    request<StatsHistory>("GET", withQuery(statsPath(target), { from: `-${since}` }), undefined, signal),
+  summary: (signal?: AbortSignal) => request<StatsSummary>("GET", "/stats/summary", undefined, signal),
+};
+
+/** Live host frames (`/v1/stats/live`); while it is open, agents report every second. */
+export function openLiveStats(onFrame: (f: LiveStatsFrame) => void): WebSocket {
+  const ws = new WebSocket(socketUrl("/stats/live", { env: currentEnv }));
+  ws.onmessage = (m) => {
+    try {
+      onFrame(JSON.parse(String(m.data)) as LiveStatsFrame);
+    } catch {
+      /* not a frame */
+    }
+  };
+  return ws;
+}

@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "react";
 import { Link, useParams } from "react-router";
 import { ApiError, api, openLogs, type ContainerDetails } from "../api.ts";
 import { ErrorBanner, ListSkeleton } from "../components/common.tsx";
+import { StatsPanel } from "../components/StatsPanel.tsx";
 import { formatPort, formatSince, stateColor } from "../format.ts";
 import { useLive, useLiveState } from "../live.tsx";
 
@@ -45,6 +46,7 @@ export function ContainerPage() {
       {c.error && <ErrorBanner error={c.error} what={`container ${name}`} onRetry={c.reload} />}
       {c.loading && <ListSkeleton rows={2} height={80} />}
       {c.data && <Details c={c.data} />}
+      {c.data && <StatsPanel target={{ kind: "container", name }} />}
       {c.data && <Logs name={name} hostState={c.data.host_state} host={c.data.host} />}
     </Stack>
   );

@@ -1,4 +1,4 @@
-import { Badge, Button, Card, Code, CopyButton, Group, Modal, Stack, Text, Title, Tooltip } from "@mantine/core";
+import { Anchor, Badge, Button, Card, Code, CopyButton, Group, Modal, Stack, Text, Title, Tooltip } from "@mantine/core";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { memo, useMemo, useRef, useState } from "react";
 import { Link } from "react-router";
@@ -89,7 +89,11 @@ const HostCard = memo(function HostCard({ host, containers }: { host: Host; cont
     <Card withBorder radius="md" padding="md" data-testid="host-card" data-host={host.name}>
       <Group justify="space-between" mb="xs" wrap="nowrap">
         <Group gap="sm" wrap="nowrap">
-          <Title order={4}>{host.name}</Title>
+          <Title order={4}>
+            <Anchor component={Link} to={`/hosts/${encodeURIComponent(host.name)}`} inherit data-testid="host-link">
+              {host.name}
+            </Anchor>
+          </Title>
           <Badge color={stateColor(host.state)} variant="light" data-testid="host-state">
             {host.state}
           </Badge>

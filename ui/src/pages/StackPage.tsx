@@ -187,7 +187,9 @@ function ServiceRow({ service: s }: { service: Service }) {
     <Table.Tr data-testid="service-row" data-service={s.name}>
       <Table.Td>
         <Group gap={6} wrap="nowrap">
-          <Text fw={600}>{s.name}</Text>
+          <Anchor component={Link} to={`/stacks/${encodeURIComponent(s.stack)}/services/${encodeURIComponent(s.name)}`} fw={600} data-testid="service-link">
+            {s.name}
+          </Anchor>
           {s.kind === "load-balancer" && (
             <Badge size="xs" variant="outline">
               LB
