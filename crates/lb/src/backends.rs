@@ -8,7 +8,7 @@
 //! idle connections closed) once the last in-flight request holding it finishes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,9 @@ pub struct Backend {
     /// `Host` for a request that came without one, built once rather than per request.
     pub(crate) host_header: HeaderValue,
     down_since: Mutex<Option<Instant>>,
+    /// Mirrors `down_since.is_some()` (written under its lock), so that the every-request
+    /// checks of a healthy backend need no lock shared by all the proxy's threads.
+    down: AtomicBool,
     active: AtomicU64,
     served: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -53,6 +56,7 @@ impl Backend {
             pool,
             host_header,
             down_since: Mutex::new(None),
+            down: AtomicBool::new(false),
             active: AtomicU64::new(0),
             served: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -63,6 +67,9 @@ impl Backend {
     /// first caller claims the probe by restarting the backoff clock; the others keep skipping
     /// it until the probe succeeds (`mark_up`) or the interval passes again.
     fn try_claim(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
         let mut down = self.down_since.lock().unwrap();
         match *down {
             None => true,
@@ -79,19 +86,22 @@ impl Backend {
     }
 
     pub(crate) fn mark_up(&self) {
+        if !self.down.load(Ordering::Acquire) {
+            return;
+        }
         let mut down = self.down_since.lock().unwrap();
+        self.down.store(false, Ordering::Release);
         if down.take().is_some() {
             tracing::info!(backend = %self.addr, "backend is up again");
         }
     }
 
     pub(crate) fn mark_down(&self, reason: &str) {
-        let was_up = self
-            .down_since
-            .lock()
-            .unwrap()
-            .replace(Instant::now())
-            .is_none();
+        let was_up = {
+            let mut down = self.down_since.lock().unwrap();
+            self.down.store(true, Ordering::Release);
+            down.replace(Instant::now()).is_none()
+        };
         if was_up {
             tracing::warn!(backend = %self.addr, reason, "backend marked down");
         }
