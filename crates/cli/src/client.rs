@@ -14,10 +14,28 @@ pub struct Client {
     environment: Option<String>,
 }
 
+/// Tells the control plane's audit log that a change came from the CLI.
+const CLIENT_HEADER: (&str, &str) = ("x-corral-client", "cli");
+
 impl Client {
+    /// Without a token, the session `corral login` stored for this server, then (on the control
+    /// plane's own machine) the admin token.
     pub fn new(base: &str, token: Option<String>, environment: Option<String>) -> Client {
-        let token = token.or_else(local_admin_token);
-        Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token, environment }
+        let base = base.trim_end_matches('/').to_string();
+        let token = token.or_else(|| crate::commands::login::stored(&base).map(|s| s.token)).or_else(local_admin_token);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(CLIENT_HEADER.0, reqwest::header::HeaderValue::from_static(CLIENT_HEADER.1));
+        let http = reqwest::Client::builder().default_headers(headers).build().unwrap_or_default();
+        Client { http, base, token, environment }
+    }
+
+    /// The same client, working in another environment.
+    pub fn in_environment(&self, environment: &str) -> Client {
+        Client { http: self.http.clone(), base: self.base.clone(), token: self.token.clone(), environment: Some(environment.to_string()) }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
@@ -36,6 +54,11 @@ impl Client {
         self.send::<(), serde_json::Value>(Method::DELETE, path, &[], None).await.map(|_| ())
     }
 
+    /// A DELETE whose answer is JSON (e.g. the revoked key).
+    pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(Method::DELETE, path, &[], None::<&()>).await
+    }
+
     /// Opens one of the API's WebSocket endpoints, with the token and environment like any call.
     pub async fn websocket(&self, path: &str, query: &[(&str, &str)]) -> Result<WebSocket> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -47,6 +70,7 @@ impl Client {
         if let Some(token) = &self.token {
             request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
         }
+        request.headers_mut().insert(CLIENT_HEADER.0, CLIENT_HEADER.1.parse()?);
         match tokio_tungstenite::connect_async(request).await {
             Ok((socket, _)) => Ok(socket),
             // Refusals come as JSON before the upgrade, like any other answer.

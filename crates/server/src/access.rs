@@ -311,7 +311,8 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     };
     let remote = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let method = request.method().to_string();
-    let path = request.uri().path().to_string();
+    // The full path: under `nest("/v1")` the request's own URI has lost the prefix.
+    let path = request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| request.uri().path().to_string(), |u| u.path().to_string());
     // The names in the path (`/stacks/WEB/services/web` → WEB, web), then the one in the body.
     let (mut parts, body) = request.into_parts();
     let mut target: Vec<String> = match axum::extract::RawPathParams::from_request_parts(&mut parts, &state).await {

@@ -1,15 +1,21 @@
 //! One module per command group; each turns arguments into API calls and prints the answer.
 
 mod agent;
+mod apikey;
+mod audit;
 mod backup;
 mod container;
 mod env;
+mod group;
 mod host;
 mod lb;
+pub(crate) mod login;
+mod member;
 mod ps;
 mod server;
 mod service;
 mod stack;
+mod user;
 mod stats;
 
 use crate::client::Client;
@@ -53,6 +59,25 @@ pub enum Command {
     /// Containers: remove one (its service starts a replacement).
     #[command(subcommand)]
     Container(container::Command),
+    /// Log in with a user name and password; later commands use the session.
+    Login(login::LoginArgs),
+    /// End the stored session.
+    Logout,
+    /// Users (admins): create, list, remove, set passwords.
+    #[command(subcommand)]
+    User(user::Command),
+    /// Groups of users (admins), to give roles to many users at once.
+    #[command(subcommand)]
+    Group(group::Command),
+    /// Roles of users and groups in an environment: owner, member, restricted, read-only.
+    #[command(subcommand)]
+    Member(member::Command),
+    /// API keys for scripts: account keys, or with --env environment keys.
+    #[command(subcommand)]
+    Apikey(apikey::Command),
+    /// The audit log: every change, who made it, from where, and the outcome.
+    #[command(subcommand)]
+    Audit(audit::Command),
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -69,6 +94,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
         Command::Stats(cmd) => stats::run(cmd, &client(), cli.output).await,
         Command::Top(args) => stats::top(args, &client(), cli.output).await,
+        Command::Login(args) => login::login(args, &client(), cli.output).await,
+        Command::Logout => login::logout(&client(), cli.output).await,
+        Command::User(cmd) => user::run(cmd, &client(), cli.output).await,
+        Command::Group(cmd) => group::run(cmd, &client(), cli.output).await,
+        Command::Member(cmd) => member::run(cmd, &client(), cli.output).await,
+        Command::Apikey(cmd) => apikey::run(cmd, &client(), cli.environment.as_deref(), cli.output).await,
+        Command::Audit(cmd) => audit::run(cmd, &client(), cli.output).await,
         Command::Backup(args) => backup::backup(args, &client(), cli.output).await,
         Command::Restore(args) => backup::restore(args, &client(), cli.output).await,
     }

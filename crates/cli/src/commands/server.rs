@@ -26,6 +26,9 @@ pub struct Args {
     /// container labels are scaled or healed.
     #[arg(long, default_value_t = 30)]
     adoption_window: u64,
+    /// Seconds a login session lasts.
+    #[arg(long, default_value_t = 12 * 3600)]
+    session_ttl: u64,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -36,6 +39,7 @@ pub async fn run(args: Args) -> Result<()> {
     config.ui_dir = args.ui_dir.or_else(|| Some(PathBuf::from("ui/dist")).filter(|d| d.join("index.html").is_file()));
     config.agent_binary = args.agent_binary;
     config.adoption_window = Duration::from_secs(args.adoption_window);
+    config.session_ttl = Duration::from_secs(args.session_ttl);
     let control_plane = corral_server::ControlPlane::open(config).await?;
     if let Some(token) = &control_plane.new_admin_token {
         println!("Admin token (shown once; also saved to {}): {token}", data_dir.join(corral_server::ADMIN_TOKEN_FILE).display());

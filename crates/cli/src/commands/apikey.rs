@@ -1,0 +1,43 @@
+//! `corral apikey create|ls|revoke`: API keys for scripts; the secret is shown once.
+
+use super::{seg, text};
+use crate::client::Client;
+use crate::output::{self, Format};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Create a key acting as you: in all your environments, or with --env only in that one.
+    Create {
+        /// A name to find the key by later [default: generated].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List your keys (admins: everyone's), revoked ones too.
+    Ls,
+    /// Revoke a key: it opens nothing from now on.
+    Revoke { name: String },
+}
+
+pub async fn run(cmd: Command, client: &Client, environment: Option<&str>, format: Format) -> Result<()> {
+    match cmd {
+        Command::Create { name } => {
+            let key: Value = client.post("/apikeys", &json!({ "environment": environment, "name": name })).await?;
+            let scope = environment.map_or_else(|| "all your environments".to_string(), |e| format!("environment {e}"));
+            let message = format!("API key {} for {scope}; this secret is shown once, keep it now:\n{}", text(&key, "name"), text(&key, "secret"));
+            output::done(format, &key, &message);
+        }
+        Command::Ls => {
+            let keys: Vec<Value> = client.get("/apikeys", &[]).await?;
+            output::print(format, &keys, &["NAME", "USER", "KIND", "ENVIRONMENT", "CREATED", "REVOKED"], |keys| {
+                keys.iter().map(|k| vec![text(k, "name"), text(k, "user"), text(k, "kind"), text(k, "environment"), text(k, "created_at"), text(k, "revoked_at")]).collect()
+            });
+        }
+        Command::Revoke { name } => {
+            let key: Value = client.delete_json(&format!("/apikeys/{}", seg(&name))).await?;
+            output::done(format, &key, &format!("revoked API key {name}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `corral user create|ls|rm|passwd` (admins).
+
+use super::{login::password_from_stdin, seg, text};
+use crate::client::Client;
+use crate::output::{self, Format};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Create a user; with --password-stdin it can log in, otherwise it acts through API keys.
+    Create {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the users.
+    Ls,
+    /// Remove a user with its sessions, keys and roles.
+    Rm { name: String },
+    /// Set a user's password (read from standard input); its sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
+    match cmd {
+        Command::Create { name, password_stdin } => {
+            let password = if password_stdin { Some(password_from_stdin(true)?) } else { None };
+            let user: Value = client.post("/users", &json!({ "name": name, "password": password })).await?;
+            output::done(format, &user, &format!("created user {name}; `corral member add ENV {name} --role ROLE` gives it access"));
+        }
+        Command::Ls => {
+            let users: Vec<Value> = client.get("/users", &[]).await?;
+            output::print(format, &users, &["NAME", "ADMIN", "PASSWORD", "CREATED"], |users| {
+                users.iter().map(|u| vec![text(u, "name"), text(u, "admin"), text(u, "password"), text(u, "created_at")]).collect()
+            });
+        }
+        Command::Rm { name } => {
+            client.delete(&format!("/users/{}", seg(&name))).await?;
+            output::done(format, &json!({ "removed": name }), &format!("removed user {name}"));
+        }
+        Command::Passwd { name, password_stdin } => {
+            let password = password_from_stdin(password_stdin)?;
+            client.put::<_, Value>(&format!("/users/{}/password", seg(&name)), &json!({ "password": password })).await?;
+            output::done(format, &json!({ "user": name }), &format!("set the password of {name}"));
+        }
+    }
+    Ok(())
+}
