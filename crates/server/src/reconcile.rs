@@ -75,10 +75,7 @@ impl Reconciler {
     pub async fn run(self, mut shutdown: broadcast::Receiver<()>) {
         loop {
             let number = self.trigger.started.fetch_add(1, Ordering::SeqCst) + 1;
-            let started = std::time::Instant::now();
-            let result = self.pass().await;
-            crate::metrics::RECONCILE_LATENCY.observe(started.elapsed());
-            if let Err(e) = result {
+            if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
             self.trigger.finished.send_replace(number);

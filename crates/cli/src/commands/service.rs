@@ -31,7 +31,7 @@ pub enum Command {
         /// Seconds a disconnected host keeps the containers before they are replaced elsewhere [default: 60].
         #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
         reschedule_after: Option<i64>,
-        /// Keep a running spare on each host that runs the service: a lost container is then
+        /// Keep a running spare on each host the service may run on: a lost container is then
         /// replaced by renaming the spare (milliseconds) instead of creating and starting one.
         #[arg(long)]
         hot_spare: bool,

@@ -39,7 +39,7 @@ pub struct NewService {
     pub reschedule_after: Option<i64>,
     /// Load balancers only: what to listen on and where to send it.
     pub lb: Option<NewLb>,
-    /// Keep a running spare on each host that runs the service, so a lost instance is replaced
+    /// Keep a running spare on each host the service may run on, so a lost instance is replaced
     /// by renaming it rather than by creating and starting a container.
     #[serde(default)]
     pub hot_spare: bool,
