@@ -75,7 +75,10 @@ impl Reconciler {
     pub async fn run(self, mut shutdown: broadcast::Receiver<()>) {
         loop {
             let number = self.trigger.started.fetch_add(1, Ordering::SeqCst) + 1;
-            if let Err(e) = self.pass().await {
+            let started = std::time::Instant::now();
+            let result = self.pass().await;
+            crate::metrics::RECONCILE_LATENCY.observe(started.elapsed());
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
             self.trigger.finished.send_replace(number);
@@ -227,21 +230,18 @@ impl Reconciler {
         for host in &hosts {
             let env = environments.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
-            let mut spared = std::collections::HashSet::new();
             let mut lb = LbSet::default();
             for r in records.iter().filter(|r| r.host_id == host.id) {
                 let Some(service) = by_id.get(&r.service_id) else { continue };
                 match &service.spec.lb {
-                    None => {
-                        specs.push(container_spec(env, service, r));
-                        // One spare per service on each host that runs it; not while stopped.
-                        if service.spec.hot_spare && !service.is_stopped() && spared.insert(service.id) {
-                            specs.push(spare_spec(env, service));
-                        }
-                    }
+                    None => specs.push(container_spec(env, service, r)),
                     Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends, &instance_labels(env, service, Some(r.instance), r.revision).1)),
                 }
             }
+            // A spare on every host the service may run on: wherever a lost instance is placed
+            // (its own host, or another after a delete), a spare is there to take its place.
+            let spares = services.iter().filter(|s| s.environment_id == host.environment_id && wants_spare_on(s, host));
+            specs.extend(spares.map(|s| spare_spec(env, s)));
             lb.listeners.sort_by_key(|l| l.port);
             self.hub.publish(&host.id, specs, lb);
         }
@@ -341,6 +341,16 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         labels: all_labels,
         stopped: service.is_stopped(),
     }
+}
+
+/// Whether `service` keeps a hot spare on `host`: asked for, running (not stopped or scaled to
+/// nothing), and the host is one the service may be placed on.
+fn wants_spare_on(service: &Service, host: &Host) -> bool {
+    service.spec.hot_spare
+        && service.spec.lb.is_none()
+        && !service.is_stopped()
+        && service.scale > 0
+        && service.spec.constraints.iter().filter_map(|c| c.parse::<Constraint>().ok()).all(|c| c.matches(&host.labels))
 }
 
 /// The service's hot spare on a host: a copy of an instance at the current revision, under the
