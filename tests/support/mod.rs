@@ -18,18 +18,22 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The `corral` binary, built once per test run so the tests never drive a stale one.
+/// The `corral` binary under test, built on first use: the debug build, or the release build
+/// when `CORRAL_E2E_PROFILE=release` (benchmarks that measure what operators run).
 pub fn corral_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        let release = std::env::var("CORRAL_E2E_PROFILE").is_ok_and(|p| p == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "corral-cli", "--bin", "corral"])
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build");
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "corral-cli", "--bin", "corral"]).current_dir(repo_root());
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
         assert!(status.success(), "building corral failed");
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-        target.join("debug").join("corral")
+        target.join(if release { "release" } else { "debug" }).join("corral")
     })
     .clone()
 }
