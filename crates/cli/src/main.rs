@@ -7,6 +7,10 @@ mod output;
 use clap::Parser;
 use commands::Command;
 
+// The agent's load balancer allocates on every proxied request; mimalloc makes that cheaper.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "corral", version, about = "Run stacks of services across a fleet of Docker hosts")]
 pub struct Cli {
