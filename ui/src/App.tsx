@@ -1,15 +1,18 @@
-import { AppShell, Badge, Group, MantineProvider, NavLink, Select, Text, Title, Tooltip, createTheme } from "@mantine/core";
+import { ActionIcon, AppShell, Badge, Button, Group, MantineProvider, Menu, NavLink, Select, Text, Title, Tooltip, createTheme } from "@mantine/core";
 import { Notifications } from "@mantine/notifications";
 import { useEffect } from "react";
 import { HashRouter, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
-import { api, selectEnv, selectedEnv } from "./api.ts";
+import { api, inDesktop, selectEnv, selectedEnv } from "./api.ts";
 import { LiveProvider, useLive, useLiveState } from "./live.tsx";
 import { ContainerPage } from "./pages/ContainerPage.tsx";
 import { DashboardPage } from "./pages/DashboardPage.tsx";
+import { EnvironmentsPage } from "./pages/EnvironmentsPage.tsx";
+import { SettingsPage } from "./pages/SettingsPage.tsx";
 import { HostPage, ServicePage } from "./pages/StatsPages.tsx";
 import { HostsPage } from "./pages/HostsPage.tsx";
 import { StackPage } from "./pages/StackPage.tsx";
 import { StacksPage } from "./pages/StacksPage.tsx";
+import { SessionGate, SessionRefresh, useSession } from "./session.tsx";
 
 const theme = createTheme({ primaryColor: "teal", defaultRadius: "md" });
 
@@ -18,9 +21,11 @@ export function App() {
     <MantineProvider theme={theme} defaultColorScheme="auto">
       <Notifications position="bottom-right" />
       <HashRouter>
-        <LiveProvider>
-          <Shell />
-        </LiveProvider>
+        <SessionGate>
+          <LiveProvider>
+            <Shell />
+          </LiveProvider>
+        </SessionGate>
       </HashRouter>
     </MantineProvider>
   );
@@ -32,6 +37,7 @@ function Shell() {
   return (
     <AppShell header={{ height: 56 }} navbar={{ width: 180, breakpoint: "xs" }} padding="md">
       <AppShell.Header>
+        <SessionRefresh />
         <TopBar />
       </AppShell.Header>
       <AppShell.Navbar p="xs">
@@ -53,6 +59,18 @@ function Shell() {
           active={location.pathname.startsWith("/stacks")}
           onClick={() => navigate("/stacks")}
         />
+        <NavLink
+          label="Environments"
+          data-testid="nav-environments"
+          active={location.pathname.startsWith("/environments")}
+          onClick={() => navigate("/environments")}
+        />
+        <NavLink
+          label="Settings"
+          data-testid="nav-settings-side"
+          active={location.pathname.startsWith("/settings")}
+          onClick={() => navigate("/settings")}
+        />
       </AppShell.Navbar>
       <AppShell.Main>
         <Routes>
@@ -65,6 +83,8 @@ function Shell() {
           <Route path="/stacks/:stack" element={<StackPage />} />
           <Route path="/stacks/:stack/:tab" element={<StackPage />} />
           <Route path="/containers/:name" element={<ContainerPage />} />
+          <Route path="/environments" element={<EnvironmentsPage />} />
+          <Route path="/settings" element={<SettingsPage />} />
           <Route path="*" element={<Navigate to="/hosts" replace />} />
         </Routes>
       </AppShell.Main>
@@ -86,8 +106,47 @@ function TopBar() {
       <Group gap="md" wrap="nowrap">
         <EnvironmentSwitcher />
         <LinkBadge />
+        <SettingsLink />
+        <UserMenu />
       </Group>
     </Group>
+  );
+}
+
+function SettingsLink() {
+  const navigate = useNavigate();
+  return (
+    <Tooltip label="Settings">
+      <ActionIcon variant="subtle" size="lg" aria-label="Settings" onClick={() => navigate("/settings")} data-testid="nav-settings">
+        <span style={{ fontSize: 20, lineHeight: 1 }}>⚙</span>
+      </ActionIcon>
+    </Tooltip>
+  );
+}
+
+/** Who is signed in, and signing out (the desktop app signs itself in, so it has no sign-out). */
+function UserMenu() {
+  const { who, signOut } = useSession();
+  const navigate = useNavigate();
+  if (!who) return null;
+  return (
+    <Menu position="bottom-end" withinPortal>
+      <Menu.Target>
+        <Button variant="default" size="sm" data-testid="user-menu" data-user={who.user}>
+          {who.user}
+        </Button>
+      </Menu.Target>
+      <Menu.Dropdown>
+        <Menu.Label>{who.admin ? "Administrator" : "Signed in"}{who.key ? ` with key ${who.key}` : ""}</Menu.Label>
+        <Menu.Item onClick={() => navigate("/settings")}>Settings</Menu.Item>
+        <Menu.Item onClick={() => navigate("/environments")}>Environments</Menu.Item>
+        {!inDesktop && (
+          <Menu.Item color="red" onClick={() => void signOut()} data-testid="sign-out">
+            Sign out
+          </Menu.Item>
+        )}
+      </Menu.Dropdown>
+    </Menu>
   );
 }
 

@@ -7,6 +7,24 @@ export interface Environment {
   created_at: string;
   hosts?: number;
   stacks?: number;
+  /** The caller's role here: `admin`, `owner`, `member`, `restricted` or `read-only`. */
+  role?: Role;
+}
+
+export type Role = "admin" | "owner" | "member" | "restricted" | "read-only";
+
+/** `GET /v1/whoami`: who the credential is and its role in each environment it sees. */
+export interface WhoAmI {
+  user: string;
+  admin: boolean;
+  key: string | null;
+  environments: { name: string; role: Role }[];
+}
+
+export interface LoginAnswer {
+  token: string;
+  user: string;
+  expires_at: string;
 }
 
 /** A Docker host as `GET /v1/hosts` returns it. */
@@ -168,24 +186,47 @@ interface DesktopConfig {
 }
 const DESKTOP = (window as unknown as { __CORRAL__?: DesktopConfig }).__CORRAL__;
 
+/** Whether the UI runs inside the desktop app (which signs it in itself). */
+export const inDesktop = DESKTOP !== undefined;
+
+/** The URL agents on the LAN use to reach the desktop's control plane; undefined in a browser. */
+export const desktopAgentUrl: string | undefined = DESKTOP?.agentUrl;
+
 const BASE = (DESKTOP?.api ?? "") + "/v1";
 
 /** The API token: the desktop app's, or one a browser user passed once as `#token=…`. */
 function token(): string | null {
   if (DESKTOP) return DESKTOP.token;
+  consumeTokenLink();
+  return sessionStorage.getItem("corral-token");
+}
+
+/** Keeps the token of a `#token=…` link (then drops it from the address bar); true if there was one. */
+export function consumeTokenLink(): boolean {
   // The hash also carries the router's path (`#/hosts`), so only a `token=` hash is consumed.
   const hash = window.location.hash.slice(1);
-  if (hash.startsWith("token=") || hash.includes("&token=")) {
-    const fromHash = new URLSearchParams(hash).get("token");
-    if (fromHash) {
-      sessionStorage.setItem("corral-token", fromHash);
-      history.replaceState(null, "", window.location.pathname + window.location.search + "#/");
-    }
-  }
-  return sessionStorage.getItem("corral-token");
+  if (!hash.startsWith("token=") && !hash.includes("&token=")) return false;
+  const fromHash = new URLSearchParams(hash).get("token");
+  if (!fromHash) return false;
+  sessionStorage.setItem("corral-token", fromHash);
+  history.replaceState(null, "", window.location.pathname + window.location.search + "#/");
+  return true;
 }
 // Consume a `#token=` link before the hash router reads the hash as a path.
 token();
+
+/** Forgets a token passed as a link: after a login the session cookie speaks for the browser. */
+function forgetToken(): void {
+  sessionStorage.removeItem("corral-token");
+}
+
+// A 401 on any request means the credential is gone (expired, revoked, signed out elsewhere).
+const unauthorizedListeners = new Set<() => void>();
+
+export function onUnauthorized(listener: () => void): () => void {
+  unauthorizedListeners.add(listener);
+  return () => unauthorizedListeners.delete(listener);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Selected environment: remembered across visits, passed as `?env=` on every request.
@@ -225,7 +266,8 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
   const url = BASE + withQuery(path, { env: currentEnv });
   let res: Response;
   try {
-    const headers: Record<string, string> = { Accept: "application/json" };
+    // The client header marks the UI's changes as such in the audit log.
+    const headers: Record<string, string> = { Accept: "application/json", "X-Corral-Client": "ui" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const t = token();
     if (t) headers.Authorization = `Bearer ${t}`;
@@ -253,7 +295,13 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
     } catch {
       /* not JSON: keep the text */
     }
-    if (res.status === 401) message = `${message} — open the link the control plane printed (it carries the token)`;
+    // A refused login is the login form's to show; any other 401 means signing in (again).
+    if (res.status === 401 && path !== "/login") {
+      if (inDesktop || unauthorizedListeners.size === 0) {
+        message = `${message} — open the link the control plane printed (it carries the token)`;
+      }
+      unauthorizedListeners.forEach((l) => l());
+    }
     throw new ApiError(res.status, code, message, field);
   }
   if (text === "") return undefined as T;
@@ -266,7 +314,25 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
 }
 
 export const api = {
+  whoami: (signal?: AbortSignal) => request<WhoAmI>("GET", "/whoami", undefined, signal),
+  /** Starts a session; the answer also sets the `corral_session` cookie the browser then sends. */
+  login: async (user: string, password: string) => {
+    const answer = await request<LoginAnswer>("POST", "/login", { user, password });
+    // A stale token from a link would otherwise take precedence over the new session's cookie.
+    forgetToken();
+    return answer;
+  },
+  /** Ends the session and forgets any token from a link; the caller then shows the login page. */
+  logout: async () => {
+    try {
+      await request<void>("POST", "/logout");
+    } finally {
+      forgetToken();
+    }
+  },
   environments: (signal?: AbortSignal) => request<Environment[]>("GET", "/environments", undefined, signal),
+  createEnvironment: (name: string) => request<Environment>("POST", "/environments", { name }),
+  removeEnvironment: (name: string) => request<void>("DELETE", `/environments/${seg(name)}`),
   hosts: (signal?: AbortSignal) => request<Host[]>("GET", "/hosts", undefined, signal),
   joinCommand: (signal?: AbortSignal) => request<JoinCommand>("GET", "/hosts/join-command", undefined, signal),
   stacks: (signal?: AbortSignal) => request<Stack[]>("GET", "/stacks", undefined, signal),
@@ -449,3 +515,56 @@ export function openLiveStats(onFrame: (f: LiveStatsFrame) => void): WebSocket {
   };
   return ws;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Desktop settings: Tauri commands of the desktop app (see docs/desktop.md), absent in a browser.
+
+export type OnClose = "ask" | "tray" | "stop";
+
+export interface DesktopSettings {
+  agent_port: number;
+  on_close: OnClose;
+  /** The port the control plane listens on in this run. */
+  listening_port: number;
+  /** The saved agent_port differs from the listening one: it applies at the next start. */
+  restart_needed: boolean;
+}
+
+type TauriInvoke = (cmd: string, args?: Record<string, unknown>) => Promise<unknown>;
+
+function tauriInvoke(): TauriInvoke | null {
+  const internals = (window as unknown as { __TAURI_INTERNALS__?: { invoke?: TauriInvoke } }).__TAURI_INTERNALS__;
+  return typeof internals?.invoke === "function" ? internals.invoke.bind(internals) : null;
+}
+
+/** Whether the desktop's settings commands can be called from here. */
+export const hasDesktopSettings = inDesktop && tauriInvoke() !== null;
+
+/** A refused command: `{code, message}` from the app, or the text of a malformed call. */
+export class DesktopError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "DesktopError";
+    this.code = code;
+  }
+}
+
+async function invoke<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  const call = tauriInvoke();
+  if (!call) throw new DesktopError("unavailable", "settings can only be changed in the desktop app");
+  try {
+    return (await call(cmd, args)) as T;
+  } catch (e) {
+    if (e && typeof e === "object" && "message" in e) {
+      const { code, message } = e as { code?: unknown; message?: unknown };
+      throw new DesktopError(typeof code === "string" ? code : "error", String(message));
+    }
+    throw new DesktopError("error", String(e));
+  }
+}
+
+export const desktopApi = {
+  settings: () => invoke<DesktopSettings>("get_settings"),
+  changeSettings: (change: { agent_port?: number; on_close?: OnClose }) => invoke<DesktopSettings>("set_settings", { change }),
+};

@@ -6,11 +6,14 @@ import { api, type Container, type Host } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton } from "../components/common.tsx";
 import { formatBytes, formatSince, stateColor } from "../format.ts";
 import { useLive } from "../live.tsx";
+import { useEnvRights } from "../session.tsx";
 
 export function HostsPage() {
   const hosts = useLive("hosts", ["hosts"], (s) => api.hosts(s));
   const containers = useLive("containers", ["containers"], (s) => api.containers({}, s));
   const [adding, setAdding] = useState(false);
+  // The join command carries the join token: only roles that may add hosts get to see it.
+  const { addHosts } = useEnvRights();
 
   const byHost = useMemo(() => {
     const m = new Map<string, Container[]>();
@@ -28,9 +31,11 @@ export function HostsPage() {
         <Title order={2}>
           Hosts {hosts.data && <Text span c="dimmed" size="lg">({hosts.data.length})</Text>}
         </Title>
-        <Button onClick={() => setAdding(true)} data-testid="add-host">
-          Add Host
-        </Button>
+        {addHosts && (
+          <Button onClick={() => setAdding(true)} data-testid="add-host">
+            Add Host
+          </Button>
+        )}
       </Group>
       {hosts.error && <ErrorBanner error={hosts.error} what="hosts" onRetry={hosts.reload} />}
       {containers.error && !hosts.error && <ErrorBanner error={containers.error} what="containers" onRetry={containers.reload} />}
@@ -39,7 +44,7 @@ export function HostsPage() {
         <EmptyState
           title="No hosts yet"
           testId="hosts-empty"
-          action={<Button onClick={() => setAdding(true)}>Add Host</Button>}
+          action={addHosts && <Button onClick={() => setAdding(true)}>Add Host</Button>}
         >
           Add a Docker host: run the join command on it and it appears here within seconds.
         </EmptyState>

@@ -7,6 +7,7 @@ import { EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "
 import { formatPort, stateColor } from "../format.ts";
 import { HEALTH_COLOR, serviceHealth } from "../health.ts";
 import { useLive } from "../live.tsx";
+import { useEnvRights } from "../session.tsx";
 import { LoadBalancerFormModal, ServiceFormModal } from "./ServiceForms.tsx";
 
 // The graph pulls in the layout engine (large): load it only when the tab is opened.
@@ -20,6 +21,7 @@ export function StackPage() {
   const services = useLive(`services/${stack}`, ["services", "containers"], (s) => api.services(stack, s));
   const containers = useLive(`containers/${stack}`, ["containers"], (s) => api.containers({ stack }, s));
   const [dialog, setDialog] = useState<"service" | "lb" | "remove-stack" | null>(null);
+  const { change } = useEnvRights();
 
   const targets = (services.data ?? []).filter((s) => s.kind !== "load-balancer").map((s) => `${s.stack}/${s.name}`);
   const go = (t: string | null) => navigate(`/stacks/${encodeURIComponent(stack)}${t && t !== "services" ? `/${t}` : ""}`);
@@ -46,7 +48,7 @@ export function StackPage() {
         <Title order={2} data-testid="stack-title">
           {stack}
         </Title>
-        <Group>
+        <Group display={change ? undefined : "none"}>
           <Button onClick={() => setDialog("service")} data-testid="add-service">
             Add service
           </Button>
@@ -74,7 +76,7 @@ export function StackPage() {
         <Tabs.Panel value="services" pt="md">
           {services.loading && <ListSkeleton rows={3} height={48} />}
           {services.data && services.data.length === 0 && (
-            <EmptyState title="No services in this stack yet" testId="services-empty" action={<Button onClick={() => setDialog("service")}>Add service</Button>}>
+            <EmptyState title="No services in this stack yet" testId="services-empty" action={change && <Button onClick={() => setDialog("service")}>Add service</Button>}>
               A service runs an image at a scale you choose, spread over the hosts. Add one, then put a load balancer in front of it.
             </EmptyState>
           )}
@@ -170,6 +172,8 @@ function ServiceTable({ services }: { services: Service[] }) {
 function ServiceRow({ service: s }: { service: Service }) {
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
+  // A role that may only look sees the controls greyed out rather than refused after a click.
+  const readOnly = !useEnvRights().change;
   const health = serviceHealth(s);
   const stopped = s.state === "stopped";
   const act = async (what: string, f: () => Promise<unknown>) => {
@@ -224,7 +228,7 @@ function ServiceRow({ service: s }: { service: Service }) {
       <Table.Td>
         <Group gap={4} wrap="nowrap">
           <Tooltip label="Scale down">
-            <ActionIcon variant="default" disabled={busy || s.scale === 0} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale - 1))} data-testid="scale-down" aria-label="Scale down">
+            <ActionIcon variant="default" disabled={readOnly || busy || s.scale === 0} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale - 1))} data-testid="scale-down" aria-label="Scale down">
               −
             </ActionIcon>
           </Tooltip>
@@ -232,7 +236,7 @@ function ServiceRow({ service: s }: { service: Service }) {
             {s.scale}
           </Text>
           <Tooltip label="Scale up">
-            <ActionIcon variant="default" disabled={busy} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale + 1))} data-testid="scale-up" aria-label="Scale up">
+            <ActionIcon variant="default" disabled={readOnly || busy} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale + 1))} data-testid="scale-up" aria-label="Scale up">
               +
             </ActionIcon>
           </Tooltip>
@@ -246,15 +250,15 @@ function ServiceRow({ service: s }: { service: Service }) {
       <Table.Td>
         <Group gap={4} justify="flex-end" wrap="nowrap">
           {stopped ? (
-            <Button size="xs" variant="light" loading={busy} onClick={() => act("start", () => api.startService(s.stack, s.name))}>
+            <Button size="xs" variant="light" disabled={readOnly} loading={busy} onClick={() => act("start", () => api.startService(s.stack, s.name))}>
               Start
             </Button>
           ) : (
-            <Button size="xs" variant="light" color="gray" loading={busy} onClick={() => act("stop", () => api.stopService(s.stack, s.name))}>
+            <Button size="xs" variant="light" color="gray" disabled={readOnly} loading={busy} onClick={() => act("stop", () => api.stopService(s.stack, s.name))}>
               Stop
             </Button>
           )}
-          <Button size="xs" variant="subtle" color="red" onClick={() => setConfirming(true)}>
+          <Button size="xs" variant="subtle" color="red" disabled={readOnly} onClick={() => setConfirming(true)}>
             Remove
           </Button>
         </Group>

@@ -5,13 +5,15 @@ import { api } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton, fieldError, notifyError } from "../components/common.tsx";
 import { formatSince } from "../format.ts";
 import { useLive } from "../live.tsx";
+import { useEnvRights } from "../session.tsx";
 
 export function StacksPage() {
   const stacks = useLive("stacks", ["stacks", "services"], (s) => api.stacks(s));
+  const { change } = useEnvRights();
   return (
     <Stack gap="md">
       <Title order={2}>Stacks</Title>
-      <CreateStackForm />
+      {change && <CreateStackForm />}
       {stacks.error && <ErrorBanner error={stacks.error} what="stacks" onRetry={stacks.reload} />}
       {stacks.loading && <ListSkeleton rows={3} height={40} />}
       {stacks.data && stacks.data.length === 0 && (
