@@ -1,10 +1,12 @@
 //! The web UI in a real browser (headless Chromium driven by `tests/ui/e2e.mjs`) against a real
 //! control plane with real agents on real engines: environments OPS and DEV with one host each.
 //! The browser creates a stack, a service and a load balancer through the forms; this side then
-//! checks that the engine itself runs what the UI asked for.
+//! checks that the engine itself runs what the UI asked for. The browser also signs out and in
+//! again as a user with the member role in OPS only.
 
 use corral_e2e::{engines, exclusive, repo_root, start_agent, wait_for, ControlPlane, Launch, TEST_IMAGE};
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const STACK: &str = "ui-shop";
@@ -38,6 +40,14 @@ fn web_ui_drives_a_real_cluster() {
         });
     }
 
+    // A member of OPS only, who signs in with a password in the browser.
+    let (user, password) = ("ui-member", "correct horse battery");
+    let mut create = cp.cli(&["user", "create", user, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    create.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let created = create.wait_with_output().unwrap();
+    assert!(created.status.success(), "corral user create: {}", String::from_utf8_lossy(&created.stderr));
+    cp.json(&["member", "add", "OPS", user, "--role", "member"]);
+
     let out = Command::new("node")
         .arg(repo_root().join("tests/ui/e2e.mjs"))
         .env("CORRAL_UI_URL", &cp.url)
@@ -45,6 +55,7 @@ fn web_ui_drives_a_real_cluster() {
         .env("CORRAL_UI_ENVS", format!("OPS={},DEV={}", engines[0].name, engines[1].name))
         .env("CORRAL_UI_STACK", STACK)
         .env("CORRAL_UI_IMAGE", TEST_IMAGE)
+        .env("CORRAL_UI_USER", format!("{user}:{password}"))
         .output()
         .expect("run node tests/ui/e2e.mjs (Node.js is installed by scripts/setup.sh)");
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -6,8 +6,11 @@
 //   CORRAL_UI_ENVS     "OPS=HOST,DEV=HOST": the environments and the one host joined to each
 //   CORRAL_UI_STACK    stack the script creates in the first environment
 //   CORRAL_UI_IMAGE    image for the service it creates
+//   CORRAL_UI_USER     "NAME:PASSWORD" of a user with the member role in the first environment
+//                      (and none elsewhere): signs out and in again as that user
 //   CORRAL_UI_SCREENSHOTS=1  save docs/screenshots/*.png
-//   CORRAL_UI_ONLY=scale     run only the synthetic scale check
+//   CORRAL_UI_ONLY=scale     run only the synthetic scale check (=desktop: only the desktop
+//                            Settings page, with Tauri's commands stood in for)
 //
 // Exits 0 when every check passed; otherwise prints what failed and exits 1.
 
@@ -27,6 +30,7 @@ const TOKEN = need("CORRAL_UI_TOKEN");
 const ENVS = (process.env.CORRAL_UI_ENVS ?? "").split(",").filter(Boolean).map((kv) => kv.split("="));
 const STACK = process.env.CORRAL_UI_STACK ?? "ui-test";
 const IMAGE = process.env.CORRAL_UI_IMAGE ?? "corral-test/busybox:latest";
+const [USER, PASSWORD] = (process.env.CORRAL_UI_USER ?? "").split(/:(.*)/s);
 const SHOTS = process.env.CORRAL_UI_SCREENSHOTS === "1";
 const ONLY = process.env.CORRAL_UI_ONLY ?? "";
 const T = 30_000;
@@ -103,6 +107,47 @@ async function realCluster(ctx) {
     await selectEnv(page, ops);
     await page.locator(`[data-testid=host-card][data-host="${opsHost}"]`).waitFor({ timeout: T });
     await page.getByTestId("link-state").and(page.locator("[data-state=live]")).waitFor({ timeout: T });
+  });
+
+  await step("the Settings page shows the agent URL hosts join with", async () => {
+    await page.getByTestId("nav-settings").click();
+    const shown = (await page.getByTestId("agent-url").textContent({ timeout: T })).trim();
+    const want = (await apiGet("/hosts/join-command", ops)).server_url;
+    assert(shown === want, `agent URL shown: ${shown}\nAPI says: ${want}`);
+    // The desktop's own settings need the desktop app: a browser does not offer them.
+    assert((await page.getByTestId("desktop-settings").count()) === 0, "a browser shows no desktop settings");
+    await page.mouse.move(0, 600); // no tooltip in the picture
+    await shot(page, "settings");
+  });
+
+  await step("create an environment from the UI and see it in the switcher; remove it again", async () => {
+    const qa = "QA-ui";
+    await page.getByTestId("nav-environments").click();
+    await page.getByTestId("environment-name").fill("bad name!");
+    await page.getByTestId("create-environment").click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=environment-name]")?.getAttribute("aria-invalid") === "true", null, { timeout: T });
+    const nameErr = await fieldErrorText(page, "environment-name");
+    assert(/bad name!/.test(nameErr), `expected the API's name error next to the field, got ${JSON.stringify(nameErr)}`);
+    await page.getByTestId("environment-name").fill(qa);
+    await page.getByTestId("create-environment").click();
+    await page.locator(`[data-testid=environment-row][data-env="${qa}"]`).waitFor({ timeout: T });
+    assert((await fieldErrorText(page, "environment-name")) === "", "the name error is cleared once the environment is created");
+    await page.getByTestId("env-switcher").click();
+    await page.getByRole("option", { name: qa, exact: true }).waitFor({ timeout: T });
+    await page.keyboard.press("Escape");
+    const envs = (await apiGet("/environments")).map((e) => e.name);
+    assert(envs.includes(qa), `the API lists ${envs.join(", ")}, not ${qa}`);
+    await shot(page, "environments");
+    // The default environment and ones with hosts cannot be removed: the button says so by being off.
+    assert(await page.locator('[data-testid=environment-row][data-env="Default"] [data-testid=remove-environment]').isDisabled(), "Default offers no removal");
+    await page.locator(`[data-testid=environment-row][data-env="${qa}"] [data-testid=remove-environment]`).click();
+    await page.getByTestId("confirm-remove-environment").click();
+    await page.locator(`[data-testid=environment-row][data-env="${qa}"]`).waitFor({ state: "detached", timeout: T });
+    await page.getByTestId("env-switcher").click();
+    await page.getByRole("option", { name: ops, exact: true }).waitFor({ timeout: T });
+    assert((await page.getByRole("option", { name: qa, exact: true }).count()) === 0, `${qa} is still in the switcher after removal`);
+    await page.keyboard.press("Escape");
+    await page.getByTestId("nav-hosts").click();
   });
 
   await step("Add Host shows the API's join command", async () => {
@@ -230,6 +275,98 @@ async function realCluster(ctx) {
     await page.getByTestId("stack-link").filter({ hasText: STACK }).waitFor({ timeout: T });
   });
 
+  if (USER) {
+    await step("sign out, then a wrong password shows the API's message", async () => {
+      await page.getByTestId("user-menu").click();
+      await page.getByTestId("sign-out").click();
+      await page.getByTestId("login-form").waitFor({ timeout: T });
+      await page.getByTestId("login-user").fill(USER);
+      await page.getByTestId("login-password").fill(`${PASSWORD}-wrong`);
+      await page.getByTestId("login-submit").click();
+      const shown = (await page.getByTestId("login-error").textContent({ timeout: T })).trim();
+      // What the API itself answers to a wrong password (from outside the browser, so the
+      // browser's failure count stays at one).
+      const res = await fetch(`${URL_}/v1/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: USER, password: `${PASSWORD}-other` }) });
+      const want = (await res.json()).message;
+      assert(res.status === 401 && shown === want, `login error shown: ${JSON.stringify(shown)}\nAPI says (${res.status}): ${JSON.stringify(want)}`);
+      await shot(page, "login");
+    });
+
+    await step(`sign in as ${USER} (member in ${ops} only) and see ${ops}'s host and stack`, async () => {
+      await page.getByTestId("login-password").fill(PASSWORD);
+      await page.getByTestId("login-submit").click();
+      await page.locator(`[data-testid=user-menu][data-user="${USER}"]`).waitFor({ timeout: T });
+      await page.getByTestId("nav-hosts").click();
+      await page.locator(`[data-testid=host-card][data-host="${opsHost}"]`).waitFor({ timeout: T });
+      await page.getByTestId("link-state").and(page.locator("[data-state=live]")).waitFor({ timeout: T });
+      await page.getByTestId("env-switcher").click();
+      await page.getByRole("option", { name: ops, exact: true }).waitFor({ timeout: T });
+      const options = await page.getByRole("option").allTextContents();
+      assert(options.length === 1, `${USER} sees only ${ops} in the switcher, not ${options.join(", ")}`);
+      await page.keyboard.press("Escape");
+      await page.getByTestId("nav-stacks").click();
+      await page.getByTestId("stack-link").filter({ hasText: STACK }).waitFor({ timeout: T });
+      // Members change stacks and add hosts, but environments are the administrators'.
+      await page.getByTestId("create-stack-form").waitFor({ timeout: T });
+      await page.getByTestId("nav-environments").click();
+      await page.locator(`[data-testid=environment-row][data-env="${ops}"]`).waitFor({ timeout: T });
+      assert((await page.getByTestId("create-environment-form").count()) === 0, "a member is offered to create environments");
+    });
+  }
+
+  await page.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Settings page as the desktop window runs it: `window.__CORRAL__` and Tauri's `invoke` are
+// stood in for here with the commands' documented shapes (docs/desktop.md); the desktop's own
+// tests check the commands themselves.
+
+async function desktopSettings(ctx) {
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
+  const agentUrl = "http://192.0.2.10:7070";
+  await page.addInitScript(
+    ([api, token, agentUrl]) => {
+      window.__CORRAL__ = { api, token, agentUrl };
+      let saved = { agent_port: 7070, on_close: "ask" };
+      const view = () => ({ ...saved, listening_port: 7070, restart_needed: saved.agent_port !== 7070 });
+      window.__TAURI_INTERNALS__ = {
+        invoke: async (cmd, args) => {
+          if (cmd === "get_settings") return view();
+          if (cmd !== "set_settings") throw `unknown command ${cmd}`;
+          const next = { ...saved, ...args.change };
+          if (next.agent_port === 0) throw { code: "bad_settings", message: "settings: agent_port must be between 1 and 65535" };
+          saved = next;
+          return view();
+        },
+      };
+    },
+    [URL_, TOKEN, agentUrl],
+  );
+
+  await step("desktop (simulated Tauri): Settings shows the LAN agent URL and changes the agent port", async () => {
+    await page.goto(`${URL_}/#/settings`);
+    const shown = (await page.getByTestId("agent-url").textContent({ timeout: T })).trim();
+    assert(shown === agentUrl, `agent URL shown in the desktop: ${shown}, want ${agentUrl}`);
+    assert((await page.getByTestId("sign-out").count()) === 0, "the desktop offers no sign-out");
+    const port = page.getByTestId("agent-port");
+    assert((await port.inputValue({ timeout: T })) === "7070", `agent port shown: ${await port.inputValue()}`);
+    await port.fill("0");
+    await page.getByTestId("save-agent-port").click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=agent-port]")?.getAttribute("aria-invalid") === "true", null, { timeout: T });
+    const err = await fieldErrorText(page, "agent-port");
+    assert(/agent_port must be between 1 and 65535/.test(err), `expected the app's message next to the port, got ${JSON.stringify(err)}`);
+    assert((await page.getByTestId("restart-needed").count()) === 0, "a refused port asks for no restart");
+    await port.fill("7171");
+    await page.getByTestId("save-agent-port").click();
+    await page.getByTestId("restart-needed").filter({ hasText: "7171" }).waitFor({ timeout: T });
+    assert((await fieldErrorText(page, "agent-port")) === "", "the port error is cleared once saved");
+    await page.getByTestId("on-close").getByText("Keep running in the tray").click();
+    await page.waitForFunction(async () => (await window.__TAURI_INTERNALS__.invoke("get_settings")).on_close === "tray", null, { timeout: T });
+    await page.mouse.move(0, 600);
+    await shot(page, "settings-desktop");
+  });
   await page.close();
 }
 
@@ -362,8 +499,9 @@ try {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
-  if (ONLY !== "scale") await realCluster(browser);
-  await scaleCheck(browser);
+  if (ONLY === "") await realCluster(browser);
+  if (ONLY === "" || ONLY === "desktop") await desktopSettings(browser);
+  if (ONLY === "" || ONLY === "scale") await scaleCheck(browser);
   console.log("[ui] all UI checks passed");
 } catch (e) {
   failed = true;

@@ -87,8 +87,9 @@ function DesktopSettingsCard() {
   const savePort = async (e: FormEvent) => {
     e.preventDefault();
     const n = typeof port === "number" ? port : Number(port);
-    // The command takes a 16-bit port: anything else would be refused as a malformed call.
-    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+    // The command takes a 16-bit number: anything else would fail as a malformed call rather
+    // than with the app's own message, so it is caught here; the app checks the rest.
+    if (port === "" || !Number.isInteger(n) || n < 0 || n > 65535) {
       setPortError(`agent port ${String(port) || "(empty)"}: it must be a whole number between 1 and 65535`);
       return;
     }
@@ -130,10 +131,11 @@ function DesktopSettingsCard() {
           <Group align="flex-start">
             <NumberInput
               label="Agent port"
-              description={`The port agents and other machines connect to; listening on ${settings.listening_port} now`}
+              description={`Agents and other machines connect here; now ${settings.listening_port}`}
               min={1}
               max={65535}
               allowDecimal={false}
+              clampBehavior="none"
               value={port}
               onChange={setPort}
               error={portError}
@@ -152,6 +154,8 @@ function DesktopSettingsCard() {
         </form>
         <Input.Wrapper label="When the window closes" error={closeError}>
           <SegmentedControl
+            display="flex"
+            w="fit-content"
             mt={4}
             data={ON_CLOSE}
             value={settings.on_close}
