@@ -95,6 +95,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("GET", "/health"), Public),
         (("GET", "/agent"), Public),
         (("GET", "/agent/binary"), Public),
+        (("GET", "/ca.pem"), Public),
         (("POST", "/login"), Public),
         (("POST", "/logout"), Public),
         (("GET", "/whoami"), SignedIn),
@@ -121,6 +122,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("GET", "/hosts"), ro),
         (("GET", "/hosts/join-command"), member),
         (("GET", "/hosts/{host}"), ro),
+        (("POST", "/hosts/{host}/revoke"), owner),
         (("GET", "/hosts/{host}/stats"), ro),
         (("GET", "/stacks"), ro),
         (("POST", "/stacks"), restricted),
@@ -247,7 +249,7 @@ async fn hello(cp: &ControlPlane, token: &str, host_id: &str, name: &str) -> (Va
     let url = format!("{}/v1/agent", cp.url.replacen("http://", "ws://", 1));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /v1/agent");
     let facts = HostFacts { name: name.into(), address: "127.0.0.1".into(), docker_version: "test".into(), cpus: 1, memory_bytes: 1 << 30, ..Default::default() };
-    let msg = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: token.into(), host_id: host_id.into(), facts });
+    let msg = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: token.into(), credential: None, host_id: host_id.into(), facts });
     socket.send(Message::Text(serde_json::to_string(&msg).unwrap().into())).await.unwrap();
     loop {
         match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an answer to the hello") {

@@ -139,7 +139,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
         let file = std::fs::File::create(&log).expect("create log");
         cmd.stderr(file.try_clone().expect("clone log")).stdout(file);
         Proc { child: cmd.spawn().expect("spawn corral"), log }

@@ -1,7 +1,6 @@
 //! The agent's side of `/v1/agent`: dial out, hello, then relay desired sets in and observed sets
 //! and heartbeats out; redial forever with jittered backoff when the connection is lost.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,18 +8,17 @@ use corral_proto::{
     AgentMessage, DesiredSet, Hello, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION,
 };
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::Backoff;
 use crate::engine::Engine;
 use crate::error::AgentError;
 use crate::reconciler::ReconcilerHandle;
-use crate::{facts, state, AgentConfig};
+use crate::tls::ConnectError;
+use crate::{facts, identity, state, AgentConfig};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = crate::tls::WebSocket;
 
 /// A control plane that accepts TCP but never answers must not stall the agent.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,16 +35,12 @@ pub fn agent_ws_url(server_url: &str) -> Result<String, AgentError> {
     let (scheme, rest) = server_url
         .trim()
         .split_once("://")
-        .ok_or_else(|| bad("it has no scheme; use e.g. http://10.0.0.5:7070"))?;
+        .ok_or_else(|| bad("it has no scheme; use e.g. https://10.0.0.5:7070"))?;
     let rest = rest.trim_end_matches('/');
     let ws_scheme = match scheme.to_ascii_lowercase().as_str() {
         "http" | "ws" => "ws",
-        "https" | "wss" => {
-            return Err(bad(
-                "TLS (https/wss) is not supported by this agent build yet; use the control plane's http:// URL",
-            ))
-        }
-        _ => return Err(bad("the scheme must be http:// (or ws://)")),
+        "https" | "wss" => "wss",
+        _ => return Err(bad("the scheme must be https:// or http:// (or wss://, ws://)")),
     };
     if rest.is_empty() || rest.starts_with('/') {
         return Err(bad("it has no host"));
@@ -110,12 +104,15 @@ async fn session(
 ) -> End {
     let dial = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::connect_async(link.ws_url.as_str()),
+        crate::tls::connect_websocket(link.ws_url.as_str(), link.config.ca_fingerprint),
     );
-    let mut ws = tokio::select! {
+    let (mut ws, local_ip) = tokio::select! {
         _ = shutdown.recv() => return End::Shutdown,
         r = dial => match r {
-            Ok(Ok((ws, _))) => ws,
+            Ok(Ok(connected)) => connected,
+            // Another CA answers: an attacker or a control plane set up anew. Retrying will
+            // not change which; the operator has to look.
+            Ok(Err(ConnectError::Mismatch(m))) => return End::Fatal(AgentError::CaMismatch(m)),
             Ok(Err(e)) => return End::Retry(format!("cannot connect: {e}")),
             Err(_) => return End::Retry(format!("no WebSocket handshake within {HANDSHAKE_TIMEOUT:?}")),
         },
@@ -127,11 +124,16 @@ async fn session(
         Ok(v) => *docker_version = v,
         Err(e) => tracing::warn!(error = %e, "cannot read the Docker version for the hello"),
     }
+    let credential = match identity::load_credential(&link.config.state_dir) {
+        Ok(c) => c,
+        Err(e) => return End::Fatal(e),
+    };
     let hello = AgentMessage::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         token: link.config.token.clone(),
+        credential,
         host_id: link.host_id.clone(),
-        facts: facts::gather(link.config, docker_version, local_ip(&ws)),
+        facts: facts::gather(link.config, docker_version, local_ip),
     });
     if let Err(e) = send(&mut ws, &hello).await {
         return End::Retry(format!("cannot send hello: {e}"));
@@ -142,10 +144,17 @@ async fn session(
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, first_reply(&mut ws)) => match r {
             Err(_) => return End::Retry(format!("no welcome within {HANDSHAKE_TIMEOUT:?}")),
             Ok(Err(reason)) => return End::Retry(reason),
-            Ok(Ok(Reply::Rejected(r))) => return rejected(r),
+            Ok(Ok(Reply::Rejected(r))) => return rejected_by(link, r),
             Ok(Ok(Reply::Welcome(w))) => w,
         },
     };
+    if let Some(credential) = &welcome.credential {
+        // Without it the next hello would be refused, so a host that cannot keep it stops here.
+        if let Err(e) = identity::save_credential(&link.config.state_dir, credential) {
+            return End::Fatal(e);
+        }
+        tracing::info!("joined: this host's own credential is kept in the state dir; the join token is not needed again");
+    }
     backoff.reset();
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.max(100));
     tracing::info!(
@@ -175,8 +184,28 @@ async fn first_reply(ws: &mut Ws) -> Result<Reply, String> {
     }
 }
 
+/// [`rejected`], after forgetting a revoked credential so that the next start joins anew.
+fn rejected_by(link: &Link<'_>, r: Rejected) -> End {
+    if r.code == RejectCode::CredentialRevoked {
+        if let Err(e) = identity::forget_credential(&link.config.state_dir) {
+            tracing::error!(error = %e, "cannot remove the revoked credential");
+        }
+    }
+    rejected(r)
+}
+
 fn rejected(r: Rejected) -> End {
     match r.code {
+        RejectCode::CredentialRevoked => End::Fatal(AgentError::Rejected {
+            code: r.code,
+            message: r.message,
+            hint: "The credential was removed from the state dir; run the join command again to re-join.",
+        }),
+        RejectCode::BadCredential => End::Fatal(AgentError::Rejected {
+            code: r.code,
+            message: r.message,
+            hint: "Use the state dir this host joined with, or revoke the host in the control plane and join again.",
+        }),
         RejectCode::BadToken => End::Fatal(AgentError::Rejected {
             code: r.code,
             message: r.message,
@@ -283,7 +312,7 @@ async fn connected(
                     Ok(Some(ServerMessage::StatsInterval { ms })) => {
                         stats_interval.send_replace(ms);
                     }
-                    Ok(Some(ServerMessage::Rejected(r))) => return rejected(r),
+                    Ok(Some(ServerMessage::Rejected(r))) => return rejected_by(link, r),
                     Ok(Some(ServerMessage::Welcome(_))) => {
                         tracing::warn!("ignoring a second welcome from the control plane");
                     }
@@ -356,13 +385,6 @@ async fn send(
     ws.send(Message::text(text)).await
 }
 
-fn local_ip(ws: &Ws) -> Option<IpAddr> {
-    match ws.get_ref() {
-        MaybeTlsStream::Plain(tcp) => tcp.local_addr().ok().map(|a| a.ip()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +400,10 @@ mod tests {
             "ws://cp.lan:7070/v1/agent"
         );
         assert_eq!(agent_ws_url("ws://cp:1").unwrap(), "ws://cp:1/v1/agent");
+        assert_eq!(
+            agent_ws_url("https://10.0.0.5:7070").unwrap(),
+            "wss://10.0.0.5:7070/v1/agent"
+        );
     }
 
     #[test]
@@ -386,7 +412,6 @@ mod tests {
             ("10.0.0.5:7070", "no scheme"),
             ("ftp://x", "scheme"),
             ("http://", "no host"),
-            ("https://cp:7070", "TLS"),
         ] {
             let e = agent_ws_url(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
@@ -409,5 +434,13 @@ mod tests {
             End::Retry(_)
         ));
         assert!(matches!(rejected(r(RejectCode::BadHello)), End::Retry(_)));
+        assert!(matches!(
+            rejected(r(RejectCode::CredentialRevoked)),
+            End::Fatal(_)
+        ));
+        assert!(matches!(
+            rejected(r(RejectCode::BadCredential)),
+            End::Fatal(_)
+        ));
     }
 }

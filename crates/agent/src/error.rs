@@ -40,6 +40,10 @@ pub enum AgentError {
     #[error("invalid control plane URL {url:?}: {reason}")]
     InvalidServerUrl { url: String, reason: String },
 
+    /// The control plane presented another CA than the pinned one.
+    #[error(transparent)]
+    CaMismatch(#[from] crate::tls::PinMismatch),
+
     /// The control plane refused us for a reason retrying cannot fix.
     #[error("the control plane rejected this agent ({code:?}): {message}. {hint}")]
     Rejected {

@@ -49,6 +49,7 @@ mod tests {
 
     fn config() -> AgentConfig {
         AgentConfig {
+            ca_fingerprint: None,
             server_url: "http://127.0.0.1:1".into(),
             token: "t".into(),
             state_dir: "/tmp/x".into(),

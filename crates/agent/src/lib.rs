@@ -2,7 +2,8 @@
 //!
 //! [`run`] wires the pieces together:
 //!
-//! - [`identity`]: the host's stable id, `state_dir/host-id`.
+//! - [`identity`]: the host's stable id, `state_dir/host-id`, and its own credential,
+//!   `state_dir/credential` (0600), issued by the control plane on the first join.
 //! - [`state`]: the last desired set, `state_dir/desired.json`, written atomically. It is loaded
 //!   and enforced at startup before the control plane is dialled, so a host keeps its containers
 //!   while the control plane is away.
@@ -17,6 +18,7 @@
 //! - [`logs`]: container logs streamed on demand while someone reads them.
 //! - [`stats`]: host and container resource usage, sampled every 5 s (1 s while watched).
 //! - [`facts`]: what the host reports about itself in the hello.
+//! - [`tls`]: TLS to the control plane with its CA pinned by fingerprint (also used by the CLI).
 //! - [`backoff`]: full-jitter exponential backoff.
 
 pub mod backoff;
@@ -31,6 +33,7 @@ pub mod identity;
 pub mod reconciler;
 pub mod state;
 pub mod stats;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,8 +50,10 @@ pub use reconciler::{ConvergeFailure, ConvergeReport, Reconciler, ReconcilerHand
 pub struct AgentConfig {
     /// Control plane base URL, e.g. `http://10.0.0.5:7070`; the agent dials `{url}/v1/agent`.
     pub server_url: String,
-    /// The environment's join token.
+    /// The environment's join token, used until the control plane issues this host's own credential.
     pub token: String,
+    /// The control plane's CA, pinned; required for an `https://` server URL.
+    pub ca_fingerprint: Option<tls::Fingerprint>,
     /// Where the agent keeps its identity and the last desired set.
     pub state_dir: PathBuf,
     /// Docker endpoint, e.g. `unix:///run/h1/docker.sock`; `None` means `DOCKER_HOST` or the default socket.
@@ -79,6 +84,12 @@ pub async fn run_with_engine(
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), AgentError> {
     let ws_url = agent_ws_url(&config.server_url)?;
+    if ws_url.starts_with("wss://") && config.ca_fingerprint.is_none() {
+        return Err(AgentError::InvalidServerUrl {
+            url: config.server_url.clone(),
+            reason: "an https:// control plane needs its CA fingerprint: pass --ca-fingerprint (it is in the join command)".into(),
+        });
+    }
     let host_id = identity::load_or_create_host_id(&config.state_dir)?;
     let desired = match state::load_desired(&config.state_dir) {
         Ok(d) => d,

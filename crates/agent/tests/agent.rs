@@ -25,6 +25,7 @@ type Ws = WebSocketStream<TcpStream>;
 
 fn config(server_url: String, state_dir: &Path) -> AgentConfig {
     AgentConfig {
+        ca_fingerprint: None,
         server_url,
         token: "join-token".into(),
         state_dir: state_dir.to_path_buf(),
@@ -68,6 +69,7 @@ fn welcome(heartbeat_ms: u64) -> ServerMessage {
         host_name: "h-test".into(),
         environment: "default".into(),
         heartbeat_interval_ms: heartbeat_ms,
+        credential: None,
     })
 }
 

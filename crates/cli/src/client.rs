@@ -5,13 +5,17 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type WebSocket = corral_agent::tls::WebSocket;
+use corral_agent::tls::{ConnectError, Fingerprint};
 
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
     environment: Option<String>,
+    /// The control plane's CA, pinned (`--ca-fingerprint`).
+    pin: Option<Fingerprint>,
 }
 
 /// Tells the control plane's audit log that a change came from the CLI.
@@ -20,18 +24,29 @@ const CLIENT_HEADER: (&str, &str) = ("x-corral-client", "cli");
 impl Client {
     /// Without a token, the session `corral login` stored for this server, then (on the control
     /// plane's own machine) the admin token.
-    pub fn new(base: &str, token: Option<String>, environment: Option<String>) -> Client {
+    /// With `pin`, an https:// server must present that CA, and no other is trusted; without
+    /// it, the usual public CAs are (a control plane behind a proxy with a public certificate).
+    pub fn new(base: &str, token: Option<String>, environment: Option<String>, pin: Option<Fingerprint>) -> Client {
         let base = base.trim_end_matches('/').to_string();
         let token = token.or_else(|| crate::commands::login::stored(&base).map(|s| s.token)).or_else(local_admin_token);
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(CLIENT_HEADER.0, reqwest::header::HeaderValue::from_static(CLIENT_HEADER.1));
-        let http = reqwest::Client::builder().default_headers(headers).build().unwrap_or_default();
-        Client { http, base, token, environment }
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(pin) = pin {
+            builder = builder.use_preconfigured_tls(corral_agent::tls::client_config(pin));
+        }
+        let http = builder.build().unwrap_or_default();
+        Client { http, base, token, environment, pin }
     }
 
     /// The same client, working in another environment.
     pub fn in_environment(&self, environment: &str) -> Client {
-        Client { http: self.http.clone(), base: self.base.clone(), token: self.token.clone(), environment: Some(environment.to_string()) }
+        Client { environment: Some(environment.to_string()), ..self.clone() }
+    }
+
+    /// The same client, with another credential.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client { token: Some(token.to_string()), environment: None, ..self.clone() }
     }
 
     pub fn base(&self) -> &str {
@@ -71,10 +86,10 @@ impl Client {
             request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
         }
         request.headers_mut().insert(CLIENT_HEADER.0, CLIENT_HEADER.1.parse()?);
-        match tokio_tungstenite::connect_async(request).await {
+        match corral_agent::tls::connect_websocket(request, self.pin).await {
             Ok((socket, _)) => Ok(socket),
             // Refusals come as JSON before the upgrade, like any other answer.
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(ConnectError::Http(response)) => {
                 let body = response.body().as_deref().unwrap_or_default();
                 let message = serde_json::from_slice::<serde_json::Value>(body)
                     .ok()
@@ -82,8 +97,28 @@ impl Client {
                     .unwrap_or_else(|| format!("{}: {}", response.status(), String::from_utf8_lossy(body)));
                 Err(anyhow!(message))
             }
-            Err(e) => Err(anyhow!(e)).with_context(|| format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base)),
+            Err(e @ (ConnectError::Mismatch(_) | ConnectError::NoPin(_))) => Err(anyhow!(e)),
+            Err(e) => Err(anyhow!(e)).with_context(|| self.unreachable()),
         }
+    }
+
+    /// What to say when a request did not get an answer, with the TLS reason when there is one.
+    fn unreachable(&self) -> String {
+        format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base)
+    }
+
+    /// A failed request as the user should read it: a CA mismatch or a missing pin first.
+    fn send_error(&self, e: reqwest::Error) -> anyhow::Error {
+        if let Some(mismatch) = corral_agent::tls::pin_mismatch(&e) {
+            return anyhow!(mismatch);
+        }
+        if self.pin.is_none() && self.base.starts_with("https://") && e.is_connect() {
+            return anyhow!(e).context(format!(
+                "cannot connect to {} over TLS; a control plane with its own CA needs --ca-fingerprint (or CORRAL_CA_FINGERPRINT) from `corral host join-command`",
+                self.base
+            ));
+        }
+        anyhow!(e).context(self.unreachable())
     }
 
     /// A request with the token and environment like every call, for bodies that are not JSON
@@ -101,7 +136,7 @@ impl Client {
 
     /// Sends `request`; an error answer becomes its message.
     pub async fn checked(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let response = request.send().await.with_context(|| format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base))?;
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -122,7 +157,7 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach the control plane at {}; is it running? (set --server or CORRAL_URL)", self.base))?;
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
         let status = response.status();
         let bytes = response.bytes().await.context("reading the control plane's answer")?;
         if !status.is_success() {

@@ -96,8 +96,12 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol_version: u32,
-    /// The environment's join token.
+    /// The environment's join token. Only used when the control plane does not know this host's
+    /// `credential` (its first join, a re-join after a revocation, or a lost database).
     pub token: String,
+    /// The host's own credential, from the [`Welcome`] of its first join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     /// Stable identity of this host, created by the agent on first start and kept in its state dir.
     pub host_id: String,
     pub facts: HostFacts,
@@ -124,6 +128,10 @@ pub struct Welcome {
     pub host_name: String,
     pub environment: String,
     pub heartbeat_interval_ms: u64,
+    /// A new credential for this host, sent when it joined with the join token: the agent keeps
+    /// it and says hello with it from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// Why a connection was refused, in words an operator can act on.
@@ -144,6 +152,10 @@ pub enum RejectCode {
     AlreadyConnected,
     /// The first frame was not a valid hello.
     BadHello,
+    /// The host's credential was revoked (`corral host revoke`): it must join with the join token again.
+    CredentialRevoked,
+    /// The host is known but the hello did not carry its credential.
+    BadCredential,
 }
 
 /// The full set of containers the control plane wants on one host.
@@ -257,6 +269,7 @@ mod tests {
         let hello = AgentMessage::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             token: "t".into(),
+            credential: None,
             host_id: "id".into(),
             facts: HostFacts {
                 name: "h1".into(),

@@ -68,12 +68,7 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
         ));
     }
     let internal = |e: StoreError| (RejectCode::BadHello, format!("control plane error: {e}"));
-    let env = state
-        .store
-        .environment_by_join_token(&hello.token)
-        .await
-        .map_err(internal)?
-        .ok_or((RejectCode::BadToken, "unknown join token; copy the join command again from `corral host join-command` or Add Host".to_string()))?;
+    let (env, issue_credential) = authenticate(state, hello).await?;
     if hello.host_id.trim().is_empty() || hello.facts.name.trim().is_empty() {
         return Err((RejectCode::BadHello, "the hello must carry a host id and a host name".into()));
     }
@@ -90,14 +85,28 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
     if facts.address.is_empty() {
         facts.address = remote.ip().to_string();
     }
-    match state.store.register_host(env.id, &hello.host_id, &facts).await {
-        Ok((host, new_host)) => Ok(Admitted {
+    let registered = async {
+        let (host, new_host) = state.store.register_host(env.id, &hello.host_id, &facts).await?;
+        let credential = if issue_credential {
+            // The secret leaves only in the welcome; the database keeps its hash.
+            let secret = format!("corral_host_{}", corral_store::environments::random_secret(24));
+            state.store.set_host_credential(&host.id, &corral_store::tokens::hash_secret(&secret)).await?;
+            Some(secret)
+        } else {
+            None
+        };
+        Ok::<_, StoreError>((host, new_host, credential))
+    }
+    .await;
+    match registered {
+        Ok((host, new_host, credential)) => Ok(Admitted {
             attachment,
             welcome: Welcome {
                 host_id: host.id,
                 host_name: host.name,
                 environment: env.name.clone(),
                 heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+                credential,
             },
             environment: env,
             new_host,
@@ -110,6 +119,54 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
             })
         }
     }
+}
+
+/// Which environment the hello gets into, and whether the host gets a new credential.
+///
+/// A host the control plane knows with a credential must say hello with it; the join token
+/// only lets in hosts without one: new hosts, hosts whose credential was revoked and has
+/// since been forgotten by their agent, and every host after a lost database.
+async fn authenticate(state: &AppState, hello: &Hello) -> Result<(Environment, bool), (RejectCode, String)> {
+    let internal = |e: StoreError| (RejectCode::BadHello, format!("control plane error: {e}"));
+    let known = state.store.host_credential(&hello.host_id).await.map_err(internal)?;
+    if let (Some(secret), Some(known)) = (&hello.credential, &known) {
+        if let Some(hash) = &known.hash {
+            if *hash != corral_store::tokens::hash_secret(secret) {
+                return Err((
+                    RejectCode::BadCredential,
+                    format!(
+                        "host {:?} (id {}) said hello with a credential that is not its own; revoke the host (`corral host revoke NAME`) and run the join command again",
+                        hello.facts.name, hello.host_id
+                    ),
+                ));
+            }
+            if known.revoked {
+                return Err((
+                    RejectCode::CredentialRevoked,
+                    format!("the credential of host {:?} was revoked; to join again, run the join command (with the join token) on it", hello.facts.name),
+                ));
+            }
+            let env = state.store.environment_by_id(known.environment_id).await.map_err(internal)?;
+            return Ok((env, false));
+        }
+    }
+    let env = state
+        .store
+        .environment_by_join_token(&hello.token)
+        .await
+        .map_err(internal)?
+        .ok_or((RejectCode::BadToken, "unknown join token; copy the join command again from `corral host join-command` or Add Host".to_string()))?;
+    // A host in another environment is refused by its registration, with its own message.
+    if known.is_some_and(|k| k.environment_id == env.id && k.hash.is_some() && !k.revoked) {
+        return Err((
+            RejectCode::BadCredential,
+            format!(
+                "host {:?} (id {}) has already joined and has its own credential, kept in the agent's state dir; start the agent with that state dir, or revoke the host (`corral host revoke NAME`) to join it again with the join token",
+                hello.facts.name, hello.host_id
+            ),
+        ));
+    }
+    Ok((env, true))
 }
 
 async fn run(

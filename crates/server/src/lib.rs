@@ -12,6 +12,7 @@
 //! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
 //! - [`lb`]: load-balancer services: rule syntax, and listeners with backends from observed state.
 //! - [`metrics`]: monitoring: agents' stats, history roll-ups, the Prometheus page.
+//! - [`tls`]: the control plane's own CA, and TLS on the LAN listener.
 //! - [`validate`]: checks on user input; [`error`]: the API's one error type.
 //!
 //! Placement itself is the pure `corral-scheduler` crate; persistence is `corral-store`.
@@ -28,6 +29,7 @@ pub mod lb;
 pub mod metrics;
 pub mod reconcile;
 pub mod state;
+pub mod tls;
 pub mod validate;
 
 use crate::hub::Hub;
@@ -65,6 +67,32 @@ pub struct Config {
     pub adoption_window: Duration,
     /// How long a login session lasts.
     pub session_ttl: Duration,
+    /// Whether `listen` speaks TLS with the control plane's own CA.
+    pub tls: TlsMode,
+    /// An extra plain-HTTP listener on loopback while `listen` speaks TLS (for a local window).
+    pub local_listen: Option<SocketAddr>,
+}
+
+/// Whether the main listener speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// TLS unless the listen address is loopback: traffic that never leaves the machine needs
+    /// no certificate, and every client on it can keep using plain `http://127.0.0.1`.
+    Auto,
+    On,
+    /// Plain HTTP on any address (what embedders that have not moved to TLS yet use).
+    #[default]
+    Off,
+}
+
+impl TlsMode {
+    pub fn serves_tls(self, listen: SocketAddr) -> bool {
+        match self {
+            TlsMode::Auto => !listen.ip().is_loopback(),
+            TlsMode::On => true,
+            TlsMode::Off => false,
+        }
+    }
 }
 
 impl Config {
@@ -78,6 +106,8 @@ impl Config {
             heartbeat_interval: Duration::from_secs(1),
             adoption_window: Duration::from_secs(30),
             session_ttl: Duration::from_secs(12 * 3600),
+            tls: TlsMode::default(),
+            local_listen: None,
         }
     }
 }
@@ -90,6 +120,10 @@ pub enum ServerError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("--local-listen {0} is not a loopback address; plain HTTP is only served on loopback")]
+    LocalNotLoopback(SocketAddr),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -98,6 +132,10 @@ pub enum ServerError {
 pub struct ControlPlane {
     state: AppState,
     listener: TcpListener,
+    /// Plain HTTP on loopback beside a TLS `listener`.
+    local_listener: Option<TcpListener>,
+    /// Present when `listener` speaks TLS.
+    tls: Option<tls::Tls>,
     reconciler: Reconciler,
     /// The admin token, when this start created it (a fresh data dir); shown once.
     pub new_admin_token: Option<String>,
@@ -111,8 +149,20 @@ impl ControlPlane {
         store.ensure_default_environment().await?;
         let new_admin_token = bootstrap_admin_token(&store, &data_dir).await?;
         store.mark_all_hosts_disconnected().await?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source }) };
+        let listener = bind(config.listen).await?;
+        let tls = if config.tls.serves_tls(config.listen) {
+            let names: Vec<String> = config.advertise_url.as_deref().and_then(url_host).into_iter().collect();
+            Some(tls::load_or_create(&data_dir, &names)?)
+        } else {
+            None
+        };
+        let local_listener = match (config.local_listen, &tls) {
+            (Some(addr), _) if !addr.ip().is_loopback() => return Err(ServerError::LocalNotLoopback(addr)),
+            (Some(addr), Some(_)) => Some(bind(addr).await?),
+            // Without TLS the main listener already speaks plain HTTP.
+            _ => None,
+        };
         let hub = Arc::new(Hub::default());
         let trigger = ReconcileTrigger::default();
         let unplaced = Arc::default();
@@ -137,12 +187,23 @@ impl ControlPlane {
             logins: Arc::default(),
             shutdown: broadcast::channel(1).0,
             metrics: Arc::default(),
+            ca: tls.as_ref().map(|t| Arc::new(t.ca.clone())),
         };
-        Ok(ControlPlane { state, listener, reconciler, new_admin_token })
+        Ok(ControlPlane { state, listener, local_listener, tls, reconciler, new_admin_token })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The plain loopback listener's address, when one serves beside a TLS listener.
+    pub fn local_addr_plain(&self) -> Option<SocketAddr> {
+        self.local_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The CA clients pin (`sha256:HEX`), when the main listener speaks TLS.
+    pub fn ca_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.ca.fingerprint.as_str())
     }
 
     pub fn state(&self) -> &AppState {
@@ -151,26 +212,66 @@ impl ControlPlane {
 
     /// Serves until `shutdown` fires, then closes agent sessions and the store.
     pub async fn run(self, mut shutdown: broadcast::Receiver<()>) -> Result<(), ServerError> {
-        let ControlPlane { state, listener, reconciler, .. } = self;
+        use axum::serve::ListenerExt;
+        let ControlPlane { state, listener, local_listener, tls, reconciler, .. } = self;
         // Compute every known host's desired set before any agent can connect.
         reconciler.pass().await?;
         let loop_task = tokio::spawn(reconciler.run(state.shutdown.subscribe()));
         let rollups = tokio::spawn(metrics::run_rollups(state.store.clone(), state.metrics.clone(), state.shutdown.subscribe()));
         let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let stopped = |mut rx: broadcast::Receiver<()>| async move {
+            let _ = rx.recv().await;
+        };
+        let mut servers = tokio::task::JoinSet::new();
+        match tls {
+            Some(tls) => {
+                tracing::info!(%addr, fingerprint = %tls.ca.fingerprint, "control plane listening (TLS)");
+                // `tap_io` only lends the TLS listener axum's connect-info for socket addresses.
+                let listener = tls::TlsListener::new(listener, tls.acceptor).map_err(ServerError::Serve)?.tap_io(|_| {});
+                let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
+                servers.spawn(async move { serve.await });
+                if let Some(local) = local_listener {
+                    tracing::info!(addr = %local.local_addr().map_err(ServerError::Serve)?, "plain HTTP for this machine only");
+                    let serve = axum::serve(local, app).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
+                    servers.spawn(async move { serve.await });
+                }
+            }
+            None => {
+                tracing::info!(%addr, "control plane listening");
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
+                servers.spawn(async move { serve.await });
+            }
+        }
         let stop = state.shutdown.clone();
-        tracing::info!(addr = %listener.local_addr().map_err(ServerError::Serve)?, "control plane listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.recv().await;
-                let _ = stop.send(());
-            })
-            .await
-            .map_err(ServerError::Serve)?;
+        tokio::spawn(async move {
+            let _ = shutdown.recv().await;
+            let _ = stop.send(());
+        });
+        let mut result = Ok(());
+        while let Some(done) = servers.join_next().await {
+            if let Ok(Err(e)) = done {
+                // One listener failing stops the others too.
+                let _ = state.shutdown.send(());
+                result = Err(ServerError::Serve(e));
+            }
+        }
         let _ = loop_task.await;
         let _ = rollups.await;
         state.store.close().await;
-        Ok(())
+        result
     }
+}
+
+/// The host part of a URL such as `https://cp.lan:7070/`, for the server certificate.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// On a fresh data dir, creates the admin token (the built-in admin user's account key) and

@@ -26,4 +26,6 @@ pub struct AppState {
     pub shutdown: broadcast::Sender<()>,
     /// Latest resource usage, live viewers, and the history's ingest.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The CA agents and the CLI pin, when the main listener speaks TLS.
+    pub ca: Option<Arc<crate::tls::CaInfo>>,
 }

@@ -29,7 +29,17 @@ fn row_to_host(row: sqlx::sqlite::SqliteRow) -> Result<Host> {
         state_since: row.get("state_since"),
         last_seen: row.get("last_seen"),
         created_at: row.get("created_at"),
+        revoked_at: row.get("revoked_at"),
     })
+}
+
+/// What the store knows about a host's own credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostCredential {
+    pub environment_id: i64,
+    /// SHA-256 of the secret; `None` for a host that joined before hosts had credentials.
+    pub hash: Option<String>,
+    pub revoked: bool,
 }
 
 impl Store {
@@ -93,6 +103,40 @@ impl Store {
         let host = row_to_host(row)?;
         tx.commit().await?;
         Ok((host, existing_env.is_none()))
+    }
+
+    /// The host's credential, if the host is known.
+    pub async fn host_credential(&self, host_id: &str) -> Result<Option<HostCredential>> {
+        let row = sqlx::query("SELECT environment_id, credential_hash, revoked_at FROM hosts WHERE id = ?")
+            .bind(host_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| HostCredential {
+            environment_id: row.get("environment_id"),
+            hash: row.get("credential_hash"),
+            revoked: row.get::<Option<String>, _>("revoked_at").is_some(),
+        }))
+    }
+
+    /// Gives a host a new credential (after a join with the join token), lifting a revocation.
+    pub async fn set_host_credential(&self, host_id: &str, credential_hash: &str) -> Result<()> {
+        sqlx::query("UPDATE hosts SET credential_hash = ?, revoked_at = NULL WHERE id = ?")
+            .bind(credential_hash)
+            .bind(host_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes a host's credential: its agent is refused until it joins with the join token again.
+    pub async fn revoke_host(&self, environment_id: i64, name: &str) -> Result<Host> {
+        let host = self.host(environment_id, name).await?;
+        sqlx::query("UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(now())
+            .bind(&host.id)
+            .execute(&self.pool)
+            .await?;
+        self.host(environment_id, name).await
     }
 
     /// Changes a host's state; a no-op when it is already in that state, so `state_since` stays true.

@@ -53,6 +53,8 @@ pub struct Host {
     pub state_since: String,
     pub last_seen: String,
     pub created_at: String,
+    /// When the host's credential was revoked; its agent must join with the join token again.
+    pub revoked_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

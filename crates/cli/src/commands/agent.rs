@@ -22,12 +22,13 @@ pub struct Args {
     labels: Vec<String>,
 }
 
-pub async fn run(args: Args, server: &str, token: Option<String>) -> Result<()> {
+pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint: Option<corral_agent::tls::Fingerprint>) -> Result<()> {
     init_logging();
     let token = token.context("the agent needs the environment's join token: pass --token (see `corral host join-command`)")?;
     let config = corral_agent::AgentConfig {
         server_url: server.to_string(),
         token,
+        ca_fingerprint,
         state_dir: args.state_dir,
         docker_host: args.docker_host,
         name: args.name,

@@ -1,4 +1,4 @@
-//! `corral host ls` and `corral host join-command`.
+//! `corral host ls`, `corral host join-command` and `corral host revoke`.
 
 use super::text;
 use crate::client::Client;
@@ -12,6 +12,12 @@ pub enum Command {
     Ls,
     /// Print the one-line command that adds a host to the environment.
     JoinCommand,
+    /// Revoke a host's own credential (owners, admins): its agent is disconnected and refused
+    /// until it joins again with the join command.
+    Revoke {
+        /// The host's name, as `corral host ls` shows it.
+        name: String,
+    },
 }
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
@@ -42,6 +48,10 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
         Command::JoinCommand => {
             let join: Value = client.get("/hosts/join-command", &[]).await?;
             output::done(format, &join, &text(&join, "command"));
+        }
+        Command::Revoke { name } => {
+            let host: Value = client.post(&format!("/hosts/{}/revoke", super::seg(&name)), &serde_json::json!({})).await?;
+            output::done(format, &host, &format!("revoked the credential of host {name}; it must run the join command again to re-join"));
         }
     }
     Ok(())

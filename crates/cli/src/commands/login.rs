@@ -91,7 +91,7 @@ pub async fn logout(client: &Client, format: Format) -> Result<()> {
         output::done(format, &json!({ "logged_out": false }), "no stored session for this control plane");
         return Ok(());
     };
-    let client = Client::new(client.base(), Some(session.token.clone()), None);
+    let client = client.with_token(&session.token);
     // An expired session is already over at the control plane; forgetting it here is what is left.
     let _ = client.post::<_, Value>("/logout", &json!({})).await;
     if let Some(path) = path() {

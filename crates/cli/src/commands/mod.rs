@@ -81,10 +81,11 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = || Client::new(&cli.server, cli.token.clone(), cli.environment.clone());
+    let pin = cli.ca_fingerprint.as_deref().map(corral_agent::tls::Fingerprint::parse).transpose().map_err(anyhow::Error::msg)?;
+    let client = || Client::new(&cli.server, cli.token.clone(), cli.environment.clone(), pin);
     match cli.command {
         Command::Server(args) => server::run(args).await,
-        Command::Agent(args) => agent::run(args, &cli.server, cli.token.clone()).await,
+        Command::Agent(args) => agent::run(args, &cli.server, cli.token.clone(), pin).await,
         Command::Env(cmd) => env::run(cmd, &client(), cli.output).await,
         Command::Host(cmd) => host::run(cmd, &client(), cli.output).await,
         Command::Stack(cmd) => stack::run(cmd, &client(), cli.output).await,

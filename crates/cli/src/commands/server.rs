@@ -10,6 +10,13 @@ pub struct Args {
     /// Address for the API, the agent endpoint and the web UI.
     #[arg(long, default_value = "0.0.0.0:7070")]
     listen: SocketAddr,
+    /// TLS with the control plane's own CA on --listen: auto = unless it is a loopback address.
+    #[arg(long, value_enum, default_value_t = Tls::Auto)]
+    tls: Tls,
+    /// With TLS on, also serve plain HTTP on this loopback address (e.g. 127.0.0.1:7071), for
+    /// browsers and tools on this machine.
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    local_listen: Option<SocketAddr>,
     /// Where the database and the admin token live [default: $XDG_DATA_HOME/corral].
     #[arg(long, env = "CORRAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -31,6 +38,13 @@ pub struct Args {
     session_ttl: u64,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Tls {
+    Auto,
+    On,
+    Off,
+}
+
 pub async fn run(args: Args) -> Result<()> {
     crate::commands::agent::init_logging();
     let data_dir = args.data_dir.unwrap_or_else(crate::client::default_data_dir);
@@ -40,15 +54,31 @@ pub async fn run(args: Args) -> Result<()> {
     config.agent_binary = args.agent_binary;
     config.adoption_window = Duration::from_secs(args.adoption_window);
     config.session_ttl = Duration::from_secs(args.session_ttl);
+    config.tls = match args.tls {
+        Tls::Auto => corral_server::TlsMode::Auto,
+        Tls::On => corral_server::TlsMode::On,
+        Tls::Off => corral_server::TlsMode::Off,
+    };
+    config.local_listen = args.local_listen;
     let control_plane = corral_server::ControlPlane::open(config).await?;
     if let Some(token) = &control_plane.new_admin_token {
         println!("Admin token (shown once; also saved to {}): {token}", data_dir.join(corral_server::ADMIN_TOKEN_FILE).display());
     }
-    println!("Corral control plane on http://{} (data in {})", control_plane.local_addr(), data_dir.display());
+    let scheme = if control_plane.ca_fingerprint().is_some() { "https" } else { "http" };
+    println!("Corral control plane on {scheme}://{} (data in {})", control_plane.local_addr(), data_dir.display());
+    if let Some(fingerprint) = control_plane.ca_fingerprint() {
+        println!("CA fingerprint (agents and the CLI pin it with --ca-fingerprint): {fingerprint}");
+    }
+    if let Some(local) = control_plane.local_addr_plain() {
+        println!("Plain HTTP for this machine only on http://{local}");
+    }
     if let Some(token) = &control_plane.new_admin_token {
         // The web UI takes the token once from the address and keeps it for the tab.
-        let port = control_plane.local_addr().port();
-        println!("Web UI: http://127.0.0.1:{port}/#token={token} (or this host's address instead of 127.0.0.1)");
+        let web = match control_plane.local_addr_plain() {
+            Some(local) => format!("http://{local}"),
+            None => format!("{scheme}://127.0.0.1:{}", control_plane.local_addr().port()),
+        };
+        println!("Web UI: {web}/#token={token} (or this host's address instead of 127.0.0.1)");
     }
     let (stop, shutdown) = tokio::sync::broadcast::channel(1);
     tokio::spawn(async move {

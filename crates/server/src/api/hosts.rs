@@ -55,24 +55,65 @@ pub struct JoinCommand {
     pub environment: String,
     pub server_url: String,
     pub token: String,
+    /// The CA the agent pins (`sha256:HEX`), when the control plane speaks TLS to hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
     /// One line to run on a host with Docker: fetch the agent from the control plane and start it.
     pub command: String,
 }
 
 pub async fn join_command(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
+    let scheme = if state.ca.is_some() { "https" } else { "http" };
     let server_url = match &state.config.advertise_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         // Without an advertised URL, the address the caller used to reach us is the best guess
         // of an address hosts can reach too.
         None => {
             let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-            format!("http://{host}")
+            format!("{scheme}://{host}")
         }
     };
-    let command = format!(
-        "curl -fsSL {server_url}/v1/agent/binary -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {server_url} --token {}",
-        env.join_token
-    );
-    Ok(Json(JoinCommand { environment: env.name, server_url, token: env.join_token, command }))
+    let ca_fingerprint = state.ca.as_ref().map(|ca| ca.fingerprint.clone());
+    let command = match &ca_fingerprint {
+        // The CA is fetched without trusting anyone, then checked against the fingerprint in
+        // this very line before curl trusts it for the download: only standard tools needed.
+        Some(pin) => {
+            let hex = pin.trim_start_matches("sha256:");
+            let fetch_ca = format!("curl -fsSk {server_url}/v1/ca.pem -o corral-ca.pem");
+            // PEM is base64 of the DER, so coreutils alone can check it.
+            let check = format!("[ \"$(sed '/-----/d' corral-ca.pem | base64 -d | sha256sum | cut -d' ' -f1)\" = {hex} ]");
+            let fetch_agent = format!("curl -fsSL --cacert corral-ca.pem {server_url}/v1/agent/binary -o corral-agent");
+            format!(
+                "{fetch_ca} && {check} && {fetch_agent} && chmod +x corral-agent && ./corral-agent agent --server {server_url} --ca-fingerprint {pin} --token {}",
+                env.join_token
+            )
+        }
+        None => format!(
+            "curl -fsSL {server_url}/v1/agent/binary -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {server_url} --token {}",
+            env.join_token
+        ),
+    };
+    Ok(Json(JoinCommand { environment: env.name, server_url, token: env.join_token, ca_fingerprint, command }))
+}
+
+/// Revokes a host's own credential and ends its session: its agent is refused from now on
+/// and must join with the join token again.
+pub async fn revoke(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<HostOut>> {
+    let env = q.resolve(&state).await?;
+    let host = state.store.revoke_host(env.id, &name).await?;
+    state.hub.disconnect(&host.id);
+    state.events.publish(&env.name, &[crate::events::Resource::Hosts]);
+    let mut out = host_out(&state, &env, vec![host]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+/// The CA certificate (PEM) clients pin; public, since clients check it against the
+/// fingerprint they were given before trusting it.
+pub async fn ca_pem(State(state): State<AppState>) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let ca = state.ca.as_ref().ok_or_else(|| {
+        crate::error::ApiError::NotFound("this control plane serves plain HTTP only (started with --tls off or on loopback): it has no CA to pin".into())
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.pem.clone()).into_response())
 }
