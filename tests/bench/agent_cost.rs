@@ -4,10 +4,10 @@
 //! Not a timed test: it prints figures next to the targets (<= 15 MB RSS, <= 1 % of one core)
 //! and exits 0 either way. See docs/benchmarks.md.
 //!
-//!   cargo run -p corral-e2e --bin bench-agent-cost -- [--containers N] [--seconds S]
+//!   CORRAL_E2E_PROFILE=release cargo run -p corral-e2e --bin bench-agent-cost -- [--containers N] [--seconds S]
 //!
-//! The harness runs the debug build of `corral`; the figures are therefore an upper bound for
-//! the release build operators run.
+//! Without `CORRAL_E2E_PROFILE=release` the harness runs the debug build of `corral`, whose
+//! figures are an upper bound for the release build operators run.
 
 use corral_e2e::{instance_names, Cluster, TEST_IMAGE};
 use std::time::{Duration, Instant};

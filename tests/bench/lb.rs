@@ -33,11 +33,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-// The allocator the `corral` binary (and so the agent's proxy) uses, so the proxy measured here
-// is the one that ships. It also serves the built-in backends, identically for both proxies.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BODY_LEN: usize = 1024;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);

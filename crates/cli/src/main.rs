@@ -7,10 +7,6 @@ mod output;
 use clap::Parser;
 use commands::Command;
 
-// The agent's load balancer allocates on every proxied request; mimalloc makes that cheaper.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "corral", version, about = "Run stacks of services across a fleet of Docker hosts")]
 pub struct Cli {
@@ -21,10 +17,6 @@ pub struct Cli {
     /// local control plane's DATA_DIR/admin-token.
     #[arg(long, global = true, env = "CORRAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// The control plane's CA fingerprint (`sha256:HEX`, from `corral host join-command`) for an
-    /// https:// server: only that CA is trusted. The agent needs it too.
-    #[arg(long, global = true, env = "CORRAL_CA_FINGERPRINT", value_name = "sha256:HEX")]
-    ca_fingerprint: Option<String>,
     /// Environment to work in.
     #[arg(long = "env", global = true, env = "CORRAL_ENV", value_name = "NAME")]
     environment: Option<String>,
