@@ -18,9 +18,9 @@ impl TlsControlPlane {
     fn start(data_dir: &std::path::Path, extra: &[&str]) -> TlsControlPlane {
         let mut cp = ControlPlane::launch(
             data_dir,
-            &Launch { listen: "0.0.0.0:0".into(), args: extra.iter().map(|a| a.to_string()).collect(), ..Launch::default() },
+            &Launch { listen: "0.0.0.0:0".into(), args: ["--tls", "auto"].iter().chain(extra).map(|a| a.to_string()).collect(), ..Launch::default() },
         );
-        assert!(cp.url.starts_with("https://0.0.0.0:"), "TLS on a non-loopback address by default: {}", cp.url);
+        assert!(cp.url.starts_with("https://0.0.0.0:"), "auto: TLS on a non-loopback address: {}", cp.url);
         cp.url = cp.url.replace("0.0.0.0", "127.0.0.1");
         let out = cp.proc.output();
         let fingerprint = out

@@ -215,6 +215,11 @@ impl ControlPlane {
         std::fs::create_dir_all(data_dir).unwrap();
         let mut cmd = in_netns(launch.netns.as_ref().map(|(ns, _)| ns.as_str()));
         cmd.args(["server", "--listen", &launch.listen, "--data-dir"]).arg(data_dir).args(&launch.args).env("RUST_LOG", "info");
+        // Plain HTTP unless a test asks for TLS (tests/tls.rs): the other tests' clients and
+        // agents do not pin the control plane's CA.
+        if !launch.args.iter().any(|a| a == "--tls") {
+            cmd.args(["--tls", "off"]);
+        }
         let proc = Proc::spawn(cmd, log);
         let url = wait_for("the control plane to print its address", Duration::from_secs(20), || {
             let out = proc.output();

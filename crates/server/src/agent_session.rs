@@ -72,15 +72,7 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
     if hello.host_id.trim().is_empty() || hello.facts.name.trim().is_empty() {
         return Err((RejectCode::BadHello, "the hello must carry a host id and a host name".into()));
     }
-    let attachment = state.hub.attach(&hello.host_id).map_err(|_| {
-        (
-            RejectCode::AlreadyConnected,
-            format!(
-                "host {:?} (id {}) is already connected; another agent is running with the same state dir, stop it or give this one its own --state-dir",
-                hello.facts.name, hello.host_id
-            ),
-        )
-    })?;
+    let attachment = state.hub.attach(&hello.host_id).map_err(|_| already_connected(hello))?;
     let mut facts = hello.facts.clone();
     if facts.address.is_empty() {
         facts.address = remote.ip().to_string();
@@ -158,6 +150,10 @@ async fn authenticate(state: &AppState, hello: &Hello) -> Result<(Environment, b
         .ok_or((RejectCode::BadToken, "unknown join token; copy the join command again from `corral host join-command` or Add Host".to_string()))?;
     // A host in another environment is refused by its registration, with its own message.
     if known.is_some_and(|k| k.environment_id == env.id && k.hash.is_some() && !k.revoked) {
+        // A copy of a live host's state dir (a cloned VM) learns what it is: a twin.
+        if state.hub.is_connected(&hello.host_id) {
+            return Err(already_connected(hello));
+        }
         return Err((
             RejectCode::BadCredential,
             format!(
@@ -167,6 +163,16 @@ async fn authenticate(state: &AppState, hello: &Hello) -> Result<(Environment, b
         ));
     }
     Ok((env, true))
+}
+
+fn already_connected(hello: &Hello) -> (RejectCode, String) {
+    (
+        RejectCode::AlreadyConnected,
+        format!(
+            "host {:?} (id {}) is already connected; another agent is running with the same state dir, stop it or give this one its own --state-dir",
+            hello.facts.name, hello.host_id
+        ),
+    )
 }
 
 async fn run(
