@@ -17,6 +17,10 @@ pub struct Cli {
     /// local control plane's DATA_DIR/admin-token.
     #[arg(long, global = true, env = "CORRAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The control plane's CA fingerprint (`sha256:HEX`, from `corral host join-command`) for an
+    /// https:// server: only that CA is trusted. The agent needs it too.
+    #[arg(long, global = true, env = "CORRAL_CA_FINGERPRINT", value_name = "sha256:HEX")]
+    ca_fingerprint: Option<String>,
     /// Environment to work in.
     #[arg(long = "env", global = true, env = "CORRAL_ENV", value_name = "NAME")]
     environment: Option<String>,
