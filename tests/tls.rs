@@ -33,12 +33,16 @@ impl TlsControlPlane {
 
     /// A client command pinning `pin` (none when `None`).
     fn cli(&self, pin: Option<&str>, args: &[&str]) -> std::process::Output {
+        self.command(pin, args).output().expect("run corral")
+    }
+
+    fn command(&self, pin: Option<&str>, args: &[&str]) -> Command {
         let mut cmd = self.cp.cli(args);
         cmd.env_remove("CORRAL_CA_FINGERPRINT");
         if let Some(pin) = pin {
             cmd.env("CORRAL_CA_FINGERPRINT", pin);
         }
-        cmd.output().expect("run corral")
+        cmd
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -82,6 +86,16 @@ fn clients_pin_the_control_planes_ca() {
     let port = tls.cp.url.rsplit(':').next().unwrap().to_string();
     let plain = Command::new("curl").args(["-sS", "--max-time", "5", &format!("http://127.0.0.1:{port}/v1/health")]).output().unwrap();
     assert!(!plain.status.success() && !String::from_utf8_lossy(&plain.stdout).contains("ok"), "{}", text(&plain));
+    // The CLI sent there says what to use instead.
+    let out = tls.command(None, &["host", "ls"]).env("CORRAL_URL", format!("http://127.0.0.1:{port}")).output().unwrap();
+    let expected = format!("speaks TLS: use --server https://127.0.0.1:{port}");
+    assert!(!out.status.success() && text(&out).contains(&expected), "{}", text(&out));
+    // On the control plane's own machine the CLI trusts the CA in its data dir by itself.
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("data"), xdg.join("corral")).unwrap();
+    let out = tls.command(None, &["host", "ls"]).env("XDG_DATA_HOME", &xdg).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
     // The loopback listener serves plain HTTP, for this machine only.
     let out = tls.cp.proc.output();
     let local = out.lines().find_map(|l| l.strip_prefix("Plain HTTP for this machine only on ")).expect("the local listener is printed");

@@ -118,6 +118,16 @@ impl Client {
                 self.base
             ));
         }
+        // A plain-HTTP request to a TLS port gets a TLS record back, which hyper reads as a bad
+        // HTTP version: say what to do rather than what the parser saw.
+        let chain = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source()).map(|e| e.to_string()).collect::<String>();
+        if self.base.starts_with("http://") && chain.contains("invalid HTTP version") {
+            return anyhow!(
+                "the control plane at {} speaks TLS: use --server {} (or CORRAL_URL), with --ca-fingerprint from its start-up output or `corral host join-command` unless it runs on this machine",
+                self.base,
+                self.base.replacen("http://", "https://", 1)
+            );
+        }
         anyhow!(e).context(self.unreachable())
     }
 
@@ -182,6 +192,19 @@ pub fn default_data_dir() -> std::path::PathBuf {
 }
 
 /// On the control plane's own machine, the admin token it wrote on first start.
+/// For a control plane on this machine (a loopback URL), the CA its data dir holds: the same
+/// trust the local admin-token file gives.
+pub fn local_ca_pin(server: &str) -> Option<Fingerprint> {
+    let url = reqwest::Url::parse(server).ok()?;
+    let host = url.host_str()?;
+    let loopback = host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return None;
+    }
+    let fingerprint = corral_server::tls::existing_ca_fingerprint(&default_data_dir())?;
+    Fingerprint::parse(&fingerprint).ok()
+}
+
 fn local_admin_token() -> Option<String> {
     let path = default_data_dir().join(corral_server::ADMIN_TOKEN_FILE);
     std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())

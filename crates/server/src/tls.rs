@@ -133,6 +133,13 @@ fn load_or_create_ca(dir: &Path) -> Result<(KeyPair, String), TlsError> {
     }
 }
 
+/// The fingerprint of the CA already in `data_dir`, if there is one: on the control plane's own
+/// machine the CLI trusts it without being told.
+pub fn existing_ca_fingerprint(data_dir: &Path) -> Option<String> {
+    let pem = std::fs::read_to_string(data_dir.join(TLS_DIR).join(CA_CERT_FILE)).ok()?;
+    pem_to_der(&pem).ok().map(|der| fingerprint(&der))
+}
+
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map(|c| c.to_vec()).map_err(|e| format!("not a PEM certificate: {e:?}"))

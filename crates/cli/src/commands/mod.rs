@@ -82,6 +82,7 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> Result<()> {
     let pin = cli.ca_fingerprint.as_deref().map(corral_agent::tls::Fingerprint::parse).transpose().map_err(anyhow::Error::msg)?;
+    let pin = pin.or_else(|| crate::client::local_ca_pin(&cli.server));
     let client = || Client::new(&cli.server, cli.token.clone(), cli.environment.clone(), pin);
     match cli.command {
         Command::Server(args) => server::run(args).await,
