@@ -9,6 +9,9 @@
 #     gone; restoring a file that is not a backup fails with a clear error and changes nothing;
 #  4. closing the window asks "Keep Corral running in the tray?"; clicking "Stop Corral" stops the
 #     control plane cleanly and the app exits 0.
+# The admin token lives in the OS keyring, here the kernel keyring of a `keyctl session`
+# (CORRAL_DESKTOP_KEYRING=keyutils): the data dir never holds an admin-token file, and the token
+# the app keeps there works against the in-app API, also after a restart.
 # In step 2 the close question is answered by CORRAL_DESKTOP_ON_CLOSE=tray (the dialog's test hook).
 #
 #   scripts/desktop-smoke.sh [BINARY] [SCREENSHOT.png]
@@ -21,13 +24,16 @@ root=$(cd "$here/.." && pwd)
 bin=${1:-$root/target/debug/corral-desktop}
 shot=${2:-$root/target/desktop-smoke.png}
 [[ -x $bin ]] || die "no desktop binary at $bin (cargo build --workspace)"
-for t in xvfb-run xdotool import convert curl; do command -v "$t" >/dev/null || die "$t missing (scripts/setup.sh)"; done
+for t in xvfb-run xdotool import convert curl keyctl; do command -v "$t" >/dev/null || die "$t missing (scripts/setup.sh)"; done
 /usr/bin/python3 -c 'import Xlib' 2>/dev/null || die "python3-xlib missing (scripts/setup.sh)"
 
-# Everything below needs an X server: run it inside a fresh Xvfb.
+# Everything below needs an X server and a session keyring of its own: run it inside a fresh
+# Xvfb and `keyctl session`.
 if [[ -z ${CORRAL_SMOKE_IN_XVFB:-} ]]; then
-    CORRAL_SMOKE_IN_XVFB=1 exec timeout 300 xvfb-run -a -s '-screen 0 1280x800x24' bash "$0" "$bin" "$shot"
+    CORRAL_SMOKE_IN_XVFB=1 exec timeout 300 xvfb-run -a -s '-screen 0 1280x800x24' \
+        keyctl session - bash "$0" "$bin" "$shot"
 fi
+export CORRAL_DESKTOP_KEYRING=keyutils
 
 mkdir -p "$(dirname "$shot")"
 rm -f "$shot"
@@ -68,7 +74,18 @@ start_app() {
     done
     [[ -n $window ]] || fail "no window titled Corral appeared"
     curl -sf "$api/v1/health" >/dev/null || fail "the in-app control plane does not answer at $api"
-    token=$(cat "$data_dir/admin-token")
+    [[ -e $data_dir/admin-token ]] && fail "the app wrote its admin token to a plaintext file"
+    grep -q "plaintext file instead" "$applog" && fail "the app did not use the keyring"
+    token=$(keyring_token) || fail "the admin token is not in the kernel keyring"
+    curl -sf -H "Authorization: Bearer $token" "$api/v1/environments" >/dev/null ||
+        fail "the admin token from the keyring is refused by the API"
+}
+
+# The admin token the app keeps in the session keyring (service corral-desktop, the data dir as
+# the account; keyring-rs names kernel keys "keyring-rs:ACCOUNT@SERVICE").
+keyring_token() {
+    local key
+    key=$(keyctl search @s user "keyring-rs:$data_dir@corral-desktop" 2>/dev/null) && keyctl pipe "$key"
 }
 
 # stop_waits: the app must exit by itself within 20 s, with status 0, after a clean stop.
@@ -112,6 +129,8 @@ done
 log "screenshot $shot: standard deviation $sd, $colors colours"
 awk -v s="$sd" -v c="$colors" 'BEGIN { exit !(s > 0.05 && c > 32) }' || fail "the window looks blank"
 grep -q "control plane started inside the desktop app" "$applog" || fail "the app did not start its control plane"
+first_token=$token
+log "admin token in the kernel keyring, no admin-token file in the data dir; the API accepts it"
 [[ -f $data_dir/corral.db ]] || fail "the app's control plane created no database in its data dir"
 log "window: $(xdotool getwindowname "$window"); database in the app's data dir"
 
@@ -138,6 +157,8 @@ grep -qF "$backup" <<<"$out" || fail "the backup did not say where it wrote: $ou
 log "backup: $out"
 
 start_app "" ask
+[[ $token == "$first_token" ]] || fail "after a restart the keyring holds another admin token"
+log "restart: the same admin token, read back from the keyring"
 ((env_api)) && create_environment SMOKE-AFTER
 # --- 4: the close question, answered "Stop Corral" with the mouse. Bare Xvfb has no window
 # manager to give the dialog keyboard focus; its three buttons share its bottom row.
@@ -176,4 +197,4 @@ grep -qi "backup\|sqlite\|database" "$work/bad.err" || fail "restoring a bad fil
 [[ $(environments) == "$after" ]] || fail "a failed restore changed the environments"
 log "bad file refused: $(head -n 1 "$work/bad.err"); nothing changed"
 
-echo "desktop smoke: OK (UI rendered, tray and stop on close, backup/restore through the menu's functions)"
+echo "desktop smoke: OK (UI rendered, admin token in the keyring and no file, tray and stop on close, backup/restore through the menu's functions)"

@@ -18,6 +18,8 @@ PACKAGES=(
     libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicator3-dev libxdo-dev
     # Desktop window tests under Xvfb, with screenshots.
     xvfb xauth imagemagick xdotool python3-xlib
+    # Desktop keyring tests: the kernel keyring (keyctl session).
+    keyutils
     # Browser tests.
     chromium fonts-liberation
     # Load-balancer benchmark (bench-lb): the load generator and the proxy it compares against.

@@ -30,7 +30,7 @@ fn setup(app: &mut App) -> anyhow::Result<()> {
     let settings = Settings::load_or_default(&settings_path);
     let data_dir = app.path().app_data_dir()?;
     let listen = control_plane::listen_addr(settings.agent_port)?;
-    let control_plane = tauri::async_runtime::block_on(control_plane::start(&data_dir, listen))?;
+    let control_plane = tauri::async_runtime::block_on(control_plane::start(&data_dir, listen, crate::credentials::Backend::from_env()?))?;
     tracing::info!(api = %control_plane.api, agent_url = %control_plane.agent_url, data_dir = %data_dir.display(),
         "control plane started inside the desktop app");
     let environments = tauri::async_runtime::block_on(actions::environment_names(&control_plane.state))?;

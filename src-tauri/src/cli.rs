@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     tauri::async_runtime::block_on(async move {
         // A loopback port of its own: the app (or agents) never reach this short-lived one.
-        let cp = control_plane::start(&data_dir, ([127, 0, 0, 1], 0).into()).await?;
+        let cp = control_plane::start(&data_dir, ([127, 0, 0, 1], 0).into(), crate::credentials::Backend::from_env()?).await?;
         let result = async {
             if let Some(dest) = &args.backup {
                 println!("{}", database::run_backup(&cp.state, dest, database::print_progress).await?);

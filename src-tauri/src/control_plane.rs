@@ -1,6 +1,7 @@
 //! The control plane running inside the app: where it listens, the URLs the UI and agents use,
 //! and a clean stop (shutdown broadcast, then wait until it has closed the store).
 
+use crate::credentials::{Backend, Credential};
 use crate::error::DesktopError;
 use corral_server::state::AppState;
 use corral_server::{Config, ControlPlane, ServerError};
@@ -51,27 +52,27 @@ pub fn agent_ip(listen: IpAddr) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// Opens the control plane on `data_dir` and starts serving. When the wanted port is taken
-/// (another control plane on this machine), a free port is used instead.
-pub async fn start(data_dir: &Path, wanted: SocketAddr) -> Result<RunningControlPlane, DesktopError> {
-    let control_plane = match ControlPlane::open(config(data_dir, wanted)).await {
+/// Opens the control plane on `data_dir` and starts serving, its admin token kept in `keyring`.
+/// When the wanted port is taken (another control plane on this machine), a free port is used
+/// instead.
+pub async fn start(data_dir: &Path, wanted: SocketAddr, keyring: Backend) -> Result<RunningControlPlane, DesktopError> {
+    let config = |listen| {
+        let mut config = config(data_dir, listen);
+        config.admin_token_file = keyring == Backend::File;
+        config
+    };
+    let control_plane = match ControlPlane::open(config(wanted)).await {
         Err(ServerError::Listen { .. }) if wanted.port() != 0 => {
             // The port is picked before opening so the join command can name it.
             let free = std::net::TcpListener::bind(SocketAddr::new(wanted.ip(), 0))
                 .and_then(|l| l.local_addr())
                 .map_err(|e| DesktopError::Listen(format!("no free port on {}: {e}", wanted.ip())))?;
             tracing::warn!(%wanted, port = free.port(), "port taken; the control plane listens on a free port instead");
-            ControlPlane::open(config(data_dir, free)).await?
+            ControlPlane::open(config(free)).await?
         }
         other => other?,
     };
-    let token = match &control_plane.new_admin_token {
-        Some(t) => t.clone(),
-        None => std::fs::read_to_string(data_dir.join(corral_server::ADMIN_TOKEN_FILE))
-            .map_err(DesktopError::AdminToken)?
-            .trim()
-            .to_string(),
-    };
+    let token = admin_token(data_dir, control_plane.new_admin_token.clone(), keyring)?;
     let state = control_plane.state().clone();
     let port = control_plane.local_addr().port();
     let agent_url = state.config.advertise_url.clone().unwrap_or_else(|| url(wanted.ip(), port));
@@ -87,6 +88,50 @@ pub async fn start(data_dir: &Path, wanted: SocketAddr) -> Result<RunningControl
         stop,
         task: Mutex::new(Some(task)),
     })
+}
+
+/// The admin token: the new one (stored in the keyring) or the stored one. An `admin-token`
+/// file (from an older version, or left when the keyring was unavailable) moves into the
+/// keyring. When the keyring cannot be used the file is used instead, with a warning.
+fn admin_token(data_dir: &Path, new: Option<String>, keyring: Backend) -> Result<String, DesktopError> {
+    let file = data_dir.join(corral_server::ADMIN_TOKEN_FILE);
+    let read_file = || -> Result<String, DesktopError> {
+        Ok(std::fs::read_to_string(&file).map_err(DesktopError::AdminToken)?.trim().to_string())
+    };
+    if keyring == Backend::File {
+        return new.map_or_else(read_file, Ok);
+    }
+    let (token, from_file) = match new {
+        Some(token) => (token, false),
+        None if file.exists() => (read_file()?, true),
+        None => {
+            let stored = Credential::admin_token(keyring, data_dir)?.read()?;
+            return stored.ok_or_else(|| {
+                DesktopError::Keyring(format!(
+                    "the admin token of {} is neither in the OS keyring (service {}) nor in {}; \
+                     the kernel keyring (CORRAL_DESKTOP_KEYRING=keyutils) forgets it at reboot",
+                    data_dir.display(),
+                    crate::credentials::SERVICE,
+                    file.display()
+                ))
+            });
+        }
+    };
+    match Credential::admin_token(keyring, data_dir).and_then(|c| c.store(&token)) {
+        Ok(()) => {
+            if from_file || file.exists() {
+                std::fs::remove_file(&file).map_err(DesktopError::AdminToken)?;
+                tracing::info!(file = %file.display(), "admin token moved from its file into the OS keyring");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, file = %file.display(), "keeping the admin token in a plaintext file instead");
+            if !from_file {
+                corral_server::write_admin_token_file(data_dir, &token)?;
+            }
+        }
+    }
+    Ok(token)
 }
 
 fn config(data_dir: &Path, listen: SocketAddr) -> Config {
@@ -128,7 +173,7 @@ mod tests {
     #[tokio::test]
     async fn starts_on_a_fresh_data_dir_and_stops_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = start(dir.path(), ([127, 0, 0, 1], 0).into()).await.unwrap();
+        let cp = start(dir.path(), ([127, 0, 0, 1], 0).into(), Backend::File).await.unwrap();
         assert_eq!(crate::actions::environment_names(&cp.state).await.unwrap(), ["Default"]);
         assert_eq!(cp.agent_url, format!("http://127.0.0.1:{}", cp.port));
         assert!(cp.browser_url().ends_with(&format!("/#token={}", cp.token)));
@@ -143,10 +188,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let wanted = taken.local_addr().unwrap();
-        let cp = start(dir.path(), wanted).await.unwrap();
+        let cp = start(dir.path(), wanted, Backend::File).await.unwrap();
         assert_ne!(cp.port, wanted.port());
         assert_eq!(cp.agent_url, format!("http://127.0.0.1:{}", cp.port));
         cp.shutdown().await.unwrap();
+    }
+
+    /// First start: the token goes to the keyring, no file; later starts read it back; a file
+    /// from an older version moves into the keyring.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_admin_token_lives_in_the_keyring_not_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(cred) = crate::credentials::tests::usable_keyutils(
+            dir.path(),
+            "control_plane::tests::the_admin_token_lives_in_the_keyring_not_in_a_file",
+        ) else { return };
+        let file = dir.path().join(corral_server::ADMIN_TOKEN_FILE);
+        let loopback = ([127, 0, 0, 1], 0).into();
+        let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();
+        let token = cp.token.clone();
+        cp.shutdown().await.unwrap();
+        assert!(!file.exists(), "no plaintext admin-token file");
+        assert_eq!(cred.read().unwrap().as_deref(), Some(token.as_str()));
+
+        let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();
+        assert_eq!(cp.token, token, "a later start reads the token from the keyring");
+        cp.shutdown().await.unwrap();
+
+        // An older version left the token in the file and nothing in the keyring.
+        cred.delete().unwrap();
+        corral_server::write_admin_token_file(dir.path(), &token).unwrap();
+        let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();
+        assert_eq!(cp.token, token);
+        cp.shutdown().await.unwrap();
+        assert!(!file.exists(), "the old file is deleted once the token is in the keyring");
+        assert_eq!(cred.read().unwrap().as_deref(), Some(token.as_str()));
+
+        // Neither keyring entry nor file: a clear error naming both.
+        cred.delete().unwrap();
+        let err = start(dir.path(), loopback, Backend::Keyutils).await.err().expect("no token anywhere").to_string();
+        assert!(err.contains("neither in the OS keyring") && err.contains("admin-token"), "{err}");
     }
 
     #[test]

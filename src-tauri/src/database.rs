@@ -138,7 +138,7 @@ mod tests {
     async fn restore_undoes_changes_since_the_backup_and_a_bad_file_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let cp = control_plane::start(&data, ([127, 0, 0, 1], 0).into()).await.unwrap();
+        let cp = control_plane::start(&data, ([127, 0, 0, 1], 0).into(), crate::credentials::Backend::File).await.unwrap();
         let state = &cp.state;
         state.store.create_environment("BEFORE").await.unwrap();
 

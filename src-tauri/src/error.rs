@@ -17,6 +17,8 @@ pub enum DesktopError {
     Listen(String),
     #[error("cannot read the admin token: {0}")]
     AdminToken(std::io::Error),
+    #[error("{0}")]
+    Keyring(String),
 }
 
 impl DesktopError {
@@ -29,6 +31,7 @@ impl DesktopError {
             DesktopError::Store(_) => "store",
             DesktopError::Listen(_) => "listen",
             DesktopError::AdminToken(_) => "admin_token",
+            DesktopError::Keyring(_) => "keyring",
         }
     }
 }

@@ -18,6 +18,7 @@ mod app;
 mod cli;
 mod commands;
 mod control_plane;
+mod credentials;
 mod database;
 mod desktop;
 mod error;

@@ -71,6 +71,10 @@ pub struct Config {
     pub tls: TlsMode,
     /// An extra plain-HTTP listener on loopback while `listen` speaks TLS (for a local window).
     pub local_listen: Option<SocketAddr>,
+    /// Whether a newly made admin token is also written to `admin-token` in the data dir.
+    /// The desktop app turns this off: it keeps the token in the OS keyring instead and gets
+    /// it from [`ControlPlane::new_admin_token`].
+    pub admin_token_file: bool,
 }
 
 /// Whether the main listener speaks TLS.
@@ -108,6 +112,7 @@ impl Config {
             session_ttl: Duration::from_secs(12 * 3600),
             tls: TlsMode::default(),
             local_listen: None,
+            admin_token_file: true,
         }
     }
 }
@@ -147,7 +152,7 @@ impl ControlPlane {
         std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
         let store = Store::open(&data_dir.join(DATABASE_FILE)).await?;
         store.ensure_default_environment().await?;
-        let new_admin_token = bootstrap_admin_token(&store, &data_dir).await?;
+        let new_admin_token = bootstrap_admin_token(&store, &data_dir, config.admin_token_file).await?;
         store.mark_all_hosts_disconnected().await?;
         let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source }) };
         let listener = bind(config.listen).await?;
@@ -274,18 +279,30 @@ fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
-/// On a fresh data dir, creates the admin token (the built-in admin user's account key) and
-/// writes it to `admin-token` (mode 0600). After the admin token was revoked, the next start
-/// makes a new one, so the machine's owner can always get back in.
-async fn bootstrap_admin_token(store: &Store, data_dir: &std::path::Path) -> Result<Option<String>, ServerError> {
+/// On a fresh data dir, creates the admin token (the built-in admin user's account key) and,
+/// when `to_file`, writes it to `admin-token` (mode 0600). After the admin token was revoked,
+/// the next start makes a new one, so the machine's owner can always get back in.
+async fn bootstrap_admin_token(
+    store: &Store,
+    data_dir: &std::path::Path,
+    to_file: bool,
+) -> Result<Option<String>, ServerError> {
     if store.api_token_exists(ADMIN_TOKEN_NAME).await? {
         return Ok(None);
     }
     let secret = format!("corral_{}", corral_store::environments::random_secret(24));
     store.set_api_token_secret(ADMIN_TOKEN_NAME, &secret).await?;
-    let path = data_dir.join(ADMIN_TOKEN_FILE);
-    write_private(&path, &secret).map_err(|source| ServerError::DataDir { path, source })?;
+    if to_file {
+        write_admin_token_file(data_dir, &secret)?;
+    }
     Ok(Some(secret))
+}
+
+/// Writes the admin token to `admin-token` in `data_dir`, readable by the owner only (also for
+/// the desktop app when no OS keyring can hold it).
+pub fn write_admin_token_file(data_dir: &std::path::Path, secret: &str) -> Result<(), ServerError> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, secret).map_err(|source| ServerError::DataDir { path, source })
 }
 
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
