@@ -1,18 +1,21 @@
 import { ActionIcon, AppShell, Badge, Button, Group, MantineProvider, Menu, NavLink, Select, Text, Title, Tooltip, createTheme } from "@mantine/core";
 import { Notifications } from "@mantine/notifications";
-import { useEffect } from "react";
+import { useEffect, type ReactNode } from "react";
 import { HashRouter, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
 import { api, inDesktop, selectEnv, selectedEnv } from "./api.ts";
 import { LiveProvider, useLive, useLiveState } from "./live.tsx";
+import { AuditPage } from "./pages/AuditPage.tsx";
 import { ContainerPage } from "./pages/ContainerPage.tsx";
 import { DashboardPage } from "./pages/DashboardPage.tsx";
 import { EnvironmentsPage } from "./pages/EnvironmentsPage.tsx";
 import { SettingsPage } from "./pages/SettingsPage.tsx";
 import { HostPage, ServicePage } from "./pages/StatsPages.tsx";
 import { HostsPage } from "./pages/HostsPage.tsx";
+import { MembersPage } from "./pages/MembersPage.tsx";
+import { GroupsPage, UsersPage } from "./pages/UsersPage.tsx";
 import { StackPage } from "./pages/StackPage.tsx";
 import { StacksPage } from "./pages/StacksPage.tsx";
-import { SessionGate, SessionRefresh, useSession } from "./session.tsx";
+import { SessionGate, SessionRefresh, useEnvRights, useSession, type Rights } from "./session.tsx";
 
 const theme = createTheme({ primaryColor: "teal", defaultRadius: "md" });
 
@@ -31,9 +34,31 @@ export function App() {
   );
 }
 
+/** A page in the side navigation, and who it is for (the API refuses the others anyway). */
+interface NavItem {
+  path: string;
+  label: string;
+  element: ReactNode;
+  testId: string;
+  shown?: (rights: Rights) => boolean;
+}
+
+const NAV: NavItem[] = [
+  { path: "/dashboard", label: "Dashboard", element: <DashboardPage />, testId: "nav-dashboard" },
+  { path: "/hosts", label: "Hosts", element: <HostsPage />, testId: "nav-hosts" },
+  { path: "/stacks", label: "Stacks", element: <StacksPage />, testId: "nav-stacks" },
+  { path: "/members", label: "Members", element: <MembersPage />, testId: "nav-members", shown: (r) => r.manageEnv },
+  { path: "/audit", label: "Audit log", element: <AuditPage />, testId: "nav-audit", shown: (r) => r.manageEnv },
+  { path: "/users", label: "Users", element: <UsersPage />, testId: "nav-users", shown: (r) => r.admin },
+  { path: "/groups", label: "Groups", element: <GroupsPage />, testId: "nav-groups", shown: (r) => r.admin },
+  { path: "/environments", label: "Environments", element: <EnvironmentsPage />, testId: "nav-environments" },
+  { path: "/settings", label: "Settings", element: <SettingsPage />, testId: "nav-settings-side" },
+];
+
 function Shell() {
   const location = useLocation();
   const navigate = useNavigate();
+  const rights = useEnvRights();
   return (
     <AppShell header={{ height: 56 }} navbar={{ width: 180, breakpoint: "xs" }} padding="md">
       <AppShell.Header>
@@ -41,50 +66,29 @@ function Shell() {
         <TopBar />
       </AppShell.Header>
       <AppShell.Navbar p="xs">
-        <NavLink
-          label="Dashboard"
-          data-testid="nav-dashboard"
-          active={location.pathname.startsWith("/dashboard")}
-          onClick={() => navigate("/dashboard")}
-        />
-        <NavLink
-          label="Hosts"
-          data-testid="nav-hosts"
-          active={location.pathname.startsWith("/hosts")}
-          onClick={() => navigate("/hosts")}
-        />
-        <NavLink
-          label="Stacks"
-          data-testid="nav-stacks"
-          active={location.pathname.startsWith("/stacks")}
-          onClick={() => navigate("/stacks")}
-        />
-        <NavLink
-          label="Environments"
-          data-testid="nav-environments"
-          active={location.pathname.startsWith("/environments")}
-          onClick={() => navigate("/environments")}
-        />
-        <NavLink
-          label="Settings"
-          data-testid="nav-settings-side"
-          active={location.pathname.startsWith("/settings")}
-          onClick={() => navigate("/settings")}
-        />
+        {NAV.filter((item) => item.shown?.(rights) ?? true).map((item) => (
+          <NavLink
+            key={item.path}
+            label={item.label}
+            data-testid={item.testId}
+            active={location.pathname.startsWith(item.path)}
+            onClick={() => navigate(item.path)}
+          />
+        ))}
       </AppShell.Navbar>
       <AppShell.Main>
         <Routes>
           <Route path="/" element={<Navigate to="/hosts" replace />} />
-          <Route path="/dashboard" element={<DashboardPage />} />
-          <Route path="/hosts" element={<HostsPage />} />
+          {/* Every page is routed, also the ones not in this user's navigation: a link to one
+              shows the API's refusal rather than a blank page. */}
+          {NAV.map((item) => (
+            <Route key={item.path} path={item.path} element={item.element} />
+          ))}
           <Route path="/hosts/:name" element={<HostPage />} />
           <Route path="/stacks/:stack/services/:service" element={<ServicePage />} />
-          <Route path="/stacks" element={<StacksPage />} />
           <Route path="/stacks/:stack" element={<StackPage />} />
           <Route path="/stacks/:stack/:tab" element={<StackPage />} />
           <Route path="/containers/:name" element={<ContainerPage />} />
-          <Route path="/environments" element={<EnvironmentsPage />} />
-          <Route path="/settings" element={<SettingsPage />} />
           <Route path="*" element={<Navigate to="/hosts" replace />} />
         </Routes>
       </AppShell.Main>
@@ -180,8 +184,10 @@ function EnvironmentSwitcher() {
   const switchTo = (name: string) => {
     if (name === selectedEnv()) return;
     selectEnv(name);
-    // Stacks and containers belong to one environment: leave a page of the previous one.
-    if (!location.pathname.startsWith("/hosts") && location.pathname !== "/stacks") navigate("/stacks");
+    // A stack or container belongs to one environment: leave its page. The top-level pages
+    // (hosts, members, audit, …) show the new environment's own.
+    const itemPage = location.pathname.split("/").filter(Boolean).length > 1;
+    if (itemPage && !location.pathname.startsWith("/hosts")) navigate("/stacks");
   };
 
   // The desktop's Environment menu switches exactly as this switcher does.

@@ -45,13 +45,66 @@ export interface Host {
   labels: Record<string, string>;
   in_sync?: boolean;
   containers: number;
+  /** A deactivated host gets no new containers; what runs there keeps running. */
+  deactivated?: boolean;
+  /** When its credential was revoked: its agent must join with the join token again. */
+  revoked_at?: string | null;
 }
 
 export interface JoinCommand {
   environment: string;
   server_url: string;
   token: string;
+  /** The CA agents pin (`sha256:HEX`), when the control plane speaks TLS to hosts. */
+  ca_fingerprint?: string;
   command: string;
+}
+
+/** `GET /v1/users`. */
+export interface User {
+  name: string;
+  admin: boolean;
+  /** Whether the user can sign in with a password (otherwise only through API keys). */
+  password: boolean;
+  created_at: string;
+}
+
+/** `GET /v1/groups`. */
+export interface Group {
+  name: string;
+  members: string[];
+  created_at: string;
+}
+
+export type MemberKind = "user" | "group";
+/** The roles a member can have in an environment (`admin` is a user's, not a membership's). */
+export type EnvRole = Exclude<Role, "admin">;
+export const ENV_ROLES: EnvRole[] = ["owner", "member", "restricted", "read-only"];
+
+/** `GET /v1/members?env=`: who has which role in the environment. */
+export interface Membership {
+  environment: string;
+  kind: MemberKind;
+  name: string;
+  role: EnvRole;
+}
+
+/** `GET /v1/audit?env=`: one request that changed (or tried to change) something, newest first. */
+export interface AuditEntry {
+  id: number;
+  at: string;
+  /** Null when the request carried no valid credential. */
+  user: string | null;
+  key: string | null;
+  /** `ui`, `cli` or `api`. */
+  client: string;
+  remote: string | null;
+  method: string;
+  path: string;
+  environment: string | null;
+  target: string | null;
+  /** The HTTP status of the answer: 2xx done, 4xx refused, 5xx failed. */
+  status: number;
 }
 
 export interface Stack {
@@ -333,8 +386,33 @@ export const api = {
   environments: (signal?: AbortSignal) => request<Environment[]>("GET", "/environments", undefined, signal),
   createEnvironment: (name: string) => request<Environment>("POST", "/environments", { name }),
   removeEnvironment: (name: string) => request<void>("DELETE", `/environments/${seg(name)}`),
+  renameEnvironment: (name: string, to: string) => request<Environment>("PATCH", `/environments/${seg(name)}`, { name: to }),
   hosts: (signal?: AbortSignal) => request<Host[]>("GET", "/hosts", undefined, signal),
+  deactivateHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/deactivate`),
+  activateHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/activate`),
+  removeHost: (name: string) => request<void>("DELETE", `/hosts/${seg(name)}`),
+  revokeHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/revoke`),
   joinCommand: (signal?: AbortSignal) => request<JoinCommand>("GET", "/hosts/join-command", undefined, signal),
+  /** A new join token for the environment: the old one is refused from now on. */
+  rotateJoinToken: () => request<JoinCommand>("POST", "/hosts/join-command/rotate"),
+  users: (signal?: AbortSignal) => request<User[]>("GET", "/users", undefined, signal),
+  // `admin` is sent only when asked for, so creating an ordinary user needs nothing more of the API.
+  createUser: (name: string, password: string, admin: boolean) =>
+    request<User>("POST", "/users", { name, password, ...(admin ? { admin } : {}) }),
+  removeUser: (name: string) => request<void>("DELETE", `/users/${seg(name)}`),
+  setPassword: (name: string, password: string) => request<void>("PUT", `/users/${seg(name)}/password`, { password }),
+  groups: (signal?: AbortSignal) => request<Group[]>("GET", "/groups", undefined, signal),
+  createGroup: (name: string) => request<Group>("POST", "/groups", { name }),
+  removeGroup: (name: string) => request<void>("DELETE", `/groups/${seg(name)}`),
+  addToGroup: (group: string, user: string) => request<Group>("POST", `/groups/${seg(group)}/members`, { user }),
+  removeFromGroup: (group: string, user: string) => request<Group>("DELETE", `/groups/${seg(group)}/members/${seg(user)}`),
+  members: (signal?: AbortSignal) => request<Membership[]>("GET", "/members", undefined, signal),
+  /** Gives a user or group a role in the selected environment, replacing the one it had. */
+  setMember: (kind: MemberKind, name: string, role: EnvRole) =>
+    // `kind:NAME` says which one is meant when a user and a group share the name.
+    request<Membership>("POST", "/members", { name: `${kind}:${name}`, role }),
+  removeMember: (kind: MemberKind, name: string) => request<void>("DELETE", `/members/${seg(kind)}/${seg(name)}`),
+  audit: (limit: number, signal?: AbortSignal) => request<AuditEntry[]>("GET", withQuery("/audit", { limit }), undefined, signal),
   stacks: (signal?: AbortSignal) => request<Stack[]>("GET", "/stacks", undefined, signal),
   createStack: (name: string) => request<Stack>("POST", "/stacks", { name }),
   removeStack: (name: string) => request<void>("DELETE", `/stacks/${seg(name)}`),

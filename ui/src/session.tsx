@@ -92,8 +92,10 @@ const RANK: Record<Role, number> = { "read-only": 0, restricted: 1, member: 2, o
 export interface Rights {
   /** Create, change and remove stacks, services and containers. */
   change: boolean;
-  /** See the join command, which carries the join token. */
+  /** See the join command (it carries the join token); deactivate, activate and remove hosts. */
   addHosts: boolean;
+  /** Owners' rights: members and roles, the audit log, revoking host credentials, rotating the join token. */
+  manageEnv: boolean;
   /** Users, environments, backups. */
   admin: boolean;
   role: Role | null;
@@ -117,9 +119,9 @@ export function useEnvRights(): Rights {
 /** What the signed-in user may do in `env`; everything when that is not known. */
 export function useRights(env: string | null): Rights {
   const { who } = useSession();
-  if (!who) return { change: true, addHosts: true, admin: true, role: null };
+  if (!who) return { change: true, addHosts: true, manageEnv: true, admin: true, role: null };
   const role: Role | null = who.admin ? "admin" : (who.environments.find((e) => e.name === env)?.role ?? null);
   // An environment not (yet) in the list: let the API decide.
   const rank = role === null ? RANK.admin : RANK[role];
-  return { change: rank >= RANK.restricted, addHosts: rank >= RANK.member, admin: who.admin, role };
+  return { change: rank >= RANK.restricted, addHosts: rank >= RANK.member, manageEnv: rank >= RANK.owner, admin: who.admin, role };
 }

@@ -1,16 +1,19 @@
-import { Alert, Button, Group, Paper, Skeleton, Stack, Text, Title } from "@mantine/core";
+import { Alert, Button, Card, Group, Modal, Paper, Skeleton, Stack, Text, TextInput, Title } from "@mantine/core";
 import { notifications } from "@mantine/notifications";
-import type { ReactNode } from "react";
+import { useState, type FormEvent, type ReactNode } from "react";
 import { ApiError, ApiUnreachable } from "../api.ts";
 
 /** What failed to load, said plainly, with a retry. */
 export function ErrorBanner({ error, onRetry, what }: { error: Error; onRetry?: () => void; what: string }) {
   const unreachable = error instanceof ApiUnreachable;
+  // A refusal is not a fault to retry: say whose right it is (the API's message names it).
+  const forbidden = error instanceof ApiError && error.status === 403;
+  const title = unreachable ? "The control plane API is unreachable" : forbidden ? `You may not see ${what}` : `Could not load ${what}`;
   return (
-    <Alert color="red" title={unreachable ? "The control plane API is unreachable" : `Could not load ${what}`} data-testid="api-error" mb="md">
+    <Alert color={forbidden ? "orange" : "red"} title={title} data-testid={forbidden ? "api-forbidden" : "api-error"} mb="md">
       <Group justify="space-between" wrap="nowrap" align="flex-start">
         <Text size="sm">{error.message}</Text>
-        {onRetry && (
+        {onRetry && !forbidden && (
           <Button size="xs" variant="light" color="red" onClick={onRetry}>
             Retry
           </Button>
@@ -61,4 +64,116 @@ export function notifyDone(message: string) {
 export function fieldError(e: unknown, fields: readonly string[]): { field: string; message: string } | null {
   if (e instanceof ApiError && e.field && fields.includes(e.field)) return { field: e.field, message: e.message };
   return null;
+}
+
+/**
+ * Asks before an action that cannot be undone; `action` runs on confirming, and the dialog closes
+ * when it succeeds (a failure is a notification, and the dialog stays for another try or Cancel).
+ */
+export function ConfirmDialog({
+  title,
+  children,
+  confirm,
+  opened,
+  onClose,
+  action,
+  failure,
+  testId,
+}: {
+  title: string;
+  children: ReactNode;
+  confirm: string;
+  opened: boolean;
+  onClose: () => void;
+  action: () => Promise<unknown>;
+  failure: string;
+  testId: string;
+}) {
+  const [busy, setBusy] = useState(false);
+  const run = async () => {
+    setBusy(true);
+    try {
+      await action();
+      onClose();
+    } catch (err) {
+      notifyError(failure, err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal opened={opened} onClose={onClose} title={title}>
+      <Text size="sm">{children}</Text>
+      <Group justify="flex-end" mt="lg">
+        <Button variant="default" onClick={onClose}>
+          Cancel
+        </Button>
+        <Button color="red" loading={busy} onClick={() => void run()} data-testid={testId}>
+          {confirm}
+        </Button>
+      </Group>
+    </Modal>
+  );
+}
+
+/**
+ * A one-field form that creates something by name: the API's complaint about the name (invalid
+ * or taken) shows under the field, anything else is a notification. The field empties on success.
+ */
+export function NameForm({
+  label,
+  placeholder,
+  submit,
+  create,
+  failure,
+  testIds,
+}: {
+  label: string;
+  placeholder: string;
+  submit: string;
+  create: (name: string) => Promise<unknown>;
+  failure: string;
+  testIds: { form: string; input: string; submit: string };
+}) {
+  const [name, setName] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await create(name.trim());
+      setName("");
+    } catch (err) {
+      const f = fieldError(err, ["name"]);
+      if (f) setError(f.message);
+      else if (err instanceof ApiError && err.status === 409) setError(err.message);
+      else notifyError(failure, err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Card withBorder>
+      <form onSubmit={onSubmit} data-testid={testIds.form}>
+        <Group align="flex-start">
+          <TextInput
+            label={label}
+            placeholder={placeholder}
+            value={name}
+            onChange={(e) => setName(e.currentTarget.value)}
+            error={error}
+            name="name"
+            style={{ flex: 1 }}
+            maw={420}
+            data-testid={testIds.input}
+          />
+          <Button type="submit" loading={busy} mt={25} data-testid={testIds.submit}>
+            {submit}
+          </Button>
+        </Group>
+      </form>
+    </Card>
+  );
 }

@@ -1,8 +1,8 @@
 // The environment at a glance: totals now, and the busiest hosts, containers and services.
 import { Anchor, Card, Progress, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
-import { useEffect, useState } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 import { Link } from "react-router";
-import { onEnvChange, statsApi, type StatsSummary } from "../api.ts";
+import { onEnvChange, statsApi, type ContainerNow, type HostNow, type StatsSummary } from "../api.ts";
 import { ErrorBanner, ListSkeleton } from "../components/common.tsx";
 import { formatBytes } from "../format.ts";
 
@@ -79,69 +79,65 @@ function Figure({ label, value, sub, progress, testId }: { label: string; value:
   );
 }
 
+/** One column of a "busiest" table: its heading and what a row shows in it. */
+interface Column<T> {
+  header: string;
+  cell: (row: T) => ReactNode;
+}
+
+const entityLink = (kind: "hosts" | "containers", name: string) => (
+  <Anchor component={Link} to={`/${kind}/${encodeURIComponent(name)}`}>
+    {name}
+  </Anchor>
+);
+
+const HOST_COLUMNS: Column<HostNow>[] = [
+  { header: "Host", cell: (h) => entityLink("hosts", h.host) },
+  { header: "CPU", cell: (h) => `${h.cpu_percent.toFixed(1)} %` },
+  { header: "Load", cell: (h) => h.load1.toFixed(2) },
+  { header: "Memory", cell: (h) => `${formatBytes(h.memory_used_bytes)} / ${formatBytes(h.memory_total_bytes)}` },
+];
+
+const CONTAINER_COLUMNS: Column<ContainerNow>[] = [
+  { header: "Container", cell: (c) => entityLink("containers", c.name) },
+  { header: "Host", cell: (c) => c.host },
+  { header: "CPU", cell: (c) => `${c.cpu_percent.toFixed(1)} %` },
+  { header: "Memory", cell: (c) => formatBytes(c.memory_bytes) },
+];
+
 function Busiest({ s }: { s: StatsSummary }) {
   return (
     <SimpleGrid cols={{ base: 1, lg: 2 }}>
-      <Card withBorder radius="md">
-        <Title order={4} mb="xs">
-          Busiest hosts
-        </Title>
-        <Table data-testid="busiest-hosts">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Host</Table.Th>
-              <Table.Th>CPU</Table.Th>
-              <Table.Th>Load</Table.Th>
-              <Table.Th>Memory</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {s.busiest_hosts.map((h) => (
-              <Table.Tr key={h.host}>
-                <Table.Td>
-                  <Anchor component={Link} to={`/hosts/${encodeURIComponent(h.host)}`}>
-                    {h.host}
-                  </Anchor>
-                </Table.Td>
-                <Table.Td>{h.cpu_percent.toFixed(1)} %</Table.Td>
-                <Table.Td>{h.load1.toFixed(2)}</Table.Td>
-                <Table.Td>
-                  {formatBytes(h.memory_used_bytes)} / {formatBytes(h.memory_total_bytes)}
-                </Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </Card>
-      <Card withBorder radius="md">
-        <Title order={4} mb="xs">
-          Busiest containers
-        </Title>
-        <Table data-testid="busiest-containers">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>Container</Table.Th>
-              <Table.Th>Host</Table.Th>
-              <Table.Th>CPU</Table.Th>
-              <Table.Th>Memory</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {s.busiest_containers.map((c) => (
-              <Table.Tr key={c.name}>
-                <Table.Td>
-                  <Anchor component={Link} to={`/containers/${encodeURIComponent(c.name)}`}>
-                    {c.name}
-                  </Anchor>
-                </Table.Td>
-                <Table.Td>{c.host}</Table.Td>
-                <Table.Td>{c.cpu_percent.toFixed(1)} %</Table.Td>
-                <Table.Td>{formatBytes(c.memory_bytes)}</Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </Card>
+      <TopTable title="Busiest hosts" testId="busiest-hosts" rows={s.busiest_hosts} rowKey={(h) => h.host} columns={HOST_COLUMNS} />
+      <TopTable title="Busiest containers" testId="busiest-containers" rows={s.busiest_containers} rowKey={(c) => c.name} columns={CONTAINER_COLUMNS} />
     </SimpleGrid>
+  );
+}
+
+function TopTable<T>({ title, testId, rows, rowKey, columns }: { title: string; testId: string; rows: T[]; rowKey: (row: T) => string; columns: Column<T>[] }) {
+  return (
+    <Card withBorder radius="md">
+      <Title order={4} mb="xs">
+        {title}
+      </Title>
+      <Table data-testid={testId}>
+        <Table.Thead>
+          <Table.Tr>
+            {columns.map((c) => (
+              <Table.Th key={c.header}>{c.header}</Table.Th>
+            ))}
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {rows.map((row) => (
+            <Table.Tr key={rowKey(row)}>
+              {columns.map((c) => (
+                <Table.Td key={c.header}>{c.cell(row)}</Table.Td>
+              ))}
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+    </Card>
   );
 }

@@ -1,24 +1,34 @@
 import { Badge, Button, Card, Group, Modal, Stack, Table, Text, TextInput, Title, Tooltip } from "@mantine/core";
 import { useState, type FormEvent } from "react";
-import { ApiError, api, type Environment } from "../api.ts";
-import { EmptyState, ErrorBanner, ListSkeleton, fieldError, notifyDone, notifyError } from "../components/common.tsx";
+import { ApiError, api, selectEnv, selectedEnv, type Environment } from "../api.ts";
+import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, fieldError, notifyDone, notifyError } from "../components/common.tsx";
 import { formatSince } from "../format.ts";
 import { useLive } from "../live.tsx";
 import { useSession } from "../session.tsx";
 
-/** Every environment the caller sees; admins create and remove them here. */
+/** Every environment the caller sees; admins create, rename and remove them here. */
 export function EnvironmentsPage() {
   const envs = useLive("environments", ["environments"], (s) => api.environments(s));
   const { who } = useSession();
   const admin = who?.admin ?? true;
   const [removing, setRemoving] = useState<Environment | null>(null);
+  const [renaming, setRenaming] = useState<Environment | null>(null);
   return (
     <Stack gap="md">
       <Title order={2}>Environments</Title>
       <Text size="sm" c="dimmed" maw={720}>
         Each environment has its own hosts, stacks and join token; the switcher at the top picks the one shown.
       </Text>
-      {admin && <CreateEnvironmentForm />}
+      {admin && (
+        <NameForm
+          label="New environment"
+          placeholder="e.g. Production"
+          submit="Create environment"
+          failure="Could not create the environment"
+          testIds={{ form: "create-environment-form", input: "environment-name", submit: "create-environment" }}
+          create={async (name) => notifyDone(`Environment ${(await api.createEnvironment(name)).name} created`)}
+        />
+      )}
       {envs.error && <ErrorBanner error={envs.error} what="environments" onRetry={envs.reload} />}
       {envs.loading && <ListSkeleton rows={2} height={40} />}
       {envs.data && envs.data.length === 0 && <EmptyState title="No environments you may see" />}
@@ -54,11 +64,16 @@ export function EnvironmentsPage() {
                     </Table.Td>
                     <Table.Td>
                       {admin && (
-                        <Tooltip label={why} disabled={!why}>
-                          <Button size="xs" variant="subtle" color="red" disabled={!!why} onClick={() => setRemoving(e)} data-testid="remove-environment">
-                            Remove
+                        <Group gap={4} justify="flex-end" wrap="nowrap">
+                          <Button size="xs" variant="subtle" onClick={() => setRenaming(e)} data-testid="rename-environment">
+                            Rename
                           </Button>
-                        </Tooltip>
+                          <Tooltip label={why} disabled={!why}>
+                            <Button size="xs" variant="subtle" color="red" disabled={!!why} onClick={() => setRemoving(e)} data-testid="remove-environment">
+                              Remove
+                            </Button>
+                          </Tooltip>
+                        </Group>
                       )}
                     </Table.Td>
                   </Table.Tr>
@@ -68,13 +83,38 @@ export function EnvironmentsPage() {
           </Table>
         </Card>
       )}
-      <RemoveEnvironment env={removing} onClose={() => setRemoving(null)} />
+      <ConfirmDialog
+        title={`Remove environment ${removing?.name ?? ""}?`}
+        confirm="Remove"
+        opened={removing !== null}
+        onClose={() => setRemoving(null)}
+        failure={`Could not remove ${removing?.name ?? "the environment"}`}
+        testId="confirm-remove-environment"
+        action={async () => {
+          if (!removing) return;
+          await api.removeEnvironment(removing.name);
+          notifyDone(`Environment ${removing.name} removed`);
+        }}
+      >
+        Its join token stops working. Hosts and stacks are never removed with it: it must be empty.
+      </ConfirmDialog>
+      <RenameEnvironment env={renaming} onClose={() => setRenaming(null)} />
     </Stack>
   );
 }
 
-function CreateEnvironmentForm() {
-  const [name, setName] = useState("");
+/** Renames an environment; everything in it (hosts, stacks, members, join token) stays with it. */
+function RenameEnvironment({ env, onClose }: { env: Environment | null; onClose: () => void }) {
+  return (
+    <Modal opened={env !== null} onClose={onClose} title={`Rename environment ${env?.name ?? ""}`}>
+      {/* Keyed by name: each opening starts from the environment's current name. */}
+      {env && <RenameForm key={env.name} env={env} onDone={onClose} />}
+    </Modal>
+  );
+}
+
+function RenameForm({ env, onDone }: { env: Environment; onDone: () => void }) {
+  const [name, setName] = useState(env.name);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = async (e: FormEvent) => {
@@ -82,70 +122,37 @@ function CreateEnvironmentForm() {
     setBusy(true);
     setError(null);
     try {
-      const env = await api.createEnvironment(name.trim());
-      setName("");
-      notifyDone(`Environment ${env.name} created`);
+      const renamed = await api.renameEnvironment(env.name, name.trim());
+      // The UI was showing it: follow it to its new name rather than fall back to Default.
+      if (selectedEnv() === env.name) selectEnv(renamed.name);
+      notifyDone(`Environment ${env.name} is now ${renamed.name}`);
+      onDone();
     } catch (err) {
-      // A bad or taken name belongs under the field; anything else is a notification.
+      // A bad name (400) or a taken one (409) belongs under the field.
       const f = fieldError(err, ["name"]);
       if (f) setError(f.message);
       else if (err instanceof ApiError && err.status === 409) setError(err.message);
-      else notifyError("Could not create the environment", err);
+      else notifyError(`Could not rename ${env.name}`, err);
     } finally {
       setBusy(false);
     }
   };
   return (
-    <Card withBorder>
-      <form onSubmit={submit} data-testid="create-environment-form">
-        <Group align="flex-start">
-          <TextInput
-            label="New environment"
-            placeholder="e.g. Production"
-            value={name}
-            onChange={(e) => setName(e.currentTarget.value)}
-            error={error}
-            name="name"
-            style={{ flex: 1 }}
-            maw={420}
-            data-testid="environment-name"
-          />
-          <Button type="submit" loading={busy} mt={25} data-testid="create-environment">
-            Create environment
+    <form onSubmit={submit} data-testid="rename-environment-form">
+      <Stack gap="sm">
+        <Text size="sm" c="dimmed">
+          Its hosts, stacks, members and join token stay with it. Scripts and CLI settings that name it need the new name.
+        </Text>
+        <TextInput label="New name" value={name} onChange={(e) => setName(e.currentTarget.value)} error={error} data-autofocus data-testid="environment-new-name" />
+        <Group justify="flex-end">
+          <Button variant="default" onClick={onDone}>
+            Cancel
+          </Button>
+          <Button type="submit" loading={busy} data-testid="confirm-rename-environment">
+            Rename
           </Button>
         </Group>
-      </form>
-    </Card>
+      </Stack>
+    </form>
   );
 }
-
-function RemoveEnvironment({ env, onClose }: { env: Environment | null; onClose: () => void }) {
-  const [busy, setBusy] = useState(false);
-  const remove = async () => {
-    if (!env) return;
-    setBusy(true);
-    try {
-      await api.removeEnvironment(env.name);
-      notifyDone(`Environment ${env.name} removed`);
-      onClose();
-    } catch (err) {
-      notifyError(`Could not remove ${env.name}`, err);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <Modal opened={env !== null} onClose={onClose} title={`Remove environment ${env?.name ?? ""}?`}>
-      <Text size="sm">Its join token stops working. Hosts and stacks are never removed with it: it must be empty.</Text>
-      <Group justify="flex-end" mt="lg">
-        <Button variant="default" onClick={onClose}>
-          Cancel
-        </Button>
-        <Button color="red" loading={busy} onClick={() => void remove()} data-testid="confirm-remove-environment">
-          Remove
-        </Button>
-      </Group>
-    </Modal>
-  );
-}
-

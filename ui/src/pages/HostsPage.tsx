@@ -1,19 +1,34 @@
-import { Anchor, Badge, Button, Card, Code, CopyButton, Group, Modal, Stack, Text, Title, Tooltip } from "@mantine/core";
+import { Alert, Anchor, Badge, Button, Card, Code, CopyButton, Group, Menu, Modal, Stack, Text, Title, Tooltip } from "@mantine/core";
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { memo, useMemo, useRef, useState } from "react";
+import { memo, useCallback, useMemo, useRef, useState } from "react";
 import { Link } from "react-router";
-import { api, type Container, type Host } from "../api.ts";
-import { EmptyState, ErrorBanner, ListSkeleton } from "../components/common.tsx";
+import { api, type Container, type Host, type JoinCommand as Join } from "../api.ts";
+import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "../components/common.tsx";
 import { formatBytes, formatSince, stateColor } from "../format.ts";
-import { useLive } from "../live.tsx";
+import { useLive, useLiveState } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
+
+type HostAction = "deactivate" | "activate" | "remove" | "revoke";
+
+/** What the card offers: hosts are managed by owners and members; credentials are owners'. */
+interface HostRights {
+  manage: boolean;
+  revoke: boolean;
+}
+
+type OnHostAction = (host: Host, action: HostAction) => void;
+
+/** A host that gets no new containers, or whose agent is gone, may be removed. */
+const removable = (h: Host) => h.deactivated === true || h.state === "disconnected";
 
 export function HostsPage() {
   const hosts = useLive("hosts", ["hosts"], (s) => api.hosts(s));
   const containers = useLive("containers", ["containers"], (s) => api.containers({}, s));
   const [adding, setAdding] = useState(false);
+  const [confirming, setConfirming] = useState<{ host: Host; action: "remove" | "revoke" } | null>(null);
   // The join command carries the join token: only roles that may add hosts get to see it.
-  const { addHosts } = useEnvRights();
+  const { addHosts, manageEnv } = useEnvRights();
+  const rights = useMemo(() => ({ manage: addHosts, revoke: manageEnv }), [addHosts, manageEnv]);
 
   const byHost = useMemo(() => {
     const m = new Map<string, Container[]>();
@@ -25,6 +40,20 @@ export function HostsPage() {
     return m;
   }, [containers.data]);
 
+  // Stable, so the memoised cards do not re-render for it.
+  const onAction = useCallback<OnHostAction>((host, action) => {
+    if (action === "remove" || action === "revoke") {
+      setConfirming({ host, action });
+      return;
+    }
+    const call = action === "deactivate" ? api.deactivateHost : api.activateHost;
+    call(host.name).then(
+      () => notifyDone(`${host.name} ${action === "deactivate" ? "deactivated: it gets no new containers" : "active again: it gets new containers"}`),
+      (e: unknown) => notifyError(`Could not ${action} ${host.name}`, e),
+    );
+  }, []);
+
+  const pending = confirming?.host.name ?? "";
   return (
     <Stack gap="md" h="calc(100vh - 56px - 2 * var(--mantine-spacing-md))">
       <Group justify="space-between">
@@ -49,13 +78,35 @@ export function HostsPage() {
           Add a Docker host: run the join command on it and it appears here within seconds.
         </EmptyState>
       )}
-      {hosts.data && hosts.data.length > 0 && <HostList hosts={hosts.data} byHost={byHost} />}
-      <AddHostDialog opened={adding} onClose={() => setAdding(false)} />
+      {hosts.data && hosts.data.length > 0 && <HostList hosts={hosts.data} byHost={byHost} rights={rights} onAction={onAction} />}
+      <AddHostDialog opened={adding} onClose={() => setAdding(false)} canRotate={manageEnv} />
+      <ConfirmDialog
+        title={confirming?.action === "revoke" ? `Revoke the credential of ${pending}?` : `Remove host ${pending}?`}
+        confirm={confirming?.action === "revoke" ? "Revoke" : "Remove"}
+        opened={confirming !== null}
+        onClose={() => setConfirming(null)}
+        failure={`Could not ${confirming?.action ?? "change"} ${pending}`}
+        testId="confirm-host-action"
+        action={async () => {
+          if (!confirming) return;
+          if (confirming.action === "revoke") {
+            await api.revokeHost(pending);
+            notifyDone(`The credential of ${pending} is revoked`);
+          } else {
+            await api.removeHost(pending);
+            notifyDone(`Host ${pending} removed`);
+          }
+        }}
+      >
+        {confirming?.action === "revoke"
+          ? "Its agent is disconnected and refused from now on; to come back it must join again with the join token. Its containers keep running on the engine."
+          : "Its agent is refused from now on and the host leaves this list. Containers placed on it are started on other hosts; the engine itself is not touched."}
+      </ConfirmDialog>
     </Stack>
   );
 }
 
-function HostList({ hosts, byHost }: { hosts: Host[]; byHost: Map<string, Container[]> }) {
+function HostList({ hosts, byHost, rights, onAction }: { hosts: Host[]; byHost: Map<string, Container[]>; rights: HostRights; onAction: OnHostAction }) {
   const parent = useRef<HTMLDivElement>(null);
   const virtual = useVirtualizer({
     count: hosts.length,
@@ -76,7 +127,7 @@ function HostList({ hosts, byHost }: { hosts: Host[]; byHost: Map<string, Contai
               ref={virtual.measureElement}
               style={{ position: "absolute", top: 0, left: 0, right: 0, transform: `translateY(${item.start}px)`, paddingBottom: 12 }}
             >
-              <HostCard host={host} containers={byHost.get(host.name) ?? []} />
+              <HostCard host={host} containers={byHost.get(host.name) ?? []} rights={rights} onAction={onAction} />
             </div>
           );
         })}
@@ -88,7 +139,7 @@ function HostList({ hosts, byHost }: { hosts: Host[]; byHost: Map<string, Contai
 const SHOWN_CONTAINERS = 24;
 
 // Memoised: scrolling re-renders the list, and cards already on screen have not changed.
-const HostCard = memo(function HostCard({ host, containers }: { host: Host; containers: Container[] }) {
+const HostCard = memo(function HostCard({ host, containers, rights, onAction }: { host: Host; containers: Container[]; rights: HostRights; onAction: OnHostAction }) {
   const labels = Object.entries(host.labels ?? {});
   return (
     <Card withBorder radius="md" padding="md" data-testid="host-card" data-host={host.name}>
@@ -102,6 +153,18 @@ const HostCard = memo(function HostCard({ host, containers }: { host: Host; cont
           <Badge color={stateColor(host.state)} variant="light" data-testid="host-state">
             {host.state}
           </Badge>
+          {host.deactivated && (
+            <Tooltip label="Gets no new containers; those running there keep running and are healed in place">
+              <Badge color="orange" variant="filled" data-testid="host-deactivated">
+                deactivated
+              </Badge>
+            </Tooltip>
+          )}
+          {host.revoked_at && (
+            <Badge color="red" variant="outline" data-testid="host-revoked">
+              credential revoked
+            </Badge>
+          )}
           {host.in_sync === false && host.state === "active" && (
             <Tooltip label="The agent has not yet applied the latest desired containers">
               <Badge color="yellow" variant="outline">
@@ -110,9 +173,12 @@ const HostCard = memo(function HostCard({ host, containers }: { host: Host; cont
             </Tooltip>
           )}
         </Group>
-        <Text size="sm" c="dimmed">
-          {host.containers} container{host.containers === 1 ? "" : "s"}
-        </Text>
+        <Group gap="sm" wrap="nowrap">
+          <Text size="sm" c="dimmed">
+            {host.containers} container{host.containers === 1 ? "" : "s"}
+          </Text>
+          {(rights.manage || rights.revoke) && <HostMenu host={host} rights={rights} onAction={onAction} />}
+        </Group>
       </Group>
       {host.state !== "active" && (
         <Text size="sm" c="red" mb="xs" data-testid="host-reason">
@@ -156,6 +222,41 @@ const HostCard = memo(function HostCard({ host, containers }: { host: Host; cont
   );
 });
 
+function HostMenu({ host, rights, onAction }: { host: Host; rights: HostRights; onAction: OnHostAction }) {
+  return (
+    <Menu position="bottom-end" withinPortal>
+      <Menu.Target>
+        <Button size="xs" variant="default" data-testid="host-actions">
+          Actions
+        </Button>
+      </Menu.Target>
+      <Menu.Dropdown>
+        {rights.manage &&
+          (host.deactivated ? (
+            <Menu.Item onClick={() => onAction(host, "activate")} data-testid="host-activate">
+              Activate
+            </Menu.Item>
+          ) : (
+            <Menu.Item onClick={() => onAction(host, "deactivate")} data-testid="host-deactivate">
+              Deactivate (no new containers)
+            </Menu.Item>
+          ))}
+        {rights.manage && removable(host) && (
+          <Menu.Item color="red" onClick={() => onAction(host, "remove")} data-testid="host-remove">
+            Remove…
+          </Menu.Item>
+        )}
+        {rights.manage && !removable(host) && <Menu.Label>Deactivate it to remove it</Menu.Label>}
+        {rights.revoke && !host.revoked_at && (
+          <Menu.Item color="red" onClick={() => onAction(host, "revoke")} data-testid="host-revoke">
+            Revoke credential…
+          </Menu.Item>
+        )}
+      </Menu.Dropdown>
+    </Menu>
+  );
+}
+
 function Fact({ label, value }: { label: string; value: string }) {
   return (
     <div>
@@ -169,29 +270,52 @@ function Fact({ label, value }: { label: string; value: string }) {
   );
 }
 
-function AddHostDialog({ opened, onClose }: { opened: boolean; onClose: () => void }) {
+function AddHostDialog({ opened, onClose, canRotate }: { opened: boolean; onClose: () => void; canRotate: boolean }) {
+  const { env } = useLiveState();
   return (
     <Modal opened={opened} onClose={onClose} title="Add a host" size="xl" data-testid="add-host-dialog">
-      {opened && <JoinCommand />}
+      {/* Keyed by environment: a rotated command shown belongs to the environment it was made for. */}
+      {opened && <JoinCommand key={env ?? ""} canRotate={canRotate} />}
     </Modal>
   );
 }
 
-function JoinCommand() {
+function JoinCommand({ canRotate }: { canRotate: boolean }) {
   const join = useLive("join-command", ["environments"], (s) => api.joinCommand(s));
+  // The answer of a rotation, shown until the stream brings a fresh command anyway.
+  const [rotated, setRotated] = useState<Join | null>(null);
+  const [confirming, setConfirming] = useState(false);
   if (join.error) return <ErrorBanner error={join.error} what="the join command" onRetry={join.reload} />;
-  if (!join.data) return <ListSkeleton rows={1} height={60} />;
+  const cmd = rotated ?? join.data;
+  if (!cmd) return <ListSkeleton rows={1} height={60} />;
   return (
     <Stack gap="sm">
       <Text size="sm">
-        Run this on a machine with Docker to add it to the <b>{join.data.environment}</b> environment. It downloads the
+        Run this on a machine with Docker to add it to the <b>{cmd.environment}</b> environment. It downloads the
         agent from this control plane and connects it; the host appears on this page within seconds.
       </Text>
       <Code block data-testid="join-command" style={{ whiteSpace: "pre-wrap", wordBreak: "break-all" }}>
-        {join.data.command}
+        {cmd.command}
       </Code>
-      <Group justify="flex-end">
-        <CopyButton value={join.data.command}>
+      {cmd.ca_fingerprint && (
+        <Text size="sm">
+          The agent trusts the control plane by its CA fingerprint: <Code data-testid="ca-fingerprint">{cmd.ca_fingerprint}</Code>
+        </Text>
+      )}
+      {rotated && (
+        <Alert color="teal" data-testid="token-rotated">
+          A new join token: the old one is refused from now on. Hosts that already joined keep their own credentials.
+        </Alert>
+      )}
+      <Group justify="space-between">
+        {canRotate ? (
+          <Button variant="light" color="orange" onClick={() => setConfirming(true)} data-testid="rotate-token">
+            Rotate token
+          </Button>
+        ) : (
+          <span />
+        )}
+        <CopyButton value={cmd.command}>
           {({ copied, copy }) => (
             <Button color={copied ? "teal" : undefined} onClick={copy} data-testid="copy-join">
               {copied ? "Copied" : "Copy command"}
@@ -202,6 +326,17 @@ function JoinCommand() {
       <Text size="xs" c="dimmed">
         Add <Code>--label KEY=VALUE</Code> to label the host for placement constraints, e.g. <Code>--label zone=eu</Code>.
       </Text>
+      <ConfirmDialog
+        title={`Rotate the join token of ${cmd.environment}?`}
+        confirm="Rotate"
+        opened={confirming}
+        onClose={() => setConfirming(false)}
+        failure="Could not rotate the join token"
+        testId="confirm-rotate-token"
+        action={async () => setRotated(await api.rotateJoinToken())}
+      >
+        Join commands given out so far stop working. Hosts that already joined are not affected.
+      </ConfirmDialog>
     </Stack>
   );
 }

@@ -1,12 +1,14 @@
 import { Alert, Button, Card, Center, PasswordInput, Stack, Text, TextInput, Title } from "@mantine/core";
 import { useState, type FormEvent } from "react";
-import { api } from "../api.ts";
+import { ApiError, api } from "../api.ts";
 
 /** Signs a browser in with a user name and password (`POST /v1/login`; the session is a cookie). */
 export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string | null>(null);
+  // Too many failed attempts: the API's message says how long to wait.
+  const [throttled, setThrottled] = useState(false);
   const [busy, setBusy] = useState(false);
 
   const submit = async (e: FormEvent) => {
@@ -17,12 +19,14 @@ export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
     }
     setBusy(true);
     setError(null);
+    setThrottled(false);
     try {
       await api.login(user.trim(), password);
       onSignedIn();
     } catch (err) {
       // The API's own words: a wrong password, too many attempts, or an unreachable server.
       setError(err instanceof Error ? err.message : String(err));
+      setThrottled(err instanceof ApiError && err.status === 429);
       setPassword("");
     } finally {
       setBusy(false);
@@ -43,8 +47,8 @@ export function LoginPage({ onSignedIn }: { onSignedIn: () => void }) {
               </Text>
             </div>
             {error && (
-              <Alert color="red" data-testid="login-error">
-                {error}
+              <Alert color={throttled ? "orange" : "red"} title={throttled ? "Too many attempts" : undefined} data-testid="login-error" data-code={throttled ? "too_many_attempts" : undefined}>
+                <span data-testid="login-error-message">{error}</span>
               </Alert>
             )}
             <TextInput

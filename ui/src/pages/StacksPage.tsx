@@ -1,8 +1,7 @@
-import { Anchor, Button, Card, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
-import { useState, type FormEvent } from "react";
+import { Anchor, Card, Stack, Table, Text, Title } from "@mantine/core";
 import { Link, useNavigate } from "react-router";
 import { api } from "../api.ts";
-import { EmptyState, ErrorBanner, ListSkeleton, fieldError, notifyError } from "../components/common.tsx";
+import { EmptyState, ErrorBanner, ListSkeleton, NameForm } from "../components/common.tsx";
 import { formatSince } from "../format.ts";
 import { useLive } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
@@ -58,45 +57,18 @@ export function StacksPage() {
 }
 
 function CreateStackForm() {
-  const [name, setName] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
   const navigate = useNavigate();
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const stack = await api.createStack(name.trim());
-      setName("");
-      navigate(`/stacks/${encodeURIComponent(stack.name)}`);
-    } catch (err) {
-      const f = fieldError(err, ["name"]);
-      if (f) setError(f.message);
-      else notifyError("Could not create the stack", err);
-    } finally {
-      setBusy(false);
-    }
-  };
   return (
-    <Card withBorder>
-      <form onSubmit={submit} data-testid="create-stack-form">
-        <Group align="flex-start">
-          <TextInput
-            label="New stack"
-            placeholder="e.g. WEB-Server"
-            value={name}
-            onChange={(e) => setName(e.currentTarget.value)}
-            error={error}
-            name="name"
-            style={{ flex: 1 }}
-            data-testid="stack-name"
-          />
-          <Button type="submit" loading={busy} mt={25} data-testid="create-stack">
-            Create stack
-          </Button>
-        </Group>
-      </form>
-    </Card>
+    <NameForm
+      label="New stack"
+      placeholder="e.g. WEB-Server"
+      submit="Create stack"
+      failure="Could not create the stack"
+      testIds={{ form: "create-stack-form", input: "stack-name", submit: "create-stack" }}
+      create={async (name) => {
+        const stack = await api.createStack(name);
+        navigate(`/stacks/${encodeURIComponent(stack.name)}`);
+      }}
+    />
   );
 }
