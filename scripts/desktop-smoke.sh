@@ -12,6 +12,8 @@
 # The admin token lives in the OS keyring, here the kernel keyring of a `keyctl session`
 # (CORRAL_DESKTOP_KEYRING=keyutils): the data dir never holds an admin-token file, and the token
 # the app keeps there works against the in-app API, also after a restart.
+# The app listens on every interface, as it does for a user: its LAN port must speak TLS only, with
+# the CA named in the join command, while the window uses a plain loopback listener.
 # In step 2 the close question is answered by CORRAL_DESKTOP_ON_CLOSE=tray (the dialog's test hook).
 #
 #   scripts/desktop-smoke.sh [BINARY] [SCREENSHOT.png]
@@ -24,7 +26,7 @@ root=$(cd "$here/.." && pwd)
 bin=${1:-$root/target/debug/corral-desktop}
 shot=${2:-$root/target/desktop-smoke.png}
 [[ -x $bin ]] || die "no desktop binary at $bin (cargo build --workspace)"
-for t in xvfb-run xdotool import convert curl keyctl; do command -v "$t" >/dev/null || die "$t missing (scripts/setup.sh)"; done
+for t in xvfb-run xdotool import convert curl keyctl openssl; do command -v "$t" >/dev/null || die "$t missing (scripts/setup.sh)"; done
 /usr/bin/python3 -c 'import Xlib' 2>/dev/null || die "python3-xlib missing (scripts/setup.sh)"
 
 # Everything below needs an X server and a session keyring of its own: run it inside a fresh
@@ -39,7 +41,8 @@ mkdir -p "$(dirname "$shot")"
 rm -f "$shot"
 logdir=$(dirname "$shot")
 applog=/dev/null
-# The app gets a fresh data dir, config dir and a loopback port of its own.
+# The app gets a fresh data dir, config dir and ports of its own. It listens on every interface
+# like a user's app; the checks only ever connect to loopback.
 work=$(mktemp -d)
 app=
 cleanup() {
@@ -48,8 +51,10 @@ cleanup() {
 }
 trap cleanup EXIT
 export XDG_DATA_HOME=$work/data XDG_CONFIG_HOME=$work/config
-export CORRAL_DESKTOP_LISTEN=127.0.0.1:${CORRAL_SMOKE_PORT:-17070}
-api=http://$CORRAL_DESKTOP_LISTEN
+lan_port=${CORRAL_SMOKE_PORT:-17070}
+export CORRAL_DESKTOP_LISTEN=0.0.0.0:$lan_port
+export CORRAL_DESKTOP_LOCAL_LISTEN=127.0.0.1:$((lan_port + 1))
+api=http://$CORRAL_DESKTOP_LOCAL_LISTEN
 data_dir=$XDG_DATA_HOME/io.corral.desktop
 # The UI may add the environment to the title ("Corral — Default"); GTK's hidden leader window
 # is named after the binary and must not match.
@@ -134,6 +139,25 @@ log "admin token in the kernel keyring, no admin-token file in the data dir; the
 [[ -f $data_dir/corral.db ]] || fail "the app's control plane created no database in its data dir"
 log "window: $(xdotool getwindowname "$window"); database in the app's data dir"
 
+# The LAN port: plain HTTP is refused; over TLS it presents a certificate signed by the CA whose
+# fingerprint the join command carries, valid for the address agents are told.
+curl -sf -m 5 "http://127.0.0.1:$lan_port/v1/health" >/dev/null && fail "the LAN port answers plain HTTP"
+join=$(curl -sf -H "Authorization: Bearer $token" "$api/v1/hosts/join-command") || fail "no join command from $api"
+pin=$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("ca_fingerprint") or "")' <<<"$join")
+server_url=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["server_url"])' <<<"$join")
+[[ $pin == sha256:* ]] || fail "the join command carries no CA fingerprint: $join"
+[[ $server_url == https://*:$lan_port ]] || fail "agents are not told an https URL on port $lan_port: $server_url"
+grep -qF -- "--ca-fingerprint $pin" <<<"$join" || fail "the join command does not pin $pin: $join"
+curl -sfk "https://127.0.0.1:$lan_port/v1/ca.pem" -o "$work/ca.pem" || fail "the LAN port serves no CA over TLS"
+got=sha256:$(openssl x509 -in "$work/ca.pem" -outform DER | sha256sum | cut -d' ' -f1)
+[[ $got == "$pin" ]] || fail "the CA served ($got) is not the one the join command pins ($pin)"
+lan_host=${server_url#https://}
+lan_host=${lan_host%:*}
+curl -sf -m 5 --cacert "$work/ca.pem" --connect-to "$lan_host:$lan_port:127.0.0.1:$lan_port" \
+    "https://$lan_host:$lan_port/v1/health" >/dev/null ||
+    fail "the LAN port's certificate does not verify against the pinned CA for $lan_host"
+log "LAN port $lan_port: TLS only, certificate for $lan_host signed by the pinned CA $pin"
+
 env_api=1
 create_environment SMOKE-BEFORE || { [[ $? == 2 ]] && env_api=0; }
 close_window
@@ -197,4 +221,4 @@ grep -qi "backup\|sqlite\|database" "$work/bad.err" || fail "restoring a bad fil
 [[ $(environments) == "$after" ]] || fail "a failed restore changed the environments"
 log "bad file refused: $(head -n 1 "$work/bad.err"); nothing changed"
 
-echo "desktop smoke: OK (UI rendered, admin token in the keyring and no file, tray and stop on close, backup/restore through the menu's functions)"
+echo "desktop smoke: OK (UI rendered, TLS on the LAN port with the pinned CA, admin token in the keyring and no file, tray and stop on close, backup/restore through the menu's functions)"

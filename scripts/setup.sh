@@ -20,6 +20,8 @@ PACKAGES=(
     xvfb xauth imagemagick xdotool python3-xlib
     # Desktop keyring tests: the kernel keyring (keyctl session).
     keyutils
+    # Desktop TLS check: the fingerprint of the CA its LAN port presents.
+    openssl
     # Browser tests.
     chromium fonts-liberation
     # Load-balancer benchmark (bench-lb): the load generator and the proxy it compares against.

@@ -31,7 +31,8 @@ fn setup(app: &mut App) -> anyhow::Result<()> {
     let data_dir = app.path().app_data_dir()?;
     let listen = control_plane::listen_addr(settings.agent_port)?;
     let control_plane = tauri::async_runtime::block_on(control_plane::start(&data_dir, listen, crate::credentials::Backend::from_env()?))?;
-    tracing::info!(api = %control_plane.api, agent_url = %control_plane.agent_url, data_dir = %data_dir.display(),
+    tracing::info!(api = %control_plane.api, agent_url = %control_plane.agent_url,
+        ca_fingerprint = control_plane.ca_fingerprint.as_deref().unwrap_or("none (plain HTTP)"), data_dir = %data_dir.display(),
         "control plane started inside the desktop app");
     let environments = tauri::async_runtime::block_on(actions::environment_names(&control_plane.state))?;
     let script = actions::init_script(&control_plane.api, &control_plane.token, &control_plane.agent_url);

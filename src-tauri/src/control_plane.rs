@@ -1,10 +1,15 @@
 //! The control plane running inside the app: where it listens, the URLs the UI and agents use,
 //! and a clean stop (shutdown broadcast, then wait until it has closed the store).
+//!
+//! Agents reach the app over the LAN, so that port speaks TLS with the control plane's own CA
+//! (agents pin its fingerprint from the join command). The window and the browser on this
+//! machine use a second, plain-HTTP listener bound to loopback: the web view would otherwise
+//! have to trust a private CA, and traffic that never leaves the machine gains nothing from TLS.
 
 use crate::credentials::{Backend, Credential};
 use crate::error::DesktopError;
 use corral_server::state::AppState;
-use corral_server::{Config, ControlPlane, ServerError};
+use corral_server::{Config, ControlPlane, ServerError, TlsMode};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use tokio::sync::{broadcast, Mutex};
@@ -12,6 +17,8 @@ use tokio::task::JoinHandle;
 
 /// Overrides the listen address (`IP:PORT`) from the settings, e.g. for tests.
 pub const LISTEN_ENV: &str = "CORRAL_DESKTOP_LISTEN";
+/// Overrides the window's plain loopback listener (`IP:PORT`, loopback only); a free port by default.
+pub const LOCAL_LISTEN_ENV: &str = "CORRAL_DESKTOP_LOCAL_LISTEN";
 
 /// A started control plane, serving until [`shutdown`](RunningControlPlane::shutdown).
 pub struct RunningControlPlane {
@@ -19,8 +26,11 @@ pub struct RunningControlPlane {
     pub data_dir: PathBuf,
     /// Loopback URL of the API, for the window and the browser on this machine.
     pub api: String,
-    /// URL agents on the LAN use.
+    /// URL agents on the LAN use (`https://` unless the app listens on loopback only).
     pub agent_url: String,
+    /// The CA agents pin (`sha256:HEX`), when the LAN port speaks TLS.
+    pub ca_fingerprint: Option<String>,
+    /// The LAN port.
     pub port: u16,
     pub token: String,
     stop: broadcast::Sender<()>,
@@ -29,11 +39,19 @@ pub struct RunningControlPlane {
 
 /// Where to listen: `CORRAL_DESKTOP_LISTEN` if set, else every interface on the settings' port.
 pub fn listen_addr(agent_port: u16) -> Result<SocketAddr, DesktopError> {
-    match std::env::var(LISTEN_ENV) {
-        Ok(text) => text
-            .parse()
-            .map_err(|e| DesktopError::Listen(format!("{LISTEN_ENV}={text:?} is not IP:PORT ({e})"))),
-        Err(_) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), agent_port)),
+    addr_from_env(LISTEN_ENV).map(|addr| addr.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), agent_port)))
+}
+
+/// Where the window's plain listener goes: `CORRAL_DESKTOP_LOCAL_LISTEN` if set (the control
+/// plane refuses a non-loopback one), else a free loopback port.
+pub fn local_listen_addr() -> Result<SocketAddr, DesktopError> {
+    addr_from_env(LOCAL_LISTEN_ENV).map(|addr| addr.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)))
+}
+
+fn addr_from_env(var: &str) -> Result<Option<SocketAddr>, DesktopError> {
+    match std::env::var(var) {
+        Ok(text) => text.parse().map(Some).map_err(|e| DesktopError::Listen(format!("{var}={text:?} is not IP:PORT ({e})"))),
+        Err(_) => Ok(None),
     }
 }
 
@@ -56,17 +74,17 @@ pub fn agent_ip(listen: IpAddr) -> IpAddr {
 /// When the wanted port is taken (another control plane on this machine), a free port is used
 /// instead.
 pub async fn start(data_dir: &Path, wanted: SocketAddr, keyring: Backend) -> Result<RunningControlPlane, DesktopError> {
+    let local = local_listen_addr()?;
     let config = |listen| {
-        let mut config = config(data_dir, listen);
+        let mut config = config(data_dir, listen, local);
         config.admin_token_file = keyring == Backend::File;
         config
     };
+    // The port is known before opening, so the join command can name it.
+    let wanted = if wanted.port() == 0 { free_port(wanted.ip())? } else { wanted };
     let control_plane = match ControlPlane::open(config(wanted)).await {
-        Err(ServerError::Listen { .. }) if wanted.port() != 0 => {
-            // The port is picked before opening so the join command can name it.
-            let free = std::net::TcpListener::bind(SocketAddr::new(wanted.ip(), 0))
-                .and_then(|l| l.local_addr())
-                .map_err(|e| DesktopError::Listen(format!("no free port on {}: {e}", wanted.ip())))?;
+        Err(ServerError::Listen { .. }) => {
+            let free = free_port(wanted.ip())?;
             tracing::warn!(%wanted, port = free.port(), "port taken; the control plane listens on a free port instead");
             ControlPlane::open(config(free)).await?
         }
@@ -75,14 +93,17 @@ pub async fn start(data_dir: &Path, wanted: SocketAddr, keyring: Backend) -> Res
     let token = admin_token(data_dir, control_plane.new_admin_token.clone(), keyring)?;
     let state = control_plane.state().clone();
     let port = control_plane.local_addr().port();
-    let agent_url = state.config.advertise_url.clone().unwrap_or_else(|| url(wanted.ip(), port));
+    let ca_fingerprint = control_plane.ca_fingerprint().map(str::to_string);
+    let agent_url = url(wanted.ip(), port, ca_fingerprint.is_some());
+    let api = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), control_plane.local_addr_plain().map_or(port, |a| a.port()));
     let (stop, shutdown) = broadcast::channel(1);
     let task = tokio::spawn(control_plane.run(shutdown));
     Ok(RunningControlPlane {
         state,
         data_dir: data_dir.to_path_buf(),
-        api: format!("http://127.0.0.1:{port}"),
+        api: format!("http://{api}"),
         agent_url,
+        ca_fingerprint,
         port,
         token,
         stop,
@@ -134,18 +155,27 @@ fn admin_token(data_dir: &Path, new: Option<String>, keyring: Backend) -> Result
     Ok(token)
 }
 
-fn config(data_dir: &Path, listen: SocketAddr) -> Config {
+fn free_port(ip: IpAddr) -> Result<SocketAddr, DesktopError> {
+    std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(|e| DesktopError::Listen(format!("no free port on {ip}: {e}")))
+}
+
+fn config(data_dir: &Path, listen: SocketAddr, local: SocketAddr) -> Config {
     let mut config = Config::new(data_dir.to_path_buf(), listen);
-    // The UI asks for the join command over loopback; agents need the LAN address instead.
-    // (Port 0 is only known once bound: then the join command names the caller's address.)
-    if listen.port() != 0 {
-        config.advertise_url = Some(url(listen.ip(), listen.port()));
+    config.tls = TlsMode::Auto;
+    let tls = config.tls.serves_tls(listen);
+    if tls {
+        config.local_listen = Some(local);
     }
+    // The UI asks for the join command over loopback; agents need the LAN address instead.
+    config.advertise_url = Some(url(listen.ip(), listen.port(), tls));
     config
 }
 
-fn url(listen: IpAddr, port: u16) -> String {
-    format!("http://{}", SocketAddr::new(agent_ip(listen), port))
+fn url(listen: IpAddr, port: u16, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(agent_ip(listen), port))
 }
 
 impl RunningControlPlane {
@@ -229,6 +259,38 @@ mod tests {
         cred.delete().unwrap();
         let err = start(dir.path(), loopback, Backend::Keyutils).await.err().expect("no token anywhere").to_string();
         assert!(err.contains("neither in the OS keyring") && err.contains("admin-token"), "{err}");
+    }
+
+    /// Listening on every interface: the LAN port speaks TLS only, agents are told `https://`
+    /// and the CA to pin, and the window gets a plain loopback listener of its own.
+    #[tokio::test]
+    async fn the_lan_port_speaks_tls_and_the_window_uses_plain_loopback() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let cp = start(dir.path(), (Ipv4Addr::UNSPECIFIED, 0).into(), Backend::File).await.unwrap();
+        let pin = cp.ca_fingerprint.clone().expect("a CA for the LAN port");
+        assert!(pin.starts_with("sha256:"), "{pin}");
+        assert!(cp.agent_url.starts_with("https://") && cp.agent_url.ends_with(&format!(":{}", cp.port)), "{}", cp.agent_url);
+        let api_port: u16 = cp.api.strip_prefix("http://127.0.0.1:").expect("a loopback API").parse().unwrap();
+        assert_ne!(api_port, cp.port);
+
+        let get = |port: u16, path: &'static str| {
+            let token = cp.token.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                tcp.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+                write!(tcp, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+                let mut answer = Vec::new();
+                let _ = tcp.read_to_end(&mut answer);
+                String::from_utf8_lossy(&answer).into_owned()
+            })
+        };
+        let answer = get(api_port, "/v1/hosts/join-command").await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(&format!("--ca-fingerprint {pin}")) && answer.contains(&cp.agent_url), "{answer}");
+        let plain_to_tls = get(cp.port, "/v1/health").await.unwrap();
+        assert!(!plain_to_tls.starts_with("HTTP/1.1 200"), "plain HTTP on the LAN port: {plain_to_tls}");
+        cp.shutdown().await.unwrap();
     }
 
     #[test]

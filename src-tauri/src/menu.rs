@@ -110,10 +110,11 @@ fn about(app: &AppHandle) {
     let desktop = app.state::<Desktop>();
     let cp = &desktop.control_plane;
     let text = format!(
-        "Corral {}\n\nControl plane: {}\nAgents join at: {}\nData folder: {}",
+        "Corral {}\n\nControl plane: {}\nAgents join at: {}{}\nData folder: {}",
         env!("CARGO_PKG_VERSION"),
         cp.api,
         cp.agent_url,
+        cp.ca_fingerprint.as_deref().map(|pin| format!("\nCA fingerprint: {pin}")).unwrap_or_default(),
         cp.data_dir.display()
     );
     desktop::message(app, "About Corral", text, MessageDialogKind::Info);
