@@ -65,6 +65,10 @@ impl Client {
         self.send(Method::PUT, path, &[], Some(body)).await
     }
 
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(Method::PATCH, path, &[], Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.send::<(), serde_json::Value>(Method::DELETE, path, &[], None).await.map(|_| ())
     }

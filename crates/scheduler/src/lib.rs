@@ -15,8 +15,8 @@
 //!   [`Plan::remove`] (highest number first). Instance number `0` is never
 //!   valid and is removed too.
 //! * **Keep.** An existing instance numbered `1..=N` stays where it is when its
-//!   host is present in the view, schedulable, and still satisfies every
-//!   constraint. Kept instances are not mentioned in the plan at all.
+//!   host is present in the view, schedulable (an ineligible, i.e. deactivated,
+//!   host keeps its instances), and still satisfies every constraint. Kept instances are not mentioned in the plan at all.
 //!   One exception: if the service publishes host ports and two existing
 //!   instances sit on the same host (which the port rule forbids), the lower
 //!   number is kept and the others are re-placed.
@@ -24,8 +24,8 @@
 //!   instances whose host is gone, unschedulable or no longer matches the
 //!   constraints are placed, in ascending instance order. A re-placed instance
 //!   keeps its number; it appears in [`Plan::place`] with its new host.
-//! * **Feasible hosts.** A host can take an instance when it is schedulable,
-//!   matches all constraints, and none of the service's host ports is in use
+//! * **Feasible hosts.** A host can take an instance when it is schedulable
+//!   and not ineligible, matches all constraints, and none of the service's host ports is in use
 //!   on it — neither by other services ([`HostView::used_host_ports`]) nor by
 //!   an instance of this service already there (kept or placed earlier in the
 //!   same plan): instances of one service that publish a port never share a
@@ -67,8 +67,12 @@ pub struct HostView {
     pub name: String,
     /// Host labels that constraints are matched against.
     pub labels: BTreeMap<String, String>,
-    /// Active and not deactivated: may receive new instances and keep old ones.
+    /// Active (its agent is connected): may keep its instances, and take new ones unless
+    /// [`HostView::ineligible`].
     pub schedulable: bool,
+    /// Deactivated by an operator (Nomad's "ineligible"): keeps the instances it has but takes
+    /// no new ones.
+    pub ineligible: bool,
     /// Total containers on the host, all services.
     pub containers: usize,
     /// Published host ports in use by OTHER services' containers.
@@ -76,6 +80,11 @@ pub struct HostView {
 }
 
 impl HostView {
+    /// May take new instances.
+    fn eligible(&self) -> bool {
+        self.schedulable && !self.ineligible
+    }
+
     /// The name shown in reasons: the host name, or its id when it has none.
     fn display_name(&self) -> &str {
         if self.name.is_empty() {
@@ -340,7 +349,7 @@ pub fn plan(hosts: &[HostView], req: &ServiceRequest) -> Plan {
         let best = ordered
             .iter()
             .copied()
-            .filter(|h| h.schedulable && fits_constraints(h) && port_free(h, &on_host))
+            .filter(|h| h.eligible() && fits_constraints(h) && port_free(h, &on_host))
             .min_by_key(|h| {
                 let id = h.id.as_str();
                 (
@@ -377,7 +386,7 @@ fn why_unplaced(
     if ordered.is_empty() {
         return "no hosts are registered".to_string();
     }
-    let schedulable: Vec<&HostView> = ordered.iter().copied().filter(|h| h.schedulable).collect();
+    let schedulable: Vec<&HostView> = ordered.iter().copied().filter(|h| h.eligible()).collect();
     if schedulable.is_empty() {
         let names = list(ordered.iter().map(|h| h.display_name().to_string()));
         return format!(
@@ -456,7 +465,11 @@ fn describe_for(h: &HostView, c: &Constraint) -> String {
         Some(v) => format!("{}={v}", c.key),
         None => format!("no {} label", c.key),
     };
-    let state = if h.schedulable { "" } else { ", unschedulable" };
+    let state = match (h.schedulable, h.ineligible) {
+        (true, false) => "",
+        (true, true) => ", deactivated",
+        (false, _) => ", unschedulable",
+    };
     format!("{} {label}{state}", h.display_name())
 }
 

@@ -315,6 +315,23 @@ fn unschedulable_host_gets_nothing_and_its_instances_move() {
 }
 
 #[test]
+fn ineligible_host_keeps_its_instances_but_gets_no_new_ones() {
+    let mut hs = hosts(2);
+    hs[1].ineligible = true; // h2, deactivated
+    let mut req = scale(4);
+    req.instances.insert(1, Some("h1".into()));
+    req.instances.insert(2, Some("h2".into()));
+    let p = plan(&hs, &req);
+    assert_partition(&req, &p);
+    assert_eq!(p.place, vec![(3, "h1".into()), (4, "h1".into())], "instance 2 stays, the new ones avoid h2");
+    // With no eligible host left, the reason names the deactivation.
+    hs[0].ineligible = true;
+    let p = plan(&hs, &scale(1));
+    assert_eq!(p.unplaced.len(), 1);
+    assert!(p.unplaced[0].reason.contains("inactive or deactivated"), "{}", p.unplaced[0].reason);
+}
+
+#[test]
 fn instances_on_lost_hosts_or_unplaced_are_placed() {
     let mut hs = hosts(2);
     hs[1].containers = 1; // instance 3 lives there

@@ -1,5 +1,5 @@
 //! Who is asking and what they may do: authentication, the one authorisation check every API
-//! route goes through, the audit log of changes, and the login rate limit.
+//! route goes through, the audit log of changes, and the limit on failed logins.
 //!
 //! - Credentials: `Authorization: Bearer` (an API key or a session token), the `corral_session`
 //!   cookie of the web UI, or `?token=` on WebSocket upgrades (browsers cannot set headers there).
@@ -18,10 +18,10 @@ use corral_store::access::Role;
 use corral_store::audit::NewAuditEntry;
 use corral_store::environments::DEFAULT_ENVIRONMENT;
 use corral_store::Environment;
+use corral_store::logins::{LoginAttempt, LoginLimits};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Name of the web UI's session cookie.
 pub const SESSION_COOKIE: &str = "corral_session";
@@ -359,39 +359,27 @@ async fn body_name(request: Request) -> (Request, Option<String>) {
     (Request::from_parts(parts, axum::body::Body::from(bytes)), name)
 }
 
-/// Failed logins per user and address: each one answers slowly, and after
-/// [`MAX_LOGIN_FAILURES`] within [`LOGIN_WINDOW`] further attempts are refused until it passes.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<(String, IpAddr), (u32, Instant)>>,
-}
-
-pub const MAX_LOGIN_FAILURES: u32 = 5;
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failed logins, counted in the database (a restart forgets none): each failure answers
+/// slowly, and after [`LOGIN_LIMITS`] failures within its window for one user name (from any
+/// address) or from one address (for any user name), further logins are refused (429) until
+/// the window passes, even with the right password.
+pub const LOGIN_LIMITS: LoginLimits = LoginLimits { per_user: 10, per_address: 30, window: Duration::from_secs(15 * 60) };
 /// How long a failed login takes to answer, so guessing is slow even below the limit.
 pub const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
 
-impl LoginLimiter {
-    /// Counts an attempt before the password is checked, so parallel guesses count too.
-    /// Refuses when the limit is reached, saying for how long.
-    pub fn begin(&self, user: &str, ip: IpAddr) -> ApiResult<()> {
-        let mut failures = self.failures.lock().expect("login limiter lock");
-        let now = Instant::now();
-        failures.retain(|_, (_, since)| now.duration_since(*since) < LOGIN_WINDOW);
-        let entry = failures.entry((user.to_lowercase(), ip)).or_insert((0, now));
-        if entry.0 >= MAX_LOGIN_FAILURES {
-            let wait = LOGIN_WINDOW.saturating_sub(now.duration_since(entry.1)).as_secs().div_ceil(60);
-            return Err(ApiError::TooManyRequests(format!(
-                "too many failed logins for user {user} from this address; try again in {wait} minute(s)"
-            )));
+/// Counts a login attempt before the password is checked, so parallel guesses count too;
+/// refuses when a limit is reached, saying for how long. Returns the attempt to clear on success.
+pub async fn begin_login(state: &AppState, user: &str, ip: IpAddr) -> ApiResult<i64> {
+    match state.store.begin_login(user, &ip.to_string(), LOGIN_LIMITS).await? {
+        LoginAttempt::Allowed { attempt } => Ok(attempt),
+        LoginAttempt::Refused { wait, by_user } => {
+            let minutes = wait.as_secs().div_ceil(60);
+            let whom = if by_user { format!("user {user}") } else { "this address".to_string() };
+            Err(ApiError::TooManyAttempts {
+                message: format!("too many failed logins for {whom}; try again in {minutes} minute(s) (after {} seconds)", wait.as_secs()),
+                retry_after: wait,
+            })
         }
-        entry.0 += 1;
-        Ok(())
-    }
-
-    /// A successful login clears the count.
-    pub fn succeeded(&self, user: &str, ip: IpAddr) {
-        self.failures.lock().expect("login limiter lock").remove(&(user.to_lowercase(), ip));
     }
 }
 
@@ -416,18 +404,6 @@ mod tests {
         assert_eq!(p.grant(2), Some(Grant::Admin));
         assert_eq!(p.grant(3), None);
         assert!(!p.is_admin(), "an environment key is no admin credential");
-    }
-
-    #[test]
-    fn logins_are_limited_per_user_and_address() {
-        let limiter = LoginLimiter::default();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..MAX_LOGIN_FAILURES {
-            limiter.begin("alice", ip).unwrap();
-        }
-        assert!(matches!(limiter.begin("Alice", ip), Err(ApiError::TooManyRequests(_))));
-        limiter.begin("alice", "10.0.0.2".parse().unwrap()).unwrap();
-        limiter.begin("bob", ip).unwrap();
     }
 
     #[test]

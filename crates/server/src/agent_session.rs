@@ -26,9 +26,10 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
         Ok(Admitted { attachment, welcome, environment, new_host }) => {
             let host_id = hello.host_id.clone();
             tracing::info!(host = %welcome.host_name, %remote, new_host, "agent connected");
-            let env_name = environment.name.clone();
             let env_id = environment.id;
-            state.events.publish(&env_name, &[Resource::Hosts]);
+            state.environment_names.set(env_id, &environment.name);
+            let fallback = environment.name.clone();
+            state.events.publish(&environment.name, &[Resource::Hosts]);
             let adopt_into = new_host.then_some(environment);
             let session = attachment.session;
             let result = run(&mut socket, &state, (&host_id, env_id), attachment, welcome, adopt_into, shutdown).await;
@@ -37,7 +38,7 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
             if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
                 tracing::error!(error = %e, "could not record host as disconnected");
             }
-            state.events.publish(&env_name, &[Resource::Hosts]);
+            state.events.publish(&state.environment_names.get_or(env_id, &fallback), &[Resource::Hosts]);
             state.reconcile.trigger();
             tracing::info!(host_id = %host_id, reason = %result.err().unwrap_or_else(|| "closed".into()), "agent disconnected");
         }
@@ -83,6 +84,8 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
             // The secret leaves only in the welcome; the database keeps its hash.
             let secret = format!("corral_host_{}", corral_store::environments::random_secret(24));
             state.store.set_host_credential(&host.id, &corral_store::tokens::hash_secret(&secret)).await?;
+            // A removed host that joins again is a host like any other.
+            state.store.forget_removed_host(&host.id).await?;
             Some(secret)
         } else {
             None
@@ -142,6 +145,18 @@ async fn authenticate(state: &AppState, hello: &Hello) -> Result<(Environment, b
             return Ok((env, false));
         }
     }
+    if known.is_none() {
+        if let (Some(secret), Some(Some(hash))) = (&hello.credential, state.store.removed_host(&hello.host_id).await.map_err(internal)?) {
+            if hash == corral_store::tokens::hash_secret(secret) {
+                // Revoked, not unknown: the agent forgets the credential and stops rather than
+                // slipping back in with the join token it still has.
+                return Err((
+                    RejectCode::CredentialRevoked,
+                    format!("host {:?} was removed from the control plane; to add it again, run the join command (with the join token) on it", hello.facts.name),
+                ));
+            }
+        }
+    }
     let env = state
         .store
         .environment_by_join_token(&hello.token)
@@ -185,7 +200,9 @@ async fn run(
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), String> {
     let Attachment { mut desired, mut outbox, .. } = attachment;
-    let environment = &welcome.environment.clone();
+    // The environment may be renamed while the session lasts: its current name, each time.
+    let started_as = welcome.environment.clone();
+    let environment = || state.environment_names.get_or(env_id, &started_as);
     let host_name = welcome.host_name.clone();
     send(socket, &ServerMessage::Welcome(welcome)).await?;
     if state.metrics.interval_ms() != corral_proto::stats::DEFAULT_STATS_INTERVAL_MS {
@@ -211,7 +228,7 @@ async fn run(
                     Some(Ok(AgentMessage::Logs(chunk))) => state.hub.deliver_logs(chunk),
                     Some(Ok(AgentMessage::Stats(report))) => {
                         // Monitoring must never cost a host its session: a failed write is logged only.
-                        if let Err(e) = state.metrics.ingest(&state.store, host_id, (env_id, environment), &host_name, report).await {
+                        if let Err(e) = state.metrics.ingest(&state.store, host_id, (env_id, &environment()), &host_name, report).await {
                             tracing::warn!(host_id, error = %e, "could not store stats");
                         }
                     }
@@ -220,7 +237,7 @@ async fn run(
                         let was_in_sync = state.hub.in_sync(host_id);
                         state.hub.record_applied(host_id, observed.applied_revision, observed.load_balancer.clone());
                         if state.hub.in_sync(host_id) != was_in_sync {
-                            state.events.publish(environment, &[Resource::Hosts]);
+                            state.events.publish(&environment(), &[Resource::Hosts]);
                         }
                         // What runs where decides load balancers' backends: a container that
                         // starts or stops anywhere must reach them within the second.
@@ -229,14 +246,14 @@ async fn run(
                         let fingerprint = format!("{running:?}");
                         if last_fingerprint.as_deref() != Some(fingerprint.as_str()) {
                             last_fingerprint = Some(fingerprint);
-                            state.events.publish(environment, &[Resource::Containers, Resource::Services]);
+                            state.events.publish(&environment(), &[Resource::Containers, Resource::Services]);
                             state.reconcile.trigger();
                         }
                         if let Some(env) = adopt_into.take() {
                             let adopted = crate::adopt::adopt(state, &env, host_id, &observed).await.map_err(|e| e.to_string())?;
                             if adopted > 0 {
                                 tracing::info!(host_id, adopted, "adopted containers from their labels");
-                                state.events.publish(environment, &Resource::IN_ENVIRONMENT);
+                                state.events.publish(&environment(), &Resource::IN_ENVIRONMENT);
                                 // The host's desired set must include what was adopted before it is sent.
                                 state.reconcile.run_now().await;
                             }

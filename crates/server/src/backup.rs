@@ -220,6 +220,11 @@ async fn settle(state: &AppState, hosts_before: &[corral_store::Host]) -> Result
     for host in hosts_before.iter().filter(|h| !known.iter().any(|k| k.id == h.id)) {
         state.hub.disconnect(&host.id);
     }
+    // Sessions that stay follow their environment by id, under the name the restored database gives it.
+    state.environment_names.clear();
+    for env in state.store.environments().await? {
+        state.environment_names.set(env.id, &env.name);
+    }
     state.unplaced.lock().expect("unplaced lock").clear();
     state.avoid.lock().expect("avoid lock").clear();
     state.reconcile.run_now().await;

@@ -21,8 +21,9 @@ pub enum ApiError {
     /// Signed in, but the role (or key) does not allow this; says which role would.
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// Too many failed logins for a user name or from an address; says how long to wait.
+    #[error("{message}")]
+    TooManyAttempts { message: String, retry_after: std::time::Duration },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -30,6 +31,9 @@ pub enum ApiError {
     /// A file offered for restore is not a usable backup.
     #[error("{0}")]
     BadBackup(String),
+    /// A host must be deactivated (or disconnected) before this; says how.
+    #[error("{0}")]
+    HostActive(String),
     /// The request needs the host's agent, which is not connected.
     #[error("host {0} is disconnected; this needs its agent connected (see `corral host ls`)")]
     HostDisconnected(String),
@@ -50,11 +54,12 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadBackup(_) => (StatusCode::BAD_REQUEST, "bad_backup"),
             ApiError::HostDisconnected(_) => (StatusCode::CONFLICT, "host_disconnected"),
+            ApiError::HostActive(_) => (StatusCode::CONFLICT, "host_active"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -79,7 +84,15 @@ impl IntoResponse for ApiError {
             ApiError::Invalid { field, .. } => Some(*field),
             _ => None,
         };
-        (status, axum::Json(ErrorBody { code, message: self.to_string(), field })).into_response()
+        let retry_after = match &self {
+            ApiError::TooManyAttempts { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
+        let mut response = (status, axum::Json(ErrorBody { code, message: self.to_string(), field })).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

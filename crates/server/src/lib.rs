@@ -189,7 +189,7 @@ impl ControlPlane {
             unplaced,
             avoid,
             events,
-            logins: Arc::default(),
+            environment_names: Arc::default(),
             shutdown: broadcast::channel(1).0,
             metrics: Arc::default(),
             ca: tls.as_ref().map(|t| Arc::new(t.ca.clone())),

@@ -92,8 +92,10 @@ impl Reconciler {
 
     /// One full pass. Public so tests and start-up can run it synchronously.
     pub async fn pass(&self) -> Result<(), StoreError> {
-        let environments: HashMap<i64, String> =
-            self.store.environments().await?.into_iter().map(|e| (e.id, e.name)).collect();
+        let all_environments = self.store.environments().await?;
+        let environments: HashMap<i64, String> = all_environments.iter().map(|e| (e.id, e.name.clone())).collect();
+        // What containers are labelled with: stable across renames, so a rename recreates nothing.
+        let env_labels: HashMap<i64, String> = all_environments.into_iter().map(|e| (e.id, e.label)).collect();
         let hosts = self.store.hosts(None).await?;
         let services = self.store.services(None, None).await?;
         let mut records = self.store.container_records(None).await?;
@@ -123,18 +125,20 @@ impl Reconciler {
             let in_grace = |host: &str| disconnected_for.get(host).is_some_and(|d| *d < grace);
             let view = host_views(&hosts, service, &records, &by_id);
             let constraints: Vec<Constraint> = service.spec.constraints.iter().filter_map(|c| c.parse::<Constraint>().ok()).collect();
-            let scale = match &service.spec.lb {
-                // Global: one instance on every host that may take one.
-                Some(lb) if lb.global => {
-                    view.iter().filter(|h| h.schedulable && constraints.iter().all(|c| c.matches(&h.labels))).count() as u32
-                }
-                _ => service.scale,
-            };
             let current: BTreeMap<u32, String> = records
                 .iter()
                 .filter(|r| r.service_id == service.id)
                 .map(|r| (r.instance, r.host_id.clone()))
                 .collect();
+            let scale = match &service.spec.lb {
+                // Global: one instance on every host that may take one; a deactivated host keeps the one it has.
+                Some(lb) if lb.global => view
+                    .iter()
+                    .filter(|h| h.schedulable && (!h.ineligible || current.values().any(|id| *id == h.id)))
+                    .filter(|h| constraints.iter().all(|c| c.matches(&h.labels)))
+                    .count() as u32,
+                _ => service.scale,
+            };
             let request = ServiceRequest {
                 scale,
                 constraints,
@@ -228,7 +232,7 @@ impl Reconciler {
 
         let backends = Backends::new(&hosts, &services, &records, &observed);
         for host in &hosts {
-            let env = environments.get(&host.environment_id).map(String::as_str).unwrap_or_default();
+            let env = env_labels.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
             let mut lb = LbSet::default();
             for r in records.iter().filter(|r| r.host_id == host.id) {
@@ -240,7 +244,12 @@ impl Reconciler {
             }
             // A spare on every host the service may run on: wherever a lost instance is placed
             // (its own host, or another after a delete), a spare is there to take its place.
-            let spares = services.iter().filter(|s| s.environment_id == host.environment_id && wants_spare_on(s, host));
+            // A deactivated host gets no new containers: it keeps a spare only for the instances it still runs.
+            let spares = services.iter().filter(|s| {
+                s.environment_id == host.environment_id
+                    && wants_spare_on(s, host)
+                    && (!host.deactivated || records.iter().any(|r| r.host_id == host.id && r.service_id == s.id))
+            });
             specs.extend(spares.map(|s| spare_spec(env, s)));
             lb.listeners.sort_by_key(|l| l.port);
             self.hub.publish(&host.id, specs, lb);
@@ -321,6 +330,7 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
                 name: h.name.clone(),
                 labels: h.labels.clone(),
                 schedulable: h.state == HostState::Active,
+                ineligible: h.deactivated,
                 containers: on_host.len(),
                 used_host_ports,
             }

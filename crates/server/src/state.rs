@@ -20,12 +20,34 @@ pub struct AppState {
     pub avoid: crate::reconcile::AvoidHints,
     /// Which resource lists changed, for the event stream.
     pub events: crate::events::Events,
-    /// Failed logins per user and address.
-    pub logins: Arc<crate::access::LoginLimiter>,
+    /// Current names of environments for connections that outlive a rename.
+    pub environment_names: Arc<EnvironmentNames>,
     /// Fires once when the control plane stops; sessions and loops listen to it.
     pub shutdown: broadcast::Sender<()>,
     /// Latest resource usage, live viewers, and the history's ingest.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The CA agents and the CLI pin, when the main listener speaks TLS.
     pub ca: Option<Arc<crate::tls::CaInfo>>,
+}
+
+/// The current name of each environment by id, for long-lived connections (agent sessions,
+/// event streams) that began under a name an admin may since have changed. Filled as they
+/// start and on every rename; a connection falls back to the name it started with.
+#[derive(Debug, Default)]
+pub struct EnvironmentNames(std::sync::RwLock<HashMap<i64, Arc<str>>>);
+
+impl EnvironmentNames {
+    pub fn set(&self, id: i64, name: &str) {
+        self.0.write().expect("environment names lock").insert(id, Arc::from(name));
+    }
+
+    /// The environment's current name, or `fallback` when it is not known here.
+    pub fn get_or(&self, id: i64, fallback: &str) -> Arc<str> {
+        self.0.read().expect("environment names lock").get(&id).cloned().unwrap_or_else(|| Arc::from(fallback))
+    }
+
+    /// After a restore: ids may stand for other environments now.
+    pub fn clear(&self) {
+        self.0.write().expect("environment names lock").clear();
+    }
 }

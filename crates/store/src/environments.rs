@@ -12,6 +12,7 @@ fn row_to_env(row: sqlx::sqlite::SqliteRow) -> Environment {
         name: row.get("name"),
         join_token: row.get("join_token"),
         created_at: row.get("created_at"),
+        label: row.get::<Option<String>, _>("label").unwrap_or_else(|| row.get("name")),
     }
 }
 
@@ -40,7 +41,7 @@ impl Store {
     pub async fn create_environment(&self, name: &str) -> Result<Environment> {
         let token = random_secret(24);
         let result = sqlx::query(
-            "INSERT INTO environments (name, join_token, created_at) VALUES (?, ?, ?) RETURNING *",
+            "INSERT INTO environments (name, join_token, created_at, label) VALUES (?1, ?2, ?3, ?1) RETURNING *",
         )
         .bind(name)
         .bind(&token)
@@ -138,6 +139,37 @@ impl Store {
         Ok(())
     }
 
+    /// Renames an environment. Everything in it stays (it is referenced by id); its containers'
+    /// `io.corral.environment` label keeps its value ([`Environment::label`]).
+    pub async fn rename_environment(&self, name: &str, new_name: &str) -> Result<Environment> {
+        let env = self.environment(name).await?;
+        let result = sqlx::query("UPDATE environments SET name = ? WHERE id = ? RETURNING *")
+            .bind(new_name)
+            .bind(env.id)
+            .fetch_optional(&self.pool)
+            .await;
+        match result {
+            Ok(Some(row)) => Ok(row_to_env(row)),
+            Ok(None) => Err(not_found(name)),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "environment {new_name:?} already exists; choose another name, or remove that one first"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the environment a new join token; the old one is refused from then on. Hosts that
+    /// have joined keep their own credentials and are not affected.
+    pub async fn rotate_join_token(&self, environment_id: i64) -> Result<Environment> {
+        sqlx::query("UPDATE environments SET join_token = ? WHERE id = ? RETURNING *")
+            .bind(random_secret(24))
+            .bind(environment_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_env)
+            .ok_or_else(|| StoreError::NotFound(format!("environment #{environment_id} does not exist")))
+    }
+
     /// The environment a join token belongs to, if any.
     pub async fn environment_by_join_token(&self, token: &str) -> Result<Option<Environment>> {
         Ok(sqlx::query("SELECT * FROM environments WHERE join_token = ?")
@@ -181,6 +213,29 @@ mod tests {
         store.delete_stack(stack.id).await.unwrap();
         store.delete_environment("OPS").await.unwrap();
         assert_eq!(store.environments().await.unwrap(), vec![default]);
+    }
+
+    #[tokio::test]
+    async fn renames_keep_contents_and_label_and_tokens_rotate() {
+        let (store, _dir) = store().await;
+        store.ensure_default_environment().await.unwrap();
+        let dev = store.create_environment("DEV").await.unwrap();
+        assert_eq!(dev.label, "DEV");
+        store.create_stack(dev.id, "S").await.unwrap();
+        let renamed = store.rename_environment("dev", "STAGING").await.unwrap();
+        assert_eq!((renamed.id, renamed.name.as_str(), renamed.label.as_str()), (dev.id, "STAGING", "DEV"));
+        assert_eq!(store.environment_summaries().await.unwrap().iter().find(|s| s.environment.id == dev.id).unwrap().stacks, 1);
+        assert!(matches!(store.environment("DEV").await, Err(StoreError::NotFound(_))));
+        let err = store.rename_environment("STAGING", "default").await.unwrap_err();
+        assert!(matches!(&err, StoreError::Conflict(m) if m.contains("already exists")), "{err}");
+        assert!(matches!(store.rename_environment("nope", "X").await, Err(StoreError::NotFound(_))));
+        // A case-only rename is a rename, not a clash with itself.
+        assert_eq!(store.rename_environment("STAGING", "Staging").await.unwrap().name, "Staging");
+
+        let rotated = store.rotate_join_token(dev.id).await.unwrap();
+        assert_ne!(rotated.join_token, dev.join_token);
+        assert_eq!(store.environment_by_join_token(&dev.join_token).await.unwrap(), None);
+        assert_eq!(store.environment_by_join_token(&rotated.join_token).await.unwrap().map(|e| e.id), Some(dev.id));
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ fn row_to_host(row: sqlx::sqlite::SqliteRow) -> Result<Host> {
         last_seen: row.get("last_seen"),
         created_at: row.get("created_at"),
         revoked_at: row.get("revoked_at"),
+        deactivated: row.get::<Option<String>, _>("deactivated_at").is_some(),
     })
 }
 
@@ -139,6 +140,63 @@ impl Store {
         self.host(environment_id, name).await
     }
 
+    /// Deactivates (`true`) or activates a host; a no-op when it already is.
+    pub async fn set_host_deactivated(&self, environment_id: i64, name: &str, deactivated: bool) -> Result<Host> {
+        let host = self.host(environment_id, name).await?;
+        sqlx::query("UPDATE hosts SET deactivated_at = CASE WHEN ?1 THEN COALESCE(deactivated_at, ?2) END WHERE id = ?3")
+            .bind(deactivated)
+            .bind(now())
+            .bind(&host.id)
+            .execute(&self.pool)
+            .await?;
+        self.host(environment_id, name).await
+    }
+
+    /// Removes a host with its container records and observed containers, and remembers its
+    /// credential as removed (see [`Store::removed_host`]). `may_remove` sees the host inside
+    /// the transaction and may refuse, so the check and the removal cannot be split by a hello.
+    pub async fn remove_host(&self, environment_id: i64, name: &str, may_remove: impl FnOnce(&Host) -> Result<()>) -> Result<Host> {
+        let mut tx = self.write_tx().await?;
+        let host = sqlx::query("SELECT * FROM hosts WHERE environment_id = ? AND name = ?")
+            .bind(environment_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(row_to_host)
+            .transpose()?
+            .ok_or_else(|| host_not_found(name))?;
+        may_remove(&host)?;
+        let hash: Option<String> = sqlx::query_scalar("SELECT credential_hash FROM hosts WHERE id = ?").bind(&host.id).fetch_one(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO removed_hosts (id, environment_id, name, credential_hash, removed_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET environment_id = excluded.environment_id, name = excluded.name,
+                credential_hash = excluded.credential_hash, removed_at = excluded.removed_at",
+        )
+        .bind(&host.id)
+        .bind(environment_id)
+        .bind(&host.name)
+        .bind(&hash)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        // Container records and observed rows go with the host (ON DELETE CASCADE); the control
+        // loop places the missing instances elsewhere.
+        sqlx::query("DELETE FROM hosts WHERE id = ?").bind(&host.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(host)
+    }
+
+    /// The credential hash a removed host had, if `host_id` is a removed host not seen since.
+    pub async fn removed_host(&self, host_id: &str) -> Result<Option<Option<String>>> {
+        Ok(sqlx::query_scalar("SELECT credential_hash FROM removed_hosts WHERE id = ?").bind(host_id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Forgets that a host was removed: it has joined again with the join token.
+    pub async fn forget_removed_host(&self, host_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM removed_hosts WHERE id = ?").bind(host_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Changes a host's state; a no-op when it is already in that state, so `state_since` stays true.
     pub async fn set_host_state(&self, host_id: &str, state: HostState) -> Result<()> {
         let t = now();
@@ -179,8 +237,12 @@ impl Store {
             .await?
             .map(row_to_host)
             .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("host {name:?} does not exist; `corral host ls` lists the hosts")))
+            .ok_or_else(|| host_not_found(name))
     }
+}
+
+fn host_not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("host {name:?} does not exist; `corral host ls` lists the hosts"))
 }
 
 #[cfg(test)]
@@ -216,5 +278,36 @@ mod tests {
         assert_eq!(store.hosts(None).await.unwrap().len(), 1);
         store.mark_all_hosts_disconnected().await.unwrap();
         assert_eq!(store.hosts(Some(env.id)).await.unwrap()[0].state, HostState::Disconnected);
+    }
+
+    #[tokio::test]
+    async fn hosts_deactivate_and_are_removed_with_their_records() {
+        let (store, _dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        store.set_host_credential("id-1", "hash-1").await.unwrap();
+        assert!(!store.host(env.id, "h1").await.unwrap().deactivated);
+        let h = store.set_host_deactivated(env.id, "h1", true).await.unwrap();
+        assert!(h.deactivated);
+        assert!(store.set_host_deactivated(env.id, "h1", true).await.unwrap().deactivated, "idempotent");
+        assert!(!store.set_host_deactivated(env.id, "h1", false).await.unwrap().deactivated);
+        assert!(matches!(store.set_host_deactivated(env.id, "nope", true).await, Err(StoreError::NotFound(_))));
+
+        let stack = store.create_stack(env.id, "S").await.unwrap();
+        let svc = store.create_service(&stack, "web", &crate::services::tests::spec(), 1).await.unwrap();
+        store.apply_placement(svc.id, &[(1, "id-1".into(), svc.container_name(1))], &[]).await.unwrap();
+        // A refusal from the check changes nothing.
+        let err = store.remove_host(env.id, "h1", |_| Err(StoreError::Conflict("active".into()))).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)));
+        assert_eq!(store.container_records(None).await.unwrap().len(), 1);
+        assert_eq!(store.removed_host("id-1").await.unwrap(), None);
+
+        let removed = store.remove_host(env.id, "h1", |_| Ok(())).await.unwrap();
+        assert_eq!(removed.id, "id-1");
+        assert!(store.hosts(None).await.unwrap().is_empty());
+        assert!(store.container_records(None).await.unwrap().is_empty(), "its records go with it");
+        assert_eq!(store.removed_host("id-1").await.unwrap(), Some(Some("hash-1".into())));
+        store.forget_removed_host("id-1").await.unwrap();
+        assert_eq!(store.removed_host("id-1").await.unwrap(), None);
     }
 }

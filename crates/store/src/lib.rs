@@ -7,8 +7,8 @@
 //!   [`observed`]: one module per table, each a set of `impl Store` methods.
 //! - [`metrics`]: resource usage history with roll-ups.
 //! - [`backup`]: consistent copies, checks on a copy, restoring one.
-//! - [`users`] (users, groups, sessions), [`access`] (roles in environments, API keys) and
-//!   [`audit`] (who changed what): access control.
+//! - [`users`] (users, groups, sessions), [`access`] (roles in environments, API keys),
+//!   [`audit`] (who changed what) and [`logins`] (failed logins): access control.
 
 pub mod access;
 pub mod audit;
@@ -16,6 +16,7 @@ pub mod backup;
 pub mod containers;
 pub mod environments;
 pub mod hosts;
+pub mod logins;
 pub mod metrics;
 pub mod model;
 pub mod observed;

@@ -11,6 +11,10 @@ pub struct Environment {
     #[serde(skip_serializing)]
     pub join_token: String,
     pub created_at: String,
+    /// The value of its containers' `io.corral.environment` label: the name it was created
+    /// with, unchanged by renames so that no container is recreated for one.
+    #[serde(skip_serializing)]
+    pub label: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +59,8 @@ pub struct Host {
     pub created_at: String,
     /// When the host's credential was revoked; its agent must join with the join token again.
     pub revoked_at: Option<String>,
+    /// Deactivated: keeps what it runs but gets no new containers.
+    pub deactivated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! `corral env create|ls|rm`.
+//! `corral env create|ls|rename|rm`.
 
 use super::{seg, text};
 use crate::client::Client;
@@ -12,6 +12,14 @@ pub enum Command {
     Create { name: String },
     /// List the environments with how many hosts and stacks each has.
     Ls,
+    /// Rename an environment (admins); its hosts, stacks, members and keys stay with it, and no
+    /// container is restarted.
+    Rename {
+        /// The environment's current name.
+        old: String,
+        /// Its new name.
+        new: String,
+    },
     /// Remove an empty environment (not the default one).
     Rm { name: String },
 }
@@ -28,6 +36,10 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
             output::print(format, &envs, &["NAME", "HOSTS", "STACKS", "CREATED"], |envs| {
                 envs.iter().map(|e| vec![text(e, "name"), text(e, "hosts"), text(e, "stacks"), text(e, "created_at")]).collect()
             });
+        }
+        Command::Rename { old, new } => {
+            let env: Value = client.patch(&format!("/environments/{}", seg(&old)), &json!({ "name": new })).await?;
+            output::done(format, &env, &format!("renamed environment {old} to {new}; use --env {new} from now on"));
         }
         Command::Rm { name } => {
             client.delete(&format!("/environments/{}", seg(&name))).await?;

@@ -1,4 +1,4 @@
-//! `corral host ls`, `corral host join-command` and `corral host revoke`.
+//! `corral host ls|join-command|deactivate|activate|rm|revoke`.
 
 use super::text;
 use crate::client::Client;
@@ -11,7 +11,29 @@ pub enum Command {
     /// List the environment's hosts with their state and facts.
     Ls,
     /// Print the one-line command that adds a host to the environment.
-    JoinCommand,
+    JoinCommand {
+        /// Give the environment a new join token first (owners, admins): the old one is
+        /// refused from then on; hosts that have joined stay connected.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Deactivate a host: what runs there keeps running (and is healed in place), but it gets
+    /// no new containers.
+    Deactivate {
+        /// The host's name, as `corral host ls` shows it.
+        name: String,
+    },
+    /// Let a deactivated host take new containers again.
+    Activate {
+        /// The host's name, as `corral host ls` shows it.
+        name: String,
+    },
+    /// Remove a deactivated or disconnected host: its credential is refused, and its
+    /// containers are placed on other hosts. It comes back only by running the join command.
+    Rm {
+        /// The host's name, as `corral host ls` shows it.
+        name: String,
+    },
     /// Revoke a host's own credential (owners, admins): its agent is disconnected and refused
     /// until it joins again with the join command.
     Revoke {
@@ -45,9 +67,25 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                     .collect()
             });
         }
-        Command::JoinCommand => {
-            let join: Value = client.get("/hosts/join-command", &[]).await?;
+        Command::JoinCommand { rotate } => {
+            let join: Value = match rotate {
+                true => client.post("/hosts/join-command/rotate", &serde_json::json!({})).await?,
+                false => client.get("/hosts/join-command", &[]).await?,
+            };
             output::done(format, &join, &text(&join, "command"));
+        }
+        Command::Deactivate { name } => {
+            let host: Value = client.post(&format!("/hosts/{}/deactivate", super::seg(&name)), &serde_json::json!({})).await?;
+            output::done(format, &host, &format!("deactivated host {name}: it keeps what it runs and gets no new containers"));
+        }
+        Command::Activate { name } => {
+            let host: Value = client.post(&format!("/hosts/{}/activate", super::seg(&name)), &serde_json::json!({})).await?;
+            output::done(format, &host, &format!("activated host {name}: it takes new containers again"));
+        }
+        Command::Rm { name } => {
+            client.delete(&format!("/hosts/{}", super::seg(&name))).await?;
+            let message = format!("removed host {name}; its containers are placed on other hosts, and it comes back only by running the join command");
+            output::done(format, &serde_json::json!({ "removed": name }), &message);
         }
         Command::Revoke { name } => {
             let host: Value = client.post(&format!("/hosts/{}/revoke", super::seg(&name)), &serde_json::json!({})).await?;

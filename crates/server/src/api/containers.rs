@@ -4,7 +4,7 @@
 use super::{EnvQuery, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use corral_proto::PortSpec;
 use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service};
@@ -115,7 +115,7 @@ async fn find(state: &AppState, env: &corral_store::Environment, name: &str) -> 
 pub async fn get(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ContainerDetail>> {
     let env = q.resolve(&state).await?;
     let (record, service, host, seen) = find(&state, &env, &name).await?;
-    let spec = crate::reconcile::container_spec(&env.name, &service, &record);
+    let spec = crate::reconcile::container_spec(&env.label, &service, &record);
     Ok(Json(ContainerDetail {
         image: seen.as_ref().map_or_else(|| spec.image.clone(), |o| o.image.clone()),
         labels: seen.as_ref().map_or_else(|| spec.labels.clone(), |o| o.labels.clone()),
@@ -154,7 +154,7 @@ pub async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: super::WsUpgrade,
 ) -> ApiResult<axum::response::Response> {
     if q.tail > MAX_TAIL {
         return Err(ApiError::invalid("tail", format!("tail must be at most {MAX_TAIL} lines")));
@@ -164,7 +164,7 @@ pub async fn logs(
     if service.spec.lb.is_some() {
         return Err(ApiError::invalid("name", format!("{name} is a load balancer instance, which runs inside the agent and has no container log")));
     }
-    let ws = ws.map_err(|e| ApiError::BadRequest(format!("the logs endpoint is a WebSocket: {}", e.body_text())))?;
+    let ws = ws.accept()?;
     let reader = state.hub.open_logs(&host.id, &record.name, q.tail, q.follow).map_err(|_| ApiError::HostDisconnected(host.name.clone()))?;
     let shutdown = state.shutdown.subscribe();
     Ok(ws.on_upgrade(move |socket| stream_logs(socket, reader, shutdown)))

@@ -1,4 +1,4 @@
-//! Environments: list (with how many hosts and stacks each has), create, remove.
+//! Environments: list (with how many hosts and stacks each has), create, rename, remove.
 
 use super::{Json, Path};
 use crate::error::ApiResult;
@@ -40,6 +40,29 @@ pub async fn create(State(state): State<AppState>, Json(body): Json<NewEnvironme
     validate::name("name", "environment", &body.name)?;
     let env = state.store.create_environment(&body.name).await?;
     Ok((StatusCode::CREATED, Json(env)))
+}
+
+/// Renames an environment; everything in it stays, and no container is recreated (their
+/// `io.corral.environment` label keeps the name the environment was created with).
+pub async fn rename(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Json(body): Json<NewEnvironment>,
+) -> ApiResult<Json<EnvironmentOut>> {
+    validate::name("name", "environment", &body.name)?;
+    let env = state.store.rename_environment(&name, &body.name).await?;
+    state.environment_names.set(env.id, &env.name);
+    let summary = state
+        .store
+        .environment_summaries()
+        .await?
+        .into_iter()
+        .find(|s| s.environment.id == env.id)
+        .ok_or_else(|| corral_store::environments::not_found(&body.name))?;
+    let role = principal.grant(env.id).map_or("admin", |g| g.name());
+    tracing::info!(from = %name, to = %env.name, "environment renamed");
+    Ok(Json(EnvironmentOut { summary, role }))
 }
 
 /// Removes an empty environment; one with hosts or stacks, and the default one, stay.

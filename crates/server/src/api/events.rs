@@ -5,10 +5,10 @@
 //! here, so a refusal is a JSON answer.
 
 use super::Query;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::events::{Frame, Pending};
 use crate::state::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::response::Response;
 use corral_store::environments::DEFAULT_ENVIRONMENT;
@@ -28,23 +28,27 @@ pub struct EventsQuery {
 pub async fn connect(
     State(state): State<AppState>,
     Query(q): Query<EventsQuery>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: super::WsUpgrade,
 ) -> ApiResult<Response> {
-    let environment = state.store.environment(q.env.as_deref().unwrap_or(DEFAULT_ENVIRONMENT)).await?.name;
-    let ws = ws.map_err(|e| ApiError::BadRequest(format!("/v1/events is a WebSocket endpoint: {}", e.body_text())))?;
+    let env = state.store.environment(q.env.as_deref().unwrap_or(DEFAULT_ENVIRONMENT)).await?;
+    let ws = ws.accept()?;
     // Subscribe before answering, so nothing that happens after the upgrade is missed.
     let changes = state.events.subscribe();
     let shutdown = state.shutdown.subscribe();
+    state.environment_names.set(env.id, &env.name);
+    let environment = (env.id, env.name, state.environment_names.clone());
     Ok(ws.on_upgrade(move |socket| serve(socket, environment, changes, shutdown)))
 }
 
 async fn serve(
     mut socket: WebSocket,
-    environment: String,
+    (env_id, started_as, names): (i64, String, std::sync::Arc<crate::state::EnvironmentNames>),
     mut changes: tokio::sync::broadcast::Receiver<crate::events::Change>,
     mut shutdown: tokio::sync::broadcast::Receiver<()>,
 ) {
-    if send(&mut socket, &Frame::Hello { environment: environment.clone() }).await.is_err() {
+    // The stream follows its environment by id, through renames.
+    let environment = || names.get_or(env_id, &started_as);
+    if send(&mut socket, &Frame::Hello { environment: environment().to_string() }).await.is_err() {
         return;
     }
     let mut pending = Pending::default();
@@ -53,7 +57,7 @@ async fn serve(
         tokio::select! {
             change = changes.recv() => {
                 let added = match change {
-                    Ok(change) => pending.add(&environment, &change),
+                    Ok(change) => pending.add(&environment(), &change),
                     // Missed some: the client refetches everything rather than see an error.
                     Err(RecvError::Lagged(_)) => {
                         pending.everything();
@@ -67,7 +71,7 @@ async fn serve(
             }
             _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
                 flush_at = None;
-                for frame in pending.take_frames(&environment) {
+                for frame in pending.take_frames(&environment()) {
                     if send(&mut socket, &frame).await.is_err() {
                         return;
                     }

@@ -1,10 +1,10 @@
-//! Hosts and the join command.
+//! Hosts (list, deactivate, activate, revoke, remove) and the join command.
 
 use super::{EnvQuery, Json, Path, Query};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use corral_store::{Environment, Host};
 use serde::Serialize;
 
@@ -26,6 +26,7 @@ async fn host_out(state: &AppState, env: &Environment, hosts: Vec<Host>) -> ApiR
         .into_iter()
         .map(|host| HostOut {
             status: match host.state {
+                corral_store::HostState::Active if host.deactivated => "deactivated".into(),
                 corral_store::HostState::Active => "active".into(),
                 corral_store::HostState::Disconnected => format!("disconnected since {}", host.state_since),
             },
@@ -64,6 +65,18 @@ pub struct JoinCommand {
 
 pub async fn join_command(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
+    Ok(Json(join_command_for(&state, &headers, env)))
+}
+
+/// Gives the environment a new join token and answers the new join command. The old token is
+/// refused from now on; hosts that have joined keep their own credentials.
+pub async fn rotate_join_token(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
+    let env = q.resolve(&state).await?;
+    let env = state.store.rotate_join_token(env.id).await?;
+    Ok(Json(join_command_for(&state, &headers, env)))
+}
+
+fn join_command_for(state: &AppState, headers: &HeaderMap, env: Environment) -> JoinCommand {
     let scheme = if state.ca.is_some() { "https" } else { "http" };
     let server_url = match &state.config.advertise_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -94,7 +107,7 @@ pub async fn join_command(State(state): State<AppState>, headers: HeaderMap, Que
             env.join_token
         ),
     };
-    Ok(Json(JoinCommand { environment: env.name, server_url, token: env.join_token, ca_fingerprint, command }))
+    JoinCommand { environment: env.name, server_url, token: env.join_token, ca_fingerprint, command }
 }
 
 /// Revokes a host's own credential and ends its session: its agent is refused from now on
@@ -108,12 +121,55 @@ pub async fn revoke(State(state): State<AppState>, Path(name): Path<String>, Que
     Ok(Json(out.remove(0)))
 }
 
+/// Deactivates a host: it keeps running (and healing) what it has but gets no new containers.
+pub async fn deactivate(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<HostOut>> {
+    set_deactivated(state, name, q, true).await
+}
+
+/// Makes a deactivated host take new containers again.
+pub async fn activate(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<HostOut>> {
+    set_deactivated(state, name, q, false).await
+}
+
+async fn set_deactivated(state: AppState, name: String, q: EnvQuery, deactivated: bool) -> ApiResult<Json<HostOut>> {
+    let env = q.resolve(&state).await?;
+    let host = state.store.set_host_deactivated(env.id, &name, deactivated).await?;
+    state.reconcile.trigger();
+    let mut out = host_out(&state, &env, vec![host]).await?;
+    Ok(Json(out.remove(0)))
+}
+
+/// Removes a deactivated or disconnected host: its credential is refused from now on, its
+/// record and what it reported go, and its instances are placed on other hosts.
+pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<StatusCode> {
+    let env = q.resolve(&state).await?;
+    let refuse_active = |host: &Host| {
+        if host.deactivated || !state.hub.is_connected(&host.id) {
+            return Ok(());
+        }
+        Err(corral_store::StoreError::Conflict(String::new()))
+    };
+    let host = match state.store.remove_host(env.id, &name, refuse_active).await {
+        Err(corral_store::StoreError::Conflict(_)) => {
+            return Err(ApiError::HostActive(format!(
+                "host {name} is active and connected; deactivate it first (`corral host deactivate {name}`), so nothing new lands on it, then remove it"
+            )))
+        }
+        other => other?,
+    };
+    state.hub.disconnect(&host.id);
+    state.metrics.forget_host(&host.id);
+    state.reconcile.trigger();
+    tracing::info!(host = %host.name, environment = %env.name, "host removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The CA certificate (PEM) clients pin; public, since clients check it against the
 /// fingerprint they were given before trusting it.
 pub async fn ca_pem(State(state): State<AppState>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let ca = state.ca.as_ref().ok_or_else(|| {
-        crate::error::ApiError::NotFound("this control plane serves plain HTTP only (started with --tls off or on loopback): it has no CA to pin".into())
+        ApiError::NotFound("this control plane serves plain HTTP only (started with --tls off or on loopback): it has no CA to pin".into())
     })?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.pem.clone()).into_response())
 }

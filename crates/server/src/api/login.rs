@@ -31,7 +31,8 @@ fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
 }
 
 /// Checks the password and starts a session. Failures answer slowly, and after a few per user
-/// and address further attempts are refused for a while (429), even with the right password.
+/// name or per address further attempts are refused for a while (429), even with the right
+/// password (see [`crate::access::LOGIN_LIMITS`]).
 pub async fn login(State(state): State<AppState>, extensions: axum::http::Extensions, Json(body): Json<LoginRequest>) -> Response {
     let actor = Actor { user: Some(body.user.clone()), ..Actor::default() };
     let mut response = match start_session(&state, client_ip(&extensions), &body).await {
@@ -43,12 +44,12 @@ pub async fn login(State(state): State<AppState>, extensions: axum::http::Extens
 }
 
 async fn start_session(state: &AppState, ip: IpAddr, body: &LoginRequest) -> ApiResult<Response> {
-    state.logins.begin(&body.user, ip)?;
+    let attempt = crate::access::begin_login(state, &body.user, ip).await?;
     let Some(user) = state.store.check_password(&body.user, &body.password).await? else {
         tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
         return Err(ApiError::LoginFailed);
     };
-    state.logins.succeeded(&body.user, ip);
+    state.store.login_succeeded(attempt, &body.user, &ip.to_string()).await?;
     let ttl = state.config.session_ttl;
     let (token, expires_at) = state.store.create_session(user.id, ttl).await?;
     let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", ttl.as_secs());

@@ -9,7 +9,7 @@ use super::{EnvQuery, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::{service_totals, ContainerNow, HostNow, ServiceNow};
 use crate::state::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -277,19 +277,21 @@ pub struct LiveQuery {
 pub async fn live(
     State(state): State<AppState>,
     Query(q): Query<LiveQuery>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: super::WsUpgrade,
 ) -> ApiResult<Response> {
     let env = EnvQuery { env: q.env }.resolve(&state).await?;
-    let ws = ws.map_err(|e| ApiError::BadRequest(format!("/v1/stats/live is a WebSocket endpoint: {}", e.body_text())))?;
+    let ws = ws.accept()?;
     let watch = state.metrics.watch(&state.hub);
     let shutdown = state.shutdown.subscribe();
     let first = state.metrics.latest(&env.name);
-    Ok(ws.on_upgrade(move |socket| serve_live(socket, env.name, first, watch, shutdown)))
+    state.environment_names.set(env.id, &env.name);
+    let environment = (env.id, env.name, state.environment_names.clone());
+    Ok(ws.on_upgrade(move |socket| serve_live(socket, environment, first, watch, shutdown)))
 }
 
 async fn serve_live(
     mut socket: WebSocket,
-    environment: String,
+    (env_id, started_as, names): (i64, String, std::sync::Arc<crate::state::EnvironmentNames>),
     first: Vec<std::sync::Arc<crate::metrics::LiveFrame>>,
     mut watch: crate::metrics::LiveWatch,
     mut shutdown: tokio::sync::broadcast::Receiver<()>,
@@ -302,7 +304,8 @@ async fn serve_live(
     loop {
         tokio::select! {
             frame = watch.frames.recv() => match frame {
-                Ok(frame) if frame.environment == environment => {
+                // By id: the environment may be renamed while the viewer watches.
+                Ok(frame) if *frame.environment == *names.get_or(env_id, &started_as) => {
                     if send(&mut socket, &frame).await.is_err() {
                         return;
                     }

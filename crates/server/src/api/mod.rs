@@ -58,6 +58,32 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+/// A WebSocket upgrade that is checked only when the handler asks ([`WsUpgrade::accept`]), so
+/// the handler's own refusals (an unknown container, a bad parameter) come first; a request
+/// that is not a WebSocket handshake then gets a 400 saying so, the same on every endpoint.
+pub struct WsUpgrade {
+    upgrade: Result<axum::extract::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    path: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // The full path: under `nest("/v1")` the request's own URI has lost the prefix.
+        let path = parts.extensions.get::<axum::extract::OriginalUri>().map_or_else(|| parts.uri.path().to_string(), |u| u.path().to_string());
+        let upgrade = axum::extract::WebSocketUpgrade::from_request_parts(parts, state).await;
+        Ok(WsUpgrade { upgrade, path })
+    }
+}
+
+impl WsUpgrade {
+    pub fn accept(self) -> ApiResult<axum::extract::WebSocketUpgrade> {
+        let path = self.path;
+        self.upgrade.map_err(|e| ApiError::BadRequest(format!("{path} is a WebSocket endpoint; connect with a WebSocket client ({})", e.body_text())))
+    }
+}
+
 /// `?env=NAME` picks the environment; without it, the default one.
 #[derive(Debug, Deserialize)]
 pub struct EnvQuery {
@@ -109,6 +135,7 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::GET, "/whoami", Authenticated, login::whoami),
         ep(M::GET, "/environments", Authenticated, environments::list),
         ep(M::POST, "/environments", Admin, environments::create),
+        ep(M::PATCH, "/environments/{name}", Admin, environments::rename),
         ep(M::DELETE, "/environments/{name}", Admin, environments::remove),
         ep(M::GET, "/users", Admin, users::list),
         ep(M::POST, "/users", Admin, users::create),
@@ -129,7 +156,11 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::GET, "/events", Env(Read), events::connect),
         ep(M::GET, "/hosts", Env(Read), hosts::list),
         ep(M::GET, "/hosts/join-command", Env(ManageHosts), hosts::join_command),
+        ep(M::POST, "/hosts/join-command/rotate", Env(ManageEnv), hosts::rotate_join_token),
         ep(M::GET, "/hosts/{host}", Env(Read), hosts::get),
+        ep(M::DELETE, "/hosts/{host}", Env(ManageHosts), hosts::remove),
+        ep(M::POST, "/hosts/{host}/deactivate", Env(ManageHosts), hosts::deactivate),
+        ep(M::POST, "/hosts/{host}/activate", Env(ManageHosts), hosts::activate),
         ep(M::POST, "/hosts/{host}/revoke", Env(ManageEnv), hosts::revoke),
         ep(M::GET, "/stacks", Env(Read), stacks::list),
         ep(M::POST, "/stacks", Env(ManageServices), stacks::create),
@@ -194,7 +225,7 @@ fn desktop_cors() -> tower_http::cors::CorsLayer {
     use axum::http::{header, HeaderValue, Method};
     tower_http::cors::CorsLayer::new()
         .allow_origin([HeaderValue::from_static("tauri://localhost"), HeaderValue::from_static("http://tauri.localhost")])
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static("x-corral-client")])
 }
 
