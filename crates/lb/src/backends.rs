@@ -12,9 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::header::HeaderValue;
 use serde::Serialize;
 
 use crate::config::Mode;
@@ -25,15 +22,13 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long connecting to a backend may take before it counts as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-
 pub struct Backend {
     pub addr: SocketAddr,
     /// Its own idle connections (HTTP mode only), so dropping the backend closes exactly those.
     pub(crate) pool: Option<Arc<IdlePool>>,
-    /// `Host` for a request that came without one, built once rather than per request.
-    pub(crate) host_header: HeaderValue,
+    /// The `Host` header line for a request that came without one, built once rather than per
+    /// request.
+    pub(crate) host_line: Box<[u8]>,
     down_since: Mutex<Option<Instant>>,
     /// Mirrors `down_since.is_some()` (written under its lock), so that the every-request
     /// checks of a healthy backend need no lock shared by all the proxy's threads.
@@ -49,12 +44,11 @@ impl Backend {
             Mode::Http => Some(Arc::default()),
             Mode::Tcp => None,
         };
-        let host_header = HeaderValue::try_from(addr.to_string())
-            .expect("a socket address is a valid header value");
+        let host_line = format!("host: {addr}\r\n").into_bytes().into_boxed_slice();
         Backend {
             addr,
             pool,
-            host_header,
+            host_line,
             down_since: Mutex::new(None),
             down: AtomicBool::new(false),
             active: AtomicU64::new(0),

@@ -1,44 +1,74 @@
 //! HTTP/1.1 reverse proxying for one accepted client connection.
 //!
+//! The proxy speaks HTTP/1.1 itself on both sides (heads and framing in [`crate::codec`]): it
+//! reads a request head into the connection's buffer, writes the forwarded head (and a small
+//! body) to a backend connection in one write, reads the response head and writes the client's
+//! head with the start of the body in one write, then copies the rest of each body through as it
+//! comes, following its framing only to find where it ends. Both sides stay keep-alive. A small
+//! request costs one read and one write on each side.
+//!
 //! The zero-failure rule lives here: a request is retried on another backend whenever the
 //! failed attempt certainly did not reach the application (connect failed, or the pooled
 //! connection died before the request was written), and, for idempotent methods, also when the
-//! backend closed the connection without answering. Bodies up to [`RETRY_BODY_LIMIT`] are
-//! buffered so they can be resent; larger ones stream through and get a single attempt.
+//! backend closed the connection without answering. Bodies up to [`RETRY_BODY_LIMIT`] are read
+//! whole before the first attempt so they can be resent; larger ones stream through and can be
+//! resent only as long as no more than that first part was sent.
 
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
-use futures_util::{stream, StreamExt, TryStreamExt};
-use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
-use crate::backends::{BoxError, ProxyBody};
+use crate::backends::Backend;
+use crate::codec::{self, BodyReader, ClientFraming, Framing, Reject, RequestHead};
 use crate::router::normalize_host;
 use crate::table::Table;
-use crate::upstream::{ConnectError, OutBody, Relayed, SendError, Upstream};
+use crate::upstream::Upstream;
 
 /// Request bodies up to this size are held in memory so a failed attempt can be resent.
 pub const RETRY_BODY_LIMIT: usize = 64 * 1024;
+/// How long a client may take to send a request head, and how long a keep-alive connection may
+/// sit idle between requests (as hyper's server did by default).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Spare room each read gets: a read that does not fill it tells the reactor the socket is
+/// drained, so the next wait costs no system call.
+const READ_CHUNK: usize = 16 * 1024;
+/// When the proxy closes a connection whose request body it did not read, it reads and throws
+/// away up to this much for up to [`LINGER`], so its response is not lost to a reset.
+const LINGER_BYTES: usize = 256 * 1024;
+const LINGER: Duration = Duration::from_secs(1);
 
-/// What every request of one client connection shares.
+/// One client connection and its reused buffers.
 struct Client {
+    stream: TcpStream,
     peer: SocketAddr,
     /// The peer's address as an `X-Forwarded-For` value, formatted once per connection.
-    peer_ip: HeaderValue,
+    peer_ip: Vec<u8>,
     tables: Arc<ArcSwap<Table>>,
+    drain: watch::Receiver<bool>,
+    /// Bytes read from the client: the current request's head and body, then whatever the
+    /// client sent after it (a pipelined request).
+    buf: Vec<u8>,
+    /// The head forwarded to the backend, followed by the body when it is small.
+    fwd: Vec<u8>,
+    /// What goes to the client next.
+    out: Vec<u8>,
+}
+
+/// Where a request ended up.
+enum Outcome {
+    /// Answered; the client connection may take the next request. `consumed` bytes of the
+    /// buffer were the request.
+    KeepAlive { consumed: usize },
+    /// Answered (or the client is gone); close the connection. `unread_body`: the request body
+    /// was not read to its end.
+    Close { unread_body: bool },
 }
 
 /// Serves one client connection until it closes. When `drain` turns true (listener removed or
@@ -47,233 +77,535 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     tables: Arc<ArcSwap<Table>>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) {
-    let client = Arc::new(Client {
+    let mut client = Client {
+        stream,
         peer,
-        peer_ip: ip_header(peer.ip()),
+        peer_ip: peer.ip().to_string().into_bytes(),
         tables,
-    });
-    let service = service_fn(move |req| {
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(handle(req, &client).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(err) = res {
-                    tracing::debug!(%peer, error = %err, "client connection ended with an error");
-                }
+        drain,
+        buf: Vec::with_capacity(READ_CHUNK),
+        fwd: Vec::with_capacity(1024),
+        out: Vec::with_capacity(READ_CHUNK),
+    };
+    // One timer for the connection's life, pushed back before each head: pushing a registered
+    // timer later costs no timer-wheel work.
+    let timer = std::pin::pin!(tokio::time::sleep(CLIENT_TIMEOUT));
+    client.run(timer).await;
+}
+
+impl Client {
+    async fn run(&mut self, mut timer: std::pin::Pin<&mut Sleep>) {
+        loop {
+            let Some(head) = self.read_head(timer.as_mut()).await else {
                 return;
-            }
-            // Only ever set to true; a dropped sender means the listener is gone, so drain too.
-            _ = drain.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+            };
+            match self.proxy(&head).await {
+                Outcome::KeepAlive { consumed } => {
+                    self.buf.drain(..consumed);
+                }
+                Outcome::Close { unread_body } => {
+                    self.close(unread_body).await;
+                    return;
+                }
             }
         }
     }
-}
 
-fn ip_header(ip: IpAddr) -> HeaderValue {
-    HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
-}
-
-async fn handle(req: Request<Incoming>, client: &Client) -> Response<RespBody> {
-    let (mut parts, body) = req.into_parts();
-    let peer = client.peer;
-    let tables = &client.tables;
-    // The Host header, or the authority of an absolute-form request target.
-    let host_value = parts
-        .headers
-        .get(header::HOST)
-        .filter(|v| v.to_str().is_ok())
-        .cloned()
-        .or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-    let raw_host = host_value.as_ref().and_then(|v| v.to_str().ok());
-    let path = parts.uri.path();
-    let shown_host = || raw_host.map(normalize_host).unwrap_or_default();
-
-    // Answer 404/503 before reading a body that would only be thrown away.
-    {
-        let table = tables.load();
-        match table.router.route(raw_host, path) {
-            None => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "404 Not Found: no rule matches host {} path {path}\n",
-                        shown_host()
-                    ),
-                )
+    /// The next request head, or None when the connection should close (client closed or sent
+    /// garbage, which has been answered, timeout, or draining while idle).
+    async fn read_head(&mut self, mut timer: std::pin::Pin<&mut Sleep>) -> Option<RequestHead> {
+        let mut timer_set = false;
+        loop {
+            if !self.buf.is_empty() {
+                match codec::parse_request(&self.buf, &self.peer_ip, &mut self.fwd) {
+                    Ok(Some(head)) => return Some(head),
+                    Ok(None) => {}
+                    Err(reject) => {
+                        tracing::debug!(peer = %self.peer, status = reject.status, reason = %reject.reason, "bad request");
+                        self.reject(reject).await;
+                        return None;
+                    }
+                }
             }
-            Some(i) if table.pools[i].is_empty() => return no_backend(&shown_host(), path),
+            if !timer_set {
+                timer.as_mut().reset(Instant::now() + CLIENT_TIMEOUT);
+                timer_set = true;
+            }
+            reserve(&mut self.buf);
+            let idle = self.buf.is_empty();
+            tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.buf) => match read {
+                    Ok(0) => {
+                        if !idle {
+                            tracing::debug!(peer = %self.peer, "client closed in the middle of a request head");
+                        }
+                        return None;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!(peer = %self.peer, error = %err, "client connection failed");
+                        return None;
+                    }
+                },
+                // Only ever set to true; a dropped sender means the listener is gone, so drain too.
+                _ = self.drain.changed(), if idle => return None,
+                _ = timer.as_mut() => {
+                    if !idle {
+                        let reject = Reject {
+                            status: 408,
+                            reason: format!("the request head did not arrive within {CLIENT_TIMEOUT:?}"),
+                        };
+                        self.reject(reject).await;
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Answers a request that could not be parsed, and closes.
+    async fn reject(&mut self, reject: Reject) {
+        let body = format!(
+            "{} {}: {}\n",
+            reject.status,
+            codec::reason_phrase(reject.status),
+            reject.reason
+        );
+        codec::write_text_response(&mut self.out, reject.status, &body, true, false, false);
+        let _ = self.stream.write_all(&self.out).await;
+        self.close(true).await;
+    }
+
+    async fn close(&mut self, unread_body: bool) {
+        let _ = self.stream.shutdown().await;
+        if unread_body {
+            // Closing a socket with unread input sends a reset, which can destroy the response
+            // before the client has read it.
+            let _ = tokio::time::timeout(LINGER, async {
+                let mut total = 0;
+                let mut scratch = [0u8; 8192];
+                while total < LINGER_BYTES {
+                    match self.stream.read(&mut scratch).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.drain.has_changed().unwrap_or(true)
+    }
+
+    /// A part of the request head (method, path) as logs and error pages show it.
+    fn part(&self, range: &std::ops::Range<usize>) -> String {
+        String::from_utf8_lossy(&self.buf[range.clone()]).into_owned()
+    }
+
+    /// The host as error pages show it.
+    fn shown_host(&self, head: &RequestHead) -> String {
+        head.host
+            .as_ref()
+            .and_then(|h| std::str::from_utf8(&self.buf[h.clone()]).ok())
+            .map(normalize_host)
+            .unwrap_or_default()
+    }
+
+    /// Answers with the proxy's own page. `body_done`: the request body has been read, so the
+    /// connection can take another request.
+    async fn answer(
+        &mut self,
+        head: &RequestHead,
+        status: u16,
+        body: &str,
+        body_done: Option<usize>,
+    ) -> Outcome {
+        let keep_alive = body_done.is_some() && head.keep_alive && !self.draining();
+        codec::write_text_response(
+            &mut self.out,
+            status,
+            body,
+            !head.head_method,
+            keep_alive,
+            head.http10,
+        );
+        if self.stream.write_all(&self.out).await.is_err() {
+            return Outcome::Close { unread_body: false };
+        }
+        match body_done {
+            Some(consumed) if keep_alive => Outcome::KeepAlive { consumed },
+            _ => Outcome::Close {
+                unread_body: body_done.is_none(),
+            },
+        }
+    }
+
+    async fn no_backend(&mut self, head: &RequestHead, body_done: Option<usize>) -> Outcome {
+        let body = format!(
+            "503 Service Unavailable: no backend is up for host {} path {}\n",
+            self.shown_host(head),
+            self.part(&head.path)
+        );
+        self.answer(head, 503, &body, body_done).await
+    }
+
+    fn route(&self, head: &RequestHead) -> Option<(Arc<Table>, usize)> {
+        let table = self.tables.load_full();
+        let host = head
+            .host
+            .as_ref()
+            .and_then(|h| std::str::from_utf8(&self.buf[h.clone()]).ok());
+        let path = std::str::from_utf8(&self.buf[head.path.clone()]).unwrap_or("/");
+        let route = table.router.route(host, path)?;
+        Some((table, route))
+    }
+
+    async fn proxy(&mut self, head: &RequestHead) -> Outcome {
+        // Answer 404/503 before reading a body that would only be thrown away.
+        let no_body = (head.framing == Framing::Empty).then_some(head.head_len);
+        match self.route(head) {
+            None => {
+                let body = format!(
+                    "404 Not Found: no rule matches host {} path {}\n",
+                    self.shown_host(head),
+                    self.part(&head.path)
+                );
+                return self.answer(head, 404, &body, no_body).await;
+            }
+            Some((table, i)) if table.pools[i].is_empty() => {
+                return self.no_backend(head, no_body).await
+            }
             Some(_) => {}
         }
-    }
 
-    let mut body = match RequestBody::read(body).await {
-        Ok(b) => b,
-        Err(err) => {
-            tracing::debug!(%peer, error = %err, "client request body failed");
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("400 Bad Request: reading the request body failed: {err}\n"),
-            );
-        }
-    };
-
-    let mut headers = std::mem::take(&mut parts.headers);
-    prepare_request_headers(&mut headers, host_value.clone(), &client.peer_ip);
-    let needs_host = !headers.contains_key(header::HOST);
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
-    // Backends get the origin form (`/path?query`), whatever form the client used.
-    let target = if parts.uri.scheme().is_none() && parts.uri.authority().is_none() {
-        parts.uri.clone()
-    } else {
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .map_or_else(|| Uri::from_static("/"), Uri::from)
-    };
-
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    // A connection that died without answering says little about the backend itself, so the
-    // one backend that failed that way may be tried once more when no other backend is left.
-    let mut second_chance = None;
-    let mut second_chance_used = false;
-    loop {
-        // Each attempt routes against the current table, so a retry follows a config change
-        // that happened while the request was in flight.
-        let table = tables.load_full();
-        let Some(route) = table.router.route(raw_host, path) else {
-            return no_backend(&shown_host(), path);
-        };
-        let backend = match table.pools[route].pick(&tried) {
-            Some(b) => b,
-            None => match second_chance.take() {
-                Some(b) if !second_chance_used => {
-                    second_chance_used = true;
-                    b
-                }
-                _ => return no_backend(&shown_host(), path),
-            },
-        };
-        drop(table);
-        let pool = backend
-            .pool
-            .as_ref()
-            .expect("HTTP listeners build backends with a connection pool");
-        let guard = backend.track();
-
-        // An idle connection first; a new one when there is none, or when the idle one turns
-        // out to have closed before the request could be written to it.
-        let mut reused = true;
-        let mut up = pool.checkout().await;
-        let failure = loop {
-            let conn = match up.take() {
-                Some(conn) => conn,
-                None => {
-                    reused = false;
-                    match Upstream::connect(backend.addr).await {
-                        Ok(conn) => conn,
-                        Err(ConnectError(reason)) => break Failure::Connect(reason),
-                    }
-                }
-            };
-            let Some(attempt_body) = body.for_attempt() else {
-                // The streamed body went with the failed attempt; nothing left to resend.
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "502 Bad Gateway: backend failed for host {} path {path} and the request body (over {RETRY_BODY_LIMIT} bytes) cannot be resent\n",
-                        shown_host()
-                    ),
-                );
-            };
-            // Only a request that can be resent after it was written needs its headers kept.
-            let out_headers = if idempotent {
-                headers.clone()
-            } else {
-                std::mem::take(&mut headers)
-            };
-            let mut out = Request::new(attempt_body);
-            *out.method_mut() = parts.method.clone();
-            *out.version_mut() = Version::HTTP_11;
-            *out.uri_mut() = target.clone();
-            *out.headers_mut() = out_headers;
-            if needs_host {
-                out.headers_mut()
-                    .insert(header::HOST, backend.host_header.clone());
+        // The body's first part (all of a small one) is read before any backend is tried.
+        let mut reader = BodyReader::new(head.framing);
+        let mut body_end = head.head_len;
+        match self.buffer_body(head, &mut reader, &mut body_end).await {
+            Ok(()) => {}
+            Err(BodyError::ClientGone) => return Outcome::Close { unread_body: false },
+            Err(BodyError::Invalid(reason)) => {
+                let body = format!("400 Bad Request: {reason}\n");
+                return self.answer(head, 400, &body, None).await;
             }
-            match conn.send(out).await {
-                Ok((resp, conn)) => {
-                    backend.mark_up();
-                    backend.served();
-                    if !tried.is_empty() {
-                        tracing::debug!(backend = %backend.addr, retries = tried.len(), "request succeeded after retry");
+        }
+        let base_len = self.fwd.len();
+
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        // A connection that died without answering says little about the backend itself, so the
+        // one backend that failed that way may be tried once more when no other backend is left.
+        let mut second_chance: Option<Arc<Backend>> = None;
+        let mut second_chance_used = false;
+        // Set once body bytes past the buffered part were sent: the body cannot be sent again.
+        let mut streamed = false;
+        loop {
+            // Each attempt routes against the current table, so a retry follows a config change
+            // that happened while the request was in flight.
+            let done = reader.is_done().then_some(body_end);
+            let Some((table, route)) = self.route(head) else {
+                return self.no_backend(head, done).await;
+            };
+            let backend = match table.pools[route].pick(&tried) {
+                Some(b) => b,
+                None => match second_chance.take() {
+                    Some(b) if !second_chance_used => {
+                        second_chance_used = true;
+                        b
                     }
-                    return relay_response(resp, conn, pool.clone(), guard);
-                }
-                Err(SendError {
-                    error,
-                    unsent: Some(req),
-                }) => {
-                    // Never written: safe to send again, whatever the method.
-                    let (req_parts, req_body) = req.into_parts();
-                    if !idempotent {
-                        headers = req_parts.headers;
-                    }
-                    body.restore(req_body);
+                    _ => return self.no_backend(head, done).await,
+                },
+            };
+            drop(table);
+            if streamed {
+                let body = format!(
+                    "502 Bad Gateway: backend failed for host {} path {} and the request body (over {RETRY_BODY_LIMIT} bytes) cannot be resent\n",
+                    self.shown_host(head),
+                    self.part(&head.path)
+                );
+                return self.answer(head, 502, &body, None).await;
+            }
+            let pool = backend
+                .pool
+                .clone()
+                .expect("HTTP listeners build backends with a connection pool");
+            let _guard = backend.track();
+
+            self.fwd.truncate(base_len);
+            codec::finish_request_head(
+                &mut self.fwd,
+                head.needs_host.then_some(&backend.host_line[..]),
+            );
+            self.fwd
+                .extend_from_slice(&self.buf[head.head_len..body_end]);
+
+            // An idle connection first; a new one when there is none, or when the idle one turns
+            // out to have closed before the request could be written to it.
+            let mut idle = pool.checkout();
+            let failure = loop {
+                let reused = idle.is_some();
+                let mut up = match idle.take() {
+                    Some(up) => up,
+                    None => match Upstream::connect(backend.addr).await {
+                        Ok(up) => up,
+                        Err(reason) => break Failure::Connect(reason),
+                    },
+                };
+                if let Err(err) = up.stream.write_all(&self.fwd).await {
+                    // Not all of it was written, so the backend cannot have acted on it.
                     if reused {
                         continue;
                     }
-                    break Failure::DeadConnection(describe(&error));
+                    break Failure::DeadConnection(format!("writing the request failed: {err}"));
                 }
-                Err(SendError {
-                    error,
-                    unsent: None,
-                }) => break classify(&error, idempotent),
-            }
-        };
-        drop(guard);
-        tried.push(backend.addr);
-        match failure {
-            Failure::Connect(reason) => backend.mark_down(&reason),
-            Failure::DeadConnection(reason) => {
-                tracing::debug!(backend = %backend.addr, error = %reason, method = %parts.method, "backend connection closed without a response; retrying");
-                backend.record_error(&reason);
-                if second_chance.is_none() && !second_chance_used {
-                    second_chance = Some(backend.clone());
+                if !reader.is_done() {
+                    streamed = true;
+                    match self.stream_body(&mut up, &mut reader, &mut body_end).await {
+                        Ok(()) => {}
+                        Err(StreamError::ClientGone) => {
+                            return Outcome::Close { unread_body: false }
+                        }
+                        Err(StreamError::Invalid(reason)) => {
+                            let body = format!("400 Bad Request: {reason}\n");
+                            return self.answer(head, 400, &body, None).await;
+                        }
+                        Err(StreamError::Backend(err)) => {
+                            break Failure::Fatal(format!("writing the request body failed: {err}"))
+                        }
+                    }
                 }
-            }
-            Failure::Fatal(reason) => {
-                tracing::warn!(backend = %backend.addr, error = %reason, method = %parts.method, %path, "backend failed; not retrying");
-                backend.record_error(&reason);
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
+                match read_response_head(&mut up, head, self.draining(), &mut self.out).await {
+                    Ok((resp, client)) => {
+                        backend.mark_up();
+                        backend.served();
+                        if !tried.is_empty() {
+                            tracing::debug!(backend = %backend.addr, retries = tried.len(), "request succeeded after retry");
+                        }
+                        let keep_alive = self.relay_response(up, resp, client, &pool).await;
+                        return if keep_alive {
+                            Outcome::KeepAlive { consumed: body_end }
+                        } else {
+                            Outcome::Close { unread_body: false }
+                        };
+                    }
+                    Err(HeadError::Closed(reason)) if head.idempotent => {
+                        break Failure::DeadConnection(reason)
+                    }
+                    Err(HeadError::Closed(reason) | HeadError::Invalid(reason)) => {
+                        break Failure::Fatal(reason)
+                    }
+                }
+            };
+            tried.push(backend.addr);
+            let method = self.part(&head.method);
+            match failure {
+                Failure::Connect(reason) => backend.mark_down(&reason),
+                Failure::DeadConnection(reason) => {
+                    tracing::debug!(backend = %backend.addr, error = %reason, %method, "backend connection closed without a response; retrying");
+                    backend.record_error(&reason);
+                    if second_chance.is_none() && !second_chance_used {
+                        second_chance = Some(backend.clone());
+                    }
+                }
+                Failure::Fatal(reason) => {
+                    let path = self.part(&head.path);
+                    tracing::warn!(backend = %backend.addr, error = %reason, %method, %path, "backend failed; not retrying");
+                    backend.record_error(&reason);
+                    let body = format!(
                         "502 Bad Gateway: backend {} failed for host {} path {path}: {reason}\n",
                         backend.addr,
-                        shown_host()
-                    ),
+                        self.shown_host(head),
+                    );
+                    let done = reader.is_done().then_some(body_end);
+                    return self.answer(head, 502, &body, done).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the request body into the buffer up to [`RETRY_BODY_LIMIT`] (all of it, usually),
+    /// leaving `body_end` where the part read ends.
+    async fn buffer_body(
+        &mut self,
+        head: &RequestHead,
+        reader: &mut BodyReader,
+        body_end: &mut usize,
+    ) -> Result<(), BodyError> {
+        let mut continued = false;
+        loop {
+            *body_end += reader.skip(&self.buf[*body_end..]).map_err(|e| {
+                BodyError::Invalid(format!("the chunked request body is invalid: {e}"))
+            })?;
+            if reader.is_done() || *body_end - head.head_len >= RETRY_BODY_LIMIT {
+                return Ok(());
+            }
+            if head.expect_continue && !continued {
+                continued = true;
+                self.stream
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(|_| BodyError::ClientGone)?;
+            }
+            reserve(&mut self.buf);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => {
+                    return Err(BodyError::Invalid(
+                        "the client closed the connection before the request body was complete"
+                            .into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(_) => return Err(BodyError::ClientGone),
+            }
+        }
+    }
+
+    /// Copies the rest of a large request body from the client to the backend.
+    async fn stream_body(
+        &mut self,
+        up: &mut Upstream,
+        reader: &mut BodyReader,
+        body_end: &mut usize,
+    ) -> Result<(), StreamError> {
+        let start = *body_end;
+        loop {
+            self.buf.truncate(start);
+            reserve(&mut self.buf);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Err(StreamError::ClientGone),
+                Ok(_) => {}
+            }
+            let used = reader.skip(&self.buf[start..]).map_err(|e| {
+                StreamError::Invalid(format!("the chunked request body is invalid: {e}"))
+            })?;
+            up.stream
+                .write_all(&self.buf[start..start + used])
+                .await
+                .map_err(StreamError::Backend)?;
+            if reader.is_done() {
+                *body_end = start + used;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends the response head (in `self.out`) and body to the client. Returns whether the
+    /// client connection stays open; the backend connection goes back to its idle stack when
+    /// the response was read to its end and the backend keeps it open.
+    async fn relay_response(
+        &mut self,
+        mut up: Upstream,
+        resp: codec::ResponseHead,
+        client: ClientFraming,
+        pool: &Arc<crate::upstream::IdlePool>,
+    ) -> bool {
+        let mut reader = BodyReader::new(resp.framing);
+        let mut pos = resp.head_len;
+        loop {
+            match reader.feed(&up.buf[pos..], &mut self.out, client.dechunk) {
+                Ok(used) => pos += used,
+                Err(err) => {
+                    tracing::debug!(
+                        error = err,
+                        "backend sent an invalid chunked body; cutting the response"
+                    );
+                    return false;
+                }
+            }
+            if reader.is_done() {
+                break;
+            }
+            if !self.out.is_empty() {
+                if self.stream.write_all(&self.out).await.is_err() {
+                    return false;
+                }
+                self.out.clear();
+            }
+            up.buf.clear();
+            pos = 0;
+            reserve(&mut up.buf);
+            match up.stream.read_buf(&mut up.buf).await {
+                Ok(0) if reader == BodyReader::Close => break,
+                Ok(0) | Err(_) => {
+                    tracing::debug!("backend closed the connection in the middle of a response body; cutting the response");
+                    return false;
+                }
+                Ok(_) => {}
+            }
+        }
+        if self.stream.write_all(&self.out).await.is_err() {
+            return false;
+        }
+        // Bytes after the response would be an answer to no request: the connection is broken.
+        if resp.reusable && pos == up.buf.len() {
+            pool.checkin(up);
+        }
+        client.keep_alive
+    }
+}
+
+/// Reads the final response head into `up.buf` (skipping interim 1xx responses) and writes the
+/// client's head into `out`.
+async fn read_response_head(
+    up: &mut Upstream,
+    req: &RequestHead,
+    draining: bool,
+    out: &mut Vec<u8>,
+) -> Result<(codec::ResponseHead, ClientFraming), HeadError> {
+    up.buf.clear();
+    loop {
+        if !up.buf.is_empty() {
+            match codec::parse_response(&up.buf, req, draining, out) {
+                Ok(Some((head, _))) if head.interim => {
+                    up.buf.drain(..head.head_len);
+                    continue;
+                }
+                Ok(Some(parsed)) => return Ok(parsed),
+                Ok(None) => {}
+                Err(reason) => return Err(HeadError::Invalid(reason)),
+            }
+        }
+        reserve(&mut up.buf);
+        match up.stream.read_buf(&mut up.buf).await {
+            Ok(0) if up.buf.is_empty() => {
+                return Err(HeadError::Closed(
+                    "the backend closed the connection without a response".into(),
+                ))
+            }
+            Ok(0) => {
+                return Err(HeadError::Closed(
+                    "the backend closed the connection in the middle of its response head".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(err) => {
+                let reason = format!("reading the response failed: {err}");
+                return Err(
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::BrokenPipe
+                            | ErrorKind::UnexpectedEof
+                    ) {
+                        HeadError::Closed(reason)
+                    } else {
+                        HeadError::Invalid(reason)
+                    },
                 );
             }
         }
+    }
+}
+
+/// Makes room for a read that can come back short (see [`READ_CHUNK`]).
+fn reserve(buf: &mut Vec<u8>) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
     }
 }
 
@@ -287,290 +619,20 @@ enum Failure {
     Fatal(String),
 }
 
-/// A failure of a request that was (at least partly) written to the backend.
-fn classify(err: &hyper::Error, idempotent: bool) -> Failure {
-    let reason = describe(err);
-    if !idempotent {
-        return Failure::Fatal(reason);
-    }
-    if err.is_canceled()
-        || err.is_incomplete_message()
-        || err.is_closed()
-        || err.is_body_write_aborted()
-    {
-        return Failure::DeadConnection(reason);
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
-                return Failure::DeadConnection(reason);
-            }
-        }
-        source = e.source();
-    }
-    Failure::Fatal(reason)
+enum HeadError {
+    /// The connection ended before a response: the request may or may not have been processed.
+    Closed(String),
+    /// The backend answered something that is not HTTP, or the read failed oddly.
+    Invalid(String),
 }
 
-/// The whole error chain, since hyper's own message often hides the cause an operator needs.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !out.ends_with(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        source = e.source();
-    }
-    out
+enum BodyError {
+    ClientGone,
+    Invalid(String),
 }
 
-/// Connection-level headers (RFC 9110 §7.6.1): they describe one hop and must not be forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Almost no message has any: one pass over the names saves the lookups below.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
-        return;
-    }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-}
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// `host` is the client's Host (or request-target authority); `peer_ip` the client's address.
-fn prepare_request_headers(
-    headers: &mut HeaderMap,
-    host: Option<HeaderValue>,
-    peer_ip: &HeaderValue,
-) {
-    strip_hop_by_hop(headers);
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if !prev.as_bytes().trim_ascii().is_empty() => {
-            let mut v = BytesMut::with_capacity(prev.len() + 2 + peer_ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(peer_ip.as_bytes());
-            HeaderValue::from_maybe_shared(v.freeze()).ok()
-        }
-        _ => Some(peer_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    if let Some(v) = host {
-        headers.insert(X_FORWARDED_HOST, v);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-}
-
-fn relay_response(
-    resp: Response<Incoming>,
-    conn: Option<Upstream>,
-    pool: Arc<crate::upstream::IdlePool>,
-    guard: crate::backends::ActiveGuard,
-) -> Response<RespBody> {
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(
-        parts,
-        RespBody::Relayed(Relayed::new(body, conn, pool, guard)),
-    )
-}
-
-fn no_backend(host: &str, path: &str) -> Response<RespBody> {
-    text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("503 Service Unavailable: no backend is up for host {host} path {path}\n"),
-    )
-}
-
-fn text(status: StatusCode, body: String) -> Response<RespBody> {
-    let mut resp = Response::new(RespBody::Text(Some(Bytes::from(body))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// What the client gets: the proxy's own error page, or the backend's response.
-// Unboxed on purpose: nearly every response is `Relayed`, and a box would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
-enum RespBody {
-    Text(Option<Bytes>),
-    Relayed(Relayed),
-}
-
-impl Body for RespBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            RespBody::Text(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            RespBody::Relayed(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RespBody::Text(data) => data.is_none(),
-            RespBody::Relayed(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RespBody::Text(data) => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            RespBody::Relayed(body) => body.size_hint(),
-        }
-    }
-}
-
-enum RequestBody {
-    Buffered {
-        data: Bytes,
-        trailers: Option<HeaderMap>,
-    },
-    /// Taken by an attempt; put back only if that attempt never wrote it.
-    Streaming(Option<ProxyBody>),
-}
-
-impl RequestBody {
-    async fn read(mut body: Incoming) -> Result<Self, hyper::Error> {
-        if body.is_end_stream() {
-            return Ok(RequestBody::Buffered {
-                data: Bytes::new(),
-                trailers: None,
-            });
-        }
-        if body.size_hint().lower() > RETRY_BODY_LIMIT as u64 {
-            return Ok(RequestBody::Streaming(Some(
-                body.map_err(BoxError::from).boxed_unsync(),
-            )));
-        }
-        let mut buf = BytesMut::new();
-        let mut trailers = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame?;
-            match frame.into_data() {
-                Ok(data) => {
-                    buf.extend_from_slice(&data);
-                    if buf.len() > RETRY_BODY_LIMIT {
-                        // A chunked body outgrew the limit: send what was read, then the rest.
-                        let head =
-                            stream::once(
-                                async move { Ok::<_, BoxError>(Frame::data(buf.freeze())) },
-                            );
-                        let rest = TryStreamExt::map_err(BodyStream::new(body), BoxError::from);
-                        let joined = StreamBody::new(head.chain(rest));
-                        return Ok(RequestBody::Streaming(Some(joined.boxed_unsync())));
-                    }
-                }
-                Err(frame) => {
-                    if let Ok(t) = frame.into_trailers() {
-                        trailers = Some(t);
-                    }
-                }
-            }
-        }
-        Ok(RequestBody::Buffered {
-            data: buf.freeze(),
-            trailers,
-        })
-    }
-
-    fn for_attempt(&mut self) -> Option<OutBody> {
-        match self {
-            RequestBody::Buffered { data, trailers } => {
-                Some(OutBody::full(data.clone(), trailers.clone()))
-            }
-            RequestBody::Streaming(body) => body.take().map(OutBody::Stream),
-        }
-    }
-
-    /// Takes back the body of an attempt that was never written.
-    fn restore(&mut self, body: OutBody) {
-        if let (RequestBody::Streaming(slot), OutBody::Stream(body)) = (self, body) {
-            *slot = Some(body);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_dropped_including_ones_named_in_connection() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        h.insert("x-app", HeaderValue::from_static("kept"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h["x-app"], "kept");
-    }
-
-    #[test]
-    fn forwarded_headers_are_set_and_xff_appended() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
-        let peer_ip = ip_header("192.0.2.7".parse().unwrap());
-        prepare_request_headers(
-            &mut h,
-            Some(HeaderValue::from_static("App.example:8080")),
-            &peer_ip,
-        );
-        assert_eq!(h["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
-        assert_eq!(h["x-forwarded-host"], "App.example:8080");
-        assert_eq!(h["x-forwarded-proto"], "http");
-
-        let mut h = HeaderMap::new();
-        prepare_request_headers(&mut h, None, &peer_ip);
-        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
-        assert!(h.get("x-forwarded-host").is_none());
-    }
+enum StreamError {
+    ClientGone,
+    Invalid(String),
+    Backend(std::io::Error),
 }

@@ -12,15 +12,18 @@
 //! - [`router`]: pure Host/path-prefix matching. No I/O; unit-tested.
 //! - [`backends`]: per-backend up/down state with retry backoff, counters, the per-backend
 //!   idle backend connections, and round-robin choice. Also the status types.
-//! - `upstream`: connections to a backend, driven by the request that uses them, and their
-//!   idle stack.
+//! - `upstream`: connections to a backend, used directly by the request that takes them, and
+//!   their idle stack.
 //! - `table`: one listener's compiled routing table; kept backends carry over on a change.
+//! - `codec`: HTTP/1.1 heads (parsed with `httparse`, forwarded heads written into a reused
+//!   buffer) and body framing. No I/O; unit-tested.
 //! - `http`: proxying one HTTP connection, with the retry rules.
 //! - `tcp`: relaying one TCP connection, with connect fail-over.
 //! - `listener`: a bound port's accept loop and the draining of its connections.
 //! - `error`: [`LbError`].
 
 pub mod backends;
+mod codec;
 pub mod config;
 mod error;
 mod http;
