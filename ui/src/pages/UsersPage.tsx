@@ -140,6 +140,8 @@ function CreateUserForm({ onCreated }: { onCreated: () => void }) {
             value={password}
             onChange={(e) => setPassword(e.currentTarget.value)}
             error={errors.password}
+            // PasswordInput marks only data-invalid; screen readers (and tests) read aria-invalid.
+            aria-invalid={errors.password ? true : undefined}
             w={260}
             data-testid="user-password"
           />
@@ -176,7 +178,7 @@ function PasswordForm({ user, onDone }: { user: User; onDone: () => void }) {
   return (
     <form onSubmit={submit} data-testid="password-form">
       <Stack gap="sm">
-        <PasswordInput label="Password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} error={error} data-autofocus data-testid="new-password" />
+        <PasswordInput label="Password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.currentTarget.value)} error={error} aria-invalid={error ? true : undefined} data-autofocus data-testid="new-password" />
         <Text size="xs" c="dimmed">
           Their open sessions end: they sign in again with the new password.
         </Text>
