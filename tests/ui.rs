@@ -2,7 +2,9 @@
 //! control plane with real agents on real engines: environments OPS and DEV with one host each.
 //! The browser creates a stack, a service and a load balancer through the forms; this side then
 //! checks that the engine itself runs what the UI asked for. The browser also signs out and in
-//! again as a user with the member role in OPS only.
+//! again as a user with the member role in OPS only, and gives a user (through a group) the
+//! read-only role in DEV; after it deactivated DEV's host, this side checks that the engine gets
+//! no new container until the host is activated again.
 
 use corral_e2e::{engines, exclusive, repo_root, start_agent, wait_for, ControlPlane, Launch, TEST_IMAGE};
 use std::io::Write;
@@ -68,6 +70,22 @@ fn web_ui_drives_a_real_cluster() {
         (engines[0].running_names() == want).then_some(())
     });
     assert!(engines[1].running_names().is_empty(), "nothing was created in DEV, yet its engine runs {:?}", engines[1].running_names());
+
+    // The browser deactivated DEV's only host: a service created there now gets no container on
+    // its engine, until the host is activated again.
+    let dev_host = &cp.json(&["--env", "DEV", "host", "ls"])[0];
+    assert_eq!((dev_host["deactivated"].as_bool(), dev_host["status"].as_str()), (Some(true), Some("deactivated")), "DEV's host after the UI deactivated it: {dev_host}");
+    cp.json(&["--env", "DEV", "stack", "create", "parked"]);
+    cp.json(&["--env", "DEV", "service", "create", "parked/idle", "--image", TEST_IMAGE, "--scale", "1", "--", "sleep", "3600"]);
+    wait_for("the service on a deactivated host to say why it is unplaced", Duration::from_secs(15), || {
+        let svc = cp.json(&["--env", "DEV", "service", "ls", "parked"]);
+        svc[0]["unplaced"].as_array().is_some_and(|u| !u.is_empty()).then_some(())
+    });
+    assert!(engines[1].running_names().is_empty(), "a deactivated host got a new container: {:?}", engines[1].running_names());
+    cp.json(&["--env", "DEV", "host", "activate", &engines[1].name]);
+    wait_for("the activated host to run the parked service", Duration::from_secs(30), || {
+        (engines[1].running_names() == ["parked-idle-1"]).then_some(())
+    });
 
     drop(agents);
     for e in &engines {

@@ -8,6 +8,8 @@
 //   CORRAL_UI_IMAGE    image for the service it creates
 //   CORRAL_UI_USER     "NAME:PASSWORD" of a user with the member role in the first environment
 //                      (and none elsewhere): signs out and in again as that user
+//   The script also creates a user, a group and their role in the second environment itself
+//   (READER, GROUP below), and signs that user in in a second browser.
 //   CORRAL_UI_SCREENSHOTS=1  save docs/screenshots/*.png
 //   CORRAL_UI_ONLY=scale     run only the synthetic scale check (=desktop: only the desktop
 //                            Settings page, with Tauri's commands stood in for)
@@ -36,6 +38,13 @@ const ONLY = process.env.CORRAL_UI_ONLY ?? "";
 const T = 30_000;
 // The balancer listens on the agent's machine: a port nothing else of the test suite uses.
 const LB_PORT = 18931;
+// Created from the UI: a user, in a group that gets the read-only role in the second environment.
+const READER = "ui-reader";
+const READER_PASSWORD = "read but do not touch";
+const GROUP = "ui-readers";
+// A user name whose failed logins the script runs up to the per-user limit.
+const LOCKED = "ui-locked";
+const LOGIN_LIMIT_PER_USER = 10;
 
 function need(name) {
   const v = process.env[name];
@@ -83,6 +92,11 @@ async function fieldErrorText(page, testId) {
     const ids = (el.getAttribute("aria-describedby") ?? "").split(/\s+/).filter((id) => id.endsWith("-error"));
     return ids.map((id) => document.getElementById(id)?.textContent ?? "").join(" ");
   });
+}
+
+/** Waits until input `testId` is marked invalid (Mantine shows an error under it). */
+async function waitInvalid(page, testId) {
+  await page.waitForFunction((id) => document.querySelector(`[data-testid=${id}]`)?.getAttribute("aria-invalid") === "true", testId, { timeout: T });
 }
 
 async function selectEnv(page, env) {
@@ -147,15 +161,59 @@ async function realCluster(ctx) {
     await page.getByRole("option", { name: ops, exact: true }).waitFor({ timeout: T });
     assert((await page.getByRole("option", { name: qa, exact: true }).count()) === 0, `${qa} is still in the switcher after removal`);
     await page.keyboard.press("Escape");
+  });
+
+  await step("rename an environment: a bad name is refused under the field, a good one follows in the switcher", async () => {
+    const [before, after] = ["QA-old", "QA-renamed"];
+    await page.getByTestId("environment-name").fill(before);
+    await page.getByTestId("create-environment").click();
+    const row = (name) => page.locator(`[data-testid=environment-row][data-env="${name}"]`);
+    await row(before).waitFor({ timeout: T });
+    await row(before).getByTestId("rename-environment").click();
+    await page.getByTestId("environment-new-name").fill("bad name!");
+    await page.getByTestId("confirm-rename-environment").click();
+    await waitInvalid(page, "environment-new-name");
+    const err = await fieldErrorText(page, "environment-new-name");
+    assert(/bad name!/.test(err), `expected the API's name error next to the new name, got ${JSON.stringify(err)}`);
+    await shot(page, "rename-environment");
+    await page.getByTestId("environment-new-name").fill(after);
+    await page.getByTestId("confirm-rename-environment").click();
+    await row(after).waitFor({ timeout: T });
+    assert((await row(before).count()) === 0, `${before} is still listed after the rename`);
+    const envs = (await apiGet("/environments")).map((e) => e.name);
+    assert(envs.includes(after) && !envs.includes(before), `the API lists ${envs.join(", ")} after renaming ${before} to ${after}`);
+    await page.getByTestId("env-switcher").click();
+    await page.getByRole("option", { name: after, exact: true }).waitFor({ timeout: T });
+    assert((await page.getByRole("option", { name: before, exact: true }).count()) === 0, `${before} is still in the switcher`);
+    await page.keyboard.press("Escape");
+    await row(after).getByTestId("remove-environment").click();
+    await page.getByTestId("confirm-remove-environment").click();
+    await row(after).waitFor({ state: "detached", timeout: T });
     await page.getByTestId("nav-hosts").click();
   });
 
   await step("Add Host shows the API's join command", async () => {
     await page.getByTestId("add-host").first().click();
     const shown = (await page.getByTestId("join-command").textContent({ timeout: T })).trim();
-    const want = (await apiGet("/hosts/join-command", ops)).command;
-    assert(shown === want, `join command shown: ${shown}\nAPI says: ${want}`);
+    const api = await apiGet("/hosts/join-command", ops);
+    assert(shown === api.command, `join command shown: ${shown}\nAPI says: ${api.command}`);
+    const fingerprint = page.getByTestId("ca-fingerprint");
+    if (api.ca_fingerprint) assert((await fingerprint.textContent()).trim() === api.ca_fingerprint, "the CA fingerprint shown is the API's");
+    else assert((await fingerprint.count()) === 0, "a plain-HTTP control plane has no CA fingerprint to show");
     await shot(page, "add-host");
+  });
+
+  await step("Rotate token shows a new join command, and the API has moved to it", async () => {
+    const before = (await page.getByTestId("join-command").textContent()).trim();
+    const oldToken = (await apiGet("/hosts/join-command", ops)).token;
+    await page.getByTestId("rotate-token").click();
+    await page.getByTestId("confirm-rotate-token").click();
+    await page.getByTestId("token-rotated").waitFor({ timeout: T });
+    const after = (await page.getByTestId("join-command").textContent()).trim();
+    const api = await apiGet("/hosts/join-command", ops);
+    assert(after !== before, `the command shown did not change after rotating: ${after}`);
+    assert(api.token !== oldToken && after === api.command, `command shown after rotating: ${after}\nAPI says: ${api.command}`);
+    assert(!after.includes(oldToken), "the new command still carries the old token");
     await page.keyboard.press("Escape");
     await page.getByTestId("join-command").waitFor({ state: "detached", timeout: T });
   });
@@ -275,6 +333,8 @@ async function realCluster(ctx) {
     await page.getByTestId("stack-link").filter({ hasText: STACK }).waitFor({ timeout: T });
   });
 
+  await accessControl(page, dev, devHost);
+
   if (USER) {
     await step("sign out, then a wrong password shows the API's message", async () => {
       await page.getByTestId("user-menu").click();
@@ -290,6 +350,25 @@ async function realCluster(ctx) {
       const want = (await res.json()).message;
       assert(res.status === 401 && shown === want, `login error shown: ${JSON.stringify(shown)}\nAPI says (${res.status}): ${JSON.stringify(want)}`);
       await shot(page, "login");
+    });
+
+    await step("too many failed logins: the login page shows the API's 429 message", async () => {
+      const attempt = (password) =>
+        fetch(`${URL_}/v1/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: LOCKED, password }) });
+      // In parallel: each failure takes a while to answer on purpose.
+      await Promise.all(Array.from({ length: LOGIN_LIMIT_PER_USER }, (_, i) => attempt(`wrong-${i}`)));
+      const res = await attempt("wrong-again");
+      const body = await res.json();
+      assert(res.status === 429 && body.code === "too_many_attempts", `after ${LOGIN_LIMIT_PER_USER} failures the API answers ${res.status} ${JSON.stringify(body)}`);
+      await page.getByTestId("login-user").fill(LOCKED);
+      await page.getByTestId("login-password").fill("wrong-in-the-browser");
+      await page.getByTestId("login-submit").click();
+      await page.locator("[data-testid=login-error][data-code=too_many_attempts]").waitFor({ timeout: T });
+      const shown = (await page.getByTestId("login-error-message").textContent()).trim();
+      // The wait in the message counts down between the two answers: compare without the numbers.
+      const words = (m) => m.replace(/\d+/g, "N");
+      assert(words(shown) === words(body.message), `429 message shown: ${JSON.stringify(shown)}\nAPI says: ${JSON.stringify(body.message)}`);
+      await page.getByTestId("login-user").fill(USER);
     });
 
     await step(`sign in as ${USER} (member in ${ops} only) and see ${ops}'s host and stack`, async () => {
@@ -315,6 +394,137 @@ async function realCluster(ctx) {
   }
 
   await page.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access control from the UI, as an administrator (`page`, signed in with the token link): a user
+// and a group created, the group given read-only in `env`; that user, signed in in a second
+// browser, sees `env` and no control to change anything; a host deactivated; the audit log.
+
+async function accessControl(page, env, host) {
+  await step("Users: a short password is refused under its field; a user is created", async () => {
+    await page.getByTestId("nav-users").click();
+    await page.getByTestId("user-name").fill(READER);
+    await page.getByTestId("user-password").fill("short");
+    await page.getByTestId("create-user").click();
+    await waitInvalid(page, "user-password");
+    const err = await fieldErrorText(page, "user-password");
+    assert(/too short/.test(err), `expected the API's password error next to the field, got ${JSON.stringify(err)}`);
+    assert((await apiGet("/users")).every((u) => u.name !== READER), "a refused form created the user anyway");
+    await page.getByTestId("user-password").fill(READER_PASSWORD);
+    await page.getByTestId("create-user").click();
+    await page.locator(`[data-testid=user-row][data-user="${READER}"]`).waitFor({ timeout: T });
+    const user = (await apiGet("/users")).find((u) => u.name === READER);
+    assert(user && user.password && !user.admin, `the API has ${JSON.stringify(user)} for ${READER}`);
+    await shot(page, "users");
+  });
+
+  await step(`Groups: create ${GROUP} and add ${READER} to it`, async () => {
+    await page.getByTestId("nav-groups").click();
+    await page.getByTestId("group-name").fill(GROUP);
+    await page.getByTestId("create-group").click();
+    const card = page.locator(`[data-testid=group-card][data-group="${GROUP}"]`);
+    await card.waitFor({ timeout: T });
+    await card.getByTestId("group-add-user").click();
+    await page.getByRole("option", { name: READER, exact: true }).click();
+    await card.getByTestId("group-add-submit").click();
+    await card.locator(`[data-testid=group-member][data-user="${READER}"]`).waitFor({ timeout: T });
+    const group = (await apiGet("/groups")).find((g) => g.name === GROUP);
+    assert(group && group.members.includes(READER), `the API has ${JSON.stringify(group)} for ${GROUP}`);
+    await shot(page, "groups");
+  });
+
+  await step(`Members: give ${GROUP} the read-only role in ${env}`, async () => {
+    await selectEnv(page, env);
+    await page.getByTestId("nav-members").click();
+    await page.getByTestId("member-kind").getByText("Group", { exact: true }).click();
+    await page.getByTestId("member-name").fill(GROUP);
+    await page.keyboard.press("Escape");
+    await page.getByTestId("member-new-role").click();
+    await page.getByRole("option", { name: "read-only", exact: true }).click();
+    await page.getByTestId("add-member").click();
+    await page.locator(`[data-testid=member-row][data-member="group:${GROUP}"][data-role=read-only]`).waitFor({ timeout: T });
+    const members = await apiGet("/members", env);
+    assert(members.some((m) => m.kind === "group" && m.name === GROUP && m.role === "read-only"), `the API lists ${JSON.stringify(members)} in ${env}`);
+    await shot(page, "members");
+  });
+
+  const reader = await launch();
+  try {
+    const rp = await reader.newPage();
+    rp.on("pageerror", (e) => console.error(`[reader page error] ${e.message}`));
+
+    await step(`${READER} signs in in a second browser, sees ${env} and no control to change it`, async () => {
+      await rp.goto(`${URL_}/`);
+      await rp.getByTestId("login-user").fill(READER);
+      await rp.getByTestId("login-password").fill(READER_PASSWORD);
+      await rp.getByTestId("login-submit").click();
+      await rp.locator(`[data-testid=user-menu][data-user="${READER}"]`).waitFor({ timeout: T });
+      await rp.getByTestId("nav-hosts").click();
+      await rp.locator(`[data-testid=host-card][data-host="${host}"]`).waitFor({ timeout: T });
+      await rp.getByTestId("link-state").and(rp.locator("[data-state=live]")).waitFor({ timeout: T });
+      await rp.getByTestId("env-switcher").click();
+      await rp.getByRole("option", { name: env, exact: true }).waitFor({ timeout: T });
+      const options = await rp.getByRole("option").allTextContents();
+      assert(options.length === 1, `${READER} sees ${options.join(", ")} in the switcher, not only ${env}`);
+      await rp.keyboard.press("Escape");
+      const none = async (testId, what) => assert((await rp.getByTestId(testId).count()) === 0, `read-only is offered ${what}`);
+      await none("add-host", "Add Host");
+      await none("host-actions", "host actions");
+      for (const nav of ["nav-members", "nav-audit", "nav-users", "nav-groups"]) await none(nav, `the ${nav.slice(4)} page`);
+      await rp.getByTestId("nav-stacks").click();
+      await rp.getByTestId("stacks-empty").waitFor({ timeout: T });
+      await none("create-stack-form", "the new stack form");
+      await rp.getByTestId("nav-environments").click();
+      await rp.locator(`[data-testid=environment-row][data-env="${env}"]`).waitFor({ timeout: T });
+      await none("create-environment-form", "the new environment form");
+      await none("rename-environment", "renaming environments");
+      await shot(rp, "read-only");
+      // Typing the address of a page the role may not see: the API's refusal, said plainly.
+      for (const path of ["audit", "users"]) {
+        await rp.goto(`${URL_}/#/${path}`);
+        const refusal = rp.getByTestId("api-forbidden");
+        await refusal.waitFor({ timeout: T });
+        assert(/You may not see/.test(await refusal.textContent()), `#/${path} shows ${await refusal.textContent()}`);
+      }
+      await rp.getByTestId("nav-hosts").click();
+      await rp.locator(`[data-testid=host-card][data-host="${host}"]`).waitFor({ timeout: T });
+    });
+
+    await step(`deactivate ${host}: its card says so, here and in ${READER}'s browser, and so does the API`, async () => {
+      await page.getByTestId("nav-hosts").click();
+      const card = page.locator(`[data-testid=host-card][data-host="${host}"]`);
+      await card.getByTestId("host-actions").click();
+      await page.getByTestId("host-deactivate").click();
+      await card.getByTestId("host-deactivated").waitFor({ timeout: T });
+      const h = (await apiGet("/hosts", env)).find((x) => x.name === host);
+      assert(h.deactivated === true && h.status === "deactivated", `the API says ${host} is ${JSON.stringify({ deactivated: h.deactivated, status: h.status })}`);
+      await rp.locator(`[data-testid=host-card][data-host="${host}"] [data-testid=host-deactivated]`).waitFor({ timeout: T });
+      // Deactivated, it may be removed, or activated again.
+      await card.getByTestId("host-actions").click();
+      await page.getByTestId("host-remove").waitFor({ timeout: T });
+      assert((await page.getByTestId("host-activate").count()) === 1, "a deactivated host offers Activate");
+      await page.mouse.move(700, 850); // no tooltip in the picture
+      await shot(page, "host-actions");
+      await page.keyboard.press("Escape");
+    });
+  } finally {
+    await reader.close().catch(() => {});
+  }
+
+  await step(`the audit log of ${env} lists the changes, newest first, as the API does`, async () => {
+    await page.getByTestId("nav-audit").click();
+    const row = (method, path) => page.locator(`[data-testid=audit-row][data-method=${method}][data-path="${path}"]`);
+    await row("POST", `/v1/hosts/${host}/deactivate`).first().waitFor({ timeout: T });
+    await row("POST", "/v1/members").first().waitFor({ timeout: T });
+    const who = await row("POST", "/v1/members").first().getAttribute("data-user");
+    assert(who === "admin", `the role was given by ${who}, says the audit log`);
+    const [newest] = await apiGet("/audit?limit=1", env);
+    const first = page.getByTestId("audit-row").first();
+    const shown = [await first.getAttribute("data-method"), await first.getAttribute("data-path")].join(" ");
+    assert(shown === `${newest.method} ${newest.path}`, `first audit row: ${shown}; the API's newest entry: ${newest.method} ${newest.path}`);
+    await shot(page, "audit");
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,12 +695,14 @@ async function scaleCheck(ctx) {
   await page.close();
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), "corral-ui-chromium-"));
-let browser;
-let failed = false;
-try {
+const userDataDirs = [];
+
+/** A browser with a fresh profile of its own (its own cookies: its own session). */
+async function launch() {
+  const dir = mkdtempSync(join(tmpdir(), "corral-ui-chromium-"));
+  userDataDirs.push(dir);
   // A persistent context is how Playwright takes a fresh --user-data-dir of our choosing.
-  browser = await chromium.launchPersistentContext(userDataDir, {
+  return chromium.launchPersistentContext(dir, {
     executablePath: process.env.CORRAL_CHROMIUM ?? "/usr/bin/chromium",
     headless: true,
     viewport: { width: 1440, height: 900 },
@@ -499,6 +711,12 @@ try {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
+}
+
+let browser;
+let failed = false;
+try {
+  browser = await launch();
   if (ONLY === "") await realCluster(browser);
   if (ONLY === "" || ONLY === "desktop") await desktopSettings(browser);
   if (ONLY === "" || ONLY === "scale") await scaleCheck(browser);
@@ -509,6 +727,6 @@ try {
   console.error(`[ui] ${e instanceof Error ? e.stack ?? e.message : e}`);
 } finally {
   await browser?.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  for (const dir of userDataDirs) rmSync(dir, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
