@@ -22,9 +22,17 @@ struct Answer {
 
 /// One raw HTTP request with curl: `auth` is a bearer token or a `Cookie:` header value.
 fn http(cp: &ControlPlane, method: &str, path: &str, auth: Option<&str>, body: Option<&Value>) -> Answer {
+    http_from(None, cp, method, path, auth, body)
+}
+
+/// [`http`] from the loopback address `from` (e.g. 127.0.0.2), as another client machine would.
+fn http_from(from: Option<&str>, cp: &ControlPlane, method: &str, path: &str, auth: Option<&str>, body: Option<&Value>) -> Answer {
     let dir = tempfile::tempdir().unwrap();
     let headers = dir.path().join("headers");
     let mut cmd = Command::new("curl");
+    if let Some(address) = from {
+        cmd.args(["--interface", address]);
+    }
     // The range keeps the agent binary's download to one byte; other endpoints ignore it.
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-H", "Range: bytes=0-0", "-X", method, "-D"]).arg(&headers);
     match auth {
@@ -249,12 +257,20 @@ fn every_route_answers_every_role_as_specified() {
     assert_eq!(stacks, json!([]), "{stacks}");
 }
 
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// A hello as an agent would send it; returns the control plane's first answer.
-async fn hello(cp: &ControlPlane, token: &str, host_id: &str, name: &str) -> (Value, tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) {
+async fn hello(cp: &ControlPlane, token: &str, host_id: &str, name: &str) -> (Value, Socket) {
+    hello_with(cp, token, None, host_id, name).await
+}
+
+/// [`hello`] showing the host's own credential, as an agent that has joined does.
+async fn hello_with(cp: &ControlPlane, token: &str, credential: Option<&str>, host_id: &str, name: &str) -> (Value, Socket) {
     let url = format!("{}/v1/agent", cp.url.replacen("http://", "ws://", 1));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /v1/agent");
     let facts = HostFacts { name: name.into(), address: "127.0.0.1".into(), docker_version: "test".into(), cpus: 1, memory_bytes: 1 << 30, ..Default::default() };
-    let msg = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: token.into(), credential: None, host_id: host_id.into(), facts });
+    let credential = credential.map(str::to_string);
+    let msg = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: token.into(), credential, host_id: host_id.into(), facts });
     socket.send(Message::Text(serde_json::to_string(&msg).unwrap().into())).await.unwrap();
     loop {
         match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an answer to the hello") {
@@ -496,4 +512,154 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
     assert!(!session_file.exists());
     let out = as_erin(&["--env", "OPS", "stack", "ls"]);
     assert!(text(&out).contains("missing or wrong API token"), "{}", text(&out));
+}
+
+/// A rotated join token: the old one lets no new host in, the new one does, and a host that
+/// joined before keeps its session and reconnects with its own credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_join_token_refuses_the_old_one_and_joined_hosts_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = tokio::task::block_in_place(|| ControlPlane::start(&tmp.path().join("data")));
+    let old = cp.json(&["host", "join-command"]);
+    let old_token = old["token"].as_str().unwrap().to_string();
+    let (welcome, mut joined) = hello(&cp, &old_token, "host-a", "a").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // The joined host keeps its session as an agent does, with heartbeats; the task ends only
+    // when the control plane closes the session.
+    let session = tokio::spawn(async move {
+        let heartbeat = serde_json::to_string(&AgentMessage::Heartbeat).unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => if joined.send(Message::Text(heartbeat.clone().into())).await.is_err() { return },
+                message = joined.next() => if matches!(message, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) { return },
+            }
+        }
+    });
+    let credential = welcome["credential"].as_str().expect("a credential in the welcome").to_string();
+
+    let rotated = tokio::task::block_in_place(|| cp.json(&["host", "join-command", "--rotate"]));
+    let new_token = rotated["token"].as_str().unwrap().to_string();
+    assert_ne!(new_token, old_token);
+    assert!(rotated["command"].as_str().unwrap().contains(&new_token) && !rotated["command"].as_str().unwrap().contains(&old_token), "{rotated}");
+    assert_eq!(tokio::task::block_in_place(|| cp.json(&["host", "join-command"]))["token"], new_token.as_str(), "the rotation is kept");
+    // Without -o json: the new command itself.
+    let printed = tokio::task::block_in_place(|| cp.cli(&["host", "join-command"]).output().unwrap());
+    assert!(String::from_utf8_lossy(&printed.stdout).contains(&new_token), "{}", text(&printed));
+
+    // The joined host's session goes on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!session.is_finished(), "the joined host's session was not closed by the rotation");
+    let hosts = tokio::task::block_in_place(|| cp.hosts());
+    assert_eq!((hosts[0]["name"].as_str(), hosts[0]["state"].as_str()), (Some("a"), Some("active")), "{hosts:?}");
+
+    // A new host: the old token is refused, the new one works.
+    let (refused, _) = hello(&cp, &old_token, "host-b", "b").await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("rejected"), Some("bad_token")), "{refused}");
+    let (welcome, _b) = hello(&cp, &new_token, "host-b", "b").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // The first host reconnects with its own credential, whatever token its command line still has.
+    session.abort();
+    let again = loop {
+        let (answer, socket) = hello_with(&cp, &old_token, Some(&credential), "host-a", "a").await;
+        if answer["code"] != "already_connected" {
+            break (answer, socket);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(again.0["type"], "welcome", "{}", again.0);
+
+    // Rotating needs the owner role: a member may read the join command but not rotate it.
+    let member = tokio::task::block_in_place(|| {
+        let key = user_with_key(&cp, "mia");
+        cp.json(&["member", "add", "Default", "mia", "--role", "member"]);
+        key
+    });
+    let out = tokio::task::block_in_place(|| corral(&cp, Some(&member), &["host", "join-command", "--rotate"]));
+    assert!(!out.status.success() && text(&out).contains("owner role"), "{}", text(&out));
+    assert_eq!(tokio::task::block_in_place(|| cp.json(&["host", "join-command"]))["token"], new_token.as_str(), "a refused rotation changed nothing");
+}
+
+/// A browser signs in with the cookie only (no header, no `?token=`), and its event stream works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_opens_with_the_session_cookie_alone() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = tokio::task::block_in_place(|| ControlPlane::start(&tmp.path().join("data")));
+    let cookie = tokio::task::block_in_place(|| {
+        create_user(&cp, "gina", "gina-password");
+        cp.json(&["member", "add", "Default", "gina", "--role", "restricted"]);
+        let login = http(&cp, "POST", "/login", None, Some(&json!({"user": "gina", "password": "gina-password"})));
+        assert_eq!(login.status, 200, "{}", login.body);
+        let line = login.headers.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).expect("a session cookie").to_string();
+        line.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_string()
+    });
+    assert!(cookie.starts_with("corral_session="), "{cookie}");
+    let url = format!("{}/v1/events", cp.url.replacen("http://", "ws://", 1));
+    // Without any credential: refused before the upgrade.
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 401),
+        other => panic!("an event stream without a credential should be refused, got {:?}", other.map(|_| ())),
+    }
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut events, _) = tokio_tungstenite::connect_async(request).await.expect("the event stream opens with the cookie");
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("a hello frame");
+    let Some(Ok(Message::Text(hello))) = first else { panic!("no hello frame: {first:?}") };
+    assert_eq!(serde_json::from_str::<Value>(&hello).unwrap(), json!({"type": "hello", "environment": "Default"}));
+    // A change made with the same session (as the browser's own request) arrives as a frame.
+    let created = tokio::task::block_in_place(|| http(&cp, "POST", "/stacks", Some(&cookie), Some(&json!({"name": "WEB"}))));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut frames = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !frames.iter().any(|f: &Value| f["type"] == "changed" && f["resources"].to_string().contains("stacks")) && Instant::now() < deadline {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+            frames.push(serde_json::from_str(&t).unwrap());
+        }
+    }
+    assert!(frames.iter().any(|f| f["environment"] == "Default" && f["resources"].to_string().contains("stacks")), "{frames:?}");
+}
+
+/// Failed logins are counted in the database: per user name across addresses and per address
+/// across user names, and a restart of the control plane forgets none of them.
+#[test]
+fn failed_logins_are_limited_per_user_and_per_address_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&tmp.path().join("data"));
+    create_user(&cp, "hank", "hank-password");
+    create_user(&cp, "ivy", "ivy-password");
+    let login = |from: &str, user: &str, password: &str| http_from(Some(from), &cp, "POST", "/login", None, Some(&json!({"user": user, "password": password})));
+    // Guesses for one user from several machines, in parallel: they all count.
+    std::thread::scope(|s| {
+        let guesses: Vec<_> = (0..10).map(|i| s.spawn(move || login(&format!("127.0.0.{}", 2 + i % 3), "hank", "wrong").status)).collect();
+        let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+        assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    });
+    let refused = |answer: &Answer, whom: &str| {
+        assert_eq!((answer.status, answer.body["code"].as_str()), (429, Some("too_many_attempts")), "{}", answer.body);
+        let message = answer.body["message"].as_str().unwrap();
+        assert!(message.contains(whom) && message.contains("try again in"), "{message}");
+        let retry_after: u64 = answer.headers.lines().find_map(|l| l.to_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap())).expect("a Retry-After header");
+        assert!(retry_after > 800 && retry_after <= 900, "within the 15-minute window: {retry_after}");
+    };
+    // A fresh address, the right password: still refused for this user.
+    refused(&login("127.0.0.9", "hank", "hank-password"), "user hank");
+    // Another user from those addresses is not affected.
+    assert_eq!(login("127.0.0.2", "ivy", "ivy-password").status, 200);
+
+    // The count survives a restart.
+    let cp = cp.restart();
+    let login = |from: &str, user: &str, password: &str| http_from(Some(from), &cp, "POST", "/login", None, Some(&json!({"user": user, "password": password})));
+    refused(&login("127.0.0.9", "hank", "hank-password"), "user hank");
+
+    // One address guessing many user names is limited too, whoever it tries next.
+    std::thread::scope(|s| {
+        let guesses: Vec<_> = (0..30).map(|i| s.spawn(move || login("127.0.0.7", &format!("guess-{i}"), "x").status)).collect();
+        assert!(guesses.into_iter().all(|g| g.join().unwrap() == 401));
+    });
+    refused(&login("127.0.0.7", "ivy", "ivy-password"), "this address");
+    assert_eq!(login("127.0.0.8", "ivy", "ivy-password").status, 200, "other addresses are not affected");
+    // Refusals are in the audit log, under the user they were for.
+    let all = cp.json(&["audit", "ls", "--limit", "1000"]);
+    assert!(all.as_array().unwrap().iter().any(|e| e["user"] == "hank" && e["status"] == 429 && e["path"] == "/v1/login"), "{all}");
 }

@@ -32,6 +32,19 @@ impl Store {
         Ok(rows.into_iter().map(row_to_record).collect())
     }
 
+    /// The record of the container named `name` in the environment, if there is one.
+    pub async fn container_record(&self, environment_id: i64, name: &str) -> Result<Option<ContainerRecord>> {
+        Ok(sqlx::query(
+            "SELECT c.* FROM containers c JOIN services s ON s.id = c.service_id JOIN stacks st ON st.id = s.stack_id
+             WHERE st.environment_id = ? AND c.name = ?",
+        )
+        .bind(environment_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(row_to_record))
+    }
+
     /// Deletes the record of the container named `name` in the environment and returns it.
     pub async fn delete_container_record(&self, environment_id: i64, name: &str) -> Result<ContainerRecord> {
         sqlx::query(
@@ -130,6 +143,8 @@ mod tests {
         // Move 1 to b and drop 3.
         store.apply_placement(svc.id, &[(1, "b".into(), svc.container_name(1))], &[3]).await.unwrap();
         assert!(store.delete_container_record(env.id, "S-web-9").await.is_err());
+        assert_eq!(store.container_record(env.id, "S-web-1").await.unwrap().map(|r| r.host_id), Some("b".to_string()));
+        assert_eq!(store.container_record(env.id, "S-web-9").await.unwrap(), None);
         let recs = store.container_records(None).await.unwrap();
         assert_eq!(recs.iter().map(|r| (r.instance, r.host_id.as_str())).collect::<Vec<_>>(), [(1, "b"), (2, "b")]);
         assert_eq!(recs[0].name, "S-web-1");

@@ -143,6 +143,12 @@ impl Store {
     /// `io.corral.environment` label keeps its value ([`Environment::label`]).
     pub async fn rename_environment(&self, name: &str, new_name: &str) -> Result<Environment> {
         let env = self.environment(name).await?;
+        if env.name.eq_ignore_ascii_case(DEFAULT_ENVIRONMENT) {
+            // Requests without an environment, and every start of the control plane, find it by this name.
+            return Err(StoreError::Conflict(format!(
+                "the default environment {DEFAULT_ENVIRONMENT:?} cannot be renamed: requests without --env use it by name; create another environment instead"
+            )));
+        }
         let result = sqlx::query("UPDATE environments SET name = ? WHERE id = ? RETURNING *")
             .bind(new_name)
             .bind(env.id)
@@ -229,6 +235,8 @@ mod tests {
         let err = store.rename_environment("STAGING", "default").await.unwrap_err();
         assert!(matches!(&err, StoreError::Conflict(m) if m.contains("already exists")), "{err}");
         assert!(matches!(store.rename_environment("nope", "X").await, Err(StoreError::NotFound(_))));
+        let err = store.rename_environment("default", "Main").await.unwrap_err();
+        assert!(matches!(&err, StoreError::Conflict(m) if m.contains("cannot be renamed")), "{err}");
         // A case-only rename is a rename, not a clash with itself.
         assert_eq!(store.rename_environment("STAGING", "Staging").await.unwrap().name, "Staging");
 

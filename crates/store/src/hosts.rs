@@ -229,6 +229,11 @@ impl Store {
         rows.into_iter().map(row_to_host).collect()
     }
 
+    /// A host by its agent's id, if it is registered.
+    pub async fn host_by_id(&self, host_id: &str) -> Result<Option<Host>> {
+        sqlx::query("SELECT * FROM hosts WHERE id = ?").bind(host_id).fetch_optional(&self.pool).await?.map(row_to_host).transpose()
+    }
+
     pub async fn host(&self, environment_id: i64, name: &str) -> Result<Host> {
         sqlx::query("SELECT * FROM hosts WHERE environment_id = ? AND name = ?")
             .bind(environment_id)
@@ -267,6 +272,8 @@ mod tests {
         assert_eq!(store.host(env.id, "h1").await.unwrap().state, HostState::Disconnected);
         // Reconnecting with the same identity updates the record in place.
         let (again, new) = store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        assert_eq!(store.host_by_id("id-1").await.unwrap().map(|h| h.name), Some("h1".to_string()));
+        assert_eq!(store.host_by_id("id-9").await.unwrap(), None);
         assert!(!new);
         assert_eq!((again.state, again.created_at), (HostState::Active, h.created_at));
         // Another identity may not take the same name.

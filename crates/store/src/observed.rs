@@ -48,6 +48,17 @@ impl Store {
         Ok(())
     }
 
+    /// What the host last reported about the container `name`, if anything.
+    pub async fn observed_one(&self, host_id: &str, name: &str) -> Result<Option<ObservedRecord>> {
+        sqlx::query("SELECT * FROM observed WHERE host_id = ? AND name = ?")
+            .bind(host_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_observed)
+            .transpose()
+    }
+
     /// Observed containers on the hosts of one environment, or of all.
     pub async fn observed(&self, environment_id: Option<i64>) -> Result<Vec<ObservedRecord>> {
         let rows = sqlx::query(
@@ -86,5 +97,7 @@ mod tests {
         let seen = store.observed(Some(env.id)).await.unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!((seen[0].name.as_str(), seen[0].state, seen[0].ip.as_deref()), ("y", ContainerState::Running, Some("172.17.0.2")));
+        assert_eq!(store.observed_one("a", "y").await.unwrap().as_ref(), Some(&seen[0]));
+        assert_eq!(store.observed_one("a", "x").await.unwrap(), None);
     }
 }

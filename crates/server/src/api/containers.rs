@@ -104,10 +104,10 @@ pub struct ContainerDetail {
 /// A container's record, service and host in the environment, or a 404 naming it.
 async fn find(state: &AppState, env: &corral_store::Environment, name: &str) -> ApiResult<(ContainerRecord, Service, Host, Option<ObservedRecord>)> {
     let not_found = || ApiError::NotFound(format!("no container {name:?} in environment {}; see `corral ps`", env.name));
-    let record = state.store.container_records(Some(env.id)).await?.into_iter().find(|r| r.name == name).ok_or_else(not_found)?;
+    let record = state.store.container_record(env.id, name).await?.ok_or_else(not_found)?;
     let service = state.store.service_by_id(record.service_id).await?;
-    let host = state.store.hosts(Some(env.id)).await?.into_iter().find(|h| h.id == record.host_id).ok_or_else(not_found)?;
-    let seen = state.store.observed(Some(env.id)).await?.into_iter().find(|o| o.host_id == record.host_id && o.name == record.name);
+    let host = state.store.host_by_id(&record.host_id).await?.filter(|h| h.environment_id == env.id).ok_or_else(not_found)?;
+    let seen = state.store.observed_one(&record.host_id, &record.name).await?;
     Ok((record, service, host, seen))
 }
 
