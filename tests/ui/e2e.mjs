@@ -480,6 +480,12 @@ async function accessControl(page, env, host) {
       await none("create-environment-form", "the new environment form");
       await none("rename-environment", "renaming environments");
       await shot(rp, "read-only");
+      // Everyone who sees the environment may read its members, but not change them.
+      await rp.goto(`${URL_}/#/members`);
+      await rp.locator(`[data-testid=member-row][data-member="group:${GROUP}"]`).waitFor({ timeout: T });
+      await none("add-member-form", "the form giving roles");
+      await none("remove-member", "removing members");
+      assert(await rp.getByTestId("member-role").isDisabled(), "read-only can change a role");
       // Typing the address of a page the role may not see: the API's refusal, said plainly.
       for (const path of ["audit", "users"]) {
         await rp.goto(`${URL_}/#/${path}`);

@@ -20,7 +20,8 @@ export function MembersPage() {
   const { env } = useLiveState();
   const members = useLive("members", [], (s) => api.members(s));
   const [removing, setRemoving] = useState<Membership | null>(null);
-  const { admin } = useEnvRights();
+  // Everyone who sees the environment may read its members; owners and admins change them.
+  const { admin, manageEnv } = useEnvRights();
 
   const changeRole = async (m: Membership, role: EnvRole) => {
     try {
@@ -39,7 +40,7 @@ export function MembersPage() {
       <Text size="sm" c="dimmed" maw={760}>
         A role applies in this environment only. {ENV_ROLES.map((r) => `${r}: ${ROLE_HELP[r]}`).join("; ")}. Administrators need no role.
       </Text>
-      {!members.error && <AddMemberForm suggest={admin} onAdded={members.reload} />}
+      {manageEnv && !members.error && <AddMemberForm suggest={admin} onAdded={members.reload} />}
       {members.error && <ErrorBanner error={members.error} what={`the members of ${env}`} onRetry={members.reload} />}
       {members.loading && <ListSkeleton rows={2} height={40} />}
       {members.data && members.data.length === 0 && (
@@ -75,6 +76,7 @@ export function MembersPage() {
                       data={ROLE_OPTIONS}
                       value={m.role}
                       allowDeselect={false}
+                      disabled={!manageEnv}
                       onChange={(v) => v && v !== m.role && void changeRole(m, v as EnvRole)}
                       w={150}
                       size="xs"
@@ -84,9 +86,11 @@ export function MembersPage() {
                   </Table.Td>
                   <Table.Td>
                     <Group justify="flex-end">
-                      <Button size="xs" variant="subtle" color="red" onClick={() => setRemoving(m)} data-testid="remove-member">
-                        Remove
-                      </Button>
+                      {manageEnv && (
+                        <Button size="xs" variant="subtle" color="red" onClick={() => setRemoving(m)} data-testid="remove-member">
+                          Remove
+                        </Button>
+                      )}
                     </Group>
                   </Table.Td>
                 </Table.Tr>
