@@ -1,9 +1,11 @@
-//! Environments: create, list, remove through the CLI and the API; bad input is refused with a
-//! clear error and changes nothing. A control plane with no hosts is enough.
+//! Environments: create, list, rename, remove through the CLI and the API; bad input is refused
+//! with a clear error and changes nothing. A control plane with no hosts is enough, except to
+//! show that a rename restarts no container (real engines).
 
 use corral_e2e::*;
 use serde_json::Value;
 use std::process::Command;
+use std::time::Duration;
 
 fn names(envs: &Value) -> Vec<String> {
     envs.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
@@ -99,5 +101,98 @@ fn bad_environment_input_is_refused_clearly_and_changes_nothing() {
     let (code, _) = curl(&["-X", "DELETE", &format!("{}/v1/environments/QA", cp.url)]);
     assert_eq!(code, "204");
 
+    // Renames: to a name taken (in any case), invalid, of a missing or the default environment.
+    let patch = |env: &str, body: &str| curl(&["-X", "PATCH", "-H", "Content-Type: application/json", "-d", body, &format!("{}/v1/environments/{env}", cp.url)]);
+    let (code, body) = patch("OPS", r#"{"name":"default"}"#);
+    assert_eq!((code.as_str(), body["code"].as_str()), ("409", Some("conflict")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("already exists"), "{body}");
+    let (code, body) = patch("OPS", r#"{"name":"bad name"}"#);
+    assert_eq!((code.as_str(), body["code"].as_str(), body["field"].as_str()), ("400", Some("invalid"), Some("name")), "{body}");
+    let (code, body) = patch("Nowhere", r#"{"name":"X"}"#);
+    assert_eq!((code.as_str(), body["code"].as_str()), ("404", Some("not_found")), "{body}");
+    let (code, body) = patch("Default", r#"{"name":"Main"}"#);
+    assert_eq!((code.as_str(), body["code"].as_str()), ("409", Some("conflict")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("cannot be renamed"), "{body}");
+    let (code, _) = patch("OPS", r#"{"nom":"X"}"#);
+    assert_eq!(code, "400");
+    for (args, expected) in [
+        (&["env", "rename", "OPS", "Default"][..], "already exists"),
+        (&["env", "rename", "OPS", "no/slash"], "invalid environment name"),
+        (&["env", "rename", "Nowhere", "X"], "environment \"Nowhere\" does not exist"),
+    ] {
+        let err = cp.fails(args);
+        assert!(err.contains(expected), "corral {args:?}: expected {expected:?} in {err:?}");
+    }
+
     assert_eq!((cp.json(&["env", "ls"]), cp.json(&["--env", "OPS", "stack", "ls"])), before, "bad input changed nothing");
+}
+
+/// The start time of each managed container on the engine, by name.
+fn started(engine: &Engine) -> std::collections::BTreeMap<String, String> {
+    engine
+        .managed()
+        .into_iter()
+        .map(|c| {
+            let out = engine.docker(&["inspect", "--format", "{{.State.StartedAt}}", &c.id]);
+            (c.name, String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .collect()
+}
+
+/// A rename with containers running: nothing restarts, everything is listed under the new
+/// name, the old name is gone, and the service still scales.
+#[test]
+fn renaming_an_environment_restarts_nothing() {
+    let _engines = exclusive();
+    let engine = engines(1).remove(0);
+    engine.clear();
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&tmp.path().join("data"));
+    cp.json(&["env", "create", "OPS"]);
+    let token = cp.json(&["--env", "OPS", "host", "join-command"])["token"].as_str().unwrap().to_string();
+    let agent = start_agent(&cp, &token, &engine, &tmp.path().join("agent"), &[]);
+    let run = |args: &[&str]| cp.json(&[&["--env", "PROD"][..], args].concat());
+    cp.json(&["--env", "OPS", "stack", "create", "S"]);
+    cp.json(&["--env", "OPS", "service", "create", "S/web", "--image", TEST_IMAGE, "--scale", "2", "--", "sleep", "3600"]);
+    let want = instance_names("S-web", 2);
+    wait_for("two running", Duration::from_secs(30), || (engine.running_names() == want).then_some(()));
+    let before = started(&engine);
+
+    let renamed = cp.json(&["env", "rename", "OPS", "PROD"]);
+    assert_eq!((renamed["name"].as_str(), renamed["stacks"].as_u64(), renamed["hosts"].as_u64()), (Some("PROD"), Some(1), Some(1)), "{renamed}");
+    let names: Vec<String> = cp.json(&["env", "ls"]).as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["Default", "PROD"]);
+    let err = cp.fails(&["--env", "OPS", "ps"]);
+    assert!(err.contains("environment \"OPS\" does not exist"), "{err}");
+    // A few control-loop passes later: nothing recreated or restarted, all listed under PROD.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(started(&engine), before, "the rename restarted nothing");
+    let ps = run(&["ps"]);
+    let listed: Vec<&str> = ps.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["S-web-1", "S-web-2"], "{ps}");
+    assert!(ps.as_array().unwrap().iter().all(|c| c["state"] == "running"), "{ps}");
+    let hosts = run(&["host", "ls"]);
+    assert_eq!((hosts[0]["environment"].as_str(), hosts[0]["state"].as_str(), hosts[0]["in_sync"].as_bool()), (Some("PROD"), Some("active"), Some(true)), "{hosts}");
+
+    // Still managed: it scales, and the first two keep running untouched.
+    run(&["service", "scale", "S/web", "3"]);
+    wait_for("three running", Duration::from_secs(30), || (engine.running_names() == instance_names("S-web", 3)).then_some(()));
+    let after = started(&engine);
+    assert!(before.iter().all(|(name, at)| after.get(name) == Some(at)), "before {before:?}, after {after:?}");
+    // New containers carry the label value the environment was created with, like the old ones.
+    let labels: Vec<String> = engine.managed().into_iter().map(|c| c.labels["io.corral.environment"].clone()).collect();
+    assert_eq!(labels, ["OPS", "OPS", "OPS"]);
+    let detail = run(&["container", "inspect", "S-web-3"]);
+    assert_eq!(detail["labels"]["io.corral.environment"], "OPS", "{detail}");
+
+    // A restart of the control plane changes nothing either.
+    let cp = cp.restart();
+    wait_for("the host back", Duration::from_secs(30), || {
+        let hosts = cp.json(&["--env", "PROD", "host", "ls"]);
+        (hosts[0]["state"] == "active" && hosts[0]["in_sync"] == true).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(started(&engine), after, "nothing restarted after the control plane restarted");
+    drop(agent);
+    engine.clear();
 }
