@@ -355,3 +355,227 @@ async fn backend_closing_idle_connections_fails_no_request() {
     task.abort();
     lb.shutdown().await;
 }
+
+/// Writes `request` on a fresh connection to the proxy and returns everything it sends back
+/// until it closes the connection.
+async fn raw_exchange(port: u16, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect((LOCALHOST, port))
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_get_a_clear_error_and_reach_no_backend() {
+    init_tracing();
+    let a = HttpBackend::start("a").await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr])).await;
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            b"GARBAGE\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 ",
+            "not valid HTTP/1.1",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 ",
+            "Content-Length",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            "HTTP/1.1 400 ",
+            "chunked request body is invalid",
+        ),
+        (
+            [
+                &b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "[..],
+                &vec![b'a'; 70 * 1024],
+                b"\r\n\r\n",
+            ]
+            .concat(),
+            "HTTP/1.1 431 ",
+            "larger than",
+        ),
+        (
+            b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n".to_vec(),
+            "HTTP/1.1 405 ",
+            "CONNECT is not supported",
+        ),
+    ];
+    for (request, status, says) in cases {
+        let out = raw_exchange(port, &request).await;
+        assert!(out.starts_with(status), "{out}");
+        assert!(out.contains("connection: close\r\n"), "{out}");
+        assert!(out.contains(says), "{says}: {out}");
+    }
+    assert_eq!(a.hits(), 0);
+    // The proxy is still there.
+    assert_eq!(get(&client(), port, "x", "/").await.unwrap().body, "a");
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn http10_connection_close_and_pipelining() {
+    init_tracing();
+    let a = HttpBackend::start("a").await;
+    let b = HttpBackend::start("b").await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr, b.addr])).await;
+
+    // HTTP/1.0 without keep-alive: one answer, then the proxy closes.
+    let out = raw_exchange(port, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(out.contains("connection: close\r\n"), "{out}");
+
+    // Three requests in one write; the last asks to close. Answers come in order.
+    let one = |close: &str| format!("GET / HTTP/1.1\r\nHost: x\r\n{close}\r\n");
+    let pipelined = format!("{}{}{}", one(""), one(""), one("Connection: close\r\n"));
+    let out = raw_exchange(port, pipelined.as_bytes()).await;
+    assert_eq!(out.matches("HTTP/1.1 200 ").count(), 3, "{out}");
+    let bodies: Vec<&str> = out
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| r.rsplit("\r\n\r\n").next().unwrap())
+        .collect();
+    assert!(
+        bodies == ["b", "a", "b"] || bodies == ["a", "b", "a"],
+        "{bodies:?}"
+    );
+    assert_eq!(out.matches("connection: close").count(), 1, "{out}");
+    // The client's Connection header is not forwarded: the backend connection stays open.
+    assert!(!out.contains("x-echo-connection"), "{out}");
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    init_tracing();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = HttpBackend::start("a").await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[a.addr])).await;
+    let mut s = tokio::net::TcpStream::connect((LOCALHOST, port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"PUT /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(out.ends_with("a:5"), "{out}");
+    lb.shutdown().await;
+}
+
+/// A backend answering by path: `/chunked` (keep-alive, with a trailer), `/close` (no length,
+/// ended by closing), `/big` (1 MiB with a Content-Length). Counts its connections.
+async fn framing_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&req[..end]).into_owned();
+                    req.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let reply: Vec<u8> = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec(),
+                        "/close" => b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec(),
+                        _ => [
+                            &b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"[..],
+                            &vec![b'z'; 1 << 20],
+                        ]
+                        .concat(),
+                    };
+                    if s.write_all(&reply).await.is_err() || path == "/close" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, task)
+}
+
+#[tokio::test]
+async fn response_bodies_in_every_framing_arrive_whole() {
+    init_tracing();
+    use std::sync::atomic::Ordering;
+    let (addr, accepted, task) = framing_backend().await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[addr])).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = get(&c, port, "x", "/chunked").await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "hello, world"));
+        let r = get(&c, port, "x", "/big").await.unwrap();
+        assert_eq!(r.body.len(), 1 << 20);
+        assert!(r.body.bytes().all(|b| b == b'z'));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "chunked and long bodies keep the connection"
+    );
+
+    // Chunks pass through as they are to an HTTP/1.1 client, trailer included...
+    let out = raw_exchange(
+        port,
+        b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.contains("transfer-encoding: chunked\r\n"), "{out}");
+    assert!(
+        out.ends_with("5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n"),
+        "{out}"
+    );
+    // ...and are decoded for an HTTP/1.0 one, which learns the end from the close.
+    let out = raw_exchange(
+        port,
+        b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    assert!(!out.contains("transfer-encoding"), "{out}");
+    assert!(out.contains("connection: close\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nhello, world"), "{out}");
+
+    // A body ended by the backend's close ends the client connection the same way.
+    let r = get(&c, port, "x", "/close").await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "until the end"));
+    assert_eq!(r.headers["connection"], "close");
+    assert_eq!(lb.status()[0].backends[0].active_connections, 0);
+    task.abort();
+    lb.shutdown().await;
+}
