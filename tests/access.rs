@@ -514,6 +514,38 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
     assert!(text(&out).contains("missing or wrong API token"), "{}", text(&out));
 }
 
+/// `corral user create --admin` makes an administrator: it sees every environment without a
+/// role in any, and may do what only admins may; a user made without the flag may not.
+#[test]
+fn a_user_created_as_admin_manages_every_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&tmp.path().join("data"));
+    cp.json(&["env", "create", "OPS"]);
+    let mut child = cp.cli(&["-o", "json", "user", "create", "grace", "--admin", "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"grace-password\n").unwrap();
+    let grace = ok_json(&child.wait_with_output().unwrap());
+    assert_eq!((grace["name"].as_str(), grace["admin"].as_bool()), (Some("grace"), Some(true)), "{grace}");
+    create_user(&cp, "hank", "hank-password");
+    let users = cp.json(&["user", "ls"]);
+    let hank = users.as_array().unwrap().iter().find(|u| u["name"] == "hank").unwrap();
+    assert_eq!(hank["admin"], false, "{users}");
+
+    let grace = login_token(&cp, "grace", "grace-password");
+    let envs = http(&cp, "GET", "/environments", Some(&grace), None);
+    let names: Vec<&str> = envs.body.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"OPS") && names.contains(&"Default"), "{}", envs.body);
+    assert_eq!(http(&cp, "GET", "/stacks?env=OPS", Some(&grace), None).status, 200);
+    assert_eq!(http(&cp, "POST", "/environments", Some(&grace), Some(&json!({"name": "QA"}))).status, 201);
+
+    let hank = login_token(&cp, "hank", "hank-password");
+    assert_eq!(http(&cp, "POST", "/environments", Some(&hank), Some(&json!({"name": "QA2"}))).status, 403);
+    assert_eq!(http(&cp, "GET", "/users", Some(&hank), None).status, 403);
+    // A flag of the wrong type is refused and creates nobody.
+    let bad = http(&cp, "POST", "/users", Some(&cp.admin_token()), Some(&json!({"name": "ivan", "admin": "yes"})));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(!cp.json(&["user", "ls"]).to_string().contains("ivan"));
+}
+
 /// A rotated join token: the old one lets no new host in, the new one does, and a host that
 /// joined before keeps its session and reconnects with its own credential.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -398,7 +398,7 @@ export const api = {
   users: (signal?: AbortSignal) => request<User[]>("GET", "/users", undefined, signal),
   // `admin` is sent only when asked for, so creating an ordinary user needs nothing more of the API.
   createUser: (name: string, password: string, admin: boolean) =>
-    request<User>("POST", "/users", { name, password, ...(admin ? { admin } : {}) }),
+    request<User>("POST", "/users", { name, password, admin }),
   removeUser: (name: string) => request<void>("DELETE", `/users/${seg(name)}`),
   setPassword: (name: string, password: string) => request<void>("PUT", `/users/${seg(name)}/password`, { password }),
   groups: (signal?: AbortSignal) => request<Group[]>("GET", "/groups", undefined, signal),

@@ -232,7 +232,7 @@ mod tests {
         let (store, _dir) = store().await;
         let ops = store.create_environment("OPS").await.unwrap();
         let dev = store.create_environment("DEV").await.unwrap();
-        let alice = store.create_user("alice", None).await.unwrap();
+        let alice = store.create_user("alice", None, false).await.unwrap();
         let devs = store.create_group("devs").await.unwrap();
         store.add_to_group("devs", "alice").await.unwrap();
         store.set_membership(ops.id, MemberKind::User, alice.id, Role::ReadOnly).await.unwrap();
@@ -252,7 +252,7 @@ mod tests {
     async fn keys_verify_by_hash_and_revoke() {
         let (store, _dir) = store().await;
         let ops = store.create_environment("OPS").await.unwrap();
-        let alice = store.create_user("alice", None).await.unwrap();
+        let alice = store.create_user("alice", None, false).await.unwrap();
         let (account, secret) = store.create_api_key(alice.id, None, Some("laptop")).await.unwrap();
         let (env_key, env_secret) = store.create_api_key(alice.id, Some(ops.id), None).await.unwrap();
         assert_eq!((account.kind, env_key.kind, env_key.environment.as_deref()), ("account", "environment", Some("OPS")));

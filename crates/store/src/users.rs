@@ -99,15 +99,17 @@ async fn verify_password(hash: Option<String>, password: String) -> bool {
 }
 
 impl Store {
-    /// Creates a user; without a password it can only act through API keys.
-    pub async fn create_user(&self, name: &str, password: Option<&str>) -> Result<User> {
+    /// Creates a user; without a password it can only act through API keys. An admin sees and
+    /// manages every environment, users and groups.
+    pub async fn create_user(&self, name: &str, password: Option<&str>, admin: bool) -> Result<User> {
         let hash = match password {
             Some(p) => Some(hash_password(p.to_string()).await?),
             None => None,
         };
-        let result = sqlx::query("INSERT INTO users (name, password_hash, admin, created_at) VALUES (?, ?, 0, ?) RETURNING *")
+        let result = sqlx::query("INSERT INTO users (name, password_hash, admin, created_at) VALUES (?, ?, ?, ?) RETURNING *")
             .bind(name)
             .bind(hash)
+            .bind(admin)
             .bind(now())
             .fetch_one(&self.pool)
             .await;
@@ -270,14 +272,14 @@ mod tests {
     #[tokio::test]
     async fn passwords_are_argon2id_and_checked() {
         let (store, _dir) = store().await;
-        let alice = store.create_user("alice", Some("correct horse")).await.unwrap();
+        let alice = store.create_user("alice", Some("correct horse"), false).await.unwrap();
         assert!(alice.password && !alice.admin);
         let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE name = 'alice'").fetch_one(store.pool()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"), "{stored}");
         assert_eq!(store.check_password("ALICE", "correct horse").await.unwrap().map(|u| u.id), Some(alice.id));
         assert_eq!(store.check_password("alice", "wrong").await.unwrap(), None);
         assert_eq!(store.check_password("bob", "correct horse").await.unwrap(), None);
-        assert!(matches!(store.create_user("Alice", None).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(store.create_user("Alice", None, false).await, Err(StoreError::Conflict(_))));
         // The built-in admin has no password: its credential is the admin key.
         assert_eq!(store.check_password("admin", "").await.unwrap(), None);
         assert!(matches!(store.delete_user("admin").await, Err(StoreError::Conflict(_))));
@@ -286,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn groups_hold_users() {
         let (store, _dir) = store().await;
-        store.create_user("alice", None).await.unwrap();
+        store.create_user("alice", None, false).await.unwrap();
         store.create_group("devs").await.unwrap();
         store.add_to_group("devs", "alice").await.unwrap();
         let g = store.add_to_group("DEVS", "alice").await.unwrap();
@@ -299,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_expire() {
         let (store, _dir) = store().await;
-        let alice = store.create_user("alice", None).await.unwrap();
+        let alice = store.create_user("alice", None, false).await.unwrap();
         let (token, _) = store.create_session(alice.id, Duration::from_secs(60)).await.unwrap();
         assert_eq!(store.session(&token).await.unwrap().map(|s| s.user_id), Some(alice.id));
         store.delete_session(&token).await.unwrap();

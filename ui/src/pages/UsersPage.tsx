@@ -124,10 +124,6 @@ function CreateUserForm({ onCreated }: { onCreated: () => void }) {
       const f = fieldError(err, ["name", "password", "admin"]);
       if (f) setErrors({ [f.field]: f.message });
       else if (err instanceof ApiError && err.status === 409) setErrors({ name: err.message });
-      // A control plane whose API does not take the flag refuses the whole body for it: say so
-      // where it was set, rather than quote a deserialisation error.
-      else if (admin && err instanceof ApiError && err.status === 400 && err.message.includes("unknown field `admin`"))
-        setErrors({ admin: "this control plane does not create administrators: create the user without the flag" });
       else notifyError("Could not create the user", err);
     } finally {
       setBusy(false);

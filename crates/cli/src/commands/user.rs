@@ -14,6 +14,9 @@ pub enum Command {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Make it an administrator: it sees and manages every environment, users and groups.
+        #[arg(long)]
+        admin: bool,
     },
     /// List the users.
     Ls,
@@ -29,10 +32,15 @@ pub enum Command {
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
-        Command::Create { name, password_stdin } => {
+        Command::Create { name, password_stdin, admin } => {
             let password = if password_stdin { Some(password_from_stdin(true)?) } else { None };
-            let user: Value = client.post("/users", &json!({ "name": name, "password": password })).await?;
-            output::done(format, &user, &format!("created user {name}; `corral member add ENV {name} --role ROLE` gives it access"));
+            let user: Value = client.post("/users", &json!({ "name": name, "password": password, "admin": admin })).await?;
+            let next = if admin {
+                format!("created administrator {name}: it sees and manages every environment")
+            } else {
+                format!("created user {name}; `corral member add ENV {name} --role ROLE` gives it access")
+            };
+            output::done(format, &user, &next);
         }
         Command::Ls => {
             let users: Vec<Value> = client.get("/users", &[]).await?;

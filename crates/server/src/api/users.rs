@@ -15,6 +15,9 @@ pub struct NewUser {
     pub name: String,
     /// Without one, the user acts only through API keys an admin creates for it.
     pub password: Option<String>,
+    /// Admins see and manage every environment, users and groups.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +57,7 @@ pub async fn create(State(state): State<AppState>, Json(body): Json<NewUser>) ->
     if let Some(p) = &body.password {
         password(p)?;
     }
-    Ok((StatusCode::CREATED, Json(state.store.create_user(&body.name, body.password.as_deref()).await?)))
+    Ok((StatusCode::CREATED, Json(state.store.create_user(&body.name, body.password.as_deref(), body.admin).await?)))
 }
 
 /// Removes a user with its sessions, keys and memberships; the audit log keeps its name.
