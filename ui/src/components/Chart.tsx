@@ -4,6 +4,9 @@ import { useEffect, useRef } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 
+/** Narrowest time axis, in seconds: with one or two samples uPlot would otherwise pad the axis to years. */
+const MIN_SPAN = 60;
+
 export interface ChartSeries {
   label: string;
   color: string;
@@ -47,7 +50,10 @@ export function Chart({ title, times, values, series, format, testId, height = 1
         })),
       ],
       axes: [{}, { size: 70, values: (_u: uPlot, ticks: number[]) => ticks.map((t) => formatRef.current(t)) }],
-      scales: { y: { range: (_u: uPlot, _min: number, max: number) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        x: { time: true, range: (_u: uPlot, min: number, max: number) => (max - min < MIN_SPAN ? [max - MIN_SPAN, max] : [min, max]) },
+        y: { range: (_u: uPlot, _min: number, max: number) => [0, max > 0 ? max * 1.1 : 1] },
+      },
       legend: { live: true },
     };
     plot.current = new uPlot(opts, [times, ...values], holder.current);
