@@ -568,6 +568,7 @@ pub(crate) enum Chunk {
     DataLf,
     TrailerStart,
     TrailerLine,
+    TrailerLineLf,
     TrailerLf,
 }
 
@@ -701,9 +702,16 @@ impl Chunk {
                     digits: 0,
                 },
                 (Chunk::DataLf, _) => return Err("a chunk does not end with CRLF"),
+                // Lines end with CRLF only: a backend reading a bare LF as a line end would
+                // see a different end of the message than the proxy.
                 (Chunk::TrailerStart, b'\r') => Chunk::TrailerLf,
-                (Chunk::TrailerStart | Chunk::TrailerLine, b'\n') => Chunk::TrailerStart,
+                (Chunk::TrailerLine, b'\r') => Chunk::TrailerLineLf,
+                (Chunk::TrailerStart | Chunk::TrailerLine, b'\n') => {
+                    return Err("a trailer line does not end with CRLF")
+                }
                 (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
+                (Chunk::TrailerLineLf, b'\n') => Chunk::TrailerStart,
+                (Chunk::TrailerLineLf, _) => return Err("a trailer line does not end with CRLF"),
                 (Chunk::TrailerLf, b'\n') => return Ok((i, true)),
                 (Chunk::TrailerLf, _) => return Err("the chunked body does not end with CRLF"),
                 (Chunk::Data(_), _) => unreachable!("data is taken above"),
@@ -956,6 +964,8 @@ mod tests {
             b"5\r\nhello!\r\n",
             b"5\nhello",
             b"fffffffffffffffff\r\n",
+            b"0\r\nX: 1\n\r\n",
+            b"0\r\n\n",
         ] {
             assert!(feed_all(Framing::Chunked, bad, false).is_err(), "{bad:?}");
         }
