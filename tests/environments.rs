@@ -193,6 +193,25 @@ fn renaming_an_environment_restarts_nothing() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(started(&engine), after, "nothing restarted after the control plane restarted");
+
+    // A lost database: a fresh control plane, the environment made again under its new name,
+    // the host joining it. Its containers are adopted there, labels from before the rename and
+    // all, and none is recreated.
+    cp.proc.signal(nix::sys::signal::Signal::SIGKILL);
     drop(agent);
+    let launch = Launch { args: vec!["--adoption-window".into(), "4".into()], ..Launch::default() };
+    let cp = ControlPlane::launch(&tmp.path().join("fresh-data"), &launch);
+    cp.json(&["env", "create", "PROD"]);
+    let token = cp.json(&["--env", "PROD", "host", "join-command"])["token"].as_str().unwrap().to_string();
+    let _agent = start_agent(&cp, &token, &engine, &tmp.path().join("agent"), &[]);
+    wait_for("the containers adopted under PROD", Duration::from_secs(30), || {
+        let ps = cp.json(&["--env", "PROD", "ps"]);
+        let running = ps.as_array()?.iter().filter(|c| c["state"] == "running").count();
+        (running == 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(started(&engine), after, "adoption after the rename recreated nothing");
+    let services = cp.json(&["--env", "PROD", "service", "ls"]);
+    assert_eq!((services[0]["name"].as_str(), services[0]["scale"].as_u64()), (Some("web"), Some(3)), "{services}");
     engine.clear();
 }

@@ -17,6 +17,7 @@ use corral_store::{container_name, Environment, ServiceSpec, Stack, StoreError};
 /// Adopts what `host_id` runs into `env`, containers and balancer instances alike; returns how
 /// many instances were adopted.
 pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, observed: &ObservedSet) -> Result<usize, StoreError> {
+    take_over_label(state, env, observed).await?;
     let until = time::OffsetDateTime::now_utc() + state.config.adoption_window;
     let until = until.format(&time::format_description::well_known::Rfc3339).expect("UTC time formats");
     let mut adopted = 0;
@@ -55,6 +56,21 @@ pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, observed:
     Ok(adopted)
 }
 
+/// The `io.corral.environment` label is part of every container's spec hash, and keeps the name
+/// an environment was created with (renames leave it alone). A rebuilt database knows the
+/// environment under its new name, or under any name the operator chose: while the environment
+/// has no services yet, it takes over the label its adopted containers carry, so their specs
+/// hash the same and nothing is recreated.
+async fn take_over_label(state: &AppState, env: &Environment, observed: &ObservedSet) -> Result<(), StoreError> {
+    let Some(label) = instances(observed).into_iter().find_map(|(_, found)| found.environment) else { return Ok(()) };
+    let current = state.store.environment_by_id(env.id).await?;
+    if label == current.label || !state.store.services(Some(env.id), None).await?.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(environment = %env.name, %label, "environment takes over the label of the containers it adopts");
+    state.store.set_environment_label(env.id, &label).await
+}
+
 async fn ensure_stack(state: &AppState, env: &Environment, name: &str) -> Result<Stack, StoreError> {
     match state.store.stack(env.id, name).await {
         Err(StoreError::NotFound(_)) => match state.store.create_stack(env.id, name).await {
@@ -79,6 +95,8 @@ fn instances(observed: &ObservedSet) -> Vec<(String, Labelled)> {
 
 /// What a container's labels say about where it belongs.
 struct Labelled {
+    /// The `io.corral.environment` label, when present.
+    environment: Option<String>,
     stack: String,
     service: String,
     instance: u32,
@@ -112,6 +130,7 @@ impl Labelled {
             None => get(labels::INSTANCE)?.parse().ok().filter(|n| *n > 0)?,
         };
         let found = Labelled {
+            environment: get(labels::ENVIRONMENT).cloned(),
             stack: stack.clone(),
             service: service.clone(),
             instance,

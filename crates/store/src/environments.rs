@@ -164,6 +164,14 @@ impl Store {
         }
     }
 
+    /// Sets the value of the `io.corral.environment` label the environment's containers get.
+    /// Used when a rebuilt database adopts containers labelled under an earlier name, so that
+    /// their specs hash the same and nothing is recreated.
+    pub async fn set_environment_label(&self, environment_id: i64, label: &str) -> Result<()> {
+        sqlx::query("UPDATE environments SET label = ? WHERE id = ?").bind(label).bind(environment_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Gives the environment a new join token; the old one is refused from then on. Hosts that
     /// have joined keep their own credentials and are not affected.
     pub async fn rotate_join_token(&self, environment_id: i64) -> Result<Environment> {
@@ -239,6 +247,9 @@ mod tests {
         assert!(matches!(&err, StoreError::Conflict(m) if m.contains("cannot be renamed")), "{err}");
         // A case-only rename is a rename, not a clash with itself.
         assert_eq!(store.rename_environment("STAGING", "Staging").await.unwrap().name, "Staging");
+
+        store.set_environment_label(dev.id, "OLD").await.unwrap();
+        assert_eq!(store.environment("staging").await.unwrap().label, "OLD");
 
         let rotated = store.rotate_join_token(dev.id).await.unwrap();
         assert_ne!(rotated.join_token, dev.join_token);
