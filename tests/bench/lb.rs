@@ -18,6 +18,9 @@
 //!   the backends: what an agent runs in-process for its host (where THREADS is the CPU count).
 //! - HAProxy: `haproxy -f CFG -db` with `nbthread THREADS`, `mode http`, `balance roundrobin`,
 //!   keep-alive on both sides, and the same forwarding headers Corral adds.
+//! - `bench-lb send-requests ADDR N [CONNS]` and `bench-lb haproxy-config THREADS PORT
+//!   BACKEND...` are for counting each proxy's instructions per request under callgrind, which
+//!   stays repeatable on a busy machine (docs/benchmarks.md has the recipe).
 //!
 //! Before measuring, N*4 requests through each proxy must reach every backend. Then: one wrk run
 //! straight to one backend (the ceiling a proxy cannot beat), a warm-up of each proxy, and rounds
@@ -132,6 +135,8 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("serve-corral") => return serve_corral(&args[1..]),
         Some("serve-backend") => return serve_backend(&args[1..]),
+        Some("send-requests") => return send_requests(&args[1..]),
+        Some("haproxy-config") => return print_haproxy_config(&args[1..]),
         _ => {}
     }
     let opts = match Opts::parse(&args) {
@@ -320,7 +325,7 @@ fn marker(body: &[u8]) -> Option<usize> {
 }
 
 /// `serve-backend PORT INDEX`: HTTP/1.1 with keep-alive and pipelining, one thread, one fixed
-/// page. Just enough HTTP for wrk, HAProxy and hyper: requests without bodies or with a
+/// page. Just enough HTTP for wrk and both proxies: requests without bodies or with a
 /// Content-Length; `Connection: close` is honoured.
 fn serve_backend(args: &[String]) {
     let (Some(port), Some(index)) = (
@@ -411,6 +416,72 @@ async fn backend_conn(
     }
 }
 
+/// `send-requests ADDR N [CONNS]`: N keep-alive GETs, one at a time, taking CONNS connections
+/// (default 4) in turn; exits non-zero unless every answer is a 200. A fixed amount of work, so
+/// a proxy's instruction count under `valgrind --tool=callgrind` can be compared per request
+/// (see docs/benchmarks.md); wrk runs for a time, not a count.
+fn send_requests(args: &[String]) {
+    let parsed = (|| {
+        let addr: SocketAddr = args.first()?.parse().ok()?;
+        let n: usize = args.get(1)?.parse().ok()?;
+        let conns: usize = args.get(2).map_or(Some(4), |c| c.parse().ok())?;
+        Some((addr, n, conns.max(1)))
+    })();
+    let Some((addr, n, conns)) = parsed else {
+        eprintln!("usage: bench-lb send-requests ADDR N [CONNS]");
+        std::process::exit(2);
+    };
+    let request =
+        format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bench-lb\r\nAccept: */*\r\n\r\n");
+    let fail = |what: String| -> ! {
+        eprintln!("send-requests: {what}");
+        std::process::exit(1);
+    };
+    let mut streams: Vec<(TcpStream, Vec<u8>)> = (0..conns)
+        .map(|_| match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+                (s, Vec::new())
+            }
+            Err(e) => fail(format!("connect {addr}: {e}")),
+        })
+        .collect();
+    for i in 0..n {
+        let (s, buf) = &mut streams[i % conns];
+        if let Err(e) = s.write_all(request.as_bytes()) {
+            fail(format!("request {i}: {e}"));
+        }
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or_else(|| fail(format!("request {i}: no Content-Length: {head}")));
+                if buf.len() >= end + 4 + len {
+                    if !head.starts_with("http/1.1 200") {
+                        fail(format!(
+                            "request {i}: {}",
+                            head.lines().next().unwrap_or("")
+                        ));
+                    }
+                    buf.drain(..end + 4 + len);
+                    break;
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match s.read(&mut chunk) {
+                Ok(0) => fail(format!("request {i}: the connection closed")),
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                Err(e) => fail(format!("request {i}: {e}")),
+            }
+        }
+    }
+    println!("{n} requests answered");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Corral
 
@@ -462,6 +533,26 @@ fn serve_corral(args: &[String]) {
 
 // ---------------------------------------------------------------------------------------------
 // HAProxy
+
+/// `haproxy-config THREADS PORT BACKEND...`: prints the HAProxy config the benchmark uses, for
+/// running HAProxy by hand (under callgrind, for instance).
+fn print_haproxy_config(args: &[String]) {
+    let parsed = (|| {
+        let threads: usize = args.first()?.parse().ok()?;
+        let port: u16 = args.get(1)?.parse().ok()?;
+        let backends: Vec<SocketAddr> = args[2..]
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some((threads, port, backends))
+    })();
+    let Some((threads, port, backends)) = parsed else {
+        eprintln!("usage: bench-lb haproxy-config THREADS PORT BACKEND...");
+        std::process::exit(2);
+    };
+    print!("{}", haproxy_config(port, &backends, threads));
+}
 
 fn haproxy_config(port: u16, backends: &[SocketAddr], threads: usize) -> String {
     let mut cfg = format!(
