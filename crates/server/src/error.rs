@@ -101,6 +101,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::HostActive(m) => ApiError::HostActive(m),
             StoreError::BadBackup(m) => ApiError::BadBackup(m),
             other => ApiError::Internal(other.to_string()),
         }

@@ -43,7 +43,18 @@ impl EnvironmentNames {
 
     /// The environment's current name, or `fallback` when it is not known here.
     pub fn get_or(&self, id: i64, fallback: &str) -> Arc<str> {
-        self.0.read().expect("environment names lock").get(&id).cloned().unwrap_or_else(|| Arc::from(fallback))
+        self.get(id).unwrap_or_else(|| Arc::from(fallback))
+    }
+
+    /// The environment's current name; `None` once it was removed.
+    pub fn get(&self, id: i64) -> Option<Arc<str>> {
+        self.0.read().expect("environment names lock").get(&id).cloned()
+    }
+
+    /// The environment was removed: connections that follow it end, rather than follow a new
+    /// environment that may be given the same id.
+    pub fn remove(&self, id: i64) {
+        self.0.write().expect("environment names lock").remove(&id);
     }
 
     /// After a restore: ids may stand for other environments now.

@@ -110,8 +110,9 @@ impl Store {
     }
 
     /// Removes an empty environment. The default one stays, and one with hosts or stacks is
-    /// refused rather than emptied: removing them is a separate, deliberate step.
-    pub async fn delete_environment(&self, name: &str) -> Result<()> {
+    /// refused rather than emptied: removing them is a separate, deliberate step. Returns the
+    /// removed environment's id.
+    pub async fn delete_environment(&self, name: &str) -> Result<i64> {
         let mut tx = self.write_tx().await?;
         let env = sqlx::query("SELECT * FROM environments WHERE name = ?")
             .bind(name)
@@ -136,7 +137,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM environments WHERE id = ?").bind(env.id).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(env.id)
     }
 
     /// Renames an environment. Everything in it stays (it is referenced by id); its containers'

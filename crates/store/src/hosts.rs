@@ -152,10 +152,10 @@ impl Store {
         self.host(environment_id, name).await
     }
 
-    /// Removes a host with its container records and observed containers, and remembers its
-    /// credential as removed (see [`Store::removed_host`]). `may_remove` sees the host inside
-    /// the transaction and may refuse, so the check and the removal cannot be split by a hello.
-    pub async fn remove_host(&self, environment_id: i64, name: &str, may_remove: impl FnOnce(&Host) -> Result<()>) -> Result<Host> {
+    /// Removes a deactivated or disconnected host with its container records and observed
+    /// containers, and remembers its credential as removed (see [`Store::removed_host`]). The
+    /// check and the removal are one transaction, so a hello cannot come in between.
+    pub async fn remove_host(&self, environment_id: i64, name: &str) -> Result<Host> {
         let mut tx = self.write_tx().await?;
         let host = sqlx::query("SELECT * FROM hosts WHERE environment_id = ? AND name = ?")
             .bind(environment_id)
@@ -165,7 +165,11 @@ impl Store {
             .map(row_to_host)
             .transpose()?
             .ok_or_else(|| host_not_found(name))?;
-        may_remove(&host)?;
+        if host.state == HostState::Active && !host.deactivated {
+            return Err(StoreError::HostActive(format!(
+                "host {name} is active and connected; deactivate it first (`corral host deactivate {name}`), so nothing new lands on it, then remove it"
+            )));
+        }
         let hash: Option<String> = sqlx::query_scalar("SELECT credential_hash FROM hosts WHERE id = ?").bind(&host.id).fetch_one(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO removed_hosts (id, environment_id, name, credential_hash, removed_at) VALUES (?, ?, ?, ?, ?)
@@ -303,13 +307,16 @@ mod tests {
         let stack = store.create_stack(env.id, "S").await.unwrap();
         let svc = store.create_service(&stack, "web", &crate::services::tests::spec(), 1).await.unwrap();
         store.apply_placement(svc.id, &[(1, "id-1".into(), svc.container_name(1))], &[]).await.unwrap();
-        // A refusal from the check changes nothing.
-        let err = store.remove_host(env.id, "h1", |_| Err(StoreError::Conflict("active".into()))).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)));
+        // Active and not deactivated: refused, and nothing changes.
+        let err = store.remove_host(env.id, "h1").await.unwrap_err();
+        assert!(matches!(&err, StoreError::HostActive(m) if m.contains("corral host deactivate h1")), "{err}");
         assert_eq!(store.container_records(None).await.unwrap().len(), 1);
         assert_eq!(store.removed_host("id-1").await.unwrap(), None);
+        assert!(matches!(store.remove_host(env.id, "nope").await, Err(StoreError::NotFound(_))));
 
-        let removed = store.remove_host(env.id, "h1", |_| Ok(())).await.unwrap();
+        // Disconnected (or deactivated): removed with its records.
+        store.set_host_state("id-1", HostState::Disconnected).await.unwrap();
+        let removed = store.remove_host(env.id, "h1").await.unwrap();
         assert_eq!(removed.id, "id-1");
         assert!(store.hosts(None).await.unwrap().is_empty());
         assert!(store.container_records(None).await.unwrap().is_empty(), "its records go with it");

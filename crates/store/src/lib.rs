@@ -40,6 +40,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A host must be deactivated or disconnected first; says how.
+    #[error("{0}")]
+    HostActive(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

@@ -67,6 +67,7 @@ pub async fn rename(
 
 /// Removes an empty environment; one with hosts or stacks, and the default one, stay.
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    state.store.delete_environment(&name).await?;
+    let id = state.store.delete_environment(&name).await?;
+    state.environment_names.remove(id);
     Ok(StatusCode::NO_CONTENT)
 }

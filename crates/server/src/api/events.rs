@@ -46,9 +46,9 @@ async fn serve(
     mut changes: tokio::sync::broadcast::Receiver<crate::events::Change>,
     mut shutdown: tokio::sync::broadcast::Receiver<()>,
 ) {
-    // The stream follows its environment by id, through renames.
-    let environment = || names.get_or(env_id, &started_as);
-    if send(&mut socket, &Frame::Hello { environment: environment().to_string() }).await.is_err() {
+    // The stream follows its environment by id, through renames, and ends when it is removed.
+    let environment = || names.get(env_id);
+    if send(&mut socket, &Frame::Hello { environment: started_as }).await.is_err() {
         return;
     }
     let mut pending = Pending::default();
@@ -56,8 +56,12 @@ async fn serve(
     loop {
         tokio::select! {
             change = changes.recv() => {
+                let Some(current) = environment() else {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                };
                 let added = match change {
-                    Ok(change) => pending.add(&environment(), &change),
+                    Ok(change) => pending.add(&current, &change),
                     // Missed some: the client refetches everything rather than see an error.
                     Err(RecvError::Lagged(_)) => {
                         pending.everything();
@@ -71,7 +75,8 @@ async fn serve(
             }
             _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
                 flush_at = None;
-                for frame in pending.take_frames(&environment()) {
+                let Some(current) = environment() else { return };
+                for frame in pending.take_frames(&current) {
                     if send(&mut socket, &frame).await.is_err() {
                         return;
                     }

@@ -143,20 +143,7 @@ async fn set_deactivated(state: AppState, name: String, q: EnvQuery, deactivated
 /// record and what it reported go, and its instances are placed on other hosts.
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<StatusCode> {
     let env = q.resolve(&state).await?;
-    let refuse_active = |host: &Host| {
-        if host.deactivated || !state.hub.is_connected(&host.id) {
-            return Ok(());
-        }
-        Err(corral_store::StoreError::Conflict(String::new()))
-    };
-    let host = match state.store.remove_host(env.id, &name, refuse_active).await {
-        Err(corral_store::StoreError::Conflict(_)) => {
-            return Err(ApiError::HostActive(format!(
-                "host {name} is active and connected; deactivate it first (`corral host deactivate {name}`), so nothing new lands on it, then remove it"
-            )))
-        }
-        other => other?,
-    };
+    let host = state.store.remove_host(env.id, &name).await?;
     state.hub.disconnect(&host.id);
     state.metrics.forget_host(&host.id);
     state.reconcile.trigger();
