@@ -215,3 +215,54 @@ fn renaming_an_environment_restarts_nothing() {
     assert_eq!((services[0]["name"].as_str(), services[0]["scale"].as_u64()), (Some("web"), Some(3)), "{services}");
     engine.clear();
 }
+
+/// An event stream follows its environment through a rename, and ends when it is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_follows_its_environment_through_a_rename() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = tokio::task::block_in_place(|| {
+        let cp = ControlPlane::start(&tmp.path().join("data"));
+        cp.json(&["env", "create", "OPS"]);
+        cp
+    });
+    let url = format!("{}/v1/events?env=OPS&token={}", cp.url.replacen("http://", "ws://", 1), cp.admin_token());
+    let (mut events, _) = tokio_tungstenite::connect_async(url).await.expect("the OPS event stream");
+    // Frames until `done` says enough, or the stream ends (`None` in the list).
+    async fn frames_until(events: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin), done: impl Fn(&[Option<Value>]) -> bool) -> Vec<Option<Value>> {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done(&frames) && tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => frames.push(Some(serde_json::from_str(&t).unwrap())),
+                Ok(None | Some(Ok(Message::Close(_))) | Some(Err(_))) => {
+                    frames.push(None);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        frames
+    }
+    let hello = frames_until(&mut events, |f| !f.is_empty()).await;
+    assert_eq!(hello[0].as_ref().unwrap()["environment"], "OPS");
+
+    tokio::task::block_in_place(|| {
+        cp.json(&["env", "rename", "OPS", "PROD"]);
+        cp.json(&["--env", "PROD", "stack", "create", "WEB"]);
+    });
+    let under = |name: &'static str| move |f: &[Option<Value>]| f.iter().flatten().any(|f| f["environment"] == name && f["resources"].to_string().contains("stacks"));
+    let listed = |f: &[Option<Value>]| f.iter().flatten().any(|f| f["resources"] == serde_json::json!(["environments"]));
+    let frames = frames_until(&mut events, |f| under("PROD")(f) && listed(f)).await;
+    assert!(under("PROD")(&frames), "the change in the renamed environment arrives under its new name: {frames:?}");
+    assert!(listed(&frames), "clients are told to refetch the environments: {frames:?}");
+
+    tokio::task::block_in_place(|| {
+        cp.json(&["--env", "PROD", "stack", "rm", "WEB"]);
+        cp.json(&["env", "rm", "PROD"]);
+        cp.json(&["env", "create", "QA"]);
+    });
+    let frames = frames_until(&mut events, |f| f.last().is_some_and(Option::is_none)).await;
+    assert_eq!(frames.last(), Some(&None), "the stream ends with its environment: {frames:?}");
+}
