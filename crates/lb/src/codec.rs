@@ -6,6 +6,11 @@
 //! followed ([`BodyReader`]) so the proxy knows where each one ends and can copy its bytes
 //! through as they are; the one exception is a chunked response to an HTTP/1.0 client, which
 //! cannot read chunks and gets the data alone, ended by the close of the connection.
+//!
+//! A protocol upgrade (WebSocket) is the one hop-by-hop exchange forwarded: an HTTP/1.1 request
+//! whose `Connection` names `upgrade` keeps its `Upgrade` header and is sent with
+//! `Connection: upgrade`, and a `101 Switching Protocols` answer to it goes to the client the
+//! same way. After that the connection is no longer HTTP (see `http`).
 
 use std::ops::Range;
 
@@ -63,6 +68,9 @@ pub(crate) struct RequestHead {
     pub expect_continue: bool,
     /// No Host header: the backend's address is sent as Host.
     pub needs_host: bool,
+    /// HTTP/1.1 with an `Upgrade` header named in `Connection`: forwarded as an upgrade, and a
+    /// `101` answer turns the connection into a tunnel.
+    pub upgrade: bool,
 }
 
 /// What the proxy needs to know of a backend's response head.
@@ -71,6 +79,8 @@ pub(crate) struct ResponseHead {
     pub head_len: usize,
     /// 1xx other than 101: an interim response, followed by the final one.
     pub interim: bool,
+    /// `101 Switching Protocols` to an upgrade request: the connection is a tunnel from here.
+    pub switching: bool,
     /// The body as the backend sends it.
     pub framing: Framing,
     /// The backend connection may take another request after this response.
@@ -93,6 +103,8 @@ enum Kind {
     /// Connection-level (RFC 9110 §7.6.1): describes one hop, never forwarded.
     HopByHop,
     Connection,
+    /// Hop-by-hop, but forwarded on an upgrade request and its 101 answer.
+    Upgrade,
     TransferEncoding,
     ContentLength,
     Host,
@@ -109,7 +121,8 @@ fn kind(name: &str) -> Kind {
         2 if is("te") => Kind::HopByHop,
         4 if is("host") => Kind::Host,
         6 if is("expect") => Kind::Expect,
-        7 if is("trailer") || is("upgrade") => Kind::HopByHop,
+        7 if is("trailer") => Kind::HopByHop,
+        7 if is("upgrade") => Kind::Upgrade,
         10 if is("connection") => Kind::Connection,
         10 if is("keep-alive") => Kind::HopByHop,
         14 if is("content-length") => Kind::ContentLength,
@@ -143,6 +156,9 @@ struct Fields<'b> {
     listed: Vec<&'b [u8]>,
     close: bool,
     keep_alive: bool,
+    /// Connection names `upgrade`, and an Upgrade header is present.
+    upgrade_token: bool,
+    upgrade_header: bool,
     /// Transfer-Encoding present; `chunked` when its last coding is chunked.
     te: bool,
     chunked: bool,
@@ -162,6 +178,8 @@ impl<'b> Fields<'b> {
                             f.close = true;
                         } else if t.eq_ignore_ascii_case(b"keep-alive") {
                             f.keep_alive = true;
+                        } else if t.eq_ignore_ascii_case(b"upgrade") {
+                            f.upgrade_token = true;
                         } else {
                             f.listed.push(t);
                         }
@@ -174,6 +192,7 @@ impl<'b> Fields<'b> {
                         f.chunked = last.eq_ignore_ascii_case(b"chunked");
                     }
                 }
+                Kind::Upgrade => f.upgrade_header = true,
                 Kind::ContentLength => match parse_length(h.value) {
                     Some(n) if f.length.is_none_or(|l| l == n) => f.length = Some(n),
                     _ => f.conflicting_lengths = true,
@@ -182,6 +201,10 @@ impl<'b> Fields<'b> {
             }
         }
         f
+    }
+
+    fn upgrade(&self) -> bool {
+        self.upgrade_token && self.upgrade_header
     }
 
     /// True for a header this hop must not forward because the Connection header names it.
@@ -323,15 +346,21 @@ pub(crate) fn parse_request(
         origin.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // HTTP/1.0 has no upgrade: its Upgrade header is dropped like any hop-by-hop one.
+    let upgrade = !http10 && fields.upgrade();
     let mut expect_continue = false;
     for (h, k) in headers.iter().zip(&kinds) {
         match k {
             Kind::Plain | Kind::Host if !fields.is_listed(h.name) => {
                 put_header(out, h.name.as_bytes(), h.value)
             }
+            Kind::Upgrade if upgrade => put_header(out, h.name.as_bytes(), h.value),
             Kind::Expect => expect_continue |= has_token(h.value, "100-continue"),
             _ => {}
         }
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
     }
     match framing {
         Framing::Length(n) => put_length(out, n),
@@ -353,10 +382,12 @@ pub(crate) fn parse_request(
     }
     out.extend_from_slice(b"x-forwarded-proto: http\r\n");
 
-    let idempotent = matches!(
-        method,
-        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-    );
+    // An upgrade is never sent twice: a backend that saw it may have started a session.
+    let idempotent = !upgrade
+        && matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+        );
     Ok(Some(RequestHead {
         head_len,
         method: offset(buf, method.as_bytes()),
@@ -373,6 +404,7 @@ pub(crate) fn parse_request(
         head_method: method == "HEAD",
         idempotent,
         expect_continue: expect_continue && framing != Framing::Empty,
+        upgrade,
     }))
 }
 
@@ -428,11 +460,12 @@ pub(crate) fn parse_response(
     let headers = resp.headers;
     let mut kinds = [Kind::Plain; MAX_HEADERS];
     let fields = Fields::scan(headers, &mut kinds);
-    if code == 101 {
-        return Err("it switched protocols, which the proxy did not ask for".into());
+    let switching = code == 101;
+    if switching && !req.upgrade {
+        return Err("it switched protocols, which the request did not ask for".into());
     }
-    let interim = (100..200).contains(&code);
-    let framing = if interim || req.head_method || code == 204 || code == 304 {
+    let interim = (100..200).contains(&code) && !switching;
+    let framing = if interim || switching || req.head_method || code == 204 || code == 304 {
         Framing::Empty
     } else if fields.te {
         if fields.chunked {
@@ -448,10 +481,12 @@ pub(crate) fn parse_response(
             None => Framing::Close,
         }
     };
-    let reusable = framing != Framing::Close && !fields.close && (!http10 || fields.keep_alive);
+    let reusable =
+        !switching && framing != Framing::Close && !fields.close && (!http10 || fields.keep_alive);
     let head = ResponseHead {
         head_len,
         interim,
+        switching,
         framing,
         reusable,
     };
@@ -483,14 +518,19 @@ pub(crate) fn parse_response(
                 !fields.is_listed(h.name)
             }
             // A body-less response keeps its length: for HEAD it is the length a GET would get.
-            Kind::ContentLength => framing == Framing::Empty && !fields.te,
+            Kind::ContentLength => framing == Framing::Empty && !fields.te && !switching,
             // A coding other than chunked is part of a body relayed as it is.
             Kind::TransferEncoding => framing == Framing::Close,
+            Kind::Upgrade => switching,
             Kind::HopByHop | Kind::Connection => false,
         };
         if keep {
             put_header(out, h.name.as_bytes(), h.value);
         }
+    }
+    if switching {
+        out.extend_from_slice(b"connection: upgrade\r\n\r\n");
+        return Ok(Some((head, client)));
     }
     match framing {
         Framing::Length(n) => put_length(out, n),
@@ -928,6 +968,66 @@ mod tests {
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn upgrade_requests_keep_upgrade_and_drop_the_other_hop_by_hop_headers() {
+        let raw = "GET /chat HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, Upgrade, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: websocket\r\nSec-WebSocket-Key: abc\r\n\r\n";
+        let (head, out) = parse(raw);
+        assert!(head.upgrade && !head.idempotent);
+        assert_eq!(
+            out,
+            "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\nSec-WebSocket-Key: abc\r\nconnection: upgrade\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-host: app.example\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+
+        // Not an upgrade: HTTP/1.0, Upgrade not named in Connection, or no Upgrade header.
+        for raw in [
+            "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            let (head, out) = parse(raw);
+            assert!(!head.upgrade && head.idempotent, "{raw:?}");
+            assert!(
+                !out.to_ascii_lowercase().contains("upgrade"),
+                "{raw:?}: {out}"
+            );
+        }
+
+        // A body goes with the upgrade, framed as usual.
+        let (head, out) = parse("POST /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\nContent-Length: 3\r\n\r\nabc");
+        assert!(head.upgrade && head.framing == Framing::Length(3));
+        assert!(out.contains("content-length: 3\r\n") && out.contains("connection: upgrade\r\n"));
+    }
+
+    #[test]
+    fn switching_protocols_answers_an_upgrade_only() {
+        let upgrade = "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: xyz\r\n\r\nframe";
+        let (h, _, out) = respond(upgrade, resp);
+        assert!(h.switching && !h.interim && !h.reusable);
+        assert_eq!(h.framing, Framing::Empty);
+        assert_eq!(
+            out,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: xyz\r\nconnection: upgrade\r\n\r\n"
+        );
+        assert_eq!(
+            &resp[h.head_len..],
+            "frame",
+            "bytes after the head are not part of it"
+        );
+
+        // A refusal is an ordinary response, without the hop-by-hop Upgrade.
+        let (h, c, out) = respond(
+            upgrade,
+            "HTTP/1.1 400 Bad Request\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!h.switching && h.reusable && c.keep_alive);
+        assert_eq!(out, "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+
+        let (req, _) = parse("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+        let raw = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        assert!(parse_response(raw.as_bytes(), &req, false, &mut Vec::new()).is_err());
     }
 
     fn feed_all(

@@ -13,6 +13,15 @@
 //! backend closed the connection without answering. Bodies up to [`RETRY_BODY_LIMIT`] are read
 //! whole before the first attempt so they can be resent; larger ones stream through and can be
 //! resent only as long as no more than that first part was sent.
+//!
+//! A protocol upgrade (WebSocket) is routed like any request but goes on a new backend
+//! connection and is never resent once written. When the backend answers `101 Switching
+//! Protocols`, the client gets that head and the connection becomes a tunnel: bytes are copied
+//! both ways, starting with any either side sent right after its head, until one side closes;
+//! then the other gets the close and, after at most [`TUNNEL_CLOSE_GRACE`], both are closed.
+//! A tunnel has no idle timeout (TCP's own keepalive aside): WebSocket applications ping at their
+//! own pace. It outlives a config change that removes its backend or its listener, like a
+//! TCP-mode connection; only the proxy's shutdown cuts it after [`crate::SHUTDOWN_GRACE`].
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -43,6 +52,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// away up to this much for up to [`LINGER`], so its response is not lost to a reset.
 const LINGER_BYTES: usize = 256 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
+/// Once one side of a tunnel has closed, how long the other may go on sending before both are
+/// closed. A WebSocket peer closes its socket right after the close handshake; this only bounds
+/// a peer that never does.
+pub(crate) const TUNNEL_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// One client connection and its reused buffers.
 struct Client {
@@ -344,8 +357,10 @@ impl Client {
                 .extend_from_slice(&self.buf[head.head_len..body_end]);
 
             // An idle connection first; a new one when there is none, or when the idle one turns
-            // out to have closed before the request could be written to it.
-            let mut idle = pool.checkout();
+            // out to have closed before the request could be written to it. An upgrade always
+            // takes a new one: an idle one can be closed by the backend just as the request
+            // reaches it, and an upgrade that got no answer cannot be resent.
+            let mut idle = if head.upgrade { None } else { pool.checkout() };
             let failure = loop {
                 let reused = idle.is_some();
                 let mut up = match idle.take() {
@@ -384,6 +399,10 @@ impl Client {
                         backend.served();
                         if !tried.is_empty() {
                             tracing::debug!(backend = %backend.addr, retries = tried.len(), "request succeeded after retry");
+                        }
+                        if resp.switching {
+                            self.tunnel(up, resp.head_len, body_end, backend.addr).await;
+                            return Outcome::Close { unread_body: false };
                         }
                         let keep_alive = self.relay_response(up, resp, client, &pool).await;
                         return if keep_alive {
@@ -493,6 +512,45 @@ impl Client {
         }
     }
 
+    /// Relays an upgraded connection: the 101 head (in `self.out`) and whatever the backend sent
+    /// after it to the client, whatever the client sent after its request (from `client_from` in
+    /// its buffer) to the backend, then everything both ways until one side closes. The backend
+    /// connection is closed with it, never pooled.
+    async fn tunnel(
+        &mut self,
+        mut up: Upstream,
+        head_len: usize,
+        client_from: usize,
+        backend: SocketAddr,
+    ) {
+        self.out.extend_from_slice(&up.buf[head_len..]);
+        if self.stream.write_all(&self.out).await.is_err() {
+            return;
+        }
+        if client_from < self.buf.len()
+            && up.stream.write_all(&self.buf[client_from..]).await.is_err()
+        {
+            return;
+        }
+        tracing::debug!(peer = %self.peer, %backend, "connection upgraded; tunnelling");
+        let (mut client_read, mut client_write) = self.stream.split();
+        let (mut up_read, mut up_write) = up.stream.split();
+        let to_backend = relay_until_closed(&mut client_read, &mut up_write);
+        let to_client = relay_until_closed(&mut up_read, &mut client_write);
+        tokio::pin!(to_backend, to_client);
+        let ((sent, received), closed_by) = tokio::select! {
+            sent = &mut to_backend => {
+                let received = tokio::time::timeout(TUNNEL_CLOSE_GRACE, to_client).await;
+                ((sent, received.unwrap_or(0)), "client")
+            }
+            received = &mut to_client => {
+                let sent = tokio::time::timeout(TUNNEL_CLOSE_GRACE, to_backend).await;
+                ((sent.unwrap_or(0), received), "backend")
+            }
+        };
+        tracing::debug!(peer = %self.peer, %backend, sent, received, closed_by, "tunnel closed");
+    }
+
     /// Sends the response head (in `self.out`) and body to the client. Returns whether the
     /// client connection stays open; the backend connection goes back to its idle stack when
     /// the response was read to its end and the backend keeps it open.
@@ -546,6 +604,30 @@ impl Client {
         }
         client.keep_alive
     }
+}
+
+/// Copies until `from` closes or fails, then passes the close on to `to`. Returns the bytes
+/// copied.
+async fn relay_until_closed<R, W>(from: &mut R, to: &mut W) -> u64
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut copied = 0;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                copied += n as u64;
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+    copied
 }
 
 /// Reads the final response head into `up.buf` (skipping interim 1xx responses) and writes the
