@@ -169,13 +169,9 @@ fn agents_join_over_tls_and_then_use_their_own_credential() {
     assert_eq!(std::fs::metadata(state_dir.join("credential")).unwrap().permissions().mode() & 0o777, 0o600);
 
     // The join token changes; the host still gets back in: it no longer needs the join token.
-    let db = tls.cp.data_dir.join("corral.db");
-    let rotate = |new: &str| {
-        let sql = format!("PRAGMA busy_timeout = 5000; UPDATE environments SET join_token = '{new}' WHERE name = 'Default';");
-        let out = Command::new("sqlite3").arg(&db).arg(sql).output().expect("run sqlite3");
-        assert!(out.status.success(), "{}", text(&out));
-    };
-    rotate("rotated-join-token");
+    let rotated = tls.json(&["host", "join-command", "--rotate"]);
+    let new_token = rotated["token"].as_str().expect("a new join token").to_string();
+    assert_ne!(new_token, token);
     joined.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = joined.child.wait();
     wait_for("the host disconnected", WAIT, || (tls.host_state(&engine.name)? == "disconnected").then_some(()));
@@ -194,7 +190,7 @@ fn agents_join_over_tls_and_then_use_their_own_credential() {
     let mut stale = agent(&tls, &tls.fingerprint, &token, &engine, &state_dir, "stale.log");
     assert!(!stale.wait_exit(WAIT).success());
     assert!(stale.output().contains("BadToken"), "{}", stale.output());
-    let _rejoined = agent(&tls, &tls.fingerprint, "rotated-join-token", &engine, &state_dir, "rejoin.log");
+    let _rejoined = agent(&tls, &tls.fingerprint, &new_token, &engine, &state_dir, "rejoin.log");
     wait_for("the host re-joined", WAIT, || (tls.host_state(&engine.name)? == "active").then_some(()));
     assert!(state_dir.join("credential").exists(), "a new credential after re-joining");
     assert!(tls.json(&["host", "ls"])[0]["revoked_at"].is_null());
