@@ -17,7 +17,8 @@
 //! - `table`: one listener's compiled routing table; kept backends carry over on a change.
 //! - `codec`: HTTP/1.1 heads (parsed with `httparse`, forwarded heads written into a reused
 //!   buffer) and body framing. No I/O; unit-tested.
-//! - `http`: proxying one HTTP connection, with the retry rules.
+//! - `http`: proxying one HTTP connection, with the retry rules, and the tunnel an upgraded
+//!   (WebSocket) connection becomes.
 //! - `tcp`: relaying one TCP connection, with connect fail-over.
 //! - `listener`: a bound port's accept loop and the draining of its connections.
 //! - `error`: [`LbError`].

@@ -2,7 +2,8 @@
 //!
 //! Stopping a listener closes its socket at once (so the port is free to rebind) but lets the
 //! connections it accepted finish: HTTP connections complete the request in flight and then
-//! close; TCP connections run until either side closes. The task ends when the last one has.
+//! close; TCP connections, and HTTP connections upgraded to a tunnel (WebSocket), run until
+//! either side closes. The task ends when the last one has.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

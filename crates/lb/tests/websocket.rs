@@ -326,8 +326,11 @@ async fn a_refused_upgrade_is_relayed_and_the_connection_stays_http() {
 }
 
 /// A raw upgrading backend: reads a request head, waits a little, then writes its 101 head, the
-/// request head it received and `HELLO` in one write, and echoes everything after that.
-async fn raw_upgrading_backend() -> (SocketAddr, JoinHandle<()>) {
+/// request head it received and `HELLO` in one write, and echoes everything after that. When
+/// the client's side ends it closes too, or with `hold_open` reports it and keeps its own open.
+async fn raw_upgrading_backend(
+    hold_open: Option<tokio::sync::oneshot::Sender<()>>,
+) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -355,9 +358,13 @@ async fn raw_upgrading_backend() -> (SocketAddr, JoinHandle<()>) {
         s.write_all(&buf[end..]).await.unwrap();
         loop {
             match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => break,
                 Ok(n) => s.write_all(&chunk[..n]).await.unwrap(),
             }
+        }
+        if let Some(ended) = hold_open {
+            let _ = ended.send(());
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
     (addr, task)
@@ -366,7 +373,7 @@ async fn raw_upgrading_backend() -> (SocketAddr, JoinHandle<()>) {
 #[tokio::test]
 async fn bytes_sent_right_after_either_head_are_not_lost() {
     init_tracing();
-    let (backend, _task) = raw_upgrading_backend().await;
+    let (backend, _task) = raw_upgrading_backend(None).await;
     let (lb, port) = lb_with(|p| one_listener(p, &[backend])).await;
     let mut s = TcpStream::connect((LOCALHOST, port)).await.unwrap();
     // The request head and the first tunnel bytes in one write, more before the 101 arrives.
@@ -509,5 +516,47 @@ async fn removing_a_backend_keeps_its_open_sockets_and_sends_new_ones_elsewhere(
     assert_eq!(tag_of(&mut ws).await, kept_tag);
     ws.close(None).await.unwrap();
     expect_closed(ws).await;
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tunnel_closed_by_one_side_is_closed_after_a_grace_if_the_other_stays_open() {
+    init_tracing();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    let (backend, _task) = raw_upgrading_backend(Some(ended_tx)).await;
+    let (lb, port) = lb_with(|p| one_listener(p, &[backend])).await;
+    let mut s = TcpStream::connect((LOCALHOST, port)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"HELLO") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+
+    // The client ends its side: the backend is told at once, but keeps its own side open.
+    s.shutdown().await.unwrap();
+    let closed_at = tokio::time::Instant::now();
+    tokio::time::timeout(WAIT, ended)
+        .await
+        .expect("the client's close reached the backend")
+        .unwrap();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(WAIT + WAIT, s.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closed the tunnel")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let waited = closed_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(8),
+        "the tunnel closed {waited:?} after the client's side, not after the 5 s grace"
+    );
     lb.shutdown().await;
 }
