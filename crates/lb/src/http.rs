@@ -19,8 +19,8 @@
 //! Protocols`, the client gets that head and the connection becomes a tunnel: bytes are copied
 //! both ways, starting with any either side sent right after its head, until one side closes;
 //! then the other gets the close and, after at most [`TUNNEL_CLOSE_GRACE`], both are closed.
-//! A tunnel has no idle timeout (TCP's own keepalive aside): WebSocket applications ping at their
-//! own pace. It outlives a config change that removes its backend or its listener, like a
+//! A tunnel has no idle timeout of its own, only TCP's (a write the peer never acknowledges
+//! fails): WebSocket applications ping at their own pace. It outlives a config change that removes its backend or its listener, like a
 //! TCP-mode connection; only the proxy's shutdown cuts it after [`crate::SHUTDOWN_GRACE`].
 
 use std::io::ErrorKind;
