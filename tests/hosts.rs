@@ -129,3 +129,38 @@ fn a_disconnected_host_is_removed_without_deactivating_and_its_containers_move()
     });
     assert_eq!(cluster.engines[1].running_names(), on_h2, "the unreachable engine is left as it was");
 }
+
+/// Hot spares follow deactivation: a deactivated host keeps a spare only for a service it still
+/// runs (nothing new is placed there, so another spare would never be used), a lost instance on
+/// an active host is replaced by that host's spare with nothing started on the deactivated one,
+/// and an activated host gets its spare back.
+#[test]
+fn a_deactivated_host_keeps_a_hot_spare_only_for_what_it_runs() {
+    let cluster = Cluster::start(2);
+    let cp = &cluster.cp;
+    cp.json(&["stack", "create", "HS"]);
+    cp.json(&["service", "create", "HS/web", "--image", TEST_IMAGE, "--hot-spare", "--", "sleep", "3600"]);
+    let mut one_spare = instance_names("HS-web", 1);
+    one_spare.push("HS-web-spare".to_string());
+    let mut two_spares = one_spare.clone();
+    two_spares.push("HS-web-spare".to_string());
+    cluster.wait_exactly("one instance and a spare on each host", &two_spares, WAIT);
+    let (runs, _) = cluster.locate("HS-web-1").unwrap();
+    let active = cluster.engines.iter().find(|e| e.name == runs).unwrap();
+    let idle = cluster.engines.iter().find(|e| e.name != runs).unwrap();
+
+    cp.json(&["host", "deactivate", &idle.name]);
+    cluster.wait_exactly("the idle host's spare gone", &one_spare, WAIT);
+    assert!(idle.running_names().is_empty(), "nothing left on the deactivated host: {:?}", cluster.running());
+
+    let spare = id_on(active, "HS-web-spare").expect("a spare on the active host");
+    let (_, lost) = cluster.locate("HS-web-1").unwrap();
+    active.docker(&["rm", "-f", &lost]);
+    wait_for("the active host's spare renamed into HS-web-1", WAIT, || (cluster.locate("HS-web-1") == Some((runs.clone(), spare.clone()))).then_some(()));
+    cluster.wait_exactly("a new spare behind it, on the active host", &one_spare, WAIT);
+    assert!(idle.running_names().is_empty(), "nothing started on the deactivated host: {:?}", cluster.running());
+
+    cp.json(&["host", "activate", &idle.name]);
+    cluster.wait_exactly("a spare on each host again", &two_spares, WAIT);
+    assert_eq!(idle.running_names(), ["HS-web-spare"], "the activated host keeps a spare again");
+}
