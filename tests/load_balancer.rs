@@ -201,4 +201,16 @@ fn rules_tcp_mode_no_backend_and_bad_syntax() {
         let seen: BTreeSet<String> = (0..8).map(|_| get(&addr, "x", "/").unwrap().1).collect();
         assert_eq!(seen, instance_names("S-web", 2).into_iter().collect(), "the instance on {} reaches both hosts", engine.name);
     }
+
+    // Deactivating a host leaves its global balancer instance in place: traffic that reaches
+    // that host is still answered (deactivation only stops new placements).
+    let deactivated = cluster.cp.json(&["host", "deactivate", "h2"]);
+    assert_eq!(deactivated["status"], "deactivated", "{deactivated}");
+    std::thread::sleep(Duration::from_secs(2));
+    let ps = cluster.cp.json(&["ps", "S/edge"]);
+    let on: BTreeSet<&str> = ps.as_array().unwrap().iter().filter(|r| r["state"] == "running").map(|r| r["host"].as_str().unwrap()).collect();
+    assert_eq!(on, BTreeSet::from(["h1", "h2"]), "{ps}");
+    let h2 = cluster.engines.iter().find(|e| e.name == "h2").unwrap();
+    let (status, body) = get(&format!("{}:8081", h2.address), "x", "/").unwrap();
+    assert!(status == 200 && body.starts_with("S-web-"), "the deactivated host's balancer still answers: {status} {body}");
 }
