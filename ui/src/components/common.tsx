@@ -67,6 +67,32 @@ export function fieldError(e: unknown, fields: readonly string[]): { field: stri
 }
 
 /**
+ * Runs a form's API call, busy meanwhile. An API error that names one of `fields`, or whose HTTP
+ * status `statusField` maps to a field (a taken name, an unknown one), shows under that field;
+ * anything else is a `failure` notification.
+ */
+export function useFormSubmit(fields: readonly string[], failure: string, statusField: Record<number, string> = {}) {
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [busy, setBusy] = useState(false);
+  const run = async (action: () => Promise<void>) => {
+    setBusy(true);
+    setErrors({});
+    try {
+      await action();
+    } catch (err) {
+      const f = fieldError(err, fields);
+      const byStatus = err instanceof ApiError ? statusField[err.status] : undefined;
+      if (f) setErrors({ [f.field]: f.message });
+      else if (byStatus && err instanceof ApiError) setErrors({ [byStatus]: err.message });
+      else notifyError(failure, err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { errors, busy, run };
+}
+
+/**
  * Asks before an action that cannot be undone; `action` runs on confirming, and the dialog closes
  * when it succeeds (a failure is a notification, and the dialog stays for another try or Cancel).
  */
@@ -136,23 +162,13 @@ export function NameForm({
   testIds: { form: string; input: string; submit: string };
 }) {
   const [name, setName] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const onSubmit = async (e: FormEvent) => {
+  const { errors, busy, run } = useFormSubmit(["name"], failure, { 409: "name" });
+  const onSubmit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       await create(name.trim());
       setName("");
-    } catch (err) {
-      const f = fieldError(err, ["name"]);
-      if (f) setError(f.message);
-      else if (err instanceof ApiError && err.status === 409) setError(err.message);
-      else notifyError(failure, err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Card withBorder>
@@ -163,7 +179,7 @@ export function NameForm({
             placeholder={placeholder}
             value={name}
             onChange={(e) => setName(e.currentTarget.value)}
-            error={error}
+            error={errors.name}
             name="name"
             style={{ flex: 1 }}
             maw={420}

@@ -1,7 +1,7 @@
 import { Badge, Button, Card, Group, Modal, Stack, Table, Text, TextInput, Title, Tooltip } from "@mantine/core";
 import { useState, type FormEvent } from "react";
-import { ApiError, api, selectEnv, selectedEnv, type Environment } from "../api.ts";
-import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, fieldError, notifyDone, notifyError } from "../components/common.tsx";
+import { api, selectEnv, selectedEnv, type Environment } from "../api.ts";
+import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, notifyDone, useFormSubmit } from "../components/common.tsx";
 import { formatSince } from "../format.ts";
 import { useLive } from "../live.tsx";
 import { useSession } from "../session.tsx";
@@ -115,27 +115,18 @@ function RenameEnvironment({ env, onClose }: { env: Environment | null; onClose:
 
 function RenameForm({ env, onDone }: { env: Environment; onDone: () => void }) {
   const [name, setName] = useState(env.name);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  // A bad name (400) or a taken one (409) belongs under the field.
+  const { errors, busy, run } = useFormSubmit(["name"], `Could not rename ${env.name}`, { 409: "name" });
+  const error = errors.name;
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       const renamed = await api.renameEnvironment(env.name, name.trim());
       // The UI was showing it: follow it to its new name rather than fall back to Default.
       if (selectedEnv() === env.name) selectEnv(renamed.name);
       notifyDone(`Environment ${env.name} is now ${renamed.name}`);
       onDone();
-    } catch (err) {
-      // A bad name (400) or a taken one (409) belongs under the field.
-      const f = fieldError(err, ["name"]);
-      if (f) setError(f.message);
-      else if (err instanceof ApiError && err.status === 409) setError(err.message);
-      else notifyError(`Could not rename ${env.name}`, err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form onSubmit={submit} data-testid="rename-environment-form">

@@ -3,8 +3,8 @@
 
 import { Autocomplete, Badge, Button, Card, Group, SegmentedControl, Select, Stack, Table, Text, Title } from "@mantine/core";
 import { useState, type FormEvent } from "react";
-import { ApiError, ENV_ROLES, api, type EnvRole, type MemberKind, type Membership } from "../api.ts";
-import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, fieldError, notifyDone, notifyError } from "../components/common.tsx";
+import { ENV_ROLES, api, type EnvRole, type MemberKind, type Membership } from "../api.ts";
+import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError, useFormSubmit } from "../components/common.tsx";
 import { useLive, useLiveState } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 
@@ -124,32 +124,22 @@ function AddMemberForm({ suggest, onAdded }: { suggest: boolean; onAdded: () => 
   const [kind, setKind] = useState<MemberKind>("user");
   const [name, setName] = useState("");
   const [role, setRole] = useState<EnvRole>("member");
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [busy, setBusy] = useState(false);
+  // An unknown user or group (404) is about the name typed.
+  const { errors, busy, run } = useFormSubmit(["name", "role"], "Could not give the role", { 404: "name" });
   // Only administrators may list users and groups; owners type the name.
   const names = useLive(`member-names/${suggest}`, [], async (s) => {
     if (!suggest) return { user: [], group: [] };
     const [users, groups] = await Promise.all([api.users(s), api.groups(s)]);
     return { user: users.map((u) => u.name), group: groups.map((g) => g.name) };
   });
-  const submit = async (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setErrors({});
-    try {
+    void run(async () => {
       const m = await api.setMember(kind, name.trim(), role);
       setName("");
       notifyDone(`${m.name} is ${m.role} in ${m.environment}`);
       onAdded();
-    } catch (err) {
-      const f = fieldError(err, ["name", "role"]);
-      if (f) setErrors({ [f.field]: f.message });
-      // An unknown user or group is about the name typed.
-      else if (err instanceof ApiError && err.status === 404) setErrors({ name: err.message });
-      else notifyError("Could not give the role", err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Card withBorder>

@@ -3,8 +3,8 @@
 
 import { ActionIcon, Badge, Button, Card, Checkbox, CloseButton, Group, Modal, PasswordInput, Select, Stack, Table, Text, TextInput, Title, Tooltip } from "@mantine/core";
 import { useState, type FormEvent } from "react";
-import { ApiError, api, type Group as UserGroup, type User } from "../api.ts";
-import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, fieldError, notifyDone, notifyError } from "../components/common.tsx";
+import { api, type Group as UserGroup, type User } from "../api.ts";
+import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, notifyDone, notifyError, useFormSubmit } from "../components/common.tsx";
 import { formatSince } from "../format.ts";
 import { useLive } from "../live.tsx";
 
@@ -107,27 +107,17 @@ function CreateUserForm({ onCreated }: { onCreated: () => void }) {
   const [name, setName] = useState("");
   const [password, setPassword] = useState("");
   const [admin, setAdmin] = useState(false);
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  const { errors, busy, run } = useFormSubmit(["name", "password", "admin"], "Could not create the user", { 409: "name" });
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setErrors({});
-    try {
+    void run(async () => {
       const user = await api.createUser(name.trim(), password, admin);
       setName("");
       setPassword("");
       setAdmin(false);
       notifyDone(`User ${user.name} created`);
       onCreated();
-    } catch (err) {
-      const f = fieldError(err, ["name", "password", "admin"]);
-      if (f) setErrors({ [f.field]: f.message });
-      else if (err instanceof ApiError && err.status === 409) setErrors({ name: err.message });
-      else notifyError("Could not create the user", err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Card withBorder>
@@ -157,23 +147,15 @@ function CreateUserForm({ onCreated }: { onCreated: () => void }) {
 
 function PasswordForm({ user, onDone }: { user: User; onDone: () => void }) {
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  const { errors, busy, run } = useFormSubmit(["password"], `Could not set the password of ${user.name}`);
+  const error = errors.password;
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       await api.setPassword(user.name, password);
       notifyDone(`Password of ${user.name} changed; their sessions ended`);
       onDone();
-    } catch (err) {
-      const f = fieldError(err, ["password"]);
-      if (f) setError(f.message);
-      else notifyError(`Could not set the password of ${user.name}`, err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form onSubmit={submit} data-testid="password-form">
