@@ -485,22 +485,24 @@ fn send_requests(args: &[String]) {
 // ---------------------------------------------------------------------------------------------
 // Corral
 
-/// `serve-corral THREADS PORT BACKEND...`: the Corral proxy in a runtime of its own, until killed.
-fn serve_corral(args: &[String]) {
+/// The `THREADS PORT BACKEND...` arguments of `serve-corral` and `haproxy-config`; exits with
+/// the usage of `command` when they do not parse.
+fn proxy_args(command: &str, args: &[String]) -> (usize, u16, Vec<SocketAddr>) {
     let parsed = (|| {
         let threads: usize = args.first()?.parse().ok()?;
         let port: u16 = args.get(1)?.parse().ok()?;
-        let backends: Vec<SocketAddr> = args[2..]
-            .iter()
-            .map(|a| a.parse())
-            .collect::<Result<_, _>>()
-            .ok()?;
+        let backends: Vec<SocketAddr> = args.get(2..)?.iter().map(|a| a.parse()).collect::<Result<_, _>>().ok()?;
         Some((threads, port, backends))
     })();
-    let Some((threads, port, backends)) = parsed else {
-        eprintln!("usage: bench-lb serve-corral THREADS PORT BACKEND...");
+    parsed.unwrap_or_else(|| {
+        eprintln!("usage: bench-lb {command} THREADS PORT BACKEND...");
         std::process::exit(2);
-    };
+    })
+}
+
+/// `serve-corral THREADS PORT BACKEND...`: the Corral proxy in a runtime of its own, until killed.
+fn serve_corral(args: &[String]) {
+    let (threads, port, backends) = proxy_args("serve-corral", args);
     // The proxy serves connections on its own THREADS threads; this runtime only accepts.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -537,20 +539,7 @@ fn serve_corral(args: &[String]) {
 /// `haproxy-config THREADS PORT BACKEND...`: prints the HAProxy config the benchmark uses, for
 /// running HAProxy by hand (under callgrind, for instance).
 fn print_haproxy_config(args: &[String]) {
-    let parsed = (|| {
-        let threads: usize = args.first()?.parse().ok()?;
-        let port: u16 = args.get(1)?.parse().ok()?;
-        let backends: Vec<SocketAddr> = args[2..]
-            .iter()
-            .map(|a| a.parse())
-            .collect::<Result<_, _>>()
-            .ok()?;
-        Some((threads, port, backends))
-    })();
-    let Some((threads, port, backends)) = parsed else {
-        eprintln!("usage: bench-lb haproxy-config THREADS PORT BACKEND...");
-        std::process::exit(2);
-    };
+    let (threads, port, backends) = proxy_args("haproxy-config", args);
     print!("{}", haproxy_config(port, &backends, threads));
 }
 
