@@ -195,27 +195,11 @@ fn rejected_by(link: &Link<'_>, r: Rejected) -> End {
 }
 
 fn rejected(r: Rejected) -> End {
-    match r.code {
-        RejectCode::CredentialRevoked => End::Fatal(AgentError::Rejected {
-            code: r.code,
-            message: r.message,
-            hint: "The credential was removed from the state dir; run the join command again to re-join.",
-        }),
-        RejectCode::BadCredential => End::Fatal(AgentError::Rejected {
-            code: r.code,
-            message: r.message,
-            hint: "Use the state dir this host joined with, or revoke the host in the control plane and join again.",
-        }),
-        RejectCode::BadToken => End::Fatal(AgentError::Rejected {
-            code: r.code,
-            message: r.message,
-            hint: "Check the join token: copy the command from Add Host in the control plane again.",
-        }),
-        RejectCode::ProtocolMismatch => End::Fatal(AgentError::Rejected {
-            code: r.code,
-            message: r.message,
-            hint: "Upgrade the agent to the control plane's version (Add Host shows the command that fetches it).",
-        }),
+    let hint = match r.code {
+        RejectCode::CredentialRevoked => "The credential was removed from the state dir; run the join command again to re-join.",
+        RejectCode::BadCredential => "Use the state dir this host joined with, or revoke the host in the control plane and join again.",
+        RejectCode::BadToken => "Check the join token: copy the command from Add Host in the control plane again.",
+        RejectCode::ProtocolMismatch => "Upgrade the agent to the control plane's version (Add Host shows the command that fetches it).",
         RejectCode::AlreadyConnected => {
             tracing::error!(
                 message = %r.message,
@@ -223,13 +207,14 @@ fn rejected(r: Rejected) -> End {
                  a stale connection it will time out and this agent will get in. If two hosts share \
                  a state dir (e.g. a cloned VM), delete host-id in one of them"
             );
-            End::Retry("rejected: already connected".into())
+            return End::Retry("rejected: already connected".into());
         }
         RejectCode::BadHello => {
             tracing::error!(message = %r.message, "the control plane did not understand our hello");
-            End::Retry(format!("rejected: bad hello: {}", r.message))
+            return End::Retry(format!("rejected: bad hello: {}", r.message));
         }
-    }
+    };
+    End::Fatal(AgentError::Rejected { code: r.code, message: r.message, hint })
 }
 
 async fn connected(
