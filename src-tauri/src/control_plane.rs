@@ -10,6 +10,7 @@ use crate::credentials::{Backend, Credential};
 use crate::error::DesktopError;
 use corral_server::state::AppState;
 use corral_server::{Config, ControlPlane, ServerError, TlsMode};
+use corral_store::SealingKey;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use tokio::sync::{broadcast, Mutex};
@@ -75,9 +76,11 @@ pub fn agent_ip(listen: IpAddr) -> IpAddr {
 /// instead.
 pub async fn start(data_dir: &Path, wanted: SocketAddr, keyring: Backend) -> Result<RunningControlPlane, DesktopError> {
     let local = local_listen_addr()?;
+    let sealing_key = sealing_key(data_dir, keyring)?;
     let config = |listen| {
         let mut config = config(data_dir, listen, local);
         config.admin_token_file = keyring == Backend::File;
+        config.sealing_key = sealing_key.clone();
         config
     };
     // The port is known before opening, so the join command can name it.
@@ -153,6 +156,43 @@ fn admin_token(data_dir: &Path, new: Option<String>, keyring: Backend) -> Result
         }
     }
     Ok(token)
+}
+
+/// The key join tokens are sealed with, from the keyring, made on the first start; `None` leaves
+/// it to the control plane's `sealing.key` file (the file backend, or a keyring that cannot store
+/// it, with a warning). A key file from an older version, or left when the keyring was
+/// unavailable, moves into the keyring. A keyring that cannot be read is an error rather than a
+/// new key: a new key would replace every join token.
+fn sealing_key(data_dir: &Path, keyring: Backend) -> Result<Option<SealingKey>, DesktopError> {
+    if keyring == Backend::File {
+        return Ok(None);
+    }
+    let credential = Credential::sealing_key(keyring, data_dir)?;
+    let file = data_dir.join(corral_server::SEALING_KEY_FILE);
+    if let Some(stored) = credential.read()? {
+        return SealingKey::from_hex(&stored).map(Some).ok_or_else(|| {
+            DesktopError::Keyring(format!(
+                "the sealing key of {} in the OS keyring (service {}) is not 64 hex digits; delete that entry to start with a new key \
+                 (join tokens are then replaced; joined hosts keep working)",
+                data_dir.display(),
+                crate::credentials::SEALING_KEY_SERVICE
+            ))
+        });
+    }
+    let key = if file.exists() { SealingKey::load_or_create(&file).map_err(|e| DesktopError::Keyring(e.to_string()))? } else { SealingKey::generate() };
+    match credential.store(&key.to_hex()) {
+        Ok(()) => {
+            if file.exists() {
+                std::fs::remove_file(&file).map_err(DesktopError::AdminToken)?;
+                tracing::info!(file = %file.display(), "sealing key moved from its file into the OS keyring");
+            }
+            Ok(Some(key))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, file = %file.display(), "keeping the sealing key in a file instead");
+            Ok(None)
+        }
+    }
 }
 
 fn free_port(ip: IpAddr) -> Result<SocketAddr, DesktopError> {
@@ -238,13 +278,31 @@ mod tests {
         let loopback = ([127, 0, 0, 1], 0).into();
         let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();
         let token = cp.token.clone();
+        let join_token = cp.state.store.join_token(cp.state.store.ensure_default_environment().await.unwrap().id).await.unwrap();
         cp.shutdown().await.unwrap();
         assert!(!file.exists(), "no plaintext admin-token file");
         assert_eq!(cred.read().unwrap().as_deref(), Some(token.as_str()));
+        let key_file = dir.path().join(corral_server::SEALING_KEY_FILE);
+        assert!(!key_file.exists(), "no sealing key file beside the database");
+        let sealing = Credential::sealing_key(Backend::Keyutils, dir.path()).unwrap();
+        let key = sealing.read().unwrap().expect("the sealing key is in the keyring");
 
         let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();
         assert_eq!(cp.token, token, "a later start reads the token from the keyring");
+        let env = cp.state.store.ensure_default_environment().await.unwrap();
+        assert_eq!(cp.state.store.join_token(env.id).await.unwrap(), join_token, "the join token opens with the key from the keyring");
         cp.shutdown().await.unwrap();
+        assert_eq!(sealing.read().unwrap(), Some(key.clone()), "the same key on every start");
+
+        // An older version left the key in a file: it moves into the keyring.
+        sealing.delete().unwrap();
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();
+        assert_eq!(cp.state.store.join_token(env.id).await.unwrap(), join_token);
+        cp.shutdown().await.unwrap();
+        assert!(!key_file.exists(), "the key file is deleted once the key is in the keyring");
+        assert_eq!(sealing.read().unwrap(), Some(key));
+        sealing.delete().unwrap();
 
         // An older version left the token in the file and nothing in the keyring.
         cred.delete().unwrap();

@@ -1,12 +1,15 @@
-//! The admin token in the OS keyring (Secret Service on Linux, the Keychain on macOS, the
-//! Credential Manager on Windows), so it never lies in plaintext in the data dir. Entries are
-//! keyed by service `corral-desktop` and the data dir's path as the account: two data dirs
-//! (e.g. `--data-dir`) keep two tokens.
+//! The admin token and the key join tokens are sealed with, in the OS keyring (Secret Service
+//! on Linux, the Keychain on macOS, the Credential Manager on Windows), so neither lies in
+//! plaintext in the data dir. Entries are keyed by service (`corral-desktop` for the token,
+//! `corral-desktop-sealing-key` for the key) and the data dir's path as the account: two data
+//! dirs (e.g. `--data-dir`) keep two of each.
 
 use crate::error::DesktopError;
 use std::path::Path;
 
 pub const SERVICE: &str = "corral-desktop";
+/// The keyring service of the sealing key.
+pub const SEALING_KEY_SERVICE: &str = "corral-desktop-sealing-key";
 /// Picks the store: `os` (the default), `keyutils` (Linux kernel keyring) or `file`.
 pub const BACKEND_ENV: &str = "CORRAL_DESKTOP_KEYRING";
 
@@ -47,11 +50,20 @@ pub struct Credential {
 impl Credential {
     /// The entry for `data_dir`'s admin token; `backend` must be a keyring, not [`Backend::File`].
     pub fn admin_token(backend: Backend, data_dir: &Path) -> Result<Credential, DesktopError> {
+        Credential::new(backend, SERVICE, data_dir)
+    }
+
+    /// The entry for the key `data_dir`'s join tokens are sealed with.
+    pub fn sealing_key(backend: Backend, data_dir: &Path) -> Result<Credential, DesktopError> {
+        Credential::new(backend, SEALING_KEY_SERVICE, data_dir)
+    }
+
+    fn new(backend: Backend, service: &str, data_dir: &Path) -> Result<Credential, DesktopError> {
         let account = data_dir.to_string_lossy();
         let entry = match backend {
-            Backend::Os => keyring::Entry::new(SERVICE, &account),
+            Backend::Os => keyring::Entry::new(service, &account),
             #[cfg(target_os = "linux")]
-            Backend::Keyutils => keyring::keyutils::KeyutilsCredential::new_with_target(None, SERVICE, &account)
+            Backend::Keyutils => keyring::keyutils::KeyutilsCredential::new_with_target(None, service, &account)
                 .map(|c| keyring::Entry::new_with_credential(Box::new(c))),
             _ => return Err(DesktopError::Keyring(format!("{backend:?} is not a keyring"))),
         }

@@ -38,6 +38,9 @@ pub struct RestoreInfo {
     pub schema_version: i64,
     /// File name, in the data dir, of the copy of the database as it was before the restore.
     pub safety_copy: String,
+    /// Environments whose join token the backup held sealed with another control plane's key:
+    /// they have new join tokens (joined hosts keep working).
+    pub join_tokens_replaced: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,8 +189,11 @@ pub(crate) async fn restore(state: &AppState, work: TempFile) -> Result<RestoreI
     state.store.replace_contents(work.path()).await?;
     drop(work);
     tracing::info!(schema_version = facts.schema_version, %safety_copy, "restored the database from a backup");
+    // A backup from another control plane (or an older version) holds tokens this key cannot open.
+    let sealed = state.store.seal_join_tokens().await?;
+    crate::log_sealing(&sealed);
     settle(state, &hosts_before).await?;
-    Ok(RestoreInfo { restored: true, schema_version: facts.schema_version, safety_copy })
+    Ok(RestoreInfo { restored: true, schema_version: facts.schema_version, safety_copy, join_tokens_replaced: sealed.replaced })
 }
 
 /// Copies the live database to `corral.db.before-restore-YYYYMMDD-HHMMSS` in the data dir.

@@ -49,6 +49,9 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub const ADMIN_TOKEN_NAME: &str = "admin";
 /// Name of the database file in the data dir.
 pub const DATABASE_FILE: &str = "corral.db";
+/// Name of the file in the data dir that holds the key join tokens are sealed with, unless the
+/// embedder provides the key ([`Config::sealing_key`]) or names another file.
+pub const SEALING_KEY_FILE: &str = "sealing.key";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -75,6 +78,12 @@ pub struct Config {
     /// The desktop app turns this off: it keeps the token in the OS keyring instead and gets
     /// it from [`ControlPlane::new_admin_token`].
     pub admin_token_file: bool,
+    /// The key join tokens are sealed with, when the embedder keeps it (the desktop app keeps it
+    /// in the OS keyring). Without one it is read from, or created in, [`Config::sealing_key_file`].
+    pub sealing_key: Option<corral_store::SealingKey>,
+    /// Where the sealing key file is; `sealing.key` in the data dir by default. Keeping it on
+    /// another disk than the database keeps backups of the disk from holding both.
+    pub sealing_key_file: Option<PathBuf>,
 }
 
 /// Whether the main listener speaks TLS.
@@ -113,6 +122,8 @@ impl Config {
             tls: TlsMode::default(),
             local_listen: None,
             admin_token_file: true,
+            sealing_key: None,
+            sealing_key_file: None,
         }
     }
 }
@@ -125,6 +136,8 @@ pub enum ServerError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    SealingKey(#[from] corral_store::sealing::KeyError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("--local-listen {0} is not a loopback address; plain HTTP is only served on loopback")]
@@ -150,7 +163,12 @@ impl ControlPlane {
     pub async fn open(config: Config) -> Result<ControlPlane, ServerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
-        let store = Store::open(&data_dir.join(DATABASE_FILE)).await?;
+        let key = match &config.sealing_key {
+            Some(key) => key.clone(),
+            None => corral_store::SealingKey::load_or_create(&config.sealing_key_file.clone().unwrap_or_else(|| data_dir.join(SEALING_KEY_FILE)))?,
+        };
+        let (store, sealed) = Store::open_sealed(&data_dir.join(DATABASE_FILE), key).await?;
+        log_sealing(&sealed);
         store.ensure_default_environment().await?;
         let new_admin_token = bootstrap_admin_token(&store, &data_dir, config.admin_token_file).await?;
         store.mark_all_hosts_disconnected().await?;
@@ -265,6 +283,20 @@ impl ControlPlane {
         let _ = rollups.await;
         state.store.close().await;
         result
+    }
+}
+
+/// Says what opening the database did to its join tokens, when it did anything.
+pub fn log_sealing(report: &corral_store::SealReport) {
+    if report.sealed > 0 {
+        tracing::info!(tokens = report.sealed, "join tokens stored in plaintext by an older version are now sealed");
+    }
+    if !report.replaced.is_empty() {
+        tracing::warn!(
+            environments = ?report.replaced,
+            "join tokens sealed with another key (another control plane's backup, or a lost key file) cannot be read and were replaced; \
+             joined hosts keep working, new hosts need the new join command (`corral host join-command`)"
+        );
     }
 }
 

@@ -534,7 +534,7 @@ mod tests {
     #[tokio::test]
     async fn rates_come_from_consecutive_reports_and_render_as_prometheus_text() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).await.unwrap();
+        let (store, _) = Store::open_sealed(&dir.path().join("db"), corral_store::SealingKey::generate()).await.unwrap();
         let env = store.ensure_default_environment().await.unwrap();
         let metrics = Metrics::default();
         metrics.ingest(&store, "h1", (env.id, &env.name), "host-1", report(1_000, 1_000)).await.unwrap();

@@ -207,12 +207,12 @@ mod tests {
         store.vacuum_into(&copy).await.unwrap();
         store.create_stack(env.id, "Later").await.unwrap();
         store.create_environment("OPS").await.unwrap();
-        let before_token = store.environment("Default").await.unwrap().join_token;
+        let before_token = store.join_token(env.id).await.unwrap();
         store.replace_contents(&copy).await.unwrap();
         let stacks: Vec<String> = store.stacks(env.id).await.unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(stacks, ["Kept"]);
         assert_eq!(store.environments().await.unwrap().len(), 1);
-        assert_eq!(store.environment("Default").await.unwrap().join_token, before_token);
+        assert_eq!(store.join_token(env.id).await.unwrap(), before_token);
         // The pool still works for writes afterwards.
         store.create_stack(env.id, "After").await.unwrap();
     }

@@ -1,5 +1,7 @@
 //! Environments (e.g. OPS, DEV): each has its hosts, stacks and join token.
 
+use crate::sealing::{SealingKey, SEALED_PREFIX};
+use crate::tokens::hash_secret;
 use crate::{is_unique_violation, now, Environment, Result, Store, StoreError};
 use sqlx::Row;
 
@@ -10,7 +12,6 @@ fn row_to_env(row: sqlx::sqlite::SqliteRow) -> Environment {
     Environment {
         id: row.get("id"),
         name: row.get("name"),
-        join_token: row.get("join_token"),
         created_at: row.get("created_at"),
         label: row.get::<Option<String>, _>("label").unwrap_or_else(|| row.get("name")),
     }
@@ -37,14 +38,69 @@ pub fn random_secret(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// What opening the database with its sealing key did to the join tokens it found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SealReport {
+    /// Tokens an older version had stored in plaintext, now sealed (and unchanged for hosts).
+    pub sealed: usize,
+    /// Environments whose token was sealed with another key (a backup from another control
+    /// plane, a lost key file) and could not be opened: each got a new token. Hosts that have
+    /// joined keep their own credentials; new hosts need the new join command.
+    pub replaced: Vec<String>,
+}
+
+/// A join token as the database keeps it.
+struct NewJoinToken {
+    sealed: String,
+    hash: String,
+}
+
+impl NewJoinToken {
+    fn of(key: &SealingKey, secret: &str) -> NewJoinToken {
+        NewJoinToken { sealed: key.seal(secret), hash: hash_secret(secret) }
+    }
+
+    fn random(key: &SealingKey) -> NewJoinToken {
+        NewJoinToken::of(key, &random_secret(24))
+    }
+}
+
+/// What the seal pass does with one stored join token.
+#[derive(Debug, PartialEq, Eq)]
+enum Sealing {
+    Keep,
+    /// Sealed with this key, but its hash column is missing or wrong.
+    Rehash(String),
+    /// An older version's plaintext token: sealed as it is.
+    SealPlaintext(String),
+    /// Sealed with another key: unreadable, so replaced.
+    Replace,
+}
+
+fn sealing_for(key: &SealingKey, stored: &str, hash: Option<&str>) -> Sealing {
+    if !stored.starts_with(SEALED_PREFIX) {
+        return Sealing::SealPlaintext(stored.to_string());
+    }
+    match key.open(stored) {
+        Some(secret) if hash == Some(hash_secret(&secret).as_str()) => Sealing::Keep,
+        Some(secret) => Sealing::Rehash(secret),
+        None => Sealing::Replace,
+    }
+}
+
 impl Store {
+    fn sealing_key(&self) -> Result<&SealingKey> {
+        self.sealing.as_deref().ok_or(StoreError::NoSealingKey)
+    }
+
     pub async fn create_environment(&self, name: &str) -> Result<Environment> {
-        let token = random_secret(24);
+        let token = NewJoinToken::random(self.sealing_key()?);
         let result = sqlx::query(
-            "INSERT INTO environments (name, join_token, created_at, label) VALUES (?1, ?2, ?3, ?1) RETURNING *",
+            "INSERT INTO environments (name, join_token, join_token_hash, created_at, label) VALUES (?1, ?2, ?3, ?4, ?1) RETURNING *",
         )
         .bind(name)
-        .bind(&token)
+        .bind(&token.sealed)
+        .bind(&token.hash)
         .bind(now())
         .fetch_one(&self.pool)
         .await;
@@ -173,25 +229,103 @@ impl Store {
         Ok(())
     }
 
-    /// Gives the environment a new join token; the old one is refused from then on. Hosts that
-    /// have joined keep their own credentials and are not affected.
-    pub async fn rotate_join_token(&self, environment_id: i64) -> Result<Environment> {
-        sqlx::query("UPDATE environments SET join_token = ? WHERE id = ? RETURNING *")
-            .bind(random_secret(24))
+    /// Gives the environment a new join token and returns it; the old one is refused from then
+    /// on. Hosts that have joined keep their own credentials and are not affected.
+    pub async fn rotate_join_token(&self, environment_id: i64) -> Result<String> {
+        let secret = random_secret(24);
+        let token = NewJoinToken::of(self.sealing_key()?, &secret);
+        let updated = sqlx::query("UPDATE environments SET join_token = ?, join_token_hash = ? WHERE id = ?")
+            .bind(&token.sealed)
+            .bind(&token.hash)
+            .bind(environment_id)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("environment #{environment_id} does not exist")));
+        }
+        Ok(secret)
+    }
+
+    /// The environment's join token in plaintext, for the join command: the only place it is
+    /// ever opened.
+    pub async fn join_token(&self, environment_id: i64) -> Result<String> {
+        let key = self.sealing_key()?;
+        let sealed: String = sqlx::query_scalar("SELECT join_token FROM environments WHERE id = ?")
             .bind(environment_id)
             .fetch_optional(&self.pool)
             .await?
-            .map(row_to_env)
-            .ok_or_else(|| StoreError::NotFound(format!("environment #{environment_id} does not exist")))
+            .ok_or_else(|| StoreError::NotFound(format!("environment #{environment_id} does not exist")))?;
+        key.open(&sealed).ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "the join token of environment #{environment_id} cannot be opened with this control plane's sealing key; give it a new one with `corral host join-command --rotate`"
+            ))
+        })
     }
 
-    /// The environment a join token belongs to, if any.
+    /// The environment a join token belongs to, if any (found by the token's hash).
     pub async fn environment_by_join_token(&self, token: &str) -> Result<Option<Environment>> {
-        Ok(sqlx::query("SELECT * FROM environments WHERE join_token = ?")
-            .bind(token)
+        Ok(sqlx::query("SELECT * FROM environments WHERE join_token_hash = ?")
+            .bind(hash_secret(token))
             .fetch_optional(&self.pool)
             .await?
             .map(row_to_env))
+    }
+
+    /// Brings every stored join token under this store's sealing key: plaintext ones (from an
+    /// older version, or a restored backup of one) are sealed, unreadable ones replaced, missing
+    /// hashes filled in. Run when the database is opened and after a restore; idempotent.
+    pub async fn seal_join_tokens(&self) -> Result<SealReport> {
+        let key = self.sealing_key()?;
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, name, join_token, join_token_hash FROM environments").fetch_all(&mut *conn).await?;
+        let plan: Vec<(i64, &str, &str, Sealing)> =
+            rows.iter().map(|(id, name, stored, hash)| (*id, name.as_str(), stored.as_str(), sealing_for(key, stored, hash.as_deref()))).collect();
+        if plan.iter().all(|(.., s)| *s == Sealing::Keep) {
+            return Ok(SealReport::default());
+        }
+        let mut report = SealReport::default();
+        // A page keeps the bytes of a replaced value in its free space unless told to zero them.
+        let secure_delete: i64 = sqlx::query_scalar("PRAGMA secure_delete").fetch_one(&mut *conn).await?;
+        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+        let written = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            for (id, name, stored, sealing) in &plan {
+                let token = match sealing {
+                    Sealing::Keep => continue,
+                    Sealing::Rehash(secret) => NewJoinToken { sealed: stored.to_string(), hash: hash_secret(secret) },
+                    Sealing::SealPlaintext(secret) => {
+                        report.sealed += 1;
+                        NewJoinToken::of(key, secret)
+                    }
+                    Sealing::Replace => {
+                        report.replaced.push(name.to_string());
+                        NewJoinToken::random(key)
+                    }
+                };
+                sqlx::query("UPDATE environments SET join_token = ?, join_token_hash = ? WHERE id = ?")
+                    .bind(&token.sealed)
+                    .bind(&token.hash)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        sqlx::query(&format!("PRAGMA secure_delete = {secure_delete}")).execute(&mut *conn).await?;
+        written?;
+        if report.sealed > 0 {
+            // The plaintext may still lie in freed pages and in the WAL: rewrite the file and empty
+            // the log. Readers elsewhere can delay that; the next checkpoint finishes it.
+            if let Err(e) = sqlx::query("VACUUM").execute(&mut *conn).await {
+                tracing::warn!(error = %e, "could not rewrite the database after sealing its join tokens");
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await {
+                tracing::warn!(error = %e, "could not empty the write-ahead log after sealing join tokens");
+            }
+        }
+        Ok(report)
     }
 }
 
@@ -207,7 +341,8 @@ mod tests {
         let b = store.ensure_default_environment().await.unwrap();
         assert_eq!(a, b);
         assert_eq!(store.environments().await.unwrap().len(), 1);
-        assert_eq!(store.environment_by_join_token(&a.join_token).await.unwrap(), Some(a));
+        let token = store.join_token(a.id).await.unwrap();
+        assert_eq!(store.environment_by_join_token(&token).await.unwrap(), Some(a));
         assert_eq!(store.environment_by_join_token("nope").await.unwrap(), None);
     }
 
@@ -216,7 +351,7 @@ mod tests {
         let (store, _dir) = store().await;
         let default = store.ensure_default_environment().await.unwrap();
         let ops = store.create_environment("OPS").await.unwrap();
-        assert_ne!(ops.join_token, default.join_token, "each environment has its own join token");
+        assert_ne!(store.join_token(ops.id).await.unwrap(), store.join_token(default.id).await.unwrap(), "each environment has its own join token");
         let stack = store.create_stack(ops.id, "S").await.unwrap();
         let err = store.delete_environment("ops").await.unwrap_err();
         assert!(matches!(&err, StoreError::Conflict(m) if m.contains("remove them first")), "{err}");
@@ -252,10 +387,57 @@ mod tests {
         store.set_environment_label(dev.id, "OLD").await.unwrap();
         assert_eq!(store.environment("staging").await.unwrap().label, "OLD");
 
+        let before = store.join_token(dev.id).await.unwrap();
         let rotated = store.rotate_join_token(dev.id).await.unwrap();
-        assert_ne!(rotated.join_token, dev.join_token);
-        assert_eq!(store.environment_by_join_token(&dev.join_token).await.unwrap(), None);
-        assert_eq!(store.environment_by_join_token(&rotated.join_token).await.unwrap().map(|e| e.id), Some(dev.id));
+        assert_ne!(rotated, before);
+        assert_eq!(store.join_token(dev.id).await.unwrap(), rotated);
+        assert_eq!(store.environment_by_join_token(&before).await.unwrap(), None);
+        assert_eq!(store.environment_by_join_token(&rotated).await.unwrap().map(|e| e.id), Some(dev.id));
+    }
+
+    /// Join tokens are in the database file only sealed; an older version's plaintext token is
+    /// sealed on the next open and keeps working, and no byte of it is left in the file or its
+    /// log; a token sealed with another key is replaced; a store without the key makes none.
+    #[tokio::test]
+    async fn join_tokens_are_sealed_at_rest_and_plaintext_ones_are_sealed_on_open() {
+        use crate::{SealingKey, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corral.db");
+        let key = SealingKey::generate();
+        let (store, report) = Store::open_sealed(&path, key.clone()).await.unwrap();
+        assert_eq!(report, super::SealReport::default());
+        let env = store.ensure_default_environment().await.unwrap();
+        let ops = store.create_environment("OPS").await.unwrap();
+        let token = store.join_token(env.id).await.unwrap();
+        store.close().await;
+        let file_holds = |needle: &str| {
+            ["", "-wal"].iter().any(|suffix| {
+                let bytes = std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default();
+                bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            })
+        };
+        assert!(!file_holds(&token), "a sealed token is not in the file");
+
+        // What an older version left: the token in plaintext, no hash.
+        let plain = Store::open(&path).await.unwrap();
+        assert!(matches!(plain.join_token(env.id).await, Err(StoreError::NoSealingKey)));
+        assert!(matches!(plain.create_environment("DEV").await, Err(StoreError::NoSealingKey)));
+        sqlx::query("UPDATE environments SET join_token = ?, join_token_hash = NULL WHERE id = ?").bind(&token).bind(env.id).execute(plain.pool()).await.unwrap();
+        sqlx::query("UPDATE environments SET join_token = ? WHERE id = ?").bind(SealingKey::generate().seal("elsewhere")).bind(ops.id).execute(plain.pool()).await.unwrap();
+        plain.close().await;
+        assert!(file_holds(&token), "the test really left a plaintext token behind");
+
+        let (store, report) = Store::open_sealed(&path, key.clone()).await.unwrap();
+        assert_eq!(report, super::SealReport { sealed: 1, replaced: vec!["OPS".into()] });
+        assert_eq!(store.join_token(env.id).await.unwrap(), token, "a sealed plaintext token is the same token");
+        assert_eq!(store.environment_by_join_token(&token).await.unwrap().map(|e| e.id), Some(env.id));
+        let new_ops = store.join_token(ops.id).await.unwrap();
+        assert_eq!(store.environment_by_join_token(&new_ops).await.unwrap().map(|e| e.id), Some(ops.id));
+        assert_eq!(store.environment_by_join_token("elsewhere").await.unwrap(), None);
+        store.close().await;
+        assert!(!file_holds(&token), "no byte of the plaintext token is left in the file or its log");
+        let (_, report) = Store::open_sealed(&path, key).await.unwrap();
+        assert_eq!(report, super::SealReport::default(), "sealing again changes nothing");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //!   [`observed`]: one module per table, each a set of `impl Store` methods.
 //! - [`metrics`]: resource usage history with roll-ups.
 //! - [`backup`]: consistent copies, checks on a copy, restoring one.
+//! - [`sealing`]: join tokens encrypted at rest with a key kept outside the database file.
 //! - [`users`] (users, groups, sessions), [`access`] (roles in environments, API keys),
 //!   [`audit`] (who changed what) and [`logins`] (failed logins): access control.
 
@@ -20,17 +21,21 @@ pub mod logins;
 pub mod metrics;
 pub mod model;
 pub mod observed;
+pub mod sealing;
 pub mod services;
 pub mod stacks;
 pub mod tokens;
 pub mod users;
 
+pub use environments::SealReport;
 pub use model::*;
+pub use sealing::SealingKey;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything that can go wrong in the store, in terms callers can map to an answer.
@@ -52,6 +57,9 @@ pub enum StoreError {
     /// A file offered for restore is not a usable Corral database; says what is wrong with it.
     #[error("{0}")]
     BadBackup(String),
+    /// A sealed secret was asked of a store opened without its sealing key.
+    #[error("the database was opened without its sealing key, so join tokens can be neither made nor read")]
+    NoSealingKey,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -60,10 +68,24 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Seals and opens join tokens; `None` for a database opened only to be read or checked.
+    sealing: Option<Arc<SealingKey>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens the database the way the control plane does: like [`Store::open`], with the key its
+    /// join tokens are sealed with. Tokens an older version stored in plaintext are sealed now,
+    /// and tokens sealed with another key (a backup from another control plane, a lost key file)
+    /// are replaced; [`SealReport`] says which.
+    pub async fn open_sealed(path: &Path, key: SealingKey) -> Result<(Store, SealReport)> {
+        let mut store = Store::open(path).await?;
+        store.sealing = Some(Arc::new(key));
+        let report = store.seal_join_tokens().await?;
+        Ok((store, report))
+    }
+
+    /// Opens (creating if needed) the database file and brings its schema up to date, without a
+    /// sealing key: everything works but making, showing and checking join tokens.
     pub async fn open(path: &Path) -> Result<Store> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -75,7 +97,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, sealing: None })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -118,7 +140,7 @@ pub(crate) mod test_support {
 
     pub async fn store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("corral.db")).await.unwrap();
+        let (store, _) = Store::open_sealed(&dir.path().join("corral.db"), SealingKey::generate()).await.unwrap();
         (store, dir)
     }
 }

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 pub struct Environment {
     pub id: i64,
     pub name: String,
-    #[serde(skip_serializing)]
-    pub join_token: String,
     pub created_at: String,
     /// The value of its containers' `io.corral.environment` label: the name it was created
     /// with, unchanged by renames so that no container is recreated for one.

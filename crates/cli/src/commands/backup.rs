@@ -66,12 +66,20 @@ pub async fn restore(args: RestoreArgs, client: &Client, format: Format) -> Resu
     eprintln!("uploading {} ({}) and restoring ...", args.file.display(), mib(data.len() as u64));
     let request = client.request(Method::POST, "/restore").header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data);
     let answer: Value = client.checked(request).await?.json().await.context("the control plane's answer is not the expected JSON")?;
-    let message = format!(
+    let mut message = format!(
         "restored {} (schema version {}); the state before it is kept as {} in the control plane's data dir",
         args.file.display(),
         answer["schema_version"],
         answer["safety_copy"].as_str().unwrap_or("?")
     );
+    let replaced: Vec<&str> = answer["join_tokens_replaced"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if !replaced.is_empty() {
+        message.push_str(&format!(
+            "\nthe backup's join tokens of {} were sealed with another control plane's key and have been replaced; joined hosts keep working, \
+             new hosts need the new line from `corral host join-command --env NAME`",
+            replaced.join(", ")
+        ));
+    }
     output::done(format, &answer, &message);
     Ok(())
 }

@@ -36,6 +36,12 @@ pub struct Args {
     /// Seconds a login session lasts.
     #[arg(long, default_value_t = 12 * 3600)]
     session_ttl: u64,
+    /// File with the key join tokens are sealed with in the database (created, mode 0600, when
+    /// missing) [default: DATA_DIR/sealing.key]. Keep it out of backups of the database: a copy
+    /// of the database without it holds no usable join token. A lost key only means new join
+    /// tokens; joined hosts keep working.
+    #[arg(long, env = "CORRAL_SEALING_KEY_FILE", value_name = "PATH")]
+    sealing_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -60,6 +66,7 @@ pub async fn run(args: Args) -> Result<()> {
         Tls::Off => corral_server::TlsMode::Off,
     };
     config.local_listen = args.local_listen;
+    config.sealing_key_file = args.sealing_key_file;
     let control_plane = corral_server::ControlPlane::open(config).await?;
     if let Some(token) = &control_plane.new_admin_token {
         println!("Admin token (shown once; also saved to {}): {token}", data_dir.join(corral_server::ADMIN_TOKEN_FILE).display());

@@ -65,18 +65,19 @@ pub struct JoinCommand {
 
 pub async fn join_command(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
-    Ok(Json(join_command_for(&state, &headers, env)))
+    let token = state.store.join_token(env.id).await?;
+    Ok(Json(join_command_for(&state, &headers, env, token)))
 }
 
 /// Gives the environment a new join token and answers the new join command. The old token is
 /// refused from now on; hosts that have joined keep their own credentials.
 pub async fn rotate_join_token(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
-    let env = state.store.rotate_join_token(env.id).await?;
-    Ok(Json(join_command_for(&state, &headers, env)))
+    let token = state.store.rotate_join_token(env.id).await?;
+    Ok(Json(join_command_for(&state, &headers, env, token)))
 }
 
-fn join_command_for(state: &AppState, headers: &HeaderMap, env: Environment) -> JoinCommand {
+fn join_command_for(state: &AppState, headers: &HeaderMap, env: Environment, token: String) -> JoinCommand {
     let scheme = if state.ca.is_some() { "https" } else { "http" };
     let server_url = match &state.config.advertise_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -98,16 +99,14 @@ fn join_command_for(state: &AppState, headers: &HeaderMap, env: Environment) -> 
             let check = format!("[ \"$(sed '/-----/d' corral-ca.pem | base64 -d | sha256sum | cut -d' ' -f1)\" = {hex} ]");
             let fetch_agent = format!("curl -fsSL --cacert corral-ca.pem {server_url}/v1/agent/binary -o corral-agent");
             format!(
-                "{fetch_ca} && {check} && {fetch_agent} && chmod +x corral-agent && ./corral-agent agent --server {server_url} --ca-fingerprint {pin} --token {}",
-                env.join_token
+                "{fetch_ca} && {check} && {fetch_agent} && chmod +x corral-agent && ./corral-agent agent --server {server_url} --ca-fingerprint {pin} --token {token}"
             )
         }
         None => format!(
-            "curl -fsSL {server_url}/v1/agent/binary -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {server_url} --token {}",
-            env.join_token
+            "curl -fsSL {server_url}/v1/agent/binary -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {server_url} --token {token}"
         ),
     };
-    JoinCommand { environment: env.name, server_url, token: env.join_token, ca_fingerprint, command }
+    JoinCommand { environment: env.name, server_url, token, ca_fingerprint, command }
 }
 
 /// Revokes a host's own credential and ends its session: its agent is refused from now on
