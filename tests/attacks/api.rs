@@ -343,7 +343,7 @@ fn every_list_and_string_the_api_takes_has_a_cap() {
         // Before the fix 100,000 arguments were taken, stored and sent to every host.
         ("100,000 command arguments", service(json!({ "command": many(100_000, &|_| "a".into()) })), "command", &["100000", "256"]),
         ("one 40 KB argument", service(json!({ "command": ["sh", "-c", "x".repeat(40_000)] })), "command", &["32 KiB"]),
-        ("100,000 environment entries", service(json!({ "env": many(100_000, &|i| format!("K{i}=v")) })), "env", &["100000", "256"]),
+        ("10,000 environment entries", service(json!({ "env": many(10_000, &|i| format!("K{i}=v")) })), "env", &["10000", "256"]),
         ("a 100 KB environment", service(json!({ "env": [format!("BIG={}", "v".repeat(100_000))] })), "env", &["64 KiB"]),
         ("10,000 labels", service(json!({ "labels": labels(10_000, 1, 1) })), "labels", &["10000", "64"]),
         ("a 300-byte label key", service(json!({ "labels": labels(1, 300, 1) })), "labels", &["255"]),
