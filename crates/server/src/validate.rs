@@ -262,18 +262,17 @@ pub fn balancer(ports: &[String], targets: &[String], rules: &[String]) -> Resul
 /// Passwords: at least [`MIN_PASSWORD_LEN`] characters, not all of them whitespace (a password of
 /// spaces is easy to guess and easy to set by mistake), and not so long that hashing it is work.
 pub fn password(value: &str) -> Result<(), ApiError> {
-    let rule = format!("a password must have at least {MIN_PASSWORD_LEN} characters and not be all whitespace");
     let chars = value.chars().count();
     let problem = if value.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::invalid("password", format!("the password is {} bytes long; at most {MAX_PASSWORD_BYTES} are allowed", value.len())));
     } else if chars < MIN_PASSWORD_LEN {
-        format!("this one has {chars}")
+        format!("too short ({chars} characters)")
     } else if value.chars().all(char::is_whitespace) {
-        "this one is all whitespace (spaces, tabs, line breaks)".to_string()
+        "all whitespace (spaces, tabs, line breaks)".to_string()
     } else {
         return Ok(());
     };
-    Err(ApiError::invalid("password", format!("{rule}; {problem}")))
+    Err(ApiError::invalid("password", format!("the password is {problem}: a password needs at least {MIN_PASSWORD_LEN} characters, not all whitespace")))
 }
 
 /// A time a user gave (`field`), in Unix seconds, within [`MIN_TIME`]..=[`MAX_TIME`].
@@ -375,10 +374,10 @@ mod tests {
         assert!(password("  a      ").is_ok(), "spaces count when there is something else");
         assert!(password(&"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
         for (bad, words) in [
-            ("short", "this one has 5"),
-            ("        ", "all whitespace"),
-            ("\t\n\r \u{3000}\u{a0}  ", "all whitespace"),
-            ("ééé", "this one has 3"),
+            ("short", "the password is too short (5 characters)"),
+            ("        ", "the password is all whitespace"),
+            ("\t\n\r \u{3000}\u{a0}  ", "the password is all whitespace"),
+            ("ééé", "too short (3 characters)"),
         ] {
             let (field, text) = message(password(bad));
             assert!(field == "password" && text.contains("at least 8 characters") && text.contains(words), "{bad:?}: {text}");
