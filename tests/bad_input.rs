@@ -11,6 +11,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     cp.json(&["stack", "create", "WEB-Server"]);
     cp.json(&["service", "create", "WEB-Server/web", "--image", TEST_IMAGE, "--scale", "2"]);
     let before = (cp.json(&["stack", "ls"]), cp.json(&["service", "ls"]));
+    let long_constraint = format!("host.zone={}", "z".repeat(300));
 
     let cases: &[(&[&str], &str)] = &[
         (&["stack", "create", "WEB-Server"], "already exists"),
@@ -25,6 +26,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         (&["service", "create", "WEB-Server/x", "--image", TEST_IMAGE, "--scale", "-3"], "invalid scale -3"),
         (&["service", "create", "WEB-Server/x", "--image", TEST_IMAGE, "--constraint", "zone=a"], "invalid constraint"),
         (&["service", "create", "WEB-Server/x", "--image", TEST_IMAGE, "-e", "NOVALUE"], "KEY=VALUE"),
+        (&["service", "create", "WEB-Server/x", "--image", TEST_IMAGE, "--constraint", &long_constraint], "at most 255 are allowed"),
         (&["service", "create", "noslash", "--image", TEST_IMAGE], "expected STACK/SERVICE"),
         (&["service", "scale", "WEB-Server/web", "-1"], "invalid scale -1"),
         (&["service", "scale", "WEB-Server/nope", "3"], "service WEB-Server/nope does not exist"),

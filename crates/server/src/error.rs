@@ -13,6 +13,9 @@ pub enum ApiError {
     Invalid { field: &'static str, message: String },
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is over [`crate::validate::MAX_BODY_BYTES`].
+    #[error("the request body is larger than {} MiB, the most one API request may carry; send less (docs/api.md lists the limits)", crate::validate::MAX_BODY_BYTES >> 20)]
+    TooLarge,
     #[error("missing or wrong API token, or an expired session: log in with `corral login`, or pass --token or set CORRAL_TOKEN (the first start wrote the admin token to DATA_DIR/admin-token)")]
     Unauthorized,
     /// A login with a wrong user name or password; which of the two is not said.
@@ -51,6 +54,7 @@ impl ApiError {
         match self {
             ApiError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -122,6 +126,9 @@ impl From<crate::backup::BackupError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::TooLarge;
+        }
         ApiError::BadRequest(format!("the request body must be JSON matching the API: {}", r.body_text()))
     }
 }

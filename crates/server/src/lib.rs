@@ -56,9 +56,10 @@ pub const SEALING_KEY_FILE: &str = "sealing.key";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Once the control plane is open, the address it is bound to (a port 0 made real).
     pub listen: SocketAddr,
-    /// URL hosts use to reach this control plane, for the join command; by default the
-    /// address the caller of the join-command endpoint used.
+    /// URL hosts use to reach this control plane, for the join command; by default one built
+    /// from `listen` (on every interface: this machine's address), never from a request.
     pub advertise_url: Option<String>,
     /// Built web UI to serve at `/`.
     pub ui_dir: Option<PathBuf>,
@@ -174,6 +175,7 @@ impl ControlPlane {
         store.mark_all_hosts_disconnected().await?;
         let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source }) };
         let listener = bind(config.listen).await?;
+        let config = Config { listen: listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?, ..config };
         let tls = if config.tls.serves_tls(config.listen) {
             let names: Vec<String> = config.advertise_url.as_deref().and_then(url_host).into_iter().collect();
             Some(tls::load_or_create(&data_dir, &names)?)

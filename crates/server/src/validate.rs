@@ -2,15 +2,83 @@
 
 use crate::error::ApiError;
 use corral_proto::PortSpec;
+use corral_store::users::MIN_PASSWORD_LEN;
 use std::collections::BTreeMap;
 
 /// Largest scale one service may ask for.
 pub const MAX_SCALE: i64 = 1000;
 
-/// Stack and service names: they become part of Docker container names and of URLs.
+// Caps on what one request may carry (docs/api.md lists them). A service's spec is stored, sent
+// to every host that runs it in each desired set, and shown in lists, so each list and string
+// has a bound that real use stays far below.
+/// Names of stacks, services, environments, users, groups and API keys.
+pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_IMAGE_LEN: usize = 255;
+pub const MAX_COMMAND_ARGS: usize = 256;
+/// All of a command's arguments together.
+pub const MAX_COMMAND_BYTES: usize = 32 * 1024;
+pub const MAX_ENV_ENTRIES: usize = 256;
+/// All of a service's `KEY=VALUE` entries together.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+pub const MAX_LABELS: usize = 64;
+pub const MAX_LABEL_KEY_BYTES: usize = 255;
+pub const MAX_LABEL_VALUE_BYTES: usize = 4096;
+/// Ports of a service, and listeners of a load balancer.
+pub const MAX_PORTS: usize = 64;
+/// One port as text, e.g. `8080:80/tcp`.
+pub const MAX_PORT_BYTES: usize = 32;
+pub const MAX_CONSTRAINTS: usize = 32;
+pub const MAX_CONSTRAINT_BYTES: usize = 255;
+pub const MAX_LB_TARGETS: usize = 32;
+pub const MAX_LB_RULES: usize = 64;
+pub const MAX_LB_RULE_BYTES: usize = 512;
+/// Hashing is meant to be slow; it should not also be long.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// One request's body (restores stream theirs to disk and have their own limit).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Times users give, in Unix seconds: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z, the range
+/// RFC 3339 can write. Within it, differences and sums of two times never overflow.
+pub const MIN_TIME: i64 = 0;
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// The start of a long value, for messages that should say which value without repeating it all.
+fn preview(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((end, _)) => format!("{:?}…", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// At most `max` items in a list.
+fn count<T>(field: &'static str, what: &str, values: &[T], max: usize) -> Result<(), ApiError> {
+    if values.len() > max {
+        return Err(ApiError::invalid(field, format!("{} {what} given; at most {max} are allowed", values.len())));
+    }
+    Ok(())
+}
+
+/// At most `max` bytes in all of `values` together.
+fn total_bytes(field: &'static str, what: &str, values: &[String], max: usize) -> Result<(), ApiError> {
+    let bytes: usize = values.iter().map(String::len).sum();
+    if bytes > max {
+        return Err(ApiError::invalid(field, format!("the {what} hold {bytes} bytes together; at most {} KiB ({max} bytes) are allowed", max / 1024)));
+    }
+    Ok(())
+}
+
+/// At most `max` bytes in each of `values`.
+fn each_len<'a>(field: &'static str, what: &str, values: impl IntoIterator<Item = &'a String>, max: usize) -> Result<(), ApiError> {
+    match values.into_iter().find(|v| v.len() > max) {
+        Some(v) => Err(ApiError::invalid(field, format!("{what} {} is {} bytes long; at most {max} are allowed", preview(v), v.len()))),
+        None => Ok(()),
+    }
+}
+
+/// Names of stacks, services, environments, users, groups and API keys: they become part of
+/// Docker container names and of URLs.
 pub fn name(field: &'static str, what: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
-        && value.len() <= 63
+        && value.len() <= MAX_NAME_LEN
         && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
@@ -18,7 +86,7 @@ pub fn name(field: &'static str, what: &str, value: &str) -> Result<(), ApiError
     } else {
         Err(ApiError::invalid(
             field,
-            format!("invalid {what} name {value:?}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+            format!("invalid {what} name {}: use 1-{MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit", preview(value)),
         ))
     }
 }
@@ -45,14 +113,14 @@ pub fn image(value: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {
         Err(ApiError::invalid(
             "image",
-            format!("invalid image reference {value:?}: {why}; use e.g. nginx, nginx:1.25, registry.local:5000/team/app:v2"),
+            format!("invalid image reference {}: {why}; use e.g. nginx, nginx:1.25, registry.local:5000/team/app:v2", preview(value)),
         ))
     };
     if value.is_empty() {
         return bad("it is empty");
     }
-    if value.len() > 255 {
-        return bad("it is longer than 255 characters");
+    if value.len() > MAX_IMAGE_LEN {
+        return bad(&format!("it is longer than {MAX_IMAGE_LEN} characters"));
     }
     let (rest, digest) = match value.split_once('@') {
         Some((r, d)) => (r, Some(d)),
@@ -115,6 +183,8 @@ pub fn image(value: &str) -> Result<(), ApiError> {
 }
 
 pub fn ports(values: &[String]) -> Result<Vec<PortSpec>, ApiError> {
+    count("ports", "ports", values, MAX_PORTS)?;
+    each_len("ports", "port", values, MAX_PORT_BYTES)?;
     let mut ports: Vec<PortSpec> = Vec::with_capacity(values.len());
     for v in values {
         let port: PortSpec = v.parse().map_err(|e: corral_proto::spec::PortParseError| ApiError::invalid("ports", e.0))?;
@@ -130,16 +200,20 @@ pub fn ports(values: &[String]) -> Result<Vec<PortSpec>, ApiError> {
 }
 
 pub fn env(values: &[String]) -> Result<(), ApiError> {
+    count("env", "environment variables", values, MAX_ENV_ENTRIES)?;
+    total_bytes("env", "environment variables", values, MAX_ENV_BYTES)?;
     for v in values {
         match v.split_once('=') {
             Some((k, _)) if !k.is_empty() && !k.contains(char::is_whitespace) && !v.contains('\0') => {}
-            _ => return Err(ApiError::invalid("env", format!("invalid environment variable {v:?}: use KEY=VALUE"))),
+            _ => return Err(ApiError::invalid("env", format!("invalid environment variable {}: use KEY=VALUE", preview(v)))),
         }
     }
     Ok(())
 }
 
 pub fn command(values: &[String]) -> Result<(), ApiError> {
+    count("command", "command arguments", values, MAX_COMMAND_ARGS)?;
+    total_bytes("command", "command arguments", values, MAX_COMMAND_BYTES)?;
     if values.iter().any(|a| a.contains('\0')) {
         return Err(ApiError::invalid("command", "the command may not contain NUL characters"));
     }
@@ -148,6 +222,11 @@ pub fn command(values: &[String]) -> Result<(), ApiError> {
 
 /// Service labels: anything but Corral's own `io.corral.*`, which the control plane sets.
 pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::invalid("labels", format!("{} labels given; at most {MAX_LABELS} are allowed", labels.len())));
+    }
+    each_len("labels", "label key", labels.keys(), MAX_LABEL_KEY_BYTES)?;
+    each_len("labels", "label value", labels.values(), MAX_LABEL_VALUE_BYTES)?;
     for key in labels.keys() {
         if key.is_empty() || key.starts_with("io.corral.") {
             return Err(ApiError::invalid("labels", format!("invalid label {key:?}: label keys may not be empty or start with io.corral.")));
@@ -158,6 +237,8 @@ pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
 
 /// Scheduling constraints, returned in their canonical text form.
 pub fn constraints(values: &[String]) -> Result<Vec<String>, ApiError> {
+    count("constraints", "constraints", values, MAX_CONSTRAINTS)?;
+    each_len("constraints", "constraint", values, MAX_CONSTRAINT_BYTES)?;
     values
         .iter()
         .map(|v| {
@@ -166,6 +247,53 @@ pub fn constraints(values: &[String]) -> Result<Vec<String>, ApiError> {
                 .map_err(|e| ApiError::invalid("constraints", e.to_string()))
         })
         .collect()
+}
+
+/// The sizes of a load balancer's lists, before their entries are parsed.
+pub fn balancer(ports: &[String], targets: &[String], rules: &[String]) -> Result<(), ApiError> {
+    count("ports", "balancer ports", ports, MAX_PORTS)?;
+    count("targets", "balancer targets", targets, MAX_LB_TARGETS)?;
+    count("rules", "balancer rules", rules, MAX_LB_RULES)?;
+    each_len("ports", "balancer port", ports, MAX_PORT_BYTES)?;
+    each_len("targets", "balancer target", targets, 2 * MAX_NAME_LEN + 1)?;
+    each_len("rules", "balancer rule", rules, MAX_LB_RULE_BYTES)
+}
+
+/// Passwords: at least [`MIN_PASSWORD_LEN`] characters, not all of them whitespace (a password of
+/// spaces is easy to guess and easy to set by mistake), and not so long that hashing it is work.
+pub fn password(value: &str) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    let problem = if value.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid("password", format!("the password is {} bytes long; at most {MAX_PASSWORD_BYTES} are allowed", value.len())));
+    } else if chars < MIN_PASSWORD_LEN {
+        format!("too short ({chars} characters)")
+    } else if value.chars().all(char::is_whitespace) {
+        "all whitespace (spaces, tabs, line breaks)".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::invalid("password", format!("the password is {problem}: a password needs at least {MIN_PASSWORD_LEN} characters, not all whitespace")))
+}
+
+/// A time a user gave (`field`), in Unix seconds, within [`MIN_TIME`]..=[`MAX_TIME`].
+pub fn unix_time(field: &'static str, value: i64) -> Result<i64, ApiError> {
+    if (MIN_TIME..=MAX_TIME).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{field} must be between 1970-01-01T00:00:00Z ({MIN_TIME}) and 9999-12-31T23:59:59Z ({MAX_TIME}); it was {value}"),
+        ))
+    }
+}
+
+/// A step or other duration a user gave (`field`), in seconds: at least one, at most [`MAX_TIME`].
+pub fn duration_seconds(field: &'static str, value: i64) -> Result<i64, ApiError> {
+    if (1..=MAX_TIME).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(field, format!("{field} must be a duration between 1s and {MAX_TIME}s (about 10,000 years); it was {value}s")))
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +335,69 @@ mod tests {
         assert!(labels(&[("io.corral.stack".to_string(), "x".to_string())].into()).is_err());
         assert_eq!(constraints(&["host.zone=a".into()]).unwrap(), ["host.zone=a"]);
         assert!(constraints(&["zone=a".into()]).is_err());
+    }
+
+    fn message(result: Result<impl std::fmt::Debug, ApiError>) -> (&'static str, String) {
+        match result {
+            Err(ApiError::Invalid { field, message }) => (field, message),
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_and_strings_have_caps_and_say_them() {
+        let strings = |n: usize, each: &str| vec![each.to_string(); n];
+        assert!(command(&strings(MAX_COMMAND_ARGS, "a")).is_ok());
+        assert_eq!(message(command(&strings(MAX_COMMAND_ARGS + 1, "a"))), ("command", "257 command arguments given; at most 256 are allowed".into()));
+        let (field, text) = message(command(&["x".repeat(MAX_COMMAND_BYTES + 1)]));
+        assert!(field == "command" && text.contains("at most 32 KiB"), "{text}");
+        assert!(env(&strings(MAX_ENV_ENTRIES, "A=1")).is_ok());
+        assert_eq!(message(env(&strings(MAX_ENV_ENTRIES + 1, "A=1"))).0, "env");
+        assert!(message(env(&[format!("A={}", "v".repeat(MAX_ENV_BYTES))])).1.contains("64 KiB"));
+        let many: BTreeMap<String, String> = (0..=MAX_LABELS).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(message(labels(&many)).1.contains("at most 64"));
+        let (_, text) = message(labels(&[("k".repeat(300), String::new())].into()));
+        assert!(text.contains("300 bytes") && text.len() < 200, "a long value is not repeated whole: {text}");
+        assert!(message(labels(&[("k".into(), "v".repeat(MAX_LABEL_VALUE_BYTES + 1))].into())).1.contains("4096"));
+        assert!(message(ports(&(1..=65).map(|p| p.to_string()).collect::<Vec<_>>())).1.contains("at most 64"));
+        assert!(message(constraints(&strings(MAX_CONSTRAINTS + 1, "host.a=b"))).1.contains("at most 32"));
+        assert_eq!(message(balancer(&[], &[], &strings(MAX_LB_RULES + 1, "x"))).0, "rules");
+        assert_eq!(message(balancer(&[], &strings(MAX_LB_TARGETS + 1, "S/s"), &[])).0, "targets");
+        assert!(balancer(&strings(2, "80:80"), &strings(2, "S/s"), &strings(2, "path=/ -> S/s:80")).is_ok());
+        let (_, text) = message(name("name", "stack", &"n".repeat(10_000)));
+        assert!(text.contains("1-63") && text.len() < 200, "{text}");
+    }
+
+    #[test]
+    fn passwords_need_eight_characters_not_all_whitespace() {
+        assert!(password("correct horse").is_ok());
+        assert!(password("  a      ").is_ok(), "spaces count when there is something else");
+        assert!(password(&"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
+        for (bad, words) in [
+            ("short", "the password is too short (5 characters)"),
+            ("        ", "the password is all whitespace"),
+            ("\t\n\r \u{3000}\u{a0}  ", "the password is all whitespace"),
+            ("ééé", "too short (3 characters)"),
+        ] {
+            let (field, text) = message(password(bad));
+            assert!(field == "password" && text.contains("at least 8 characters") && text.contains(words), "{bad:?}: {text}");
+        }
+        assert!(message(password(&"p".repeat(MAX_PASSWORD_BYTES + 1))).1.contains("at most 1024"));
+    }
+
+    #[test]
+    fn times_stay_where_arithmetic_on_them_cannot_overflow() {
+        assert_eq!(unix_time("from", 0).unwrap(), 0);
+        assert_eq!(unix_time("to", MAX_TIME).unwrap(), MAX_TIME);
+        for bad in [-1, MAX_TIME + 1, i64::MIN, i64::MAX] {
+            let (field, text) = message(unix_time("from", bad));
+            assert!(field == "from" && text.contains("between 1970-01-01T00:00:00Z (0) and 9999-12-31T23:59:59Z"), "{text}");
+        }
+        assert!(duration_seconds("step", 1).is_ok() && duration_seconds("step", MAX_TIME).is_ok());
+        for bad in [0, -5, MAX_TIME + 1, i64::MAX] {
+            assert!(message(duration_seconds("step", bad)).1.contains("between 1s and"));
+        }
+        // The widest range and step the checks allow still compute.
+        assert!(MAX_TIME.checked_sub(MIN_TIME).and_then(|span| span.checked_add(MAX_TIME)).is_some());
     }
 }

@@ -187,7 +187,10 @@ impl Store {
             .await;
         let id: i64 = match result {
             Ok(row) => row.get("id"),
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict(format!("an API key named {name:?} already exists; pick another --name"))),
+            // Names are unique per user: the message speaks of the caller's keys only.
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("you already have an API key named {name:?} (revoked keys keep their names); pick another --name")))
+            }
             Err(e) => return Err(e.into()),
         };
         Ok((self.api_key(id).await?, secret))
@@ -198,14 +201,19 @@ impl Store {
         row.as_ref().map(row_to_key).ok_or_else(|| StoreError::NotFound(format!("API key #{id} does not exist")))
     }
 
-    /// Keys by name; of one user, or every user's.
-    pub async fn api_keys(&self, user_id: Option<i64>) -> Result<Vec<ApiKey>> {
-        let rows = sqlx::query(&format!("{KEY_SELECT} WHERE ?1 IS NULL OR k.user_id = ?1 ORDER BY k.name")).bind(user_id).fetch_all(&self.pool).await?;
+    /// Keys by name, then user; of one user or every user's, of one environment or all.
+    pub async fn api_keys(&self, user_id: Option<i64>, environment_id: Option<i64>) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query(&format!("{KEY_SELECT} WHERE (?1 IS NULL OR k.user_id = ?1) AND (?2 IS NULL OR k.environment_id = ?2) ORDER BY k.name, u.name"))
+            .bind(user_id)
+            .bind(environment_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(row_to_key).collect())
     }
 
-    pub async fn api_key_by_name(&self, name: &str) -> Result<ApiKey> {
-        let row = sqlx::query(&format!("{KEY_SELECT} WHERE k.name = ?")).bind(name).fetch_optional(&self.pool).await?;
+    /// A user's key by its name (names are unique per user only).
+    pub async fn api_key_of(&self, user_id: i64, name: &str) -> Result<ApiKey> {
+        let row = sqlx::query(&format!("{KEY_SELECT} WHERE k.user_id = ? AND k.name = ?")).bind(user_id).bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(row_to_key).ok_or_else(|| StoreError::NotFound(format!("API key {name:?} does not exist; `corral apikey ls` lists them")))
     }
 
@@ -262,5 +270,64 @@ mod tests {
         assert!(revoked.revoked_at.is_some());
         assert_eq!(store.authenticate_api_key(&secret).await.unwrap(), None);
         assert!(matches!(store.create_api_key(alice.id, None, Some("laptop")).await, Err(StoreError::Conflict(_))));
+    }
+
+    #[tokio::test]
+    async fn key_names_are_unique_per_user() {
+        let (store, _dir) = store().await;
+        let ops = store.create_environment("OPS").await.unwrap();
+        let alice = store.create_user("alice", None, false).await.unwrap();
+        let bob = store.create_user("bob", None, false).await.unwrap();
+        let (alices, _) = store.create_api_key(alice.id, None, Some("laptop")).await.unwrap();
+        let (bobs, _) = store.create_api_key(bob.id, Some(ops.id), Some("laptop")).await.unwrap();
+        match store.create_api_key(bob.id, None, Some("laptop")).await {
+            Err(StoreError::Conflict(m)) => assert!(m.starts_with("you already have an API key named \"laptop\"") && !m.contains("alice"), "{m}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(store.api_key_of(bob.id, "laptop").await.unwrap().id, bobs.id);
+        assert_eq!(store.api_key_of(alice.id, "laptop").await.unwrap().id, alices.id);
+        assert!(matches!(store.api_key_of(alice.id, "nope").await, Err(StoreError::NotFound(_))));
+        let all: Vec<(String, String)> = store.api_keys(None, None).await.unwrap().into_iter().map(|k| (k.name, k.user)).collect();
+        assert_eq!(all, [("laptop".to_string(), "alice".to_string()), ("laptop".into(), "bob".into())]);
+        assert_eq!(store.api_keys(Some(bob.id), Some(ops.id)).await.unwrap().len(), 1);
+        assert!(store.api_keys(Some(alice.id), Some(ops.id)).await.unwrap().is_empty());
+    }
+
+    /// A database made before names were per user keeps every key, as it was, through the upgrade.
+    #[tokio::test]
+    async fn upgrading_keeps_every_key_and_its_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corral.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("./migrations");
+        before.migrations = before.migrations.iter().filter(|m| m.version < 12).cloned().collect::<Vec<_>>().into();
+        before.run(&pool).await.unwrap();
+        sqlx::query("INSERT INTO environments (name, join_token, created_at) VALUES ('OPS', 'tok', 't')").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO users (name, admin, created_at) VALUES ('alice', 0, 't')").execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, secret_hash, created_at, user_id, environment_id, revoked_at) VALUES
+             (7, 'admin', 'h1', 't1', (SELECT id FROM users WHERE name = 'admin'), NULL, NULL),
+             (9, 'laptop', 'h2', 't2', (SELECT id FROM users WHERE name = 'alice'), NULL, 'r2'),
+             (12, 'ci', 'h3', 't3', (SELECT id FROM users WHERE name = 'alice'), (SELECT id FROM environments WHERE name = 'OPS'), NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let rows = |pool: sqlx::SqlitePool| async move {
+            sqlx::query_as::<_, (i64, String, String, String, i64, Option<i64>, Option<String>)>("SELECT * FROM api_tokens ORDER BY id").fetch_all(&pool).await.unwrap()
+        };
+        let old = rows(pool.clone()).await;
+        pool.close().await;
+
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(rows(store.pool().clone()).await, old, "every key, every column, the same");
+        assert!(store.api_token_exists("admin").await.unwrap());
+        let admin = store.admin_user().await.unwrap();
+        store.create_api_key(admin.id, None, Some("laptop")).await.expect("alice's key name is free for the admin now");
+        store.delete_environment("OPS").await.unwrap();
+        store.delete_user("alice").await.unwrap();
+        let left: Vec<String> = store.api_keys(None, None).await.unwrap().into_iter().map(|k| format!("{}/{}", k.user, k.name)).collect();
+        assert_eq!(left, ["admin/admin", "admin/laptop"], "the foreign keys still cascade");
     }
 }

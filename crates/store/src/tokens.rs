@@ -5,6 +5,9 @@ use crate::environments::random_secret;
 use crate::{is_unique_violation, now, Result, Store, StoreError};
 use sha2::{Digest, Sha256};
 
+/// The built-in admin's id, in SQL: the admin token is the key of that name *of that user*.
+const ADMIN_ID: &str = "SELECT id FROM users WHERE name = 'admin'";
+
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -29,8 +32,9 @@ impl Store {
         }
     }
 
+    /// Whether the built-in admin has an unrevoked key named `name` (others' keys may have any name).
     pub async fn api_token_exists(&self, name: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM api_tokens WHERE name = ? AND revoked_at IS NULL")
+        Ok(sqlx::query(&format!("SELECT 1 FROM api_tokens WHERE name = ? AND user_id = ({ADMIN_ID}) AND revoked_at IS NULL"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -44,11 +48,15 @@ impl Store {
         let admin = self.admin_user().await?;
         let mut tx = self.write_tx().await?;
         // A secret is unique; another token holding it would be the same credential twice.
-        sqlx::query("DELETE FROM api_tokens WHERE secret_hash = ? AND name != ?").bind(hash_secret(secret)).bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM api_tokens WHERE secret_hash = ? AND NOT (name = ? AND user_id = ?)")
+            .bind(hash_secret(secret))
+            .bind(name)
+            .bind(admin.id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO api_tokens (name, secret_hash, created_at, user_id) VALUES (?, ?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET secret_hash = excluded.secret_hash, user_id = excluded.user_id,
-                environment_id = NULL, revoked_at = NULL",
+             ON CONFLICT (user_id, name) DO UPDATE SET secret_hash = excluded.secret_hash, environment_id = NULL, revoked_at = NULL",
         )
         .bind(name)
         .bind(hash_secret(secret))
@@ -86,5 +94,23 @@ mod tests {
         store.set_api_token_secret("admin", "corral_other").await.unwrap();
         assert_eq!(store.verify_api_token("corral_other").await.unwrap().as_deref(), Some("admin"));
         assert_eq!(store.verify_api_token(&secret).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_admin_token_is_the_admins_key_whatever_others_call_theirs() {
+        let (store, _dir) = store().await;
+        let bob = store.create_user("bob", None, false).await.unwrap();
+        let (bobs, bob_secret) = store.create_api_key(bob.id, None, Some("admin")).await.unwrap();
+        assert!(!store.api_token_exists("admin").await.unwrap(), "bob's key named admin is not the admin token");
+        store.set_api_token_secret("admin", "corral_first").await.unwrap();
+        assert!(store.api_token_exists("admin").await.unwrap());
+        let revoked = store.api_keys(None, None).await.unwrap().into_iter().find(|k| k.user == "admin").unwrap();
+        store.revoke_api_key(revoked.id).await.unwrap();
+        assert!(!store.api_token_exists("admin").await.unwrap(), "a revoked admin token is made again at the next start");
+        store.set_api_token_secret("admin", "corral_second").await.unwrap();
+        let admin = store.admin_user().await.unwrap();
+        assert_eq!(store.api_key_of(admin.id, "admin").await.unwrap().revoked_at, None);
+        assert_eq!(store.api_key_of(bob.id, "admin").await.unwrap().id, bobs.id, "bob's key is untouched");
+        assert_eq!(store.authenticate_api_key(&bob_secret).await.unwrap().map(|k| k.user), Some("bob".into()));
     }
 }

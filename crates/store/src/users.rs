@@ -98,6 +98,15 @@ async fn verify_password(hash: Option<String>, password: String) -> bool {
     .unwrap_or(false)
 }
 
+/// When a session started at `now` with `ttl` ends, as stored. A TTL beyond what RFC 3339 can
+/// write (`--session-ttl` is the operator's to choose) ends at its last second rather than
+/// overflowing the clock.
+fn session_expiry(now: time::OffsetDateTime, ttl: std::time::Duration) -> String {
+    let last = time::Date::from_calendar_date(9999, time::Month::December, 31).and_then(|d| d.with_hms(23, 59, 59)).expect("a valid date").assume_utc();
+    let expires = time::Duration::try_from(ttl).ok().and_then(|ttl| now.checked_add(ttl)).map_or(last, |t| t.min(last));
+    expires.format(&time::format_description::well_known::Rfc3339).expect("years up to 9999 always format")
+}
+
 impl Store {
     /// Creates a user; without a password it can only act through API keys. An admin sees and
     /// manages every environment, users and groups.
@@ -231,8 +240,7 @@ impl Store {
     /// Starts a session for a user; returns its token, which is not stored anywhere.
     pub async fn create_session(&self, user_id: i64, ttl: std::time::Duration) -> Result<(String, String)> {
         let token = format!("corral_s_{}", random_secret(24));
-        let expires = time::OffsetDateTime::now_utc() + ttl;
-        let expires = expires.format(&time::format_description::well_known::Rfc3339).expect("UTC time always formats");
+        let expires = session_expiry(time::OffsetDateTime::now_utc(), ttl);
         sqlx::query("INSERT INTO sessions (user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(user_id)
             .bind(hash_secret(&token))
@@ -296,6 +304,15 @@ mod tests {
         assert!(matches!(store.add_to_group("devs", "nobody").await, Err(StoreError::NotFound(_))));
         store.delete_user("alice").await.unwrap();
         assert!(store.group("devs").await.unwrap().members.is_empty());
+    }
+
+    #[test]
+    fn a_session_ttl_beyond_the_calendar_ends_at_its_last_second() {
+        let now = crate::parse_time("2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(super::session_expiry(now, Duration::from_secs(3600)), "2026-01-02T04:04:05Z");
+        for huge in [Duration::from_secs(u64::MAX), Duration::from_secs(400_000 * 365 * 86_400)] {
+            assert_eq!(super::session_expiry(now, huge), "9999-12-31T23:59:59Z");
+        }
     }
 
     #[tokio::test]

@@ -10,14 +10,21 @@ use serde_json::{json, Value};
 pub enum Command {
     /// Create a key acting as you: in all your environments, or with --env only in that one.
     Create {
-        /// A name to find the key by later [default: generated].
+        /// A name to find the key by later, unique among your keys [default: generated].
         #[arg(long)]
         name: Option<String>,
     },
-    /// List your keys (admins: everyone's), revoked ones too.
+    /// List your keys (admins: everyone's), revoked ones too. Used with an environment key,
+    /// only that environment's keys.
     Ls,
-    /// Revoke a key: it opens nothing from now on.
-    Revoke { name: String },
+    /// Revoke one of your keys by name: it opens nothing from now on. An environment key may
+    /// revoke only keys of its own environment.
+    Revoke {
+        name: String,
+        /// Whose key (admins): names are unique per user, so another user's key needs its user.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 pub async fn run(cmd: Command, client: &Client, environment: Option<&str>, format: Format) -> Result<()> {
@@ -34,9 +41,10 @@ pub async fn run(cmd: Command, client: &Client, environment: Option<&str>, forma
                 keys.iter().map(|k| vec![text(k, "name"), text(k, "user"), text(k, "kind"), text(k, "environment"), text(k, "created_at"), text(k, "revoked_at")]).collect()
             });
         }
-        Command::Revoke { name } => {
-            let key: Value = client.delete_json(&format!("/apikeys/{}", seg(&name))).await?;
-            output::done(format, &key, &format!("revoked API key {name}"));
+        Command::Revoke { name, user } => {
+            let query = user.as_deref().map_or_else(String::new, |u| format!("?user={}", seg(u)));
+            let key: Value = client.delete_json(&format!("/apikeys/{}{query}", seg(&name))).await?;
+            output::done(format, &key, &format!("revoked API key {name} of {}", text(&key, "user")));
         }
     }
     Ok(())

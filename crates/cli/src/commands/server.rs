@@ -20,7 +20,8 @@ pub struct Args {
     /// Where the database and the admin token live [default: $XDG_DATA_HOME/corral].
     #[arg(long, env = "CORRAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// URL hosts use to reach this control plane, put in join commands.
+    /// URL hosts use to reach this control plane, put in join commands [default: the --listen
+    /// address, or this machine's LAN address when listening on every interface].
     #[arg(long)]
     advertise_url: Option<String>,
     /// Built web UI to serve at / [default: ui/dist when present].

@@ -11,7 +11,8 @@ pub enum Command {
     /// Create a user; with --password-stdin it can log in, otherwise it acts through API keys.
     Create {
         name: String,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (at least 8 characters, not
+        /// all whitespace, at most 1024 bytes).
         #[arg(long)]
         password_stdin: bool,
         /// Make it an administrator: it sees and manages every environment, users and groups.
@@ -22,7 +23,8 @@ pub enum Command {
     Ls,
     /// Remove a user with its sessions, keys and roles.
     Rm { name: String },
-    /// Set a user's password (read from standard input); its sessions end.
+    /// Set a user's password (read from standard input; at least 8 characters, not all
+    /// whitespace, at most 1024 bytes); its sessions end.
     Passwd {
         name: String,
         #[arg(long)]

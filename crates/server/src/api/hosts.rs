@@ -4,9 +4,10 @@ use super::{EnvQuery, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use corral_store::{Environment, Host};
 use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 #[derive(Serialize)]
 pub struct HostOut {
@@ -63,50 +64,99 @@ pub struct JoinCommand {
     pub command: String,
 }
 
-pub async fn join_command(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
+pub async fn join_command(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
     let token = state.store.join_token(env.id).await?;
-    Ok(Json(join_command_for(&state, &headers, env, token)))
+    Ok(Json(join_command_for(&state, env, token)))
 }
 
 /// Gives the environment a new join token and answers the new join command. The old token is
 /// refused from now on; hosts that have joined keep their own credentials.
-pub async fn rotate_join_token(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
+pub async fn rotate_join_token(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
     let token = state.store.rotate_join_token(env.id).await?;
-    Ok(Json(join_command_for(&state, &headers, env, token)))
+    Ok(Json(join_command_for(&state, env, token)))
 }
 
-fn join_command_for(state: &AppState, headers: &HeaderMap, env: Environment, token: String) -> JoinCommand {
-    let scheme = if state.ca.is_some() { "https" } else { "http" };
-    let server_url = match &state.config.advertise_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        // Without an advertised URL, the address the caller used to reach us is the best guess
-        // of an address hosts can reach too.
-        None => {
-            let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-            format!("{scheme}://{host}")
-        }
-    };
+/// The join command is built from configuration only: never from the request (its `Host`
+/// header is whatever the caller typed, and it ends up in a line people paste into a root shell).
+fn join_command_for(state: &AppState, env: Environment, token: String) -> JoinCommand {
+    let interfaces: Vec<(String, IpAddr)> = if_addrs::get_if_addrs().unwrap_or_default().into_iter().map(|i| (i.name.clone(), i.ip())).collect();
+    let server_url = server_url(state.config.advertise_url.as_deref(), state.config.listen, state.ca.is_some(), &interfaces);
     let ca_fingerprint = state.ca.as_ref().map(|ca| ca.fingerprint.clone());
-    let command = match &ca_fingerprint {
+    let command = command_line(&server_url, ca_fingerprint.as_deref(), &token);
+    JoinCommand { environment: env.name, server_url, token, ca_fingerprint, command }
+}
+
+/// The URL hosts reach this control plane at: the advertised URL when one is configured; else
+/// the listen address when it names one interface; else, listening on every interface, this
+/// machine's address (see [`host_address`]); loopback only when it has no other.
+fn server_url(advertised: Option<&str>, listen: SocketAddr, tls: bool, interfaces: &[(String, IpAddr)]) -> String {
+    if let Some(url) = advertised {
+        return url.trim_end_matches('/').to_string();
+    }
+    let scheme = if tls { "https" } else { "http" };
+    let ip = if listen.ip().is_unspecified() { host_address(listen.is_ipv6(), interfaces) } else { listen.ip() };
+    format!("{scheme}://{}", SocketAddr::new(ip, listen.port()))
+}
+
+/// The address other machines most likely reach this one at: IPv4 first (IPv6 only when
+/// listening on `::`), never loopback or link-local, and interfaces of containers and virtual
+/// machines on this host (`docker0`, `br-…`, `veth…`, `virbr…`) only when there is nothing else.
+fn host_address(ipv6: bool, interfaces: &[(String, IpAddr)]) -> IpAddr {
+    let is_bridge = |name: &str| ["docker", "br-", "veth", "virbr", "cni", "flannel"].iter().any(|p| name.starts_with(p));
+    let usable = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => ipv6 && !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+    };
+    interfaces
+        .iter()
+        .filter(|(_, ip)| usable(ip))
+        .min_by_key(|(name, ip)| (is_bridge(name), ip.is_ipv6()))
+        .map(|(_, ip)| *ip)
+        .unwrap_or(if ipv6 { IpAddr::V6(Ipv6Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::LOCALHOST) })
+}
+
+/// One line to run on a host with Docker: fetch the agent from the control plane and start it.
+/// Every value in it is one shell word, whatever it holds.
+fn command_line(server_url: &str, ca_fingerprint: Option<&str>, join_token: &str) -> String {
+    let q = shell_quote;
+    let agent_url = format!("{server_url}/v1/agent/binary");
+    match ca_fingerprint {
         // The CA is fetched without trusting anyone, then checked against the fingerprint in
         // this very line before curl trusts it for the download: only standard tools needed.
         Some(pin) => {
             let hex = pin.trim_start_matches("sha256:");
-            let fetch_ca = format!("curl -fsSk {server_url}/v1/ca.pem -o corral-ca.pem");
+            let fetch_ca = format!("curl -fsSk {} -o corral-ca.pem", q(&format!("{server_url}/v1/ca.pem")));
             // PEM is base64 of the DER, so coreutils alone can check it.
-            let check = format!("[ \"$(sed '/-----/d' corral-ca.pem | base64 -d | sha256sum | cut -d' ' -f1)\" = {hex} ]");
-            let fetch_agent = format!("curl -fsSL --cacert corral-ca.pem {server_url}/v1/agent/binary -o corral-agent");
+            let check = format!("[ \"$(sed '/-----/d' corral-ca.pem | base64 -d | sha256sum | cut -d' ' -f1)\" = {} ]", q(hex));
+            let fetch_agent = format!("curl -fsSL --cacert corral-ca.pem {} -o corral-agent", q(&agent_url));
             format!(
-                "{fetch_ca} && {check} && {fetch_agent} && chmod +x corral-agent && ./corral-agent agent --server {server_url} --ca-fingerprint {pin} --token {token}"
+                "{fetch_ca} && {check} && {fetch_agent} && chmod +x corral-agent && ./corral-agent agent --server {} --ca-fingerprint {} --token {}",
+                q(server_url),
+                q(pin),
+                q(join_token)
             )
         }
         None => format!(
-            "curl -fsSL {server_url}/v1/agent/binary -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {server_url} --token {token}"
+            "curl -fsSL {} -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server {} --token {}",
+            q(&agent_url),
+            q(server_url),
+            q(join_token)
         ),
-    };
-    JoinCommand { environment: env.name, server_url, token, ca_fingerprint, command }
+    }
+}
+
+/// `value` as one word for any POSIX shell: as it is when it holds only characters no shell
+/// treats specially (so URLs and tokens stay readable), otherwise in single quotes, inside
+/// which nothing is special; a `'` itself is written `'\''` (close, escaped quote, reopen).
+fn shell_quote(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+,".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(format!("'{}'", value.replace('\'', "'\\''")))
+    }
 }
 
 /// Revokes a host's own credential and ends its session: its agent is refused from now on
@@ -158,4 +208,61 @@ pub async fn ca_pem(State(state): State<AppState>) -> ApiResult<axum::response::
         ApiError::NotFound("this control plane serves plain HTTP only (started with --tls off or on loopback): it has no CA to pin".into())
     })?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.pem.clone()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words `sh` makes of `words`, as the shell itself prints them (NUL after each).
+    fn words_in_sh(words: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("for w in {words}; do printf '%s\\0' \"$w\"; done")).output().unwrap();
+        assert!(out.status.success(), "{words}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).split_terminator('\0').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn shell_quoting_keeps_every_value_one_literal_word() {
+        assert_eq!(shell_quote("https://10.0.0.5:7070"), "https://10.0.0.5:7070", "plain values stay readable");
+        assert_eq!(shell_quote("sha256:ab12"), "sha256:ab12");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        let hostile = ["x;touch /tmp/pwned;#", "$(id)", "`id`", "a'b\"c", "a b\tc\nd", "~root", "*", "=cmd", "!1", "a\\b", "{a,b}", "-n", "'", "''"];
+        let line = hostile.iter().map(|v| shell_quote(v)).collect::<Vec<_>>().join(" ");
+        assert_eq!(words_in_sh(&line), hostile, "{line}");
+    }
+
+    fn ifaces(list: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
+        list.iter().map(|(n, ip)| (n.to_string(), ip.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn the_server_url_comes_from_configuration() {
+        let machine = ifaces(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1"), ("eth0", "fe80::1"), ("eth0", "192.168.1.20"), ("eth0", "2001:db8::20")]);
+        let url = |advertised: Option<&str>, listen: &str, tls: bool| server_url(advertised, listen.parse().unwrap(), tls, &machine);
+        assert_eq!(url(Some("https://cp.lan:7070/"), "0.0.0.0:7070", true), "https://cp.lan:7070");
+        assert_eq!(url(None, "10.1.2.3:7070", true), "https://10.1.2.3:7070", "a specific address is used as it is");
+        assert_eq!(url(None, "127.0.0.1:41000", false), "http://127.0.0.1:41000");
+        assert_eq!(url(None, "0.0.0.0:7070", true), "https://192.168.1.20:7070", "the machine's LAN address, not Docker's bridge");
+        assert_eq!(url(None, "[::]:7070", true), "https://192.168.1.20:7070", "IPv4 first");
+        assert_eq!(url(None, "[::1]:7070", false), "http://[::1]:7070");
+        let v6_only = ifaces(&[("lo", "::1"), ("eth0", "fe80::1"), ("eth0", "2001:db8::20")]);
+        assert_eq!(server_url(None, "[::]:7070".parse().unwrap(), false, &v6_only), "http://[2001:db8::20]:7070");
+        let bridges_only = ifaces(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1")]);
+        assert_eq!(server_url(None, "0.0.0.0:7070".parse().unwrap(), false, &bridges_only), "http://172.17.0.1:7070");
+        assert_eq!(server_url(None, "0.0.0.0:7070".parse().unwrap(), false, &ifaces(&[("lo", "127.0.0.1")])), "http://127.0.0.1:7070");
+    }
+
+    #[test]
+    fn the_command_line_is_the_values_it_names_and_nothing_else() {
+        let line = command_line("http://cp.lan:7070/$(touch x)", None, "tok'en");
+        assert_eq!(
+            line,
+            "curl -fsSL 'http://cp.lan:7070/$(touch x)/v1/agent/binary' -o corral-agent && chmod +x corral-agent && ./corral-agent agent --server 'http://cp.lan:7070/$(touch x)' --token 'tok'\\''en'"
+        );
+        let pinned = command_line("https://10.0.0.5:7070", Some("sha256:00ff"), "abc");
+        assert!(pinned.starts_with("curl -fsSk https://10.0.0.5:7070/v1/ca.pem -o corral-ca.pem && [ "), "{pinned}");
+        assert!(pinned.contains("= 00ff ] && curl -fsSL --cacert corral-ca.pem https://10.0.0.5:7070/v1/agent/binary -o corral-agent"), "{pinned}");
+        assert!(pinned.ends_with("--server https://10.0.0.5:7070 --ca-fingerprint sha256:00ff --token abc"), "{pinned}");
+    }
 }

@@ -9,6 +9,7 @@ use super::{EnvQuery, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::{service_totals, ContainerNow, HostNow, ServiceNow};
 use crate::state::AppState;
+use crate::validate;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -95,13 +96,18 @@ fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// `90`, `90s`, `15m`, `2h`, `7d` in seconds.
+/// `90`, `90s`, `15m`, `2h`, `7d` in seconds. A number too large for the clock saturates, so
+/// the range checks that follow refuse it with the range they allow.
 fn parse_duration(text: &str) -> Option<i64> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    let n: i64 = number.parse().ok()?;
+    if number.is_empty() {
+        return None;
+    }
+    // Only digits: the one way to fail is to be too large.
+    let n: i64 = number.parse().unwrap_or(i64::MAX);
     let unit = match unit {
         "s" => 1,
         "m" => 60,
@@ -109,42 +115,51 @@ fn parse_duration(text: &str) -> Option<i64> {
         "d" => 86_400,
         _ => return None,
     };
-    n.checked_mul(unit)
+    Some(n.saturating_mul(unit))
 }
 
-/// A point in time as the API takes it: Unix seconds, RFC 3339, `now`, or `-AGE`.
+/// A point in time as the API takes it: Unix seconds, RFC 3339, `now`, or `-AGE`; always within
+/// [`validate::MIN_TIME`]..=[`validate::MAX_TIME`], so the range arithmetic below cannot overflow.
 fn parse_instant(text: &str, now: i64, field: &'static str) -> ApiResult<i64> {
     let text = text.trim();
-    if text == "now" {
-        return Ok(now);
-    }
-    if let Some(age) = text.strip_prefix('-') {
-        return parse_duration(age).map(|d| now - d).ok_or_else(|| bad_instant(field, text));
-    }
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Ok(seconds);
-    }
-    corral_store::parse_time(text).map(|t| t.unix_timestamp()).ok_or_else(|| bad_instant(field, text))
+    let seconds = if text == "now" {
+        now
+    } else if let Some(age) = text.strip_prefix('-') {
+        now.saturating_sub(parse_duration(age).ok_or_else(|| bad_instant(field, text))?)
+    } else if let Ok(seconds) = text.parse::<i64>() {
+        seconds
+    } else if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        i64::MAX
+    } else {
+        corral_store::parse_time(text).map(|t| t.unix_timestamp()).ok_or_else(|| bad_instant(field, text))?
+    };
+    validate::unix_time(field, seconds)
 }
 
 fn bad_instant(field: &'static str, text: &str) -> ApiError {
-    ApiError::invalid(field, format!("{field} {text:?} is not a time: use Unix seconds, RFC 3339 (2026-01-02T15:04:05Z), `now`, or an age like -15m, -2h, -7d"))
+    let shown: String = text.chars().take(40).collect();
+    ApiError::invalid(field, format!("{field} {shown:?} is not a time: use Unix seconds, RFC 3339 (2026-01-02T15:04:05Z), `now`, or an age like -15m, -2h, -7d"))
 }
 
 /// The range, table and step a query asks for, with defaults: the last hour, ~360 points.
 fn range(q: &StatsQuery) -> ApiResult<(i64, i64, Resolution, i64)> {
     let now = now_seconds();
-    let to = q.to.as_deref().filter(|t| !t.is_empty()).map_or(Ok(now), |t| parse_instant(t, now, "to"))?;
-    let from = q.from.as_deref().filter(|t| !t.is_empty()).map_or(Ok(to - 3600), |t| parse_instant(t, now, "from"))?;
+    let given = |text: &Option<String>| text.as_deref().filter(|t| !t.is_empty()).map(str::to_string);
+    let from = given(&q.from).map(|t| parse_instant(&t, now, "from")).transpose()?;
+    let to = given(&q.to).map_or(Ok(now), |t| parse_instant(&t, now, "to"))?;
+    let from = from.unwrap_or_else(|| to.saturating_sub(3600).max(validate::MIN_TIME));
     if from >= to {
         return Err(ApiError::invalid("from", format!("from ({from}) must be before to ({to})")));
     }
     let resolution = Resolution::for_range(from, now);
+    // Both within MIN_TIME..=MAX_TIME: no overflow.
     let span = to - from;
-    let step = match q.step.as_deref().filter(|s| !s.is_empty()) {
-        Some(text) => parse_duration(text.trim())
-            .filter(|s| *s > 0)
-            .ok_or_else(|| ApiError::invalid("step", format!("step {text:?} is not a duration: use seconds or e.g. 30s, 5m, 1h")))?,
+    let step = match given(&q.step) {
+        Some(text) => {
+            let seconds = parse_duration(text.trim())
+                .ok_or_else(|| ApiError::invalid("step", format!("step {:?} is not a duration: use seconds or e.g. 30s, 5m, 1h", text.chars().take(40).collect::<String>())))?;
+            validate::duration_seconds("step", seconds)?
+        }
         None => span / DEFAULT_POINTS,
     };
     // Never finer than the table, never more points than an answer should carry.
@@ -365,6 +380,12 @@ mod tests {
             (q(Some("-1m"), Some("-2m"), None), "from", "must be before"),
             (q(None, None, Some("fast")), "step", "30s"),
             (q(None, None, Some("0")), "step", "duration"),
+            (q(None, None, Some("99999999999999999999d")), "step", "between 1s and"),
+            (q(Some("-9223372036854775807"), Some("9223372036854775807"), None), "from", "between 1970-01-01T00:00:00Z"),
+            (q(Some("99999999999999999999"), None, None), "from", "between"),
+            (q(None, Some("-99999999999999999999h"), None), "to", "between"),
+            (q(Some("0000-01-01T00:00:00Z"), None, None), "from", "between"),
+            (q(Some("9223372036854775807m"), None, None), "from", "not a time"),
         ] {
             match range(&query) {
                 Err(ApiError::Invalid { field: f, message }) => {

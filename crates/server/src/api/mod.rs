@@ -213,7 +213,8 @@ pub fn router(state: AppState) -> Router {
     // `/metrics` sits at the root, where Prometheus looks by default; it checks the token itself.
     Router::new()
         .route("/metrics", axum::routing::get(metrics::prometheus))
-        .nest("/v1", v1.layer(middleware::from_fn(crate::metrics::track_latency)))
+        // Bodies read whole (JSON) stop at the cap; the restore upload is streamed and not held to it.
+        .nest("/v1", v1.layer(middleware::from_fn(crate::metrics::track_latency)).layer(axum::extract::DefaultBodyLimit::max(crate::validate::MAX_BODY_BYTES)))
         .fallback(ui::service(&state.config)).layer(desktop_cors()).with_state(state)
 }
 

@@ -71,6 +71,7 @@ async fn lb_spec(state: &AppState, env_id: i64, body: Option<NewLb>) -> ApiResul
     if body.ports.is_empty() {
         return Err(ApiError::invalid("ports", "a load balancer needs at least one port, LISTEN:TARGET (e.g. 8080:80)"));
     }
+    validate::balancer(&body.ports, &body.targets, &body.rules)?;
     let ports = body.ports.iter().map(|p| crate::lb::parse_port(p)).collect::<ApiResult<Vec<_>>>()?;
     let rules = body.rules.iter().map(|r| crate::lb::parse_rule(r)).collect::<ApiResult<Vec<_>>>()?;
     if body.targets.is_empty() && rules.is_empty() {

@@ -1,12 +1,12 @@
 //! Users and groups (admins only).
 
 use super::{Json, Path};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
-use corral_store::users::{Group, User, MIN_PASSWORD_LEN};
+use corral_store::users::{Group, User};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -38,16 +38,6 @@ pub struct GroupMember {
     pub user: String,
 }
 
-fn password(value: &str) -> ApiResult<()> {
-    if value.chars().count() < MIN_PASSWORD_LEN {
-        return Err(ApiError::invalid("password", format!("the password is too short: use at least {MIN_PASSWORD_LEN} characters")));
-    }
-    if value.len() > 1024 {
-        return Err(ApiError::invalid("password", "the password is longer than 1024 bytes"));
-    }
-    Ok(())
-}
-
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
     Ok(Json(state.store.users().await?))
 }
@@ -55,7 +45,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
 pub async fn create(State(state): State<AppState>, Json(body): Json<NewUser>) -> ApiResult<(StatusCode, Json<User>)> {
     validate::name("name", "user", &body.name)?;
     if let Some(p) = &body.password {
-        password(p)?;
+        validate::password(p)?;
     }
     Ok((StatusCode::CREATED, Json(state.store.create_user(&body.name, body.password.as_deref(), body.admin).await?)))
 }
@@ -68,7 +58,7 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
 
 /// Sets a user's password; its sessions end.
 pub async fn set_password(State(state): State<AppState>, Path(name): Path<String>, Json(body): Json<NewPassword>) -> ApiResult<StatusCode> {
-    password(&body.password)?;
+    validate::password(&body.password)?;
     state.store.set_password(&name, &body.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
