@@ -115,7 +115,13 @@ enum Kind {
 }
 
 fn kind(name: &str) -> Kind {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    // `_` matches `-` here, so a name spelled with `_` is found and refused (see
+    // `Fields::underscored`) rather than passed on as an ordinary header.
+    let is = |n: &str| {
+        name.bytes()
+            .zip(n.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+    };
     // By length first: nearly every name is then rejected by one integer comparison.
     match name.len() {
         2 if is("te") => Kind::HopByHop,
@@ -164,6 +170,15 @@ struct Fields<'b> {
     chunked: bool,
     length: Option<u64>,
     conflicting_lengths: bool,
+    /// The first name the proxy reads or sets, spelled with `_` for `-` (`Transfer_Encoding`).
+    /// Such a header is kept as an ordinary one; a request with it is refused, because servers
+    /// that read `_` as `-` (CGI's `HTTP_*` variables, and frameworks built on them) would take
+    /// it for the framing or forwarding header the proxy did not see: `Transfer_Encoding` next
+    /// to a `Content-Length` splits one request into two, `X_Forwarded_For` shadows the
+    /// proxy's own. nginx drops every name with `_` by default and Apache drops them before
+    /// CGI; refusing only these keeps the others, which RFC 9110 allows and applications use,
+    /// and tells the client why instead of changing its request behind its back.
+    underscored: Option<&'b str>,
 }
 
 impl<'b> Fields<'b> {
@@ -171,6 +186,11 @@ impl<'b> Fields<'b> {
         let mut f = Fields::default();
         for (h, k) in headers.iter().zip(kinds.iter_mut()) {
             *k = kind(h.name);
+            if *k != Kind::Plain && h.name.contains('_') {
+                f.underscored.get_or_insert(h.name);
+                *k = Kind::Plain;
+                continue;
+            }
             match *k {
                 Kind::Connection => {
                     for t in tokens(h.value) {
@@ -205,6 +225,29 @@ impl<'b> Fields<'b> {
 
     fn upgrade(&self) -> bool {
         self.upgrade_token && self.upgrade_header
+    }
+
+    /// Why the request cannot be forwarded as these fields say, if it cannot.
+    fn refusal(&self) -> Option<Reject> {
+        if let Some(name) = self.underscored {
+            let dashed = name.replace('_', "-");
+            return Some(Reject::bad(format!(
+                "the header name {name} is {dashed} with `_` for `-`; servers that read `_` as `-` would act on a {dashed} this proxy did not check, so it is refused: send it as {dashed}"
+            )));
+        }
+        // Connection makes the headers it names this hop's, to be removed before forwarding.
+        // Removing Host, Content-Length or Transfer-Encoding would send a request routed or
+        // framed differently from the one this proxy read, so such a request is refused.
+        let framing = self.listed.iter().find_map(|t| {
+            ["Host", "Content-Length", "Transfer-Encoding"]
+                .into_iter()
+                .find(|n| t.eq_ignore_ascii_case(n.as_bytes()))
+        });
+        framing.map(|name| {
+            Reject::bad(format!(
+                "the request's Connection header names {name}, which the request is routed or framed by and so cannot be removed; take {name} out of Connection"
+            ))
+        })
     }
 
     /// True for a header this hop must not forward because the Connection header names it.
@@ -298,6 +341,9 @@ pub(crate) fn parse_request(
     let headers = req.headers;
     let mut kinds = [Kind::Plain; MAX_HEADERS];
     let fields = Fields::scan(headers, &mut kinds);
+    if let Some(reject) = fields.refusal() {
+        return Err(reject);
+    }
 
     let framing = match (fields.te, fields.length) {
         (true, Some(_)) => {
@@ -370,7 +416,7 @@ pub(crate) fn parse_request(
     out.extend_from_slice(b"x-forwarded-for: ");
     for (h, k) in headers.iter().zip(&kinds) {
         let v = h.value.trim_ascii();
-        if *k == Kind::ForwardedFor && !v.is_empty() {
+        if *k == Kind::ForwardedFor && !v.is_empty() && !fields.is_listed(h.name) {
             out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
@@ -558,6 +604,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Error",
     }
 }
@@ -597,19 +644,88 @@ pub(crate) enum BodyReader {
     Done,
 }
 
-/// Where a chunked body is (RFC 9112 §7.1).
+/// The longest run of chunk extensions after one chunk size. hyper allows 16 KiB over a whole
+/// body; no client sends more than a few bytes, and a bound keeps a body from being nothing but
+/// extensions.
+const MAX_CHUNK_EXT: u16 = 4096;
+
+/// Where a chunked body is (RFC 9112 §7.1). Size lines and trailer lines are checked against
+/// the grammar byte by byte, and anything else refuses the body: the bytes are forwarded as
+/// they came, so whatever this reader let through, a backend would have to read the same way.
+/// Lenient readers disagree precisely on such lines (a size followed by garbage, a bare LF, a
+/// line that is not a field), which is how one request gets read as two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunk {
     Size { value: u64, digits: u8 },
-    Extension { value: u64 },
+    /// In the extensions after the size; `len` bytes of them so far.
+    Extension { value: u64, at: Ext, len: u16 },
     SizeLf { value: u64 },
     Data(u64),
     DataCr,
     DataLf,
     TrailerStart,
+    TrailerName,
     TrailerLine,
     TrailerLineLf,
     TrailerLf,
+}
+
+/// Where in `*( BWS ";" BWS name [ BWS "=" BWS value ] )` a chunk size line is, value being a
+/// token or a quoted string (RFC 9112 §7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ext {
+    /// Whitespace after the size or a value: only more of it or `;` may follow.
+    Semi,
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=` or `;` must follow.
+    AfterName,
+    ValueStart,
+    Token,
+    Quoted,
+    Escaped,
+    /// After a quoted string's closing quote.
+    Closed,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Whitespace, visible ASCII and obs-text: what a field value, or a quoted string once `"` and
+/// `\` are taken care of, may hold.
+fn is_text(b: u8) -> bool {
+    is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+impl Ext {
+    /// Where `b` leads, or None when it breaks the grammar. The line's end is not handled here.
+    fn next(self, b: u8) -> Option<Ext> {
+        use Ext::*;
+        Some(match (self, b) {
+            (Semi | AfterName | NameStart | ValueStart, _) if is_ws(b) => self,
+            (Semi | AfterName | Name | Token | Closed, b';') => NameStart,
+            (NameStart | Name, _) if is_tchar(b) => Name,
+            (Name, _) if is_ws(b) => AfterName,
+            (AfterName | Name, b'=') => ValueStart,
+            (ValueStart, b'"') => Quoted,
+            (ValueStart | Token, _) if is_tchar(b) => Token,
+            (Token | Closed, _) if is_ws(b) => Semi,
+            (Quoted, b'"') => Closed,
+            (Quoted, b'\\') => Escaped,
+            (Quoted | Escaped, _) if is_text(b) => Quoted,
+            _ => return None,
+        })
+    }
+
+    /// True when the size line may end here (a CR).
+    fn may_end(self) -> bool {
+        matches!(self, Ext::Name | Ext::Token | Ext::Closed)
+    }
 }
 
 impl BodyReader {
@@ -720,16 +836,39 @@ impl Chunk {
                         digits: digits + 1,
                     }
                 }
-                (Chunk::Size { value, digits }, b';' | b' ' | b'\t') if digits > 0 => {
-                    Chunk::Extension { value }
+                (Chunk::Size { value, digits }, b';') if digits > 0 => Chunk::Extension {
+                    value,
+                    at: Ext::NameStart,
+                    len: 1,
+                },
+                (Chunk::Size { value, digits }, _) if digits > 0 && is_ws(b) => {
+                    Chunk::Extension {
+                        value,
+                        at: Ext::Semi,
+                        len: 1,
+                    }
                 }
                 (Chunk::Size { value, digits }, b'\r') if digits > 0 => Chunk::SizeLf { value },
                 (Chunk::Size { .. }, _) => return Err("a chunk size is not a hexadecimal number"),
-                (Chunk::Extension { value }, b'\r') => Chunk::SizeLf { value },
+                (Chunk::Extension { value, at, .. }, b'\r') if at.may_end() => {
+                    Chunk::SizeLf { value }
+                }
                 (Chunk::Extension { .. }, b'\n') => {
                     return Err("a chunk size line does not end with CRLF")
                 }
-                (Chunk::Extension { value }, _) => Chunk::Extension { value },
+                (Chunk::Extension { len, .. }, _) if len >= MAX_CHUNK_EXT => {
+                    return Err("a chunk size is followed by more than 4 KiB of extensions")
+                }
+                (Chunk::Extension { value, at, len }, _) => match at.next(b) {
+                    Some(at) => Chunk::Extension {
+                        value,
+                        at,
+                        len: len + 1,
+                    },
+                    None => return Err(
+                        "a chunk size is followed by something other than `;name=value` extensions",
+                    ),
+                },
                 (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::TrailerStart,
                 (Chunk::SizeLf { value }, b'\n') => Chunk::Data(value),
                 (Chunk::SizeLf { .. }, _) => {
@@ -746,10 +885,16 @@ impl Chunk {
                 // see a different end of the message than the proxy.
                 (Chunk::TrailerStart, b'\r') => Chunk::TrailerLf,
                 (Chunk::TrailerLine, b'\r') => Chunk::TrailerLineLf,
-                (Chunk::TrailerStart | Chunk::TrailerLine, b'\n') => {
+                (Chunk::TrailerStart | Chunk::TrailerName | Chunk::TrailerLine, b'\n') => {
                     return Err("a trailer line does not end with CRLF")
                 }
-                (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
+                (Chunk::TrailerStart | Chunk::TrailerName, _) if is_tchar(b) => Chunk::TrailerName,
+                (Chunk::TrailerName, b':') => Chunk::TrailerLine,
+                (Chunk::TrailerStart | Chunk::TrailerName, _) => {
+                    return Err("a trailer line is not a `name: value` field")
+                }
+                (Chunk::TrailerLine, _) if is_text(b) => Chunk::TrailerLine,
+                (Chunk::TrailerLine, _) => return Err("a trailer field has a control character"),
                 (Chunk::TrailerLineLf, b'\n') => Chunk::TrailerStart,
                 (Chunk::TrailerLineLf, _) => return Err("a trailer line does not end with CRLF"),
                 (Chunk::TrailerLf, b'\n') => return Ok((i, true)),
