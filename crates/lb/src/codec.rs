@@ -1217,4 +1217,92 @@ mod tests {
         let (used, out, done) = feed_all(Framing::Length(3), b"abcdef", false).unwrap();
         assert_eq!((used, out.as_slice(), done), (3, &b"abc"[..], true));
     }
+
+    #[test]
+    fn chunk_size_lines_and_trailers_follow_the_grammar() {
+        let ext = |e: &str| format!("5{e}\r\nhello\r\n0\r\n\r\n");
+        let valid = [
+            ext(";name=val"),
+            ext(" ; a = \"v;\\\"x\" ;b"),
+            ext(";a;b=c;d=\"\""),
+            ext("\t;x"),
+            ext(&format!(";{}", "a".repeat(4095))),
+            "0\r\nX-Trailer: 1\r\nY: \t\r\n\r\n".into(),
+        ];
+        for body in &valid {
+            let (used, _, done) = feed_all(Framing::Chunked, body.as_bytes(), false)
+                .unwrap_or_else(|e| panic!("{body:?}: {e}"));
+            assert_eq!((used, done), (body.len(), true), "{body:?}");
+        }
+        let (_, data, _) = feed_all(Framing::Chunked, valid[1].as_bytes(), true).unwrap();
+        assert_eq!(data, b"hello");
+
+        for (body, says) in [
+            (ext(" zz"), "extensions"),
+            (ext("\tgarbage"), "extensions"),
+            (ext(" "), "extensions"),
+            (ext(";"), "extensions"),
+            (ext(";=b"), "extensions"),
+            (ext(";a "), "extensions"),
+            (ext(";a="), "extensions"),
+            (ext(";a=b c"), "extensions"),
+            (ext(";a=\"x"), "extensions"),
+            (ext(";a=\"x\"y"), "extensions"),
+            (ext(";a\x01"), "extensions"),
+            (ext(";a=\"\\\x01\""), "extensions"),
+            ("5;a\nhello".into(), "CRLF"),
+            (ext(&format!(";{}", "a".repeat(4096))), "4 KiB"),
+            ("0\r\nno colon\r\n\r\n".into(), "field"),
+            ("0\r\n: no name\r\n\r\n".into(), "field"),
+            ("0\r\n folded\r\n\r\n".into(), "field"),
+            ("0\r\nX: a\x00b\r\n\r\n".into(), "control"),
+        ] {
+            let err = feed_all(Framing::Chunked, body.as_bytes(), false).unwrap_err();
+            assert!(err.contains(says), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_the_proxy_reads_or_sets_spelled_with_underscores_are_refused() {
+        for (header, name) in [
+            ("Transfer_Encoding: chunked", "Transfer-Encoding"),
+            ("content_length: 5", "content-length"),
+            ("X_Forwarded_For: 10.9.9.9", "X-Forwarded-For"),
+            ("x_forwarded_host: evil", "x-forwarded-host"),
+            ("Keep_Alive: 5", "Keep-Alive"),
+            ("Proxy_Authorization: x", "Proxy-Authorization"),
+        ] {
+            let r = reject(&format!("POST / HTTP/1.1\r\nHost: a\r\n{header}\r\n\r\n"));
+            let spelled = header.split(':').next().unwrap();
+            assert_eq!(r.status, 400, "{header}");
+            assert!(r.reason.contains(spelled) && r.reason.contains(&format!("send it as {name}")), "{header}: {}", r.reason);
+        }
+        // Other names with `_` are valid HTTP and pass as they are.
+        let (_, out) = parse("GET / HTTP/1.1\r\nX_Custom: 1\r\nHost_Name: h\r\n\r\n");
+        assert!(out.contains("\r\nX_Custom: 1\r\nHost_Name: h\r\n"), "{out}");
+        // A response's are ordinary headers: relayed, and not read for framing.
+        let (h, _, out) = respond(
+            "GET / HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+        );
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(out.contains("Transfer_Encoding: chunked\r\n"), "{out}");
+    }
+
+    #[test]
+    fn connection_may_not_name_what_the_request_is_routed_or_framed_by() {
+        for (connection, name) in [
+            ("host", "Host"),
+            ("keep-alive, HOST", "Host"),
+            ("Content-Length", "Content-Length"),
+            ("close, transfer-encoding", "Transfer-Encoding"),
+        ] {
+            let r = reject(&format!("POST / HTTP/1.1\r\nHost: a\r\nConnection: {connection}\r\nContent-Length: 0\r\n\r\n"));
+            assert_eq!(r.status, 400, "{connection}");
+            assert!(r.reason.contains(&format!("take {name} out of Connection")), "{connection}: {}", r.reason);
+        }
+        // Named in Connection, the client's X-Forwarded-For goes no further; the proxy's own does.
+        let (_, out) = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n");
+        assert!(out.contains("\r\nx-forwarded-for: 192.0.2.7\r\n") && !out.contains("10.9.9.9"), "{out}");
+    }
 }

@@ -930,3 +930,148 @@ enum StreamError {
     Backend(std::io::Error),
     BackendTimedOut,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The default timeouts, on tokio's paused clock: the proxy's connection task, a client and a
+    //! backend share one runtime and real loopback sockets, and the clock jumps to the next timer
+    //! whenever all three wait, so minutes pass in milliseconds.
+
+    use super::*;
+    use crate::config::{Listener, Mode, Route};
+    use tokio::net::TcpListener;
+
+    const LOCALHOST: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
+
+    /// A backend that answers each request `200 ok` once it has its Content-Length body.
+    async fn backend() -> SocketAddr {
+        let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                        if let Some(head_end) = text.find("\r\n\r\n").map(|i| i + 4) {
+                            let len: usize = text[..head_end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if buf.len() >= head_end + len {
+                                buf.drain(..head_end + len);
+                                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                                if s.write_all(answer).await.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A proxy serving every connection on one port with `Timeouts::default()`, routing to
+    /// `backend`.
+    async fn proxy(backend: SocketAddr) -> SocketAddr {
+        let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Listener {
+            port: addr.port(),
+            mode: Mode::Http,
+            routes: vec![Route {
+                host: None,
+                path_prefix: None,
+                backends: vec![backend],
+            }],
+        };
+        let tables = Arc::new(ArcSwap::from_pointee(Table::build(&config, None)));
+        let (drain_tx, drain) = watch::channel(false);
+        tokio::spawn(async move {
+            let _keep_open = drain_tx;
+            while let Ok((stream, peer)) = listener.accept().await {
+                tokio::spawn(serve(stream, peer, tables.clone(), drain.clone(), Timeouts::default()));
+            }
+        });
+        addr
+    }
+
+    /// Sends `first`, then `more` one piece every `every` (while the proxy takes them), and
+    /// returns what the proxy answered and how long after `first` it closed the connection.
+    async fn client(proxy: SocketAddr, first: &[u8], more: Vec<Vec<u8>>, every: Duration) -> (String, Duration) {
+        let start = Instant::now();
+        let (mut rd, mut wr) = TcpStream::connect(proxy).await.unwrap().into_split();
+        wr.write_all(first).await.unwrap();
+        tokio::spawn(async move {
+            for piece in more {
+                tokio::time::sleep(every).await;
+                if wr.write_all(&piece).await.is_err() {
+                    return;
+                }
+            }
+            // Stays open, silent, until the proxy closes.
+            std::future::pending::<()>().await;
+        });
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3600), rd.read_to_end(&mut out)).await;
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert!(closed.is_ok(), "the proxy still held the connection after an hour, having sent {out:?}");
+        (out, start.elapsed())
+    }
+
+    fn upload_head(len: usize, extra: &str) -> Vec<u8> {
+        format!("PUT /f HTTP/1.1\r\nHost: a\r\nContent-Length: {len}\r\n{extra}\r\n").into_bytes()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_a_stalled_head_or_body_is_cut_after_30_seconds() {
+        let proxy = proxy(backend().await).await;
+        let t = Timeouts::default();
+        for (first, says) in [
+            (b"GET / HTTP/1.1\r\nHost:".to_vec(), "head did not arrive within 30s"),
+            ([upload_head(100_000, ""), b"the start".to_vec()].concat(), "less than 1024 bytes of it arrived in 30s"),
+        ] {
+            let (out, after) = client(proxy, &first, Vec::new(), Duration::ZERO).await;
+            assert!(out.starts_with("HTTP/1.1 408 ") && out.contains(says), "{out}");
+            assert!(after >= t.request_head && after < t.request_head + Duration::from_secs(1), "{after:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_a_trickling_body_is_cut_and_a_slow_steady_one_is_not() {
+        let proxy = proxy(backend().await).await;
+        // 10 bytes a second: 300 in a 30 s window, short of the 1024 due.
+        let (out, after) = client(proxy, &upload_head(100_000, ""), vec![vec![b'x'; 10]; 1000], Duration::from_secs(1)).await;
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        assert!(after >= Duration::from_secs(30) && after < Duration::from_secs(31), "{after:?}");
+
+        // 100 bytes every 2 s: 1500 a window, for four minutes in all.
+        let first = upload_head(12_000, "Connection: close\r\n");
+        let (out, after) = client(proxy, &first, vec![vec![b'y'; 100]; 120], Duration::from_secs(2)).await;
+        assert!(out.starts_with("HTTP/1.1 200 ") && out.ends_with("ok"), "{out}");
+        assert!(after >= Duration::from_secs(240), "{after:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_a_silent_backend_is_504_after_60_seconds() {
+        let silent = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+        let proxy = proxy(silent.local_addr().unwrap()).await;
+        // Accepts and reads, never answers.
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = silent.accept().await {
+                tokio::spawn(async move { while s.read(&mut [0u8; 1024]).await.is_ok_and(|n| n > 0) {} });
+            }
+        });
+        let (out, after) = client(proxy, b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", Vec::new(), Duration::ZERO).await;
+        assert!(out.starts_with("HTTP/1.1 504 ") && out.contains("sent no response within 60s"), "{out}");
+        assert!(after >= Duration::from_secs(60) && after < Duration::from_secs(61), "{after:?}");
+    }
+}
