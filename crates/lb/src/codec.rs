@@ -11,6 +11,12 @@
 //! whose `Connection` names `upgrade` keeps its `Upgrade` header and is sent with
 //! `Connection: upgrade`, and a `101 Switching Protocols` answer to it goes to the client the
 //! same way. After that the connection is no longer HTTP (see `http`).
+//!
+//! Since bytes are forwarded as they came, what this codec lets through a backend must read the
+//! same way. So a request that lenient servers read differently is refused with 400 rather than
+//! passed on: both Content-Length and Transfer-Encoding, a chunk size or trailer line off the
+//! grammar, a header the proxy reads or sets spelled with `_` for `-`, and a `Connection` header
+//! naming what the request is routed or framed by (see `Fields::refusal` for the last two).
 
 use std::ops::Range;
 
@@ -97,7 +103,7 @@ pub(crate) struct ClientFraming {
 }
 
 /// Header fields the proxy treats specially.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Plain,
     /// Connection-level (RFC 9110 §7.6.1): describes one hop, never forwarded.
@@ -114,14 +120,10 @@ enum Kind {
     ForwardedOther,
 }
 
+// Inlined into `Fields::scan`, which calls it for every header; `underscored` rarely does.
+#[inline(always)]
 fn kind(name: &str) -> Kind {
-    // `_` matches `-` here, so a name spelled with `_` is found and refused (see
-    // `Fields::underscored`) rather than passed on as an ordinary header.
-    let is = |n: &str| {
-        name.bytes()
-            .zip(n.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
-    };
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
     // By length first: nearly every name is then rejected by one integer comparison.
     match name.len() {
         2 if is("te") => Kind::HopByHop,
@@ -141,6 +143,24 @@ fn kind(name: &str) -> Kind {
         19 if is("proxy-authorization") => Kind::HopByHop,
         _ => Kind::Plain,
     }
+}
+
+/// True for a name that is one [`kind`] knows, spelled with `_` for `-` (see
+/// `Fields::underscored`). It is looked for in ordinary names only, so a name must first be as
+/// long as one of those with a `-`, and have a `_` where that one has its `-`: the common headers
+/// cost a few byte tests, not a scan.
+fn underscored(name: &str) -> bool {
+    const LONGEST: usize = "proxy-authorization".len();
+    const DASHES: [usize; 6] = [1, 4, 5, 7, 8, 11];
+    let b = name.as_bytes();
+    if !matches!(b.len(), 10 | 14..=LONGEST) || !DASHES.iter().any(|&i| b.get(i) == Some(&b'_')) {
+        return false;
+    }
+    let mut dashed = [0u8; LONGEST];
+    for (d, b) in dashed.iter_mut().zip(name.bytes()) {
+        *d = if b == b'_' { b'-' } else { b };
+    }
+    std::str::from_utf8(&dashed[..name.len()]).is_ok_and(|n| kind(n) != Kind::Plain)
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
@@ -171,7 +191,7 @@ struct Fields<'b> {
     length: Option<u64>,
     conflicting_lengths: bool,
     /// The first name the proxy reads or sets, spelled with `_` for `-` (`Transfer_Encoding`).
-    /// Such a header is kept as an ordinary one; a request with it is refused, because servers
+    /// Such a header is an ordinary one to the proxy; a request with it is refused, because servers
     /// that read `_` as `-` (CGI's `HTTP_*` variables, and frameworks built on them) would take
     /// it for the framing or forwarding header the proxy did not see: `Transfer_Encoding` next
     /// to a `Content-Length` splits one request into two, `X_Forwarded_For` shadows the
@@ -186,11 +206,6 @@ impl<'b> Fields<'b> {
         let mut f = Fields::default();
         for (h, k) in headers.iter().zip(kinds.iter_mut()) {
             *k = kind(h.name);
-            if *k != Kind::Plain && h.name.contains('_') {
-                f.underscored.get_or_insert(h.name);
-                *k = Kind::Plain;
-                continue;
-            }
             match *k {
                 Kind::Connection => {
                     for t in tokens(h.value) {
@@ -213,6 +228,9 @@ impl<'b> Fields<'b> {
                     }
                 }
                 Kind::Upgrade => f.upgrade_header = true,
+                Kind::Plain if f.underscored.is_none() && underscored(h.name) => {
+                    f.underscored = Some(h.name)
+                }
                 Kind::ContentLength => match parse_length(h.value) {
                     Some(n) if f.length.is_none_or(|l| l == n) => f.length = Some(n),
                     _ => f.conflicting_lengths = true,
@@ -1276,6 +1294,26 @@ mod tests {
             let spelled = header.split(':').next().unwrap();
             assert_eq!(r.status, 400, "{header}");
             assert!(r.reason.contains(spelled) && r.reason.contains(&format!("send it as {name}")), "{header}: {}", r.reason);
+        }
+        // Every `-` of every such name, alone or with the others.
+        for name in [
+            "keep-alive",
+            "content-length",
+            "x-forwarded-for",
+            "proxy-connection",
+            "x-forwarded-host",
+            "transfer-encoding",
+            "x-forwarded-proto",
+            "proxy-authenticate",
+            "proxy-authorization",
+        ] {
+            assert_ne!(kind(name), Kind::Plain, "{name}");
+            assert!(!underscored(name), "{name}");
+            assert!(underscored(&name.replace('-', "_")), "{name}");
+            for (i, _) in name.match_indices('-') {
+                let one = format!("{}_{}", &name[..i], &name[i + 1..]);
+                assert!(underscored(&one) && underscored(&one.to_uppercase()), "{one}");
+            }
         }
         // Other names with `_` are valid HTTP and pass as they are.
         let (_, out) = parse("GET / HTTP/1.1\r\nX_Custom: 1\r\nHost_Name: h\r\n\r\n");

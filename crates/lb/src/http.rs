@@ -14,6 +14,14 @@
 //! whole before the first attempt so they can be resent; larger ones stream through and can be
 //! resent only as long as no more than that first part was sent.
 //!
+//! No wait is unbounded ([`Timeouts`]): a request head must arrive whole within its time (a
+//! total); a request body must keep a pace, a minimum number of bytes per window, so a client
+//! that stalls or trickles is answered 408 and closed whether or not part of the body already
+//! went to a backend, while an upload of any length that keeps moving passes; a write to a
+//! client that does not read, and every wait on a backend, are idle timeouts (a backend that
+//! never answers gets the client a 504). Each bound is set only when the I/O has to wait, on one
+//! timer per side of the connection.
+//!
 //! A protocol upgrade (WebSocket) is routed like any request but goes on a new backend
 //! connection and is never resent once written. When the backend answers `101 Switching
 //! Protocols`, the client gets that head and the connection becomes a tunnel: bytes are copied

@@ -8,7 +8,8 @@
 //!
 //! [`LoadBalancer::apply`] makes the running proxy match an [`LbConfig`]. Modules:
 //!
-//! - [`config`]: the desired state (listeners, routes, backends); serde types.
+//! - [`config`]: the desired state (listeners, routes, backends); serde types. Also the
+//!   proxy's [`Timeouts`], set once per proxy with [`LoadBalancer::with_timeouts`].
 //! - [`router`]: pure Host/path-prefix matching. No I/O; unit-tested.
 //! - [`backends`]: per-backend up/down state with retry backoff, counters, the per-backend
 //!   idle backend connections, and round-robin choice. Also the status types.
