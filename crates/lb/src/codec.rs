@@ -11,6 +11,12 @@
 //! whose `Connection` names `upgrade` keeps its `Upgrade` header and is sent with
 //! `Connection: upgrade`, and a `101 Switching Protocols` answer to it goes to the client the
 //! same way. After that the connection is no longer HTTP (see `http`).
+//!
+//! Since bytes are forwarded as they came, what this codec lets through a backend must read the
+//! same way. So a request that lenient servers read differently is refused with 400 rather than
+//! passed on: both Content-Length and Transfer-Encoding, a chunk size or trailer line off the
+//! grammar, a header the proxy reads or sets spelled with `_` for `-`, and a `Connection` header
+//! naming what the request is routed or framed by (see `Fields::refusal` for the last two).
 
 use std::ops::Range;
 
@@ -97,7 +103,7 @@ pub(crate) struct ClientFraming {
 }
 
 /// Header fields the proxy treats specially.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Plain,
     /// Connection-level (RFC 9110 §7.6.1): describes one hop, never forwarded.
@@ -114,6 +120,8 @@ enum Kind {
     ForwardedOther,
 }
 
+// Inlined into `Fields::scan`, which calls it for every header; `underscored` rarely does.
+#[inline(always)]
 fn kind(name: &str) -> Kind {
     let is = |n: &str| name.eq_ignore_ascii_case(n);
     // By length first: nearly every name is then rejected by one integer comparison.
@@ -135,6 +143,24 @@ fn kind(name: &str) -> Kind {
         19 if is("proxy-authorization") => Kind::HopByHop,
         _ => Kind::Plain,
     }
+}
+
+/// True for a name that is one [`kind`] knows, spelled with `_` for `-` (see
+/// `Fields::underscored`). It is looked for in ordinary names only, so a name must first be as
+/// long as one of those with a `-`, and have a `_` where that one has its `-`: the common headers
+/// cost a few byte tests, not a scan.
+fn underscored(name: &str) -> bool {
+    const LONGEST: usize = "proxy-authorization".len();
+    const DASHES: [usize; 6] = [1, 4, 5, 7, 8, 11];
+    let b = name.as_bytes();
+    if !matches!(b.len(), 10 | 14..=LONGEST) || !DASHES.iter().any(|&i| b.get(i) == Some(&b'_')) {
+        return false;
+    }
+    let mut dashed = [0u8; LONGEST];
+    for (d, b) in dashed.iter_mut().zip(name.bytes()) {
+        *d = if b == b'_' { b'-' } else { b };
+    }
+    std::str::from_utf8(&dashed[..name.len()]).is_ok_and(|n| kind(n) != Kind::Plain)
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
@@ -164,6 +190,15 @@ struct Fields<'b> {
     chunked: bool,
     length: Option<u64>,
     conflicting_lengths: bool,
+    /// The first name the proxy reads or sets, spelled with `_` for `-` (`Transfer_Encoding`).
+    /// Such a header is an ordinary one to the proxy; a request with it is refused, because servers
+    /// that read `_` as `-` (CGI's `HTTP_*` variables, and frameworks built on them) would take
+    /// it for the framing or forwarding header the proxy did not see: `Transfer_Encoding` next
+    /// to a `Content-Length` splits one request into two, `X_Forwarded_For` shadows the
+    /// proxy's own. nginx drops every name with `_` by default and Apache drops them before
+    /// CGI; refusing only these keeps the others, which RFC 9110 allows and applications use,
+    /// and tells the client why instead of changing its request behind its back.
+    underscored: Option<&'b str>,
 }
 
 impl<'b> Fields<'b> {
@@ -193,6 +228,9 @@ impl<'b> Fields<'b> {
                     }
                 }
                 Kind::Upgrade => f.upgrade_header = true,
+                Kind::Plain if f.underscored.is_none() && underscored(h.name) => {
+                    f.underscored = Some(h.name)
+                }
                 Kind::ContentLength => match parse_length(h.value) {
                     Some(n) if f.length.is_none_or(|l| l == n) => f.length = Some(n),
                     _ => f.conflicting_lengths = true,
@@ -205,6 +243,29 @@ impl<'b> Fields<'b> {
 
     fn upgrade(&self) -> bool {
         self.upgrade_token && self.upgrade_header
+    }
+
+    /// Why the request cannot be forwarded as these fields say, if it cannot.
+    fn refusal(&self) -> Option<Reject> {
+        if let Some(name) = self.underscored {
+            let dashed = name.replace('_', "-");
+            return Some(Reject::bad(format!(
+                "the header name {name} is {dashed} with `_` for `-`; servers that read `_` as `-` would act on a {dashed} this proxy did not check, so it is refused: send it as {dashed}"
+            )));
+        }
+        // Connection makes the headers it names this hop's, to be removed before forwarding.
+        // Removing Host, Content-Length or Transfer-Encoding would send a request routed or
+        // framed differently from the one this proxy read, so such a request is refused.
+        let framing = self.listed.iter().find_map(|t| {
+            ["Host", "Content-Length", "Transfer-Encoding"]
+                .into_iter()
+                .find(|n| t.eq_ignore_ascii_case(n.as_bytes()))
+        });
+        framing.map(|name| {
+            Reject::bad(format!(
+                "the request's Connection header names {name}, which the request is routed or framed by and so cannot be removed; take {name} out of Connection"
+            ))
+        })
     }
 
     /// True for a header this hop must not forward because the Connection header names it.
@@ -298,6 +359,9 @@ pub(crate) fn parse_request(
     let headers = req.headers;
     let mut kinds = [Kind::Plain; MAX_HEADERS];
     let fields = Fields::scan(headers, &mut kinds);
+    if let Some(reject) = fields.refusal() {
+        return Err(reject);
+    }
 
     let framing = match (fields.te, fields.length) {
         (true, Some(_)) => {
@@ -370,7 +434,7 @@ pub(crate) fn parse_request(
     out.extend_from_slice(b"x-forwarded-for: ");
     for (h, k) in headers.iter().zip(&kinds) {
         let v = h.value.trim_ascii();
-        if *k == Kind::ForwardedFor && !v.is_empty() {
+        if *k == Kind::ForwardedFor && !v.is_empty() && !fields.is_listed(h.name) {
             out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
@@ -558,6 +622,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Error",
     }
 }
@@ -597,19 +662,88 @@ pub(crate) enum BodyReader {
     Done,
 }
 
-/// Where a chunked body is (RFC 9112 §7.1).
+/// The longest run of chunk extensions after one chunk size. hyper allows 16 KiB over a whole
+/// body; no client sends more than a few bytes, and a bound keeps a body from being nothing but
+/// extensions.
+const MAX_CHUNK_EXT: u16 = 4096;
+
+/// Where a chunked body is (RFC 9112 §7.1). Size lines and trailer lines are checked against
+/// the grammar byte by byte, and anything else refuses the body: the bytes are forwarded as
+/// they came, so whatever this reader let through, a backend would have to read the same way.
+/// Lenient readers disagree precisely on such lines (a size followed by garbage, a bare LF, a
+/// line that is not a field), which is how one request gets read as two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunk {
     Size { value: u64, digits: u8 },
-    Extension { value: u64 },
+    /// In the extensions after the size; `len` bytes of them so far.
+    Extension { value: u64, at: Ext, len: u16 },
     SizeLf { value: u64 },
     Data(u64),
     DataCr,
     DataLf,
     TrailerStart,
+    TrailerName,
     TrailerLine,
     TrailerLineLf,
     TrailerLf,
+}
+
+/// Where in `*( BWS ";" BWS name [ BWS "=" BWS value ] )` a chunk size line is, value being a
+/// token or a quoted string (RFC 9112 §7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ext {
+    /// Whitespace after the size or a value: only more of it or `;` may follow.
+    Semi,
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=` or `;` must follow.
+    AfterName,
+    ValueStart,
+    Token,
+    Quoted,
+    Escaped,
+    /// After a quoted string's closing quote.
+    Closed,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Whitespace, visible ASCII and obs-text: what a field value, or a quoted string once `"` and
+/// `\` are taken care of, may hold.
+fn is_text(b: u8) -> bool {
+    is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+impl Ext {
+    /// Where `b` leads, or None when it breaks the grammar. The line's end is not handled here.
+    fn next(self, b: u8) -> Option<Ext> {
+        use Ext::*;
+        Some(match (self, b) {
+            (Semi | AfterName | NameStart | ValueStart, _) if is_ws(b) => self,
+            (Semi | AfterName | Name | Token | Closed, b';') => NameStart,
+            (NameStart | Name, _) if is_tchar(b) => Name,
+            (Name, _) if is_ws(b) => AfterName,
+            (AfterName | Name, b'=') => ValueStart,
+            (ValueStart, b'"') => Quoted,
+            (ValueStart | Token, _) if is_tchar(b) => Token,
+            (Token | Closed, _) if is_ws(b) => Semi,
+            (Quoted, b'"') => Closed,
+            (Quoted, b'\\') => Escaped,
+            (Quoted | Escaped, _) if is_text(b) => Quoted,
+            _ => return None,
+        })
+    }
+
+    /// True when the size line may end here (a CR).
+    fn may_end(self) -> bool {
+        matches!(self, Ext::Name | Ext::Token | Ext::Closed)
+    }
 }
 
 impl BodyReader {
@@ -720,16 +854,39 @@ impl Chunk {
                         digits: digits + 1,
                     }
                 }
-                (Chunk::Size { value, digits }, b';' | b' ' | b'\t') if digits > 0 => {
-                    Chunk::Extension { value }
+                (Chunk::Size { value, digits }, b';') if digits > 0 => Chunk::Extension {
+                    value,
+                    at: Ext::NameStart,
+                    len: 1,
+                },
+                (Chunk::Size { value, digits }, _) if digits > 0 && is_ws(b) => {
+                    Chunk::Extension {
+                        value,
+                        at: Ext::Semi,
+                        len: 1,
+                    }
                 }
                 (Chunk::Size { value, digits }, b'\r') if digits > 0 => Chunk::SizeLf { value },
                 (Chunk::Size { .. }, _) => return Err("a chunk size is not a hexadecimal number"),
-                (Chunk::Extension { value }, b'\r') => Chunk::SizeLf { value },
+                (Chunk::Extension { value, at, .. }, b'\r') if at.may_end() => {
+                    Chunk::SizeLf { value }
+                }
                 (Chunk::Extension { .. }, b'\n') => {
                     return Err("a chunk size line does not end with CRLF")
                 }
-                (Chunk::Extension { value }, _) => Chunk::Extension { value },
+                (Chunk::Extension { len, .. }, _) if len >= MAX_CHUNK_EXT => {
+                    return Err("a chunk size is followed by more than 4 KiB of extensions")
+                }
+                (Chunk::Extension { value, at, len }, _) => match at.next(b) {
+                    Some(at) => Chunk::Extension {
+                        value,
+                        at,
+                        len: len + 1,
+                    },
+                    None => return Err(
+                        "a chunk size is followed by something other than `;name=value` extensions",
+                    ),
+                },
                 (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::TrailerStart,
                 (Chunk::SizeLf { value }, b'\n') => Chunk::Data(value),
                 (Chunk::SizeLf { .. }, _) => {
@@ -746,10 +903,16 @@ impl Chunk {
                 // see a different end of the message than the proxy.
                 (Chunk::TrailerStart, b'\r') => Chunk::TrailerLf,
                 (Chunk::TrailerLine, b'\r') => Chunk::TrailerLineLf,
-                (Chunk::TrailerStart | Chunk::TrailerLine, b'\n') => {
+                (Chunk::TrailerStart | Chunk::TrailerName | Chunk::TrailerLine, b'\n') => {
                     return Err("a trailer line does not end with CRLF")
                 }
-                (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
+                (Chunk::TrailerStart | Chunk::TrailerName, _) if is_tchar(b) => Chunk::TrailerName,
+                (Chunk::TrailerName, b':') => Chunk::TrailerLine,
+                (Chunk::TrailerStart | Chunk::TrailerName, _) => {
+                    return Err("a trailer line is not a `name: value` field")
+                }
+                (Chunk::TrailerLine, _) if is_text(b) => Chunk::TrailerLine,
+                (Chunk::TrailerLine, _) => return Err("a trailer field has a control character"),
                 (Chunk::TrailerLineLf, b'\n') => Chunk::TrailerStart,
                 (Chunk::TrailerLineLf, _) => return Err("a trailer line does not end with CRLF"),
                 (Chunk::TrailerLf, b'\n') => return Ok((i, true)),
@@ -1071,5 +1234,113 @@ mod tests {
         }
         let (used, out, done) = feed_all(Framing::Length(3), b"abcdef", false).unwrap();
         assert_eq!((used, out.as_slice(), done), (3, &b"abc"[..], true));
+    }
+
+    #[test]
+    fn chunk_size_lines_and_trailers_follow_the_grammar() {
+        let ext = |e: &str| format!("5{e}\r\nhello\r\n0\r\n\r\n");
+        let valid = [
+            ext(";name=val"),
+            ext(" ; a = \"v;\\\"x\" ;b"),
+            ext(";a;b=c;d=\"\""),
+            ext("\t;x"),
+            ext(&format!(";{}", "a".repeat(4095))),
+            "0\r\nX-Trailer: 1\r\nY: \t\r\n\r\n".into(),
+        ];
+        for body in &valid {
+            let (used, _, done) = feed_all(Framing::Chunked, body.as_bytes(), false)
+                .unwrap_or_else(|e| panic!("{body:?}: {e}"));
+            assert_eq!((used, done), (body.len(), true), "{body:?}");
+        }
+        let (_, data, _) = feed_all(Framing::Chunked, valid[1].as_bytes(), true).unwrap();
+        assert_eq!(data, b"hello");
+
+        for (body, says) in [
+            (ext(" zz"), "extensions"),
+            (ext("\tgarbage"), "extensions"),
+            (ext(" "), "extensions"),
+            (ext(";"), "extensions"),
+            (ext(";=b"), "extensions"),
+            (ext(";a "), "extensions"),
+            (ext(";a="), "extensions"),
+            (ext(";a=b c"), "extensions"),
+            (ext(";a=\"x"), "extensions"),
+            (ext(";a=\"x\"y"), "extensions"),
+            (ext(";a\x01"), "extensions"),
+            (ext(";a=\"\\\x01\""), "extensions"),
+            ("5;a\nhello".into(), "CRLF"),
+            (ext(&format!(";{}", "a".repeat(4096))), "4 KiB"),
+            ("0\r\nno colon\r\n\r\n".into(), "field"),
+            ("0\r\n: no name\r\n\r\n".into(), "field"),
+            ("0\r\n folded\r\n\r\n".into(), "field"),
+            ("0\r\nX: a\x00b\r\n\r\n".into(), "control"),
+        ] {
+            let err = feed_all(Framing::Chunked, body.as_bytes(), false).unwrap_err();
+            assert!(err.contains(says), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_the_proxy_reads_or_sets_spelled_with_underscores_are_refused() {
+        for (header, name) in [
+            ("Transfer_Encoding: chunked", "Transfer-Encoding"),
+            ("content_length: 5", "content-length"),
+            ("X_Forwarded_For: 10.9.9.9", "X-Forwarded-For"),
+            ("x_forwarded_host: evil", "x-forwarded-host"),
+            ("Keep_Alive: 5", "Keep-Alive"),
+            ("Proxy_Authorization: x", "Proxy-Authorization"),
+        ] {
+            let r = reject(&format!("POST / HTTP/1.1\r\nHost: a\r\n{header}\r\n\r\n"));
+            let spelled = header.split(':').next().unwrap();
+            assert_eq!(r.status, 400, "{header}");
+            assert!(r.reason.contains(spelled) && r.reason.contains(&format!("send it as {name}")), "{header}: {}", r.reason);
+        }
+        // Every `-` of every such name, alone or with the others.
+        for name in [
+            "keep-alive",
+            "content-length",
+            "x-forwarded-for",
+            "proxy-connection",
+            "x-forwarded-host",
+            "transfer-encoding",
+            "x-forwarded-proto",
+            "proxy-authenticate",
+            "proxy-authorization",
+        ] {
+            assert_ne!(kind(name), Kind::Plain, "{name}");
+            assert!(!underscored(name), "{name}");
+            assert!(underscored(&name.replace('-', "_")), "{name}");
+            for (i, _) in name.match_indices('-') {
+                let one = format!("{}_{}", &name[..i], &name[i + 1..]);
+                assert!(underscored(&one) && underscored(&one.to_uppercase()), "{one}");
+            }
+        }
+        // Other names with `_` are valid HTTP and pass as they are.
+        let (_, out) = parse("GET / HTTP/1.1\r\nX_Custom: 1\r\nHost_Name: h\r\n\r\n");
+        assert!(out.contains("\r\nX_Custom: 1\r\nHost_Name: h\r\n"), "{out}");
+        // A response's are ordinary headers: relayed, and not read for framing.
+        let (h, _, out) = respond(
+            "GET / HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+        );
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(out.contains("Transfer_Encoding: chunked\r\n"), "{out}");
+    }
+
+    #[test]
+    fn connection_may_not_name_what_the_request_is_routed_or_framed_by() {
+        for (connection, name) in [
+            ("host", "Host"),
+            ("keep-alive, HOST", "Host"),
+            ("Content-Length", "Content-Length"),
+            ("close, transfer-encoding", "Transfer-Encoding"),
+        ] {
+            let r = reject(&format!("POST / HTTP/1.1\r\nHost: a\r\nConnection: {connection}\r\nContent-Length: 0\r\n\r\n"));
+            assert_eq!(r.status, 400, "{connection}");
+            assert!(r.reason.contains(&format!("take {name} out of Connection")), "{connection}: {}", r.reason);
+        }
+        // Named in Connection, the client's X-Forwarded-For goes no further; the proxy's own does.
+        let (_, out) = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n");
+        assert!(out.contains("\r\nx-forwarded-for: 192.0.2.7\r\n") && !out.contains("10.9.9.9"), "{out}");
     }
 }

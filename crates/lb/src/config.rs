@@ -1,6 +1,7 @@
 //! The load balancer's desired state, as the control plane sends it to the agent.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,4 +44,41 @@ pub struct Route {
     #[serde(default)]
     pub path_prefix: Option<String>,
     pub backends: Vec<SocketAddr>,
+}
+
+/// How long the proxy waits on each side of an HTTP connection before giving up on it. Set once
+/// per proxy ([`crate::LoadBalancer::with_timeouts`]); TCP listeners and upgraded (WebSocket)
+/// connections are byte relays and have none of these. The defaults let uploads over slow links
+/// and long polls through, and free a connection held by a client that stalls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request head must arrive whole within this (408 otherwise), and a kept-alive connection
+    /// may wait this long for its next request. A total, like HAProxy's `timeout http-request`:
+    /// a head is small, so a client still sending one after this is stalling on purpose.
+    pub request_head: Duration,
+    /// While a request body arrives, every period this long must bring at least
+    /// [`body_min_bytes`](Self::body_min_bytes) more of it (or its end). A body that stalls or
+    /// trickles slower is cut with 408 and the connection closed. Not a total: an upload of any
+    /// size passes as long as it keeps moving. Also how long a write to the client may wait for
+    /// the client to read (HAProxy's `timeout client`).
+    pub client_idle: Duration,
+    /// See [`client_idle`](Self::client_idle). At least 1.
+    pub body_min_bytes: u64,
+    /// How long the proxy waits on a backend: for the response head (504 after that; not
+    /// retried, since the backend may be acting on the request), for each next part of the
+    /// response body (the response is cut), and for the backend to take the request. Like
+    /// nginx's `proxy_read_timeout`, whose default it shares: a long poll or an event stream
+    /// must send something at least this often.
+    pub backend_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            request_head: Duration::from_secs(30),
+            client_idle: Duration::from_secs(30),
+            body_min_bytes: 1024,
+            backend_idle: Duration::from_secs(60),
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //!
 //! [`LoadBalancer::apply`] makes the running proxy match an [`LbConfig`]. Modules:
 //!
-//! - [`config`]: the desired state (listeners, routes, backends); serde types.
+//! - [`config`]: the desired state (listeners, routes, backends); serde types. Also the
+//!   proxy's [`Timeouts`], set once per proxy with [`LoadBalancer::with_timeouts`].
 //! - [`router`]: pure Host/path-prefix matching. No I/O; unit-tested.
 //! - [`backends`]: per-backend up/down state with retry backoff, counters, the per-backend
 //!   idle backend connections, and round-robin choice. Also the status types.
@@ -44,7 +45,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use backends::{BackendStatus, ListenerStatus};
-pub use config::{LbConfig, Listener, Mode, Route};
+pub use config::{LbConfig, Listener, Mode, Route, Timeouts};
 pub use error::LbError;
 pub use http::RETRY_BODY_LIMIT;
 
@@ -63,6 +64,7 @@ pub struct LoadBalancer {
 
 struct Inner {
     bind_ip: IpAddr,
+    timeouts: Timeouts,
     /// The threads that serve accepted connections; shared with the listeners, which keep
     /// them running until their last connection is done.
     shards: Arc<Shards>,
@@ -84,9 +86,20 @@ impl LoadBalancer {
 
     /// Like [`new`](Self::new), with `threads` threads serving connections (at least one).
     pub fn with_threads(bind_ip: IpAddr, threads: usize) -> Self {
+        Self::with_timeouts(bind_ip, threads, Timeouts::default())
+    }
+
+    /// Like [`with_threads`](Self::with_threads), with HTTP listeners giving up on clients and
+    /// backends after `timeouts` instead of the defaults.
+    pub fn with_timeouts(bind_ip: IpAddr, threads: usize, timeouts: Timeouts) -> Self {
+        let timeouts = Timeouts {
+            body_min_bytes: timeouts.body_min_bytes.max(1),
+            ..timeouts
+        };
         LoadBalancer {
             inner: Arc::new(Inner {
                 bind_ip,
+                timeouts,
                 shards: Arc::new(Shards::start(threads.max(1))),
                 apply_lock: tokio::sync::Mutex::new(()),
                 listeners: Mutex::new(BTreeMap::new()),
@@ -167,6 +180,7 @@ impl LoadBalancer {
                     want.clone(),
                     Table::build(want, None),
                     self.inner.shards.clone(),
+                    self.inner.timeouts,
                 ) {
                     Ok(handle) => {
                         running.insert(port, handle);

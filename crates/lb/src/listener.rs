@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{Listener, Mode};
+use crate::config::{Listener, Mode, Timeouts};
 use crate::error::LbError;
 use crate::shards::Shards;
 use crate::table::Table;
@@ -35,6 +35,7 @@ impl ListenerHandle {
         config: Listener,
         table: Table,
         shards: Arc<Shards>,
+        timeouts: Timeouts,
     ) -> Result<Self, LbError> {
         let port = config.port;
         let bind_err = |err: std::io::Error| LbError::Bind {
@@ -56,6 +57,7 @@ impl ListenerHandle {
             config.mode,
             tables.clone(),
             shards,
+            timeouts,
             stop_rx,
             unbound_tx,
         ));
@@ -85,6 +87,7 @@ async fn run(
     tables: Arc<ArcSwap<Table>>,
     // Held until the last connection is done: the shard threads end when their owner drops.
     shards: Arc<Shards>,
+    timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
     unbound: oneshot::Sender<()>,
 ) {
@@ -117,7 +120,7 @@ async fn run(
                             }
                         };
                         match mode {
-                            Mode::Http => http::serve(stream, peer, tables, drain).await,
+                            Mode::Http => http::serve(stream, peer, tables, drain, timeouts).await,
                             Mode::Tcp => tcp::serve(stream, peer, tables).await,
                         }
                     });

@@ -279,3 +279,12 @@ pub async fn lb_with(config: impl FnOnce(u16) -> LbConfig) -> (LoadBalancer, u16
     assert!(errors.is_empty(), "apply failed: {errors:?}");
     (lb, port)
 }
+
+/// Like [`lb_with`], with `timeouts` instead of the defaults.
+pub async fn lb_with_timeouts(timeouts: corral_lb::Timeouts, config: impl FnOnce(u16) -> LbConfig) -> (LoadBalancer, u16) {
+    let lb = LoadBalancer::with_timeouts(LOCALHOST, 2, timeouts);
+    let port = free_port();
+    let errors = lb.apply(&config(port)).await;
+    assert!(errors.is_empty(), "apply failed: {errors:?}");
+    (lb, port)
+}
