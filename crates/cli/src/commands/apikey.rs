@@ -16,7 +16,8 @@ pub enum Command {
     },
     /// List your keys (admins: everyone's), revoked ones too.
     Ls,
-    /// Revoke a key: it opens nothing from now on.
+    /// Revoke a key: it opens nothing from now on, and the streams open with it (events, logs,
+    /// live stats) end at once.
     Revoke { name: String },
 }
 
