@@ -341,6 +341,15 @@ async fn open_three(cp: &ControlPlane, who: &str, headers: &[(&str, &str)], quer
     sockets
 }
 
+/// A request that takes access away, and the sockets it must end.
+struct Revocation<'a> {
+    what: &'a str,
+    sockets: Vec<Watched>,
+    method: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, &'a String)>,
+}
+
 /// Open log, event and live-stats sockets end within a second of the session's logout, the
 /// membership's removal, the key's revocation and the user's deletion, with a close frame that
 /// says why; everyone else's sockets stay open.
@@ -387,17 +396,18 @@ async fn revoking_access_ends_open_sockets_within_a_second() {
     let del = open_three(&cp, "del (session token)", &[("Authorization", &bearer(&del_session))], "").await;
 
     let admin_auth = bearer(&cp.admin_token());
-    let revocations: Vec<(&str, Vec<Watched>, &str, String, Vec<(&str, String)>)> = vec![
-        ("the session's logout", lou, "POST", "/v1/logout".into(), vec![("Cookie", cookie.clone()), ("Origin", own_origin.clone())]),
-        ("the membership's removal", mem, "DELETE", "/v1/members/user/mem?env=Default".into(), vec![("Authorization", admin_auth.clone())]),
-        ("the key's revocation", kay, "DELETE", "/v1/apikeys/kay-key".into(), vec![("Authorization", bearer(&kay_session))]),
-        ("the user's deletion", del, "DELETE", "/v1/users/del".into(), vec![("Authorization", admin_auth.clone())]),
+    let kay_auth = bearer(&kay_session);
+    let revocations = [
+        Revocation { what: "the session's logout", sockets: lou, method: "POST", path: "/v1/logout", headers: vec![("Cookie", &cookie), ("Origin", &own_origin)] },
+        Revocation { what: "the membership's removal", sockets: mem, method: "DELETE", path: "/v1/members/user/mem?env=Default", headers: vec![("Authorization", &admin_auth)] },
+        Revocation { what: "the key's revocation", sockets: kay, method: "DELETE", path: "/v1/apikeys/kay-key", headers: vec![("Authorization", &kay_auth)] },
+        Revocation { what: "the user's deletion", sockets: del, method: "DELETE", path: "/v1/users/del", headers: vec![("Authorization", &admin_auth)] },
     ];
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for (what, sockets, method, path, headers) in revocations {
+    for Revocation { what, sockets, method, path, headers } in revocations {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let answer = exchange(&cp.url, method, &path, &headers, None).await;
+        let answer = exchange(&cp.url, method, path, &headers, None).await;
         let answered = Instant::now();
         assert!((200..300).contains(&answer.status), "{what}: {method} {path}: {answer:?}");
         for socket in sockets {
