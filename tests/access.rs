@@ -27,6 +27,12 @@ fn http(cp: &ControlPlane, method: &str, path: &str, auth: Option<&str>, body: O
 
 /// [`http`] from the loopback address `from` (e.g. 127.0.0.2), as another client machine would.
 fn http_from(from: Option<&str>, cp: &ControlPlane, method: &str, path: &str, auth: Option<&str>, body: Option<&Value>) -> Answer {
+    request(from, cp, method, &format!("/v1{path}"), auth, body, &[])
+}
+
+/// One raw HTTP request for the path `url_path` as clients request it (`/v1/...` or `/metrics`),
+/// with extra headers (`Name: value`).
+fn request(from: Option<&str>, cp: &ControlPlane, method: &str, url_path: &str, auth: Option<&str>, body: Option<&Value>, extra: &[&str]) -> Answer {
     let dir = tempfile::tempdir().unwrap();
     let headers = dir.path().join("headers");
     let mut cmd = Command::new("curl");
@@ -43,7 +49,10 @@ fn http_from(from: Option<&str>, cp: &ControlPlane, method: &str, path: &str, au
     if let Some(body) = body {
         cmd.args(["-H", "Content-Type: application/json", "-d", &body.to_string()]);
     }
-    let out = cmd.arg(format!("{}/v1{path}", cp.url)).output().expect("run curl");
+    for header in extra {
+        cmd.args(["-H", header]);
+    }
+    let out = cmd.arg(format!("{}{url_path}", cp.url)).output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     Answer { status: code.trim().parse().unwrap_or(0), headers: std::fs::read_to_string(headers).unwrap_or_default(), body: serde_json::from_str(json).unwrap_or(Value::Null) }
@@ -160,9 +169,29 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("GET", "/stats/live"), ro),
         (("GET", "/backup"), Admin),
         (("POST", "/restore"), Admin),
+        // At the root; each caller sees its own environments' series (tests/attacks/web.rs).
+        (("GET", "/metrics"), SignedIn),
     ]
     .into_iter()
     .collect()
+}
+
+/// The WebSocket routes browsers open, the only ones that take `?token=` (paths as requested).
+const SOCKETS: [&str; 3] = ["/v1/events", "/v1/containers/{name}/logs", "/v1/stats/live"];
+
+/// A WebSocket handshake to `url_path`; its refusal as an [`Answer`], a 101 as status 101.
+fn upgrade(cp: &ControlPlane, url_path: &str) -> Answer {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("{}{url_path}", cp.url.replacen("http://", "ws://", 1));
+    match runtime.block_on(tokio_tungstenite::connect_async(url)) {
+        Ok(_) => Answer { status: 101, headers: String::new(), body: Value::Null },
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Answer {
+            status: response.status().as_u16(),
+            headers: String::new(),
+            body: serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap_or(Value::Null),
+        },
+        Err(e) => panic!("WebSocket {url_path}: {e}"),
+    }
 }
 
 const ROLES: [&str; 4] = ["read-only", "restricted", "member", "owner"];
@@ -192,7 +221,9 @@ fn outcome(answer: &Answer, env: &str) -> Outcome {
 
 /// Every route × every role × own and other environment: allowed, 403, or 404 as specified.
 /// Path names point at things that do not exist and bodies are empty, so an allowed call fails
-/// after the access check (404/400) and changes nothing.
+/// after the access check (404/400) and changes nothing. WebSocket routes are walked again as
+/// real upgrades with the credential in `?token=`, as browsers open them; on every other route
+/// a `?token=`, even on an upgrade, is no credential at all.
 #[test]
 fn every_route_answers_every_role_as_specified() {
     let tmp = tempfile::tempdir().unwrap();
@@ -204,6 +235,8 @@ fn every_route_answers_every_role_as_specified() {
     assert!(missing.is_empty(), "routes without an expectation in tests/access.rs: {missing:?}");
     let stale: Vec<_> = expected.keys().filter(|k| !listed.contains(k)).collect();
     assert!(stale.is_empty(), "expectations for routes the API no longer has: {stale:?}");
+    let sockets: Vec<String> = routes.iter().filter(|r| r.websocket).map(|r| r.url_path()).collect();
+    assert_eq!(sockets, SOCKETS, "the routes that take ?token=");
 
     cp.json(&["env", "create", "OPS"]);
     cp.json(&["env", "create", "DEV"]);
@@ -217,21 +250,28 @@ fn every_route_answers_every_role_as_specified() {
     principals.push(("outsider".into(), None, user_with_key(&cp, "outsider")));
 
     let mut failures = Vec::new();
+    let admin_token = cp.admin_token();
     for route in &routes {
         let need = expected[&(route.method.as_str(), route.path)];
-        let path = route.path.replace("{kind}", "user").split('/').map(|s| if s.starts_with('{') { "nope" } else { s }).collect::<Vec<_>>().join("/");
+        let path = route.url_path().replace("{kind}", "user").split('/').map(|s| if s.starts_with('{') { "nope" } else { s }).collect::<Vec<_>>().join("/");
         let body = matches!(route.method.as_str(), "POST" | "PUT").then(|| json!({"name": "not a valid name"}));
         let method = route.method.as_str();
         // No credential at all.
-        let anonymous = outcome(&http(&cp, method, &format!("{path}?env=OPS"), None, body.as_ref()), "OPS");
+        let anonymous = outcome(&request(None, &cp, method, &format!("{path}?env=OPS"), None, body.as_ref(), &[]), "OPS");
         let want = if need == Need::Public { Outcome::Passed } else { Outcome::Unauthorized };
         if anonymous != want {
             failures.push(format!("{method} {path} anonymous: {anonymous:?}, want {want:?}"));
         }
+        if !route.websocket && need != Need::Public {
+            // The admin's token in the query, on a request dressed as an upgrade: ignored.
+            let upgrade_headers = ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="];
+            let answer = request(None, &cp, method, &format!("{path}?env=OPS&token={admin_token}"), None, body.as_ref(), &upgrade_headers);
+            if outcome(&answer, "OPS") != Outcome::Unauthorized {
+                failures.push(format!("{method} {path} with ?token= on an upgrade: {} {}, want Unauthorized", answer.status, answer.body));
+            }
+        }
         for (name, role, key) in &principals {
             for env in ["OPS", "DEV"] {
-                let answer = http(&cp, method, &format!("{path}?env={env}"), Some(key), body.as_ref());
-                let got = outcome(&answer, env);
                 let admin = name == "admin";
                 let own_role = role.as_deref().filter(|_| env == "OPS");
                 let want = match need {
@@ -245,8 +285,15 @@ fn every_route_answers_every_role_as_specified() {
                         Some(_) => Outcome::Forbidden,
                     },
                 };
-                if got != want {
-                    failures.push(format!("{method} {path}?env={env} as {name}: {got:?} ({} {}), want {want:?}", answer.status, answer.body));
+                let mut answers = vec![("", request(None, &cp, method, &format!("{path}?env={env}"), Some(key), body.as_ref(), &[]))];
+                if route.websocket {
+                    answers.push((" (upgrade, ?token=)", upgrade(&cp, &format!("{path}?env={env}&token={key}"))));
+                }
+                for (how, answer) in answers {
+                    let got = outcome(&answer, env);
+                    if got != want {
+                        failures.push(format!("{method} {path}?env={env} as {name}{how}: {got:?} ({} {}), want {want:?}", answer.status, answer.body));
+                    }
                 }
             }
         }
@@ -633,14 +680,15 @@ async fn the_event_stream_opens_with_the_session_cookie_alone() {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 401),
         other => panic!("an event stream without a credential should be refused, got {:?}", other.map(|_| ())),
     }
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut events, _) = tokio_tungstenite::connect_async(request).await.expect("the event stream opens with the cookie");
+    let mut handshake = url.into_client_request().unwrap();
+    handshake.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut events, _) = tokio_tungstenite::connect_async(handshake).await.expect("the event stream opens with the cookie");
     let first = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("a hello frame");
     let Some(Ok(Message::Text(hello))) = first else { panic!("no hello frame: {first:?}") };
     assert_eq!(serde_json::from_str::<Value>(&hello).unwrap(), json!({"type": "hello", "environment": "Default"}));
-    // A change made with the same session (as the browser's own request) arrives as a frame.
-    let created = tokio::task::block_in_place(|| http(&cp, "POST", "/stacks", Some(&cookie), Some(&json!({"name": "WEB"}))));
+    // A change made with the same session (as the browser's own request, from the UI's origin) arrives as a frame.
+    let origin = format!("Origin: {}", cp.url);
+    let created = tokio::task::block_in_place(|| request(None, &cp, "POST", "/v1/stacks", Some(&cookie), Some(&json!({"name": "WEB"})), &[&origin]));
     assert_eq!(created.status, 201, "{}", created.body);
     let mut frames = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -209,6 +209,7 @@ impl ControlPlane {
             unplaced,
             avoid,
             events,
+            access: Arc::default(),
             environment_names: Arc::default(),
             shutdown: broadcast::channel(1).0,
             metrics: Arc::default(),
@@ -243,7 +244,7 @@ impl ControlPlane {
         reconciler.pass().await?;
         let loop_task = tokio::spawn(reconciler.run(state.shutdown.subscribe()));
         let rollups = tokio::spawn(metrics::run_rollups(state.store.clone(), state.metrics.clone(), state.shutdown.subscribe()));
-        let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = |scheme| api::router(state.clone(), scheme).into_make_service_with_connect_info::<SocketAddr>();
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let stopped = |mut rx: broadcast::Receiver<()>| async move {
             let _ = rx.recv().await;
@@ -254,17 +255,17 @@ impl ControlPlane {
                 tracing::info!(%addr, fingerprint = %tls.ca.fingerprint, "control plane listening (TLS)");
                 // `tap_io` only lends the TLS listener axum's connect-info for socket addresses.
                 let listener = tls::TlsListener::new(listener, tls.acceptor).map_err(ServerError::Serve)?.tap_io(|_| {});
-                let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
+                let serve = axum::serve(listener, app(access::Scheme::Https)).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
                 servers.spawn(async move { serve.await });
                 if let Some(local) = local_listener {
                     tracing::info!(addr = %local.local_addr().map_err(ServerError::Serve)?, "plain HTTP for this machine only");
-                    let serve = axum::serve(local, app).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
+                    let serve = axum::serve(local, app(access::Scheme::Http)).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
                     servers.spawn(async move { serve.await });
                 }
             }
             None => {
                 tracing::info!(%addr, "control plane listening");
-                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
+                let serve = axum::serve(listener, app(access::Scheme::Http)).with_graceful_shutdown(stopped(state.shutdown.subscribe()));
                 servers.spawn(async move { serve.await });
             }
         }

@@ -74,6 +74,9 @@ pub struct ContainerNow {
 pub struct LiveFrame {
     #[serde(skip)]
     pub environment: String,
+    /// Who may see the frame is decided by the environment's id, which a rename does not change.
+    #[serde(skip)]
+    pub environment_id: i64,
     #[serde(flatten)]
     pub host: HostNow,
     pub containers: Vec<ContainerNow>,
@@ -209,6 +212,7 @@ impl Metrics {
             let store_now = now.saturating_sub(stored_at_ms) >= STORE_EVERY_MS;
             let frame = Arc::new(LiveFrame {
                 environment: environment.1.to_string(),
+                environment_id: environment.0,
                 host: HostNow { host: host_name.to_string(), at_ms: report.at_ms, stats: report.host, rates: host_rates },
                 containers,
             });
@@ -453,12 +457,12 @@ pub fn service_totals(frames: &[Arc<LiveFrame>]) -> Vec<ServiceNow> {
     by_service.into_values().collect()
 }
 
-/// The whole `/metrics` page: every environment's hosts, containers and services, then the
-/// control plane's own figures. Families are written whole, each once, as the format requires.
-pub fn render_prometheus(metrics: &Metrics, agents_connected: usize) -> String {
+/// The whole `/metrics` page: the hosts, containers and services of every environment
+/// `visible` admits (by id), then the control plane's own figures. Families are written whole, each once, as the format requires.
+pub fn render_prometheus(metrics: &Metrics, agents_connected: usize, visible: impl Fn(i64) -> bool) -> String {
     let frames: Vec<Arc<LiveFrame>> = {
         let latest = metrics.latest.lock().expect("metrics lock");
-        let mut frames: Vec<_> = latest.values().map(|l| Arc::clone(&l.frame)).collect();
+        let mut frames: Vec<_> = latest.values().filter(|l| visible(l.frame.environment_id)).map(|l| Arc::clone(&l.frame)).collect();
         frames.sort_by(|a, b| (&a.environment, &a.host.host).cmp(&(&b.environment, &b.host.host)));
         frames
     };
@@ -548,7 +552,7 @@ mod tests {
         assert_eq!(store.metric_row_counts().await.unwrap()[0], 2, "one stored sample per series within 5 s");
 
         API_LATENCY.observe(Duration::from_millis(3));
-        let text = render_prometheus(&metrics, 1);
+        let text = render_prometheus(&metrics, 1, |_| true);
         assert!(text.contains("corral_container_cpu_cores{environment=\"Default\",host=\"host-1\",container=\"S-web-1\",stack=\"S\",service=\"web\\\"quoted\\\"\"} 0.95"), "{text}");
         assert!(text.contains("corral_host_cpu_core_ratio{environment=\"Default\",host=\"host-1\",core=\"1\"} 0.6"), "{text}");
         assert!(text.contains("corral_agents_connected 1\n"), "{text}");
@@ -557,6 +561,9 @@ mod tests {
         let mut names: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).map(|l| l.split(' ').nth(2).unwrap()).collect();
         names.dedup();
         assert_eq!(names.len(), families, "each family is written once");
+        // A caller who may not see the environment gets the families without its series.
+        let hidden = render_prometheus(&metrics, 0, |id| id != env.id);
+        assert!(!hidden.contains("host-1") && !hidden.contains("S-web-1") && hidden.contains("# TYPE corral_container_cpu_cores gauge"), "{hidden}");
         metrics.forget_host("h1");
         assert!(metrics.latest(&env.name).is_empty());
     }

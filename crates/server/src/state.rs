@@ -20,6 +20,8 @@ pub struct AppState {
     pub avoid: crate::reconcile::AvoidHints,
     /// Which resource lists changed, for the event stream.
     pub events: crate::events::Events,
+    /// Says that credentials or roles may have changed; open WebSockets check theirs again.
+    pub access: Arc<crate::access::AccessChanges>,
     /// Current names of environments for connections that outlive a rename.
     pub environment_names: Arc<EnvironmentNames>,
     /// Fires once when the control plane stops; sessions and loops listen to it.

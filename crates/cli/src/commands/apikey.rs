@@ -17,8 +17,9 @@ pub enum Command {
     /// List your keys (admins: everyone's), revoked ones too. Used with an environment key,
     /// only that environment's keys.
     Ls,
-    /// Revoke one of your keys by name: it opens nothing from now on. An environment key may
-    /// revoke only keys of its own environment.
+    /// Revoke one of your keys by name: it opens nothing from now on, and the streams open with
+    /// it (events, logs, live stats) end at once. An environment key may revoke only keys of its
+    /// own environment.
     Revoke {
         name: String,
         /// Whose key (admins): names are unique per user, so another user's key needs its user.

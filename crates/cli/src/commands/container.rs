@@ -18,7 +18,8 @@ pub enum Command {
         /// Lines of history to print first (at most 10000).
         #[arg(long, default_value_t = 200)]
         tail: u32,
-        /// Keep printing new lines until interrupted.
+        /// Keep printing new lines until interrupted, or until the credential loses access
+        /// (logout, a revoked key, a removed membership or user), which ends it with the reason.
         #[arg(short, long)]
         follow: bool,
     },

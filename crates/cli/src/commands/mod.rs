@@ -61,7 +61,7 @@ pub enum Command {
     Container(container::Command),
     /// Log in with a user name and password; later commands use the session.
     Login(login::LoginArgs),
-    /// End the stored session.
+    /// End the stored session, and the streams open with it (events, logs, live stats).
     Logout,
     /// Users (admins): create, list, remove, set passwords.
     #[command(subcommand)]

@@ -34,7 +34,7 @@ pub struct Args {
     /// container labels are scaled or healed.
     #[arg(long, default_value_t = 30)]
     adoption_window: u64,
-    /// Seconds a login session lasts.
+    /// Seconds a login session lasts (its open streams end within 5 s of its expiry).
     #[arg(long, default_value_t = 12 * 3600)]
     session_ttl: u64,
     /// File with the key join tokens are sealed with in the database (created, mode 0600, when

@@ -2,10 +2,12 @@
 //! container's details; its log, streamed from its agent.
 
 use super::{EnvQuery, Json, Path, Query};
+use crate::access::{AccessWatch, Admission};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
+use axum::Extension;
 use corral_proto::PortSpec;
 use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service};
 use serde::{Deserialize, Serialize};
@@ -149,9 +151,11 @@ fn default_follow() -> bool {
 const MAX_TAIL: u32 = 10_000;
 
 /// `GET /v1/containers/{name}/logs` (WebSocket): the container's log, streamed from its host's
-/// agent while the socket is open. Refusals come before the upgrade, as JSON.
+/// agent while the socket is open and the reader may still read it. Refusals come before the
+/// upgrade, as JSON.
 pub async fn logs(
     State(state): State<AppState>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
     ws: super::WsUpgrade,
@@ -165,15 +169,21 @@ pub async fn logs(
         return Err(ApiError::invalid("name", format!("{name} is a load balancer instance, which runs inside the agent and has no container log")));
     }
     let ws = ws.accept()?;
+    let access = admission.watch(&state);
     let reader = state.hub.open_logs(&host.id, &record.name, q.tail, q.follow).map_err(|_| ApiError::HostDisconnected(host.name.clone()))?;
     let shutdown = state.shutdown.subscribe();
-    Ok(ws.on_upgrade(move |socket| stream_logs(socket, reader, shutdown)))
+    Ok(ws.on_upgrade(move |socket| stream_logs(socket, reader, access, shutdown)))
 }
 
-async fn stream_logs(mut socket: WebSocket, mut reader: crate::hub::LogReader, mut shutdown: tokio::sync::broadcast::Receiver<()>) {
+async fn stream_logs(mut socket: WebSocket, mut reader: crate::hub::LogReader, mut access: AccessWatch, mut shutdown: tokio::sync::broadcast::Receiver<()>) {
+    let mut revoked = None;
     let end = loop {
         tokio::select! {
             _ = shutdown.recv() => break "the control plane is stopping".to_string(),
+            why = access.revoked() => {
+                revoked = Some(why);
+                break why.to_string();
+            }
             incoming = socket.recv() => match incoming {
                 // The reader closed the page; dropping `reader` tells the agent to stop.
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
@@ -194,7 +204,12 @@ async fn stream_logs(mut socket: WebSocket, mut reader: crate::hub::LogReader, m
         }
     };
     let _ = socket.send(Message::text(serde_json::json!({ "type": "end", "reason": end }).to_string())).await;
-    let _ = socket.send(Message::Close(None)).await;
+    match revoked {
+        Some(why) => super::close_revoked(&mut socket, why).await,
+        None => {
+            let _ = socket.send(Message::Close(None)).await;
+        }
+    }
 }
 
 /// Deletes one container. Its service's scale is unchanged, so a replacement starts at once,

@@ -2,15 +2,18 @@
 //!
 //! Browsers cannot set headers on a WebSocket, so the token may also come as `?token=`; the
 //! access layer checks it (or the session cookie) before the upgrade, like the environment
-//! here, so a refusal is a JSON answer.
+//! here, so a refusal is a JSON answer. The stream checks its access again whenever it may have
+//! changed, and ends with a policy close frame once it is gone.
 
 use super::Query;
+use crate::access::{AccessWatch, Admission};
 use crate::error::ApiResult;
 use crate::events::{Frame, Pending};
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use corral_store::environments::DEFAULT_ENVIRONMENT;
 use serde::Deserialize;
 use std::time::Duration;
@@ -27,6 +30,7 @@ pub struct EventsQuery {
 
 pub async fn connect(
     State(state): State<AppState>,
+    Extension(admission): Extension<Admission>,
     Query(q): Query<EventsQuery>,
     ws: super::WsUpgrade,
 ) -> ApiResult<Response> {
@@ -34,16 +38,18 @@ pub async fn connect(
     let ws = ws.accept()?;
     // Subscribe before answering, so nothing that happens after the upgrade is missed.
     let changes = state.events.subscribe();
+    let access = admission.watch(&state);
     let shutdown = state.shutdown.subscribe();
     state.environment_names.set(env.id, &env.name);
     let environment = (env.id, env.name, state.environment_names.clone());
-    Ok(ws.on_upgrade(move |socket| serve(socket, environment, changes, shutdown)))
+    Ok(ws.on_upgrade(move |socket| serve(socket, environment, changes, access, shutdown)))
 }
 
 async fn serve(
     mut socket: WebSocket,
     (env_id, started_as, names): (i64, String, std::sync::Arc<crate::state::EnvironmentNames>),
     mut changes: tokio::sync::broadcast::Receiver<crate::events::Change>,
+    mut access: AccessWatch,
     mut shutdown: tokio::sync::broadcast::Receiver<()>,
 ) {
     // The stream follows its environment by id, through renames, and ends when it is removed.
@@ -87,6 +93,10 @@ async fn serve(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
+            revoked = access.revoked() => {
+                super::close_revoked(&mut socket, revoked).await;
+                return;
+            }
             _ = shutdown.recv() => {
                 let _ = socket.send(Message::Close(None)).await;
                 return;

@@ -2,7 +2,7 @@
 //! `GET /v1/whoami` (who the credential is and its role in each environment it sees).
 
 use super::Json;
-use crate::access::{Actor, Principal, LOGIN_FAILURE_DELAY, SESSION_COOKIE, SESSION_PREFIX};
+use crate::access::{session_cookie_header, Actor, Principal, Scheme, LOGIN_FAILURE_DELAY, SESSION_PREFIX};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, State};
@@ -35,7 +35,8 @@ fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
 /// password (see [`crate::access::LOGIN_LIMITS`]).
 pub async fn login(State(state): State<AppState>, extensions: axum::http::Extensions, Json(body): Json<LoginRequest>) -> Response {
     let actor = Actor { user: Some(body.user.clone()), ..Actor::default() };
-    let mut response = match start_session(&state, client_ip(&extensions), &body).await {
+    let scheme = extensions.get::<Scheme>().copied().unwrap_or_default();
+    let mut response = match start_session(&state, client_ip(&extensions), scheme, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -43,7 +44,7 @@ pub async fn login(State(state): State<AppState>, extensions: axum::http::Extens
     response
 }
 
-async fn start_session(state: &AppState, ip: IpAddr, body: &LoginRequest) -> ApiResult<Response> {
+async fn start_session(state: &AppState, ip: IpAddr, scheme: Scheme, body: &LoginRequest) -> ApiResult<Response> {
     let attempt = crate::access::begin_login(state, &body.user, ip).await?;
     let Some(user) = state.store.check_password(&body.user, &body.password).await? else {
         tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
@@ -52,17 +53,18 @@ async fn start_session(state: &AppState, ip: IpAddr, body: &LoginRequest) -> Api
     state.store.login_succeeded(attempt, &body.user, &ip.to_string()).await?;
     let ttl = state.config.session_ttl;
     let (token, expires_at) = state.store.create_session(user.id, ttl).await?;
-    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", ttl.as_secs());
+    let cookie = session_cookie_header(&token, ttl, scheme);
     Ok(([(header::SET_COOKIE, cookie)], Json(LoginAnswer { token, user: user.name, expires_at })).into_response())
 }
 
-/// Ends the session the request carries (header or cookie) and clears the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+/// Ends the session the request carries (header or cookie) and clears the cookie. Its open
+/// WebSockets end too (the API announces the change; see [`crate::access::AccessChanges`]).
+pub async fn logout(State(state): State<AppState>, scheme: Option<Extension<Scheme>>, headers: HeaderMap) -> ApiResult<Response> {
     let tokens = [super::bearer(&headers), crate::access::session_cookie(&headers)];
     for token in tokens.into_iter().flatten().filter(|t| t.starts_with(SESSION_PREFIX)) {
         state.store.delete_session(token).await?;
     }
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let cookie = session_cookie_header("", std::time::Duration::ZERO, scheme.map(|s| s.0).unwrap_or_default());
     Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
 }
 

@@ -1,19 +1,21 @@
 //! Monitoring endpoints: history per host, container and service, the dashboard summary, the
-//! live stream, and `GET /metrics` for Prometheus.
+//! live stream, and `GET /metrics` for Prometheus (each caller sees its own environments).
 //!
 //! History ranges take `from`, `to` (Unix seconds, RFC 3339, `now`, or an age like `-15m`,
 //! `-2h`, `-7d`) and `step` (seconds, or `30s`, `5m`, `1h`). The finest table that still holds
 //! `from` answers: raw samples for the last hour, minutes for the last day, hours beyond.
 
 use super::{EnvQuery, Json, Path, Query};
+use crate::access::{AccessWatch, Admission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::{service_totals, ContainerNow, HostNow, ServiceNow};
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use corral_store::metrics::{Resolution, Sample, SeriesKind};
 use corral_store::Environment;
 use serde::{Deserialize, Serialize};
@@ -288,27 +290,30 @@ pub struct LiveQuery {
 }
 
 /// `GET /v1/stats/live?env=`: a WebSocket of host frames (the host's figures and its
-/// containers'), every second while it is open. The latest frame of each host comes first.
+/// containers'), every second while it is open and the viewer may still see the environment.
+/// The latest frame of each host comes first.
 pub async fn live(
     State(state): State<AppState>,
+    Extension(admission): Extension<Admission>,
     Query(q): Query<LiveQuery>,
     ws: super::WsUpgrade,
 ) -> ApiResult<Response> {
     let env = EnvQuery { env: q.env }.resolve(&state).await?;
     let ws = ws.accept()?;
+    let access = admission.watch(&state);
     let watch = state.metrics.watch(&state.hub);
     let shutdown = state.shutdown.subscribe();
     let first = state.metrics.latest(&env.name);
     state.environment_names.set(env.id, &env.name);
     let environment = (env.id, env.name, state.environment_names.clone());
-    Ok(ws.on_upgrade(move |socket| serve_live(socket, environment, first, watch, shutdown)))
+    Ok(ws.on_upgrade(move |socket| serve_live(socket, environment, first, (watch, access), shutdown)))
 }
 
 async fn serve_live(
     mut socket: WebSocket,
     (env_id, started_as, names): (i64, String, std::sync::Arc<crate::state::EnvironmentNames>),
     first: Vec<std::sync::Arc<crate::metrics::LiveFrame>>,
-    mut watch: crate::metrics::LiveWatch,
+    (mut watch, mut access): (crate::metrics::LiveWatch, AccessWatch),
     mut shutdown: tokio::sync::broadcast::Receiver<()>,
 ) {
     for frame in &first {
@@ -332,6 +337,10 @@ async fn serve_live(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
+            revoked = access.revoked() => {
+                super::close_revoked(&mut socket, revoked).await;
+                return;
+            }
             _ = shutdown.recv() => {
                 let _ = socket.send(Message::Close(None)).await;
                 return;
@@ -345,10 +354,14 @@ async fn send(socket: &mut WebSocket, frame: &crate::metrics::LiveFrame) -> Resu
     socket.send(Message::Text(text.into())).await
 }
 
-/// `GET /metrics`: Prometheus text format, behind the same bearer token as the API.
-pub async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    super::check_token(&state, super::bearer(&headers)).await?;
-    let body = crate::metrics::render_prometheus(&state.metrics, state.hub.connected_count());
+/// `GET /metrics`: Prometheus text format, behind the same credentials as the API. Each caller
+/// sees the hosts, containers, services and connected agents of the environments it may see
+/// (admins: all; an environment key: its one); the control plane's own latency figures are
+/// shown to every caller.
+pub async fn prometheus(State(state): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
+    let visible: std::collections::HashSet<i64> = state.store.environments().await?.into_iter().map(|e| e.id).filter(|id| p.grant(*id).is_some()).collect();
+    let connected = state.store.hosts(None).await?.iter().filter(|h| visible.contains(&h.environment_id) && state.hub.is_connected(&h.id)).count();
+    let body = crate::metrics::render_prometheus(&state.metrics, connected, |env| visible.contains(&env));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 

@@ -101,8 +101,25 @@ impl EnvQuery {
 pub struct Endpoint {
     #[serde(serialize_with = "method_name")]
     pub method: Method,
+    /// Under `/v1`, or at the root for a [`root`] route.
     pub path: &'static str,
     pub policy: Policy,
+    /// A WebSocket that browsers open: the one kind of route that takes `?token=` (on a real
+    /// upgrade only), since a browser cannot set headers there.
+    pub websocket: bool,
+    /// Served at the root, not under `/v1`.
+    pub root: bool,
+}
+
+impl Endpoint {
+    /// The path clients request.
+    pub fn url_path(&self) -> String {
+        if self.root {
+            self.path.to_string()
+        } else {
+            format!("/v1{}", self.path)
+        }
+    }
 }
 
 fn method_name<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
@@ -115,7 +132,22 @@ where
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("route table methods are standard");
-    (Endpoint { method, path, policy }, on(filter, handler))
+    (Endpoint { method, path, policy, websocket: false, root: false }, on(filter, handler))
+}
+
+/// A WebSocket route browsers open: [`ep`], taking `?token=` on its upgrade.
+fn ws<H, T>(method: Method, path: &'static str, policy: Policy, handler: H) -> (Endpoint, MethodRouter<AppState>)
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let (endpoint, router) = ep(method, path, policy, handler);
+    (Endpoint { websocket: true, ..endpoint }, router)
+}
+
+/// A route served at the root rather than under `/v1`, under the same access policy mechanism.
+fn root((endpoint, router): (Endpoint, MethodRouter<AppState>)) -> (Endpoint, MethodRouter<AppState>) {
+    (Endpoint { root: true, ..endpoint }, router)
 }
 
 /// Every API route with its access policy: the router is built from this table, and the one
@@ -153,7 +185,7 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::POST, "/apikeys", Authenticated, apikeys::create),
         ep(M::DELETE, "/apikeys/{name}", Authenticated, apikeys::revoke),
         ep(M::GET, "/audit", Env(ManageEnv), audit::list),
-        ep(M::GET, "/events", Env(Read), events::connect),
+        ws(M::GET, "/events", Env(Read), events::connect),
         ep(M::GET, "/hosts", Env(Read), hosts::list),
         ep(M::GET, "/hosts/join-command", Env(ManageHosts), hosts::join_command),
         ep(M::POST, "/hosts/join-command/rotate", Env(ManageEnv), hosts::rotate_join_token),
@@ -178,44 +210,50 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::GET, "/containers", Env(Read), containers::list),
         ep(M::GET, "/containers/{name}", Env(Read), containers::get),
         ep(M::DELETE, "/containers/{name}", Env(ManageServices), containers::remove),
-        ep(M::GET, "/containers/{name}/logs", Env(ReadLogs), containers::logs),
+        ws(M::GET, "/containers/{name}/logs", Env(ReadLogs), containers::logs),
         ep(M::GET, "/hosts/{host}/stats", Env(Read), metrics::host_stats),
         ep(M::GET, "/containers/{name}/stats", Env(Read), metrics::container_stats),
         ep(M::GET, "/stacks/{stack}/services/{service}/stats", Env(Read), metrics::service_stats),
         ep(M::GET, "/stats/summary", Env(Read), metrics::summary),
-        ep(M::GET, "/stats/live", Env(Read), metrics::live),
+        ws(M::GET, "/stats/live", Env(Read), metrics::live),
         ep(M::GET, "/backup", Admin, backup::download),
         ep(M::POST, "/restore", Admin, backup::restore),
+        // Where Prometheus looks by default; each caller sees the environments it may see.
+        root(ep(M::GET, "/metrics", Authenticated, metrics::prometheus)),
     ]
 }
 
-/// Every API route (paths under `/v1`) with its policy, in table order.
+/// Every API route with its policy, in table order.
 pub fn routes() -> Vec<Endpoint> {
     table().into_iter().map(|(e, _)| e).collect()
 }
 
-/// The policy of a route, by method and matched path under `/v1`.
-pub fn policy(method: &Method, path: &str) -> Option<Policy> {
-    static POLICIES: std::sync::OnceLock<HashMap<(Method, &'static str), Policy>> = std::sync::OnceLock::new();
-    POLICIES.get_or_init(|| routes().into_iter().map(|e| ((e.method, e.path), e.policy)).collect()).get(&(method.clone(), path)).copied()
+/// A route by method and the path it matched as clients request it (`/v1/stacks/{stack}`, `/metrics`).
+pub fn endpoint(method: &Method, url_path: &str) -> Option<&'static Endpoint> {
+    static ENDPOINTS: std::sync::OnceLock<HashMap<(Method, String), Endpoint>> = std::sync::OnceLock::new();
+    ENDPOINTS.get_or_init(|| routes().into_iter().map(|e| ((e.method.clone(), e.url_path()), e)).collect()).get(&(method.clone(), url_path.to_string()))
 }
 
-pub fn router(state: AppState) -> Router {
-    let v1 = table()
-        .into_iter()
-        .fold(Router::new(), |router, (endpoint, handler)| router.route(endpoint.path, handler))
-        .fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) })
-        // Innermost first: authorise, then tell event-stream clients what changed; the audit
-        // log wraps both, so it records refusals too.
-        .route_layer(middleware::from_fn_with_state(state.clone(), publish_changes))
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::authorize))
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::audit));
-    // `/metrics` sits at the root, where Prometheus looks by default; it checks the token itself.
-    Router::new()
-        .route("/metrics", axum::routing::get(metrics::prometheus))
+/// The API, the root routes and the web UI, for a listener speaking `scheme`.
+pub fn router(state: AppState, scheme: crate::access::Scheme) -> Router {
+    let (at_root, under_v1): (Vec<_>, Vec<_>) = table().into_iter().partition(|(endpoint, _)| endpoint.root);
+    let routes = |table: Vec<(Endpoint, MethodRouter<AppState>)>| table.into_iter().fold(Router::new(), |router, (endpoint, handler)| router.route(endpoint.path, handler));
+    // Innermost first: authorise, then tell event-stream clients what changed; the audit log
+    // wraps both, so it records refusals too.
+    let guarded = |router: Router<AppState>| {
+        router
+            .route_layer(middleware::from_fn_with_state(state.clone(), publish_changes))
+            .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::authorize))
+            .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::audit))
+    };
+    let v1 = guarded(routes(under_v1)).fallback(|| async { ApiError::NotFound("no such API endpoint; see docs/api.md".into()) });
+    guarded(routes(at_root))
         // Bodies read whole (JSON) stop at the cap; the restore upload is streamed and not held to it.
         .nest("/v1", v1.layer(middleware::from_fn(crate::metrics::track_latency)).layer(axum::extract::DefaultBodyLimit::max(crate::validate::MAX_BODY_BYTES)))
-        .fallback(ui::service(&state.config)).layer(desktop_cors()).with_state(state)
+        .fallback(ui::service(&state.config))
+        .layer(desktop_cors())
+        .layer(axum::Extension(scheme))
+        .with_state(state)
 }
 
 /// The desktop window loads the UI bundled in the app (origin `tauri://localhost`) and calls
@@ -225,7 +263,7 @@ pub fn router(state: AppState) -> Router {
 fn desktop_cors() -> tower_http::cors::CorsLayer {
     use axum::http::{header, HeaderValue, Method};
     tower_http::cors::CorsLayer::new()
-        .allow_origin([HeaderValue::from_static("tauri://localhost"), HeaderValue::from_static("http://tauri.localhost")])
+        .allow_origin(crate::access::DESKTOP_ORIGINS.map(HeaderValue::from_static))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static("x-corral-client")])
 }
@@ -239,25 +277,38 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
 }
 
-/// For handlers that check a credential themselves; [`crate::access::authorize`] has already
-/// applied the route's policy, so this only confirms the credential is still good.
-pub(crate) async fn check_token(state: &AppState, token: Option<&str>) -> ApiResult<()> {
-    crate::access::check_credential(state, token).await.map(|_| ())
+/// Ends a WebSocket whose access was withdrawn, saying why in a policy-violation close frame.
+pub(crate) async fn close_revoked(socket: &mut axum::extract::ws::WebSocket, why: crate::access::Revoked) {
+    use axum::extract::ws::{close_code, CloseFrame, Message};
+    let frame = CloseFrame { code: close_code::POLICY, reason: why.to_string().into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
-/// Every successful write through the API tells event-stream clients which lists to refetch.
+/// Every successful write through the API tells event-stream clients which lists to refetch,
+/// and open connections to check their access again when it may have changed who may do what.
 async fn publish_changes(State(state): State<AppState>, request: Request, next: Next) -> Response {
     use axum::http::Method;
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
-    let resources = changed_by(request.uri().path());
+    let path = request.uri().path().to_string();
+    let resources = changed_by(&path);
     let env = axum::extract::Query::<EnvQuery>::try_from_uri(request.uri()).ok().and_then(|q| q.0.env);
     let response = next.run(request).await;
     if response.status().is_success() {
         state.events.publish(env.as_deref().unwrap_or(DEFAULT_ENVIRONMENT), resources);
+        if changes_access(&path) {
+            state.access.notify();
+        }
     }
     response
+}
+
+/// Whether a successful write to `path` (under `/v1`) may take access away from someone: a
+/// logout, a user, group, membership, key or environment changed or removed, a restore.
+fn changes_access(path: &str) -> bool {
+    let first = path.trim_start_matches("/v1").trim_start_matches('/').split('/').next().unwrap_or_default();
+    matches!(first, "logout" | "users" | "groups" | "members" | "apikeys" | "environments" | "restore")
 }
 
 /// The resource lists a successful write to `path` (under `/v1`) may change.
@@ -271,5 +322,28 @@ fn changed_by(path: &str) -> &'static [Resource] {
         // A restore announces everything itself, also when it runs in-process.
         "restore" => &[],
         _ => &Resource::IN_ENVIRONMENT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_that_may_take_access_away_are_announced() {
+        for path in ["/v1/logout", "/v1/users/ann", "/v1/groups/ops/members/ann", "/v1/members/user/ann", "/v1/apikeys/k", "/v1/environments/DEV", "/v1/restore"] {
+            assert!(changes_access(path), "{path}");
+        }
+        for path in ["/v1/login", "/v1/stacks", "/v1/hosts/h/revoke", "/v1/containers/c"] {
+            assert!(!changes_access(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn only_the_browser_websockets_take_query_tokens() {
+        let sockets: Vec<String> = routes().into_iter().filter(|e| e.websocket).map(|e| e.url_path()).collect();
+        assert_eq!(sockets, ["/v1/events", "/v1/containers/{name}/logs", "/v1/stats/live"]);
+        assert_eq!(endpoint(&Method::GET, "/metrics").map(|e| e.policy), Some(Policy::Authenticated));
+        assert!(endpoint(&Method::GET, "/v1/metrics").is_none());
     }
 }
