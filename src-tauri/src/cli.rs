@@ -1,7 +1,7 @@
 //! Command-line switches that run one menu action on a data dir and exit, through the same
 //! functions the menus call: for scripts and tests, with no window.
 //!
-//!   corral-desktop [--data-dir DIR] --backup FILE | --restore FILE | --environments
+//!   corral-desktop [--data-dir DIR] --backup FILE | --restore FILE [--force] | --environments
 //!
 //! Run them while the app is not running on that data dir.
 
@@ -23,6 +23,10 @@ pub struct Args {
     /// Restore the database from FILE (what File → Restore database… does) and exit
     #[arg(long, value_name = "FILE", hide = true, group = "action")]
     pub restore: Option<PathBuf>,
+    /// With --restore: restore even though the backup would lock the admin out (what the
+    /// menu's "Restore anyway" does); the app's admin token keeps working either way
+    #[arg(long, hide = true, requires = "restore")]
+    pub force: bool,
     /// Print the environments the Environment menu lists, one a line, and exit
     #[arg(long, hide = true, group = "action")]
     pub environments: bool,
@@ -49,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if let Some(dest) = &args.backup {
                 println!("{}", database::run_backup(&cp.state, dest, database::print_progress).await?);
             } else if let Some(src) = &args.restore {
-                println!("{}", database::run_restore(&cp.state, src).await?);
+                println!("{}", database::run_restore(&cp.state, src, args.force).await?);
             } else {
                 for name in actions::environment_names(&cp.state).await? {
                     println!("{name}");

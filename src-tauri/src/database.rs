@@ -15,9 +15,12 @@ pub async fn run_backup(state: &AppState, dest: &Path, progress: impl Fn(u8) + S
     Ok(format!("Backed up the database to {} ({}).", info.path.display(), human_size(info.bytes)))
 }
 
-/// Restores from `src`; the message to show says what was restored and where the safety copy is.
-pub async fn run_restore(state: &AppState, src: &Path) -> Result<String, BackupError> {
-    let info = backup::restore_from_file(state, src).await?;
+/// Restores from `src` (`force`: even if the backup would lock the admin out); the message to
+/// show says what was restored and where the safety copy is.
+pub async fn run_restore(state: &AppState, src: &Path, force: bool) -> Result<String, BackupError> {
+    // The app's own credential is the admin token, which every restore keeps working.
+    let options = backup::RestoreOptions { force, caller: None };
+    let info = backup::restore_from_file(state, src, &options).await?;
     Ok(format!(
         "Restored the database from {} (schema version {}).\nThe database as it was before is kept in the data folder as a safety copy: {}",
         src.display(),
@@ -102,21 +105,43 @@ fn confirm_restore(app: AppHandle, src: PathBuf) {
         .buttons(MessageDialogButtons::OkCancelCustom("Restore".into(), "Cancel".into()))
         .show(move |confirmed| {
             if confirmed {
-                tauri::async_runtime::spawn(restore_from(handle, src));
+                tauri::async_runtime::spawn(restore_from(handle, src, false));
             }
         });
 }
 
-async fn restore_from(app: AppHandle, src: PathBuf) {
+/// The backup would lock the admin out: say why, and restore only if asked to anyway.
+fn confirm_lockout(app: AppHandle, src: PathBuf, reasons: Vec<String>) {
+    let text = format!(
+        "Restoring {} would lock the admin out:\n\n- {}\n\nNothing was changed. If you restore it anyway, this app's admin token keeps \
+         working and stays an administrator's, but other administrators may lose their access.",
+        src.display(),
+        reasons.join("\n- ")
+    );
+    let handle = app.clone();
+    app.dialog()
+        .message(text)
+        .title("Restore would lock the admin out")
+        .kind(MessageDialogKind::Warning)
+        .buttons(MessageDialogButtons::OkCancelCustom("Restore anyway".into(), "Cancel".into()))
+        .show(move |confirmed| {
+            if confirmed {
+                tauri::async_runtime::spawn(restore_from(handle, src, true));
+            }
+        });
+}
+
+async fn restore_from(app: AppHandle, src: PathBuf, force: bool) {
     let state = app.state::<Desktop>().control_plane.state.clone();
     desktop::show_status(&app, Some("restoring…"));
-    let result = run_restore(&state, &src).await;
+    let result = run_restore(&state, &src, force).await;
     desktop::show_status(&app, None);
     match result {
         Ok(text) => {
             crate::menu::refresh_environments(&app);
             desktop::message(&app, "Restore done", text, MessageDialogKind::Info);
         }
+        Err(BackupError::WouldLockOut { reasons }) => confirm_lockout(app, src, reasons),
         Err(e) => desktop::message(
             &app,
             "Restore failed",
@@ -150,17 +175,31 @@ mod tests {
         assert!(seen.lock().unwrap().iter().all(|p| *p <= 100));
 
         state.store.create_environment("AFTER").await.unwrap();
-        let text = run_restore(state, &dest).await.unwrap();
+        let text = run_restore(state, &dest, false).await.unwrap();
         assert!(text.contains("safety copy: corral.db"), "{text}");
         assert_eq!(environment_names(state).await.unwrap(), ["BEFORE", "Default"]);
 
         state.store.create_environment("KEPT").await.unwrap();
         let bad = dir.path().join("bad.db");
         std::fs::write(&bad, "this is not a database").unwrap();
-        let err = run_restore(state, &bad).await.unwrap_err();
+        let err = run_restore(state, &bad, false).await.unwrap_err();
         assert!(matches!(err, BackupError::BadBackup(_)), "{err:?}");
         assert!(!err.to_string().is_empty());
         assert_eq!(environment_names(state).await.unwrap(), ["BEFORE", "Default", "KEPT"]);
+
+        // A backup whose admin token was revoked needs the "Restore anyway" confirmation; after
+        // it, the app's own token still opens everything.
+        let lockout = dir.path().join("lockout.db");
+        std::fs::copy(&dest, &lockout).unwrap();
+        let copy = corral_store::Store::open(&lockout).await.unwrap();
+        copy.revoke_api_key(copy.api_key_by_name("admin").await.unwrap().id).await.unwrap();
+        copy.close().await;
+        let err = run_restore(state, &lockout, false).await.unwrap_err();
+        assert!(matches!(&err, BackupError::WouldLockOut { reasons } if reasons[0].contains("no admin token")), "{err:?}");
+        assert_eq!(environment_names(state).await.unwrap(), ["BEFORE", "Default", "KEPT"], "nothing changed");
+        run_restore(state, &lockout, true).await.unwrap();
+        let admin = state.store.authenticate_api_key(&cp.token).await.unwrap().expect("the app's token still works");
+        assert!(state.store.user_by_id(admin.user_id).await.unwrap().admin, "and is an administrator's");
         cp.shutdown().await.unwrap();
     }
 

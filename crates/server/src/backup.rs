@@ -5,12 +5,19 @@
 //!
 //! - A backup is an online, consistent copy (`VACUUM INTO` a temp file in the data dir), then
 //!   moved or streamed to where it is wanted.
-//! - A restore checks the file first (SQLite, intact, Corral's, a schema this build knows) and
-//!   changes nothing if it is not. Then it keeps a safety copy of the current database in the
-//!   data dir, brings the file to this build's schema, replaces the live contents in one
-//!   transaction, and lets the control loop converge the engines to the restored state.
+//! - A restore checks the file completely before it replaces anything, and changes nothing if
+//!   it is not fit: SQLite, intact, Corral's, a schema this build knows; then, brought to this
+//!   build's schema: the same tables, references that hold, values of the right types that
+//!   parse, and within the API's own limits (the same validators as the API's). A backup that
+//!   would lock the admin out ([`lockout`]) is refused unless forced.
+//! - Then it keeps a safety copy of the current database in the data dir, replaces the live
+//!   contents in one transaction (exactly the backup's rows), and lets the control loop converge
+//!   the engines to the restored state. The admin token stays an administrator's either way.
+//! - Every file it writes is private (0600), like the database itself.
 
 use crate::state::AppState;
+use crate::validate;
+use corral_store::backup::Problem;
 use corral_store::{Store, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -50,6 +57,9 @@ pub enum BackupError {
     BadBackup(String),
     #[error("a restore is already running; try again when it has finished")]
     Busy,
+    /// Restoring would lock the admin out, for these reasons; nothing was changed.
+    #[error("restoring this backup would lock the admin out: {}; nothing was changed", reasons.join("; "))]
+    WouldLockOut { reasons: Vec<String> },
     #[error("cannot {action} {}: {source}", path.display())]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -70,7 +80,19 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Backu
     move |source| BackupError::Io { action, path, source }
 }
 
-/// A file in the data dir that is removed (with SQLite's side files) when dropped.
+/// How a restore is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore even though the backup would lock the admin out; the admin token is kept
+    /// working (and an administrator's) anyway.
+    pub force: bool,
+    /// The credential (API key or session token) the restore was asked with: unless forced, it
+    /// must still open the control plane as an administrator afterwards. `None` for the desktop
+    /// app, whose own credential is the admin token.
+    pub caller: Option<String>,
+}
+
+/// A private file in the data dir that is removed (with SQLite's side files) when dropped.
 pub(crate) struct TempFile(PathBuf);
 
 impl TempFile {
@@ -81,6 +103,11 @@ impl TempFile {
 
     pub(crate) fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// Opens the file for writing, empty and private.
+    pub(crate) fn create(&self) -> Result<tokio::fs::File, BackupError> {
+        corral_store::files::create_private(&self.0).map(tokio::fs::File::from_std).map_err(io("write", &self.0))
     }
 }
 
@@ -149,7 +176,7 @@ pub async fn backup_to_file(state: &AppState, dest: &Path, progress: impl Fn(Bac
 async fn copy_with_progress(src: &Path, dest: &Path, total: u64, progress: &(impl Fn(BackupProgress) + Send + Sync)) -> Result<(), BackupError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut from = tokio::fs::File::open(src).await.map_err(io("read", src))?;
-    let mut to = tokio::fs::File::create(dest).await.map_err(io("write", dest))?;
+    let mut to = corral_store::files::create_private(dest).map(tokio::fs::File::from_std).map_err(io("write", dest))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     loop {
@@ -165,35 +192,159 @@ async fn copy_with_progress(src: &Path, dest: &Path, total: u64, progress: &(imp
 }
 
 /// Replaces the control plane's state with the backup at `src` (left untouched).
-pub async fn restore_from_file(state: &AppState, src: &Path) -> Result<RestoreInfo, BackupError> {
+pub async fn restore_from_file(state: &AppState, src: &Path, options: &RestoreOptions) -> Result<RestoreInfo, BackupError> {
     let work = TempFile::new(state, "restore");
-    tokio::fs::copy(src, work.path()).await.map_err(io("read", src))?;
-    restore(state, work).await
+    let mut to = work.create()?;
+    let mut from = tokio::fs::File::open(src).await.map_err(io("read", src))?;
+    tokio::io::copy(&mut from, &mut to).await.map_err(io("read", src))?;
+    drop(to);
+    restore(state, work, options).await
 }
 
 /// One restore at a time: each replaces everything.
 static RESTORING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// How many problems a refused backup's message lists.
+const PROBLEMS_SHOWN: usize = 5;
+
 /// Restores from `work`, a copy in the data dir that may be changed and is removed afterwards.
-pub(crate) async fn restore(state: &AppState, work: TempFile) -> Result<RestoreInfo, BackupError> {
+pub(crate) async fn restore(state: &AppState, work: TempFile, options: &RestoreOptions) -> Result<RestoreInfo, BackupError> {
     let _one_at_a_time = RESTORING.try_lock().map_err(|_| BackupError::Busy)?;
     let facts = Store::inspect_backup(work.path()).await?;
     // Brings the copy to this build's schema, so its tables match the live ones column by column.
-    let upgraded = Store::open(work.path())
+    let copy = Store::open(work.path())
         .await
         .map_err(|e| BackupError::BadBackup(format!("the backup cannot be brought to this build's schema: {e}")))?;
-    upgraded.close().await;
+    let admin_token = admin_token_hash(state).await?;
+    let checked = check(state, &copy, options, admin_token.as_deref()).await;
+    copy.close().await;
+    checked?;
 
     let safety_copy = safety_copy(state).await?;
-    let hosts_before = state.store.hosts(None).await?;
     state.store.replace_contents(work.path()).await?;
     drop(work);
-    tracing::info!(schema_version = facts.schema_version, %safety_copy, "restored the database from a backup");
+    tracing::info!(schema_version = facts.schema_version, %safety_copy, forced = options.force, "restored the database from a backup");
     // A backup from another control plane (or an older version) holds tokens this key cannot open.
     let sealed = state.store.seal_join_tokens().await?;
     crate::log_sealing(&sealed);
-    settle(state, &hosts_before).await?;
+    settle(state, admin_token.as_deref()).await?;
     Ok(RestoreInfo { restored: true, schema_version: facts.schema_version, safety_copy, join_tokens_replaced: sealed.replaced })
+}
+
+/// Everything that keeps `copy` from replacing the live contents, before anything is replaced.
+async fn check(state: &AppState, copy: &Store, options: &RestoreOptions, admin_token: Option<&str>) -> Result<(), BackupError> {
+    let mut problems = copy.restore_problems(&state.store).await?;
+    if problems.is_empty() {
+        problems = beyond_api_limits(copy).await?;
+    }
+    if !problems.is_empty() {
+        return Err(refused(&problems));
+    }
+    let reasons = lockout(copy, options.caller.as_deref(), admin_token).await?;
+    if !reasons.is_empty() && !options.force {
+        return Err(BackupError::WouldLockOut { reasons });
+    }
+    Ok(())
+}
+
+fn refused(problems: &[Problem]) -> BackupError {
+    let mut shown: Vec<String> = problems.iter().take(PROBLEMS_SHOWN).map(ToString::to_string).collect();
+    if problems.len() > PROBLEMS_SHOWN {
+        shown.push(format!("and {} more", problems.len() - PROBLEMS_SHOWN));
+    }
+    BackupError::BadBackup(format!("the backup cannot be restored, nothing was changed: {}", shown.join("; ")))
+}
+
+/// Values the API itself would refuse, read through the store's typed readers (which
+/// [`Store::restore_problems`] found safe to use on `copy`).
+async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
+    let mut problems = Vec::new();
+    let mut check = |table: &str, id: i64, result: Result<(), crate::error::ApiError>| {
+        if let Err(e) = result {
+            problems.push(Problem::new(table, Some(format!("id {id}")), e.to_string()));
+        }
+    };
+    let environments = copy.environments().await?;
+    for env in &environments {
+        check("environments", env.id, validate::name("name", "environment", &env.name));
+        for stack in copy.stacks(env.id).await? {
+            check("stacks", stack.id, validate::name("name", "stack", &stack.name));
+        }
+    }
+    for service in copy.services(None, None).await? {
+        check("services", service.id, validate::name("name", "service", &service.name));
+        check("services", service.id, validate::service_spec(&service.spec));
+        check("services", service.id, validate::scale(i64::from(service.scale)).map(|_| ()));
+        if let Some(previous) = &service.previous_spec {
+            check("services", service.id, validate::service_spec(previous));
+        }
+    }
+    for user in copy.users().await? {
+        check("users", user.id, validate::name("name", "user", &user.name));
+    }
+    for group in copy.groups().await? {
+        check("groups", group.id, validate::name("name", "group", &group.name));
+    }
+    for key in copy.api_keys(None, None).await? {
+        check("api_tokens", key.id, validate::name("name", "API key", &key.name));
+    }
+    Ok(problems)
+}
+
+/// Why restoring `copy` would lock the admin out; empty when it would not. It would when:
+///
+/// - the built-in user `admin` is missing or no administrator;
+/// - it has no admin token: no unrevoked account key named `admin`;
+/// - the credential the restore was asked with (`caller`) would not open the restored
+///   control plane as an administrator (its key or session is not in the backup, or is revoked
+///   there, or its user is no administrator there). The admin token (`admin_token`, its hash)
+///   is kept working, so a caller using it is never locked out.
+async fn lockout(copy: &Store, caller: Option<&str>, admin_token: Option<&str>) -> Result<Vec<String>, BackupError> {
+    let mut reasons = Vec::new();
+    match copy.user(corral_store::users::ADMIN_USER).await {
+        Ok(admin) if admin.admin => {}
+        Ok(_) => reasons.push("the built-in user admin has no admin flag in the backup".to_string()),
+        Err(StoreError::NotFound(_)) => reasons.push("the backup has no built-in user admin".to_string()),
+        Err(e) => return Err(e.into()),
+    }
+    if copy.admin_token_hash(crate::ADMIN_TOKEN_NAME).await?.is_none() {
+        reasons.push(format!("the backup has no admin token (no unrevoked account key {:?} of the user admin)", crate::ADMIN_TOKEN_NAME));
+    }
+    let kept = |token: &str| admin_token == Some(corral_store::tokens::hash_secret(token).as_str());
+    if let Some(reason) = match caller {
+        Some(token) if !kept(token) => caller_locked_out(copy, token).await?,
+        _ => None,
+    } {
+        reasons.push(reason);
+    }
+    Ok(reasons)
+}
+
+/// Why `token` would not open `copy` as an administrator, if it would not.
+async fn caller_locked_out(copy: &Store, token: &str) -> Result<Option<String>, BackupError> {
+    let (user_id, credential) = if token.starts_with(crate::access::SESSION_PREFIX) {
+        match copy.session(token).await? {
+            Some(session) => (session.user_id, "your login session".to_string()),
+            None => return Ok(Some("your login session is not in the backup, so you would be signed out".into())),
+        }
+    } else {
+        match copy.authenticate_api_key(token).await? {
+            Some(key) => (key.user_id, format!("your API key {:?}", key.name)),
+            None => return Ok(Some("your API key is not in the backup (or is revoked there)".into())),
+        }
+    };
+    let user = copy.user_by_id(user_id).await?;
+    Ok((!user.admin).then(|| format!("{credential} belongs to user {} who is no administrator in the backup", user.name)))
+}
+
+/// The admin token to keep working through a restore, as its hash: the one in the data dir's
+/// `admin-token`, or else (the desktop app keeps it in the OS keyring) the live admin token's.
+async fn admin_token_hash(state: &AppState) -> Result<Option<String>, BackupError> {
+    let file = state.config.data_dir.join(crate::ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&file).map(|s| s.trim().to_string()) {
+        Ok(secret) if !secret.is_empty() => Ok(Some(corral_store::tokens::hash_secret(&secret))),
+        _ => Ok(state.store.admin_token_hash(crate::ADMIN_TOKEN_NAME).await?),
+    }
 }
 
 /// Copies the live database to `corral.db.before-restore-YYYYMMDD-HHMMSS` in the data dir.
@@ -211,20 +362,19 @@ async fn safety_copy(state: &AppState) -> Result<String, BackupError> {
 
 /// After the contents changed: keep the operator in, match hosts to the live sessions, forget
 /// hints about services that may no longer exist, converge, and tell every client.
-async fn settle(state: &AppState, hosts_before: &[corral_store::Host]) -> Result<(), BackupError> {
-    keep_admin_token(state).await?;
+async fn settle(state: &AppState, admin_token: Option<&str>) -> Result<(), BackupError> {
+    keep_admin_token(state, admin_token).await?;
     state.store.ensure_default_environment().await?;
-    state.store.mark_all_hosts_disconnected().await?;
+    // A host's state follows its agent's session; one whose state is right keeps its `state_since`.
     let known = state.store.hosts(None).await?;
     for host in &known {
-        if state.hub.is_connected(&host.id) {
-            state.store.set_host_state(&host.id, corral_store::HostState::Active).await?;
-        }
+        let now = if state.hub.is_connected(&host.id) { corral_store::HostState::Active } else { corral_store::HostState::Disconnected };
+        state.store.set_host_state(&host.id, now).await?;
     }
     // An agent whose host the restored database does not know joins again as a new host,
     // so what it runs is adopted rather than removed.
-    for host in hosts_before.iter().filter(|h| !known.iter().any(|k| k.id == h.id)) {
-        state.hub.disconnect(&host.id);
+    for id in state.hub.connected_hosts().into_iter().filter(|id| !known.iter().any(|k| &k.id == id)) {
+        state.hub.disconnect(&id);
     }
     // Sessions that stay follow their environment by id, under the name the restored database gives it.
     state.environment_names.clear();
@@ -233,19 +383,20 @@ async fn settle(state: &AppState, hosts_before: &[corral_store::Host]) -> Result
     }
     state.unplaced.lock().expect("unplaced lock").clear();
     state.avoid.lock().expect("avoid lock").clear();
+    // Metric series ids are the restored database's now.
+    state.metrics.clear_series_cache();
     state.reconcile.run_now().await;
     state.events.everything_changed();
     Ok(())
 }
 
-/// The admin token in the data dir stays valid even when the backup came with other tokens:
-/// whoever restores must not be locked out by it.
-async fn keep_admin_token(state: &AppState) -> Result<(), BackupError> {
-    let path = state.config.data_dir.join(crate::ADMIN_TOKEN_FILE);
-    let Ok(secret) = std::fs::read_to_string(&path) else { return Ok(()) };
-    let secret = secret.trim();
-    if !secret.is_empty() && state.store.verify_api_token(secret).await?.is_none() {
-        state.store.set_api_token_secret("admin", secret).await?;
+/// The admin token stays valid, and an administrator's, whatever the backup holds: whoever
+/// restores must not be locked out by it (forced restores included).
+async fn keep_admin_token(state: &AppState, admin_token: Option<&str>) -> Result<(), BackupError> {
+    state.store.ensure_admin_is_admin().await?;
+    let Some(hash) = admin_token else { return Ok(()) };
+    if state.store.admin_token_hash(crate::ADMIN_TOKEN_NAME).await?.as_deref() != Some(hash) {
+        state.store.set_api_token_hash(crate::ADMIN_TOKEN_NAME, hash).await?;
     }
     Ok(())
 }

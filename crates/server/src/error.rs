@@ -34,6 +34,9 @@ pub enum ApiError {
     /// A file offered for restore is not a usable backup.
     #[error("{0}")]
     BadBackup(String),
+    /// A restore would lock the admin out; says why and how to restore anyway.
+    #[error("{0}")]
+    WouldLockOut(String),
     /// A host must be deactivated (or disconnected) before this; says how.
     #[error("{0}")]
     HostActive(String),
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadBackup(_) => (StatusCode::BAD_REQUEST, "bad_backup"),
+            ApiError::WouldLockOut(_) => (StatusCode::CONFLICT, "restore_would_lock_out"),
             ApiError::HostDisconnected(_) => (StatusCode::CONFLICT, "host_disconnected"),
             ApiError::HostActive(_) => (StatusCode::CONFLICT, "host_active"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -118,6 +122,9 @@ impl From<crate::backup::BackupError> for ApiError {
         match e {
             BackupError::BadBackup(m) => ApiError::BadBackup(m),
             BackupError::Busy => ApiError::Conflict(e.to_string()),
+            BackupError::WouldLockOut { .. } => ApiError::WouldLockOut(format!(
+                "{e}. To restore it anyway: `corral restore FILE --force` (POST /v1/restore?force=true); the admin token in the data dir keeps working and stays an administrator's"
+            )),
             BackupError::Store(e) => e.into(),
             io @ BackupError::Io { .. } => ApiError::Internal(io.to_string()),
         }

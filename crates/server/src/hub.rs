@@ -133,6 +133,11 @@ impl Hub {
         self.slots.lock().expect("hub lock").remove(host_id);
     }
 
+    /// The hosts with a live agent session.
+    pub fn connected_hosts(&self) -> Vec<String> {
+        self.slots.lock().expect("hub lock").iter().filter(|(_, s)| s.session.is_some()).map(|(id, _)| id.clone()).collect()
+    }
+
     /// How many hosts have a live agent session.
     pub fn connected_count(&self) -> usize {
         self.slots.lock().expect("hub lock").values().filter(|s| s.session.is_some()).count()

@@ -163,7 +163,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     pub async fn open(config: Config) -> Result<ControlPlane, ServerError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+        // The database holds join tokens and services' environment values: no other local user
+        // may even list the dir (an existing one is tightened too).
+        corral_store::files::private_dir(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+        let token_file = data_dir.join(ADMIN_TOKEN_FILE);
+        corral_store::files::make_private(&token_file).map_err(|source| ServerError::DataDir { path: token_file, source })?;
         let key = match &config.sealing_key {
             Some(key) => key.clone(),
             None => corral_store::SealingKey::load_or_create(&config.sealing_key_file.clone().unwrap_or_else(|| data_dir.join(SEALING_KEY_FILE)))?,
@@ -342,11 +346,7 @@ pub fn write_admin_token_file(data_dir: &std::path::Path, secret: &str) -> Resul
 
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = corral_store::files::create_private(path)?;
     file.write_all(content.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()

@@ -291,8 +291,9 @@ impl Metrics {
         Ok(id)
     }
 
-    /// Pruning may delete a series; the cache must not hand out its id afterwards.
-    fn clear_series_cache(&self) {
+    /// Pruning may delete a series, and a restore replace them all; the cache must not hand out
+    /// their ids afterwards.
+    pub(crate) fn clear_series_cache(&self) {
         self.series.lock().expect("metrics lock").clear();
     }
 }

@@ -111,6 +111,7 @@ fn load_or_create_ca(dir: &Path) -> Result<(KeyPair, String), TlsError> {
     let (cert_path, key_path) = (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE));
     match (std::fs::read_to_string(&cert_path), std::fs::read_to_string(&key_path)) {
         (Ok(cert), Ok(key)) => {
+            corral_store::files::make_private(&key_path).map_err(|source| TlsError::Io { path: key_path.clone(), source })?;
             let key = KeyPair::from_pem(&key).map_err(|e| TlsError::BadCa { path: key_path, reason: e.to_string() })?;
             Ok((key, cert))
         }
@@ -158,12 +159,9 @@ fn subject_alt_names(names: &[String]) -> Vec<String> {
 
 fn write_file(path: &Path, content: &str, private: bool) -> Result<(), TlsError> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
     let io = |source| TlsError::Io { path: path.to_path_buf(), source };
-    let mut file = options.open(path).map_err(io)?;
+    // A key is private also when an older version left its file readable.
+    let mut file = if private { corral_store::files::create_private(path) } else { std::fs::File::create(path) }.map_err(io)?;
     file.write_all(content.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
 }

@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use corral_proto::PortSpec;
 use corral_store::users::MIN_PASSWORD_LEN;
+use corral_store::{LbSpec, ServiceKind, ServiceSpec};
 use std::collections::BTreeMap;
 
 /// Largest scale one service may ask for.
@@ -296,6 +297,40 @@ pub fn duration_seconds(field: &'static str, value: i64) -> Result<i64, ApiError
     }
 }
 
+/// A service spec that already has its types (read from a backup): the rules creating it
+/// through the API follows.
+pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
+    match (spec.kind, &spec.lb) {
+        (ServiceKind::Container, None) => image(&spec.image)?,
+        (ServiceKind::Container, Some(_)) => return Err(ApiError::invalid("lb", "only a load-balancer service takes lb settings")),
+        (ServiceKind::LoadBalancer, None) => return Err(ApiError::invalid("lb", "a load balancer needs ports and targets")),
+        (ServiceKind::LoadBalancer, Some(_)) if !spec.image.is_empty() || !spec.command.is_empty() => {
+            return Err(ApiError::invalid("image", "a load balancer runs inside the agents: it has no image or command"))
+        }
+        (ServiceKind::LoadBalancer, Some(lb)) => load_balancer(lb)?,
+    }
+    command(&spec.command)?;
+    env(&spec.env)?;
+    labels(&spec.labels)?;
+    ports(&spec.ports.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    constraints(&spec.constraints)?;
+    reschedule_after(Some(i64::from(spec.reschedule_after_secs)))?;
+    Ok(())
+}
+
+fn load_balancer(lb: &LbSpec) -> Result<(), ApiError> {
+    if lb.ports.is_empty() {
+        return Err(ApiError::invalid("ports", "a load balancer needs at least one port, LISTEN:TARGET (e.g. 8080:80)"));
+    }
+    for port in &lb.ports {
+        crate::lb::parse_port(&format!("{}:{}", port.listen, port.target))?;
+    }
+    if lb.targets.is_empty() && lb.rules.is_empty() {
+        return Err(ApiError::invalid("targets", "a load balancer needs a target (STACK/SERVICE) or a rule"));
+    }
+    lb.targets.iter().chain(lb.rules.iter().map(|r| &r.service)).try_for_each(|t| crate::lb::target_path(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +434,41 @@ mod tests {
         }
         // The widest range and step the checks allow still compute.
         assert!(MAX_TIME.checked_sub(MIN_TIME).and_then(|span| span.checked_add(MAX_TIME)).is_some());
+    }
+
+    #[test]
+    fn stored_specs_follow_the_rules_of_the_api() {
+        let spec = ServiceSpec {
+            kind: ServiceKind::Container,
+            image: "nginx:1.27".into(),
+            command: vec!["sleep".into(), "1".into()],
+            env: vec!["A=1".into()],
+            ports: vec!["8080:80".parse().unwrap()],
+            labels: [("team".to_string(), "a".to_string())].into(),
+            constraints: vec!["host.zone=a".into()],
+            reschedule_after_secs: 60,
+            lb: None,
+            hot_spare: false,
+        };
+        assert!(service_spec(&spec).is_ok());
+        let broken = |change: fn(&mut ServiceSpec)| {
+            let mut s = spec.clone();
+            change(&mut s);
+            service_spec(&s).unwrap_err().to_string()
+        };
+        assert!(broken(|s| s.image = "Not An Image".into()).contains("invalid image reference"));
+        assert!(broken(|s| s.env = vec!["NO_EQUALS".into()]).contains("KEY=VALUE"));
+        assert!(broken(|s| s.labels = [("io.corral.stack".to_string(), "x".to_string())].into()).contains("io.corral."));
+        assert!(broken(|s| s.ports = vec!["80".parse().unwrap(), "80".parse().unwrap()]).contains("twice"));
+        assert!(broken(|s| s.constraints = vec!["zone".into()]).contains("zone"));
+        assert!(broken(|s| s.reschedule_after_secs = 100_000).contains("reschedule-after"));
+        assert!(broken(|s| s.kind = ServiceKind::LoadBalancer).contains("ports and targets"));
+        assert!(broken(|s| {
+            s.kind = ServiceKind::LoadBalancer;
+            s.image.clear();
+            s.command.clear();
+            s.lb = Some(LbSpec { ports: vec![corral_store::LbPort { listen: 0, target: 80, mode: corral_proto::lb::LbMode::Http }], targets: vec!["A/b".into()], rules: vec![], global: false });
+        })
+        .contains("between 1 and 65535"));
     }
 }

@@ -3,7 +3,12 @@
 //!
 //! A restore replaces the contents of the open database in one transaction instead of swapping
 //! the file under the running control plane: every `Store` clone keeps working, no request ever
-//! sees a closed pool, and a failure half-way leaves the old contents untouched.
+//! sees a closed pool, and a failure half-way leaves the old contents untouched. Before that,
+//! [`check`] finds everything in the copy that would not fit (see [`Store::restore_problems`]).
+
+mod check;
+
+pub use check::Problem;
 
 use crate::{Result, Store, StoreError};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -20,6 +25,9 @@ const CORRAL_TABLES: [&str; 2] = ["meta", "_sqlx_migrations"];
 /// Tables whose live contents are kept through a restore, because they say what is true now
 /// rather than what was wanted when the copy was made: what the engines run.
 const LIVE_TABLES: [&str; 1] = ["observed"];
+
+/// Tables a restore leaves alone: the live database's own record of its migrations.
+const KEPT_TABLES: [&str; 1] = ["_sqlx_migrations"];
 
 fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
@@ -42,11 +50,14 @@ fn bad(message: impl Into<String>) -> StoreError {
 }
 
 impl Store {
-    /// Writes a consistent copy of the whole database to `dest`, which must not exist yet.
-    /// Runs online: writers wait at most for the copy's read snapshot, never the other way round.
+    /// Writes a consistent copy of the whole database to `dest`, which must not exist yet, as a
+    /// private file. Runs online: writers wait at most for the copy's read snapshot, never the
+    /// other way round.
     pub async fn vacuum_into(&self, dest: &Path) -> Result<()> {
-        let dest = dest.to_str().ok_or_else(|| StoreError::Corrupt(format!("backup path {} is not UTF-8", dest.display())))?;
-        sqlx::query("VACUUM INTO ?").bind(dest).execute(&self.pool).await?;
+        let text = dest.to_str().ok_or_else(|| StoreError::Corrupt(format!("backup path {} is not UTF-8", dest.display())))?;
+        // SQLite would create the file with the umask's mode; it writes into an empty one as well.
+        crate::files::create_private(dest).map_err(|source| StoreError::File { path: dest.to_path_buf(), source })?;
+        sqlx::query("VACUUM INTO ?").bind(text).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -80,18 +91,28 @@ impl Store {
     }
 
     /// Replaces every table's contents with those of the database at `src` (checked with
-    /// [`inspect_backup`](Store::inspect_backup) and brought to this build's schema with
-    /// [`Store::open`]), in one transaction. Tables in [`LIVE_TABLES`] keep their live rows for
-    /// hosts the copy knows.
+    /// [`inspect_backup`](Store::inspect_backup), brought to this build's schema with
+    /// [`Store::open`] and found fit by [`restore_problems`](Store::restore_problems)), in one
+    /// transaction. Tables in [`LIVE_TABLES`] keep their live rows for the hosts the live
+    /// database knows.
     pub async fn replace_contents(&self, src: &Path) -> Result<()> {
         let src = src.to_str().ok_or_else(|| StoreError::Corrupt(format!("restore path {} is not UTF-8", src.display())))?;
         let mut conn = self.pool.acquire().await?;
-        // An attachment is per connection: never hand this one back to the pool with it.
+        // An attachment and foreign keys turned off are per connection: never hand this one back
+        // to the pool with them.
         conn.close_on_drop();
+        // Tables are emptied and refilled one by one: enforced foreign keys would cascade (emptying
+        // users deletes the API keys already copied back, emptying hosts the agents' reports).
+        // `defer_foreign_keys` defers checks, not cascades, and this pragma does nothing inside a
+        // transaction. The references are checked once, before the commit.
+        sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *conn).await?;
         sqlx::query("ATTACH DATABASE ? AS restored").bind(src).execute(&mut *conn).await?;
         let result = async {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            let copied = copy_tables(&mut conn).await;
+            let copied = match copy_tables(&mut conn).await {
+                Ok(()) => broken_references(&mut conn).await,
+                Err(e) => Err(e),
+            };
             match copied {
                 Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(StoreError::from),
                 Err(e) => {
@@ -135,29 +156,45 @@ async fn inspect(conn: &mut sqlx::SqliteConnection) -> Result<BackupFacts> {
 
 /// Within the open transaction: empties `main`'s tables and fills them from `restored`.
 async fn copy_tables(conn: &mut sqlx::SqliteConnection) -> Result<()> {
-    // Rows go in table by table; foreign keys are checked once, at commit.
-    sqlx::query("PRAGMA defer_foreign_keys = ON").execute(&mut *conn).await?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations'",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for table in &tables {
-        let quoted = quote(table);
-        if LIVE_TABLES.contains(&table.as_str()) {
-            sqlx::query(&format!("DELETE FROM main.{quoted} WHERE host_id NOT IN (SELECT id FROM restored.hosts)")).execute(&mut *conn).await?;
-            continue;
-        }
+    for live in LIVE_TABLES {
+        // Before `hosts` is replaced, so `main.hosts` still says which hosts the live database
+        // knows: their reports are newer than any backup's. Others get the backup's last report.
+        let (quoted, columns) = (quote(live), columns(conn, live).await?);
+        sqlx::query(&format!("DELETE FROM main.{quoted} WHERE host_id NOT IN (SELECT id FROM restored.hosts)")).execute(&mut *conn).await?;
+        sqlx::query(&format!(
+            "INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM restored.{quoted} WHERE host_id NOT IN (SELECT id FROM main.hosts)"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .fetch_all(&mut *conn)
+        .await?;
+    for table in tables.iter().filter(|t| !LIVE_TABLES.contains(&t.as_str()) && !KEPT_TABLES.contains(&t.as_str())) {
+        let (quoted, columns) = (quote(table), columns(conn, table).await?);
         sqlx::query(&format!("DELETE FROM main.{quoted}")).execute(&mut *conn).await?;
-        // By name, not position: both have the same columns after migration, maybe not in order.
-        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?, 'main')").bind(table).fetch_all(&mut *conn).await?;
-        let columns = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         sqlx::query(&format!("INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM restored.{quoted}")).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-fn quote(identifier: &str) -> String {
+/// A table's columns, quoted, comma-separated: rows are copied by name, not position.
+async fn columns(conn: &mut sqlx::SqliteConnection, table: &str) -> Result<String> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?, 'main')").bind(table).fetch_all(&mut *conn).await?;
+    Ok(names.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
+}
+
+/// Within the open transaction, after the copy: every reference in `main` holds.
+async fn broken_references(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let rows = sqlx::query("PRAGMA main.foreign_key_check").fetch_all(&mut *conn).await?;
+    let broken: Vec<String> = rows.iter().take(3).map(|r| format!("table {} refers to a row of {} that is not there", r.get::<String, _>(0), r.get::<String, _>(2))).collect();
+    if broken.is_empty() {
+        return Ok(());
+    }
+    Err(bad(format!("the restored rows do not fit together ({}); nothing was changed", broken.join("; "))))
+}
+
+pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
@@ -215,6 +252,81 @@ mod tests {
         assert_eq!(store.join_token(env.id).await.unwrap(), before_token);
         // The pool still works for writes afterwards.
         store.create_stack(env.id, "After").await.unwrap();
+    }
+
+    /// Emptying users or hosts must not cascade into the rows already copied back: every key
+    /// and every agent's last report comes back.
+    #[tokio::test]
+    async fn replacing_contents_keeps_every_row_that_refers_to_another() {
+        use corral_proto::{ContainerState, HostFacts, ObservedContainer};
+        let (store, dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        let ann = store.create_user("ann", None, false).await.unwrap();
+        store.create_api_key(ann.id, None, Some("ann-laptop")).await.unwrap();
+        store.create_api_key(ann.id, Some(env.id), Some("ann-ci")).await.unwrap();
+        store.create_session(ann.id, std::time::Duration::from_secs(60)).await.unwrap();
+        store.register_host(env.id, "h1", &HostFacts { name: "h1".into(), ..Default::default() }).await.unwrap();
+        let seen = ObservedContainer {
+            name: "x".into(),
+            docker_id: "id".into(),
+            image: "busybox".into(),
+            state: ContainerState::Running,
+            status: "Up".into(),
+            ip: None,
+            ports: vec![],
+            labels: Default::default(),
+        };
+        store.replace_observed("h1", &[seen]).await.unwrap();
+        let copy = dir.path().join("copy.db");
+        store.vacuum_into(&copy).await.unwrap();
+        let keys = store.api_keys(None, None).await.unwrap();
+        let observed = store.observed(None).await.unwrap();
+        store.replace_contents(&copy).await.unwrap();
+        assert_eq!(store.api_keys(None, None).await.unwrap(), keys);
+        assert_eq!(store.observed(None).await.unwrap(), observed);
+        let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(sessions, 1);
+        // The connection that copied with foreign keys off never went back to the pool.
+        for _ in 0..16 {
+            let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
+            assert_eq!(on, 1);
+        }
+    }
+
+    /// Each kind of damage is named with its table and row, on a copy brought to this schema.
+    #[tokio::test]
+    async fn problems_name_their_table_and_row() {
+        let (store, dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        let stack = store.create_stack(env.id, "WEB").await.unwrap();
+        let service = store.create_service(&stack, "web", &crate::services::tests::spec(), 1).await.unwrap();
+        let good = dir.path().join("good.db");
+        store.vacuum_into(&good).await.unwrap();
+        let id = service.id;
+        let cases = [
+            ("UPDATE services SET env = '[oops'", format!("table services, row id {id}: unreadable service env: expected value at line 1 column 2")),
+            ("UPDATE services SET scale = 'many'", format!("table services, row id {id}: column scale holds text where a whole number belongs")),
+            ("UPDATE services SET scale = 4294967296", format!("table services, row id {id}: column scale holds 4294967296, outside 0 to 4294967295")),
+            ("UPDATE services SET kind = 'vm'", format!("table services, row id {id}: column kind holds \"vm\", not one of container, load-balancer")),
+            ("UPDATE services SET updated_at = 'yesterday'", format!("table services, row id {id}: column updated_at holds \"yesterday\", not a time (RFC 3339)")),
+            ("DELETE FROM stacks", format!("table services, row id {id}: refers to a row of stacks that is not in the backup")),
+            ("DROP TABLE sessions", "table sessions: missing from the backup".to_string()),
+            ("CREATE TABLE extra (x)", "table extra: table extra is not part of a Corral database".to_string()),
+        ];
+        for (n, (sql, expected)) in cases.into_iter().enumerate() {
+            let path = dir.path().join(format!("crafted-{n}.db"));
+            std::fs::copy(&good, &path).unwrap();
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).foreign_keys(false);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+            let copy = Store::open(&path).await.unwrap();
+            let problems: Vec<String> = copy.restore_problems(&store).await.unwrap().iter().map(ToString::to_string).collect();
+            assert_eq!(problems, [expected], "{sql}");
+            copy.close().await;
+        }
+        let copy = Store::open(&good).await.unwrap();
+        assert_eq!(copy.restore_problems(&store).await.unwrap(), []);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("store values always serialize")
 }
 
-fn row_to_host(row: sqlx::sqlite::SqliteRow) -> Result<Host> {
+pub(crate) fn row_to_host(row: sqlx::sqlite::SqliteRow) -> Result<Host> {
     Ok(Host {
         id: row.get("id"),
         environment_id: row.get("environment_id"),

@@ -8,6 +8,7 @@
 //! - [`metrics`]: resource usage history with roll-ups.
 //! - [`backup`]: consistent copies, checks on a copy, restoring one.
 //! - [`sealing`]: join tokens encrypted at rest with a key kept outside the database file.
+//! - [`files`]: the database and its copies are private files in a private dir.
 //! - [`users`] (users, groups, sessions), [`access`] (roles in environments, API keys),
 //!   [`audit`] (who changed what) and [`logins`] (failed logins): access control.
 
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod backup;
 pub mod containers;
 pub mod environments;
+pub mod files;
 pub mod hosts;
 pub mod logins;
 pub mod metrics;
@@ -54,6 +56,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("cannot use database file {}: {source}", path.display())]
+    File { path: std::path::PathBuf, source: std::io::Error },
     /// A file offered for restore is not a usable Corral database; says what is wrong with it.
     #[error("{0}")]
     BadBackup(String),
@@ -85,8 +89,10 @@ impl Store {
     }
 
     /// Opens (creating if needed) the database file and brings its schema up to date, without a
-    /// sealing key: everything works but making, showing and checking join tokens.
+    /// sealing key: everything works but making, showing and checking join tokens. The file and
+    /// its side files are private (0600).
     pub async fn open(path: &Path) -> Result<Store> {
+        private_database_files(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -116,6 +122,26 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// SQLite gives the -wal and -shm files the database file's mode, so a database file created
+/// private before SQLite opens it keeps them private too. Files an older version left readable
+/// are tightened.
+fn private_database_files(path: &Path) -> Result<()> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::File { path, source }
+    };
+    if !path.exists() {
+        files::create_private(path).map_err(fail(path))?;
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = std::path::PathBuf::from(side);
+        files::make_private(&side).map_err(fail(&side))?;
+    }
+    Ok(())
 }
 
 /// Current time as stored: RFC 3339, UTC, millisecond precision.

@@ -5,7 +5,7 @@ use crate::{now, ObservedRecord, Result, Store};
 use corral_proto::{ContainerState, ObservedContainer};
 use sqlx::Row;
 
-fn row_to_observed(row: sqlx::sqlite::SqliteRow) -> Result<ObservedRecord> {
+pub(crate) fn row_to_observed(row: sqlx::sqlite::SqliteRow) -> Result<ObservedRecord> {
     Ok(ObservedRecord {
         host_id: row.get("host_id"),
         name: row.get("name"),

@@ -4,10 +4,10 @@ use crate::hosts::{json_field, to_json};
 use crate::{is_unique_violation, now, Result, Service, ServiceKind, ServiceSpec, ServiceState, Stack, Store, StoreError};
 use sqlx::Row;
 
-const SELECT: &str = "SELECT s.*, st.name AS stack_name, st.environment_id AS environment_id
+pub(crate) const SELECT: &str = "SELECT s.*, st.name AS stack_name, st.environment_id AS environment_id
                       FROM services s JOIN stacks st ON st.id = s.stack_id";
 
-fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
+pub(crate) fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
     Ok(Service {
         id: row.get("id"),
         stack_id: row.get("stack_id"),

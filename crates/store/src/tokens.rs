@@ -42,14 +42,19 @@ impl Store {
     }
 
     /// Makes `secret` the secret of the admin's account key `name`, creating or un-revoking it
-    /// if needed. Used to keep the admin token written in the data dir valid when a restored
-    /// database brings other tokens.
+    /// if needed.
     pub async fn set_api_token_secret(&self, name: &str, secret: &str) -> Result<()> {
+        self.set_api_token_hash(name, &hash_secret(secret)).await
+    }
+
+    /// [`set_api_token_secret`](Store::set_api_token_secret) by the secret's hash: keeps the
+    /// admin token working when a restored database brings other tokens, without knowing it.
+    pub async fn set_api_token_hash(&self, name: &str, secret_hash: &str) -> Result<()> {
         let admin = self.admin_user().await?;
         let mut tx = self.write_tx().await?;
         // A secret is unique; another token holding it would be the same credential twice.
         sqlx::query("DELETE FROM api_tokens WHERE secret_hash = ? AND NOT (name = ? AND user_id = ?)")
-            .bind(hash_secret(secret))
+            .bind(secret_hash)
             .bind(name)
             .bind(admin.id)
             .execute(&mut *tx)
@@ -59,13 +64,26 @@ impl Store {
              ON CONFLICT (user_id, name) DO UPDATE SET secret_hash = excluded.secret_hash, environment_id = NULL, revoked_at = NULL",
         )
         .bind(name)
-        .bind(hash_secret(secret))
+        .bind(secret_hash)
         .bind(now())
         .bind(admin.id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The secret's hash of `name` when it is what the admin token must be: an unrevoked
+    /// account key of the built-in admin.
+    pub async fn admin_token_hash(&self, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT k.secret_hash FROM api_tokens k JOIN users u ON u.id = k.user_id
+             WHERE k.name = ? AND k.revoked_at IS NULL AND k.environment_id IS NULL AND u.name = ?",
+        )
+        .bind(name)
+        .bind(crate::users::ADMIN_USER)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The name of the unrevoked key whose secret this is, if any.
@@ -94,6 +112,10 @@ mod tests {
         store.set_api_token_secret("admin", "corral_other").await.unwrap();
         assert_eq!(store.verify_api_token("corral_other").await.unwrap().as_deref(), Some("admin"));
         assert_eq!(store.verify_api_token(&secret).await.unwrap(), None);
+        assert_eq!(store.admin_token_hash("admin").await.unwrap(), Some(super::hash_secret("corral_other")));
+        let ann = store.create_user("ann", None, false).await.unwrap();
+        store.create_api_key(ann.id, None, Some("ann-key")).await.unwrap();
+        assert_eq!(store.admin_token_hash("ann-key").await.unwrap(), None, "only the built-in admin's key is an admin token");
     }
 
     #[tokio::test]

@@ -183,6 +183,16 @@ impl Store {
         self.user(ADMIN_USER).await
     }
 
+    /// Makes the built-in admin an administrator again, creating it if needed: whoever holds the
+    /// admin token must be one, also after a forced restore of a backup where it was not.
+    pub async fn ensure_admin_is_admin(&self) -> Result<()> {
+        let admin = self.admin_user().await?;
+        if !admin.admin {
+            sqlx::query("UPDATE users SET admin = 1 WHERE id = ?").bind(admin.id).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     pub async fn create_group(&self, name: &str) -> Result<Group> {
         let result = sqlx::query("INSERT INTO groups (name, created_at) VALUES (?, ?) RETURNING *").bind(name).bind(now()).fetch_one(&self.pool).await;
         match result {

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct BackupArgs {
-    /// Where to write the backup (an SQLite file); replaced if it exists.
+    /// Where to write the backup (an SQLite file, mode 0600: it holds join tokens and services'
+    /// environment values); replaced if it exists.
     file: PathBuf,
 }
 
@@ -18,6 +19,11 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// A backup written by `corral backup` (or the desktop app, or GET /v1/backup).
     file: PathBuf,
+    /// Restore even though the backup would lock the admin out: its built-in admin is no
+    /// administrator or has no admin token, or your own credential would not be an
+    /// administrator's afterwards. The admin token in the data dir keeps working either way.
+    #[arg(long)]
+    force: bool,
 }
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -34,7 +40,7 @@ pub async fn backup(args: BackupArgs, client: &Client, format: Format) -> Result
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let written = async {
-        let mut file = std::fs::File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+        let mut file = corral_store::files::create_private(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
         let mut done = 0u64;
         while let Some(chunk) = response.chunk().await.context("the backup download broke off")? {
             file.write_all(&chunk).with_context(|| format!("cannot write {}", partial.display()))?;
@@ -64,7 +70,10 @@ pub async fn backup(args: BackupArgs, client: &Client, format: Format) -> Result
 pub async fn restore(args: RestoreArgs, client: &Client, format: Format) -> Result<()> {
     let data = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     eprintln!("uploading {} ({}) and restoring ...", args.file.display(), mib(data.len() as u64));
-    let request = client.request(Method::POST, "/restore").header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data);
+    let mut request = client.request(Method::POST, "/restore").header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data);
+    if args.force {
+        request = request.query(&[("force", "true")]);
+    }
     let answer: Value = client.checked(request).await?.json().await.context("the control plane's answer is not the expected JSON")?;
     let mut message = format!(
         "restored {} (schema version {}); the state before it is kept as {} in the control plane's data dir",

@@ -47,9 +47,11 @@ pub enum Command {
     /// Load balancers built into the agents: no image, no reload gaps.
     #[command(subcommand)]
     Lb(lb::Command),
-    /// Write a consistent copy of the control plane's database to FILE.
+    /// Write a consistent copy of the control plane's database to FILE, readable by you only.
     Backup(backup::BackupArgs),
-    /// Replace the control plane's state with a backup FILE; the engines follow.
+    /// Replace the control plane's state with a backup FILE; the engines follow. Checked whole
+    /// first: a backup that does not fit changes nothing, one that would lock the admin out
+    /// needs --force.
     Restore(backup::RestoreArgs),
     /// Resource usage history of a host, container or service (`-o json`: unit-named numbers).
     #[command(subcommand)]

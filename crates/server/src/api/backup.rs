@@ -1,12 +1,12 @@
 //! `GET /v1/backup` (a consistent copy of the database) and `POST /v1/restore`.
 
-use crate::backup::{self, BackupProgress, RestoreInfo, TempFile};
+use crate::backup::{self, BackupProgress, RestoreInfo, RestoreOptions, TempFile};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use super::Json;
+use super::{Json, Query};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
@@ -42,11 +42,18 @@ pub async fn download(State(state): State<AppState>) -> ApiResult<Response> {
         .into_response())
 }
 
-pub async fn restore(State(state): State<AppState>, body: Body) -> ApiResult<Json<RestoreInfo>> {
+#[derive(serde::Deserialize)]
+pub struct RestoreQuery {
+    /// Restore even though the backup would lock the admin out.
+    #[serde(default)]
+    pub force: bool,
+}
+
+pub async fn restore(State(state): State<AppState>, Query(q): Query<RestoreQuery>, headers: HeaderMap, body: Body) -> ApiResult<Json<RestoreInfo>> {
     use tokio::io::AsyncWriteExt;
     let upload = TempFile::new(&state, "upload");
     let internal = |e: std::io::Error| ApiError::Internal(format!("storing the uploaded backup: {e}"));
-    let mut file = tokio::fs::File::create(upload.path()).await.map_err(internal)?;
+    let mut file = upload.create()?;
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
     while let Some(chunk) = stream.next().await {
@@ -64,5 +71,7 @@ pub async fn restore(State(state): State<AppState>, body: Body) -> ApiResult<Jso
     if received == 0 {
         return Err(ApiError::BadBackup("the request body is empty; send the backup file itself (application/octet-stream)".into()));
     }
-    Ok(Json(backup::restore(&state, upload).await?))
+    // The credential this request was authorised with, wherever it came from (see `authorize`).
+    let options = RestoreOptions { force: q.force, caller: super::bearer(&headers).map(str::to_string) };
+    Ok(Json(backup::restore(&state, upload, &options).await?))
 }
