@@ -55,7 +55,7 @@ fn another_local_user_reads_nothing_the_control_plane_writes() {
     let restored = cp.json(&["restore", backup.to_str().unwrap()]);
     let safety = data.join(restored["safety_copy"].as_str().unwrap());
     let db = |suffix: &str| data.join(format!("corral.db{suffix}"));
-    let mut files = vec![db(""), db("-wal"), db("-shm"), data.join("admin-token"), safety, backup];
+    let mut files = vec![db(""), db("-wal"), db("-shm"), data.join("admin-token"), data.join("sealing.key"), safety, backup];
     assert_private(&data, &files);
 
     // An older version left the data dir and the database readable: the next start tightens them.
@@ -109,3 +109,4 @@ fn join_tokens_are_in_neither_the_database_file_nor_its_backups() {
     assert_ne!(new_token, token, "a token another key sealed is replaced, not shown");
     let out = other.cli(&["restore", backup.to_str().unwrap()]).output().unwrap();
     assert!(text(&out).contains("were sealed with another control plane's key and have been replaced"), "{}", text(&out));
+}

@@ -297,6 +297,15 @@ fn crafted_backups_are_refused_with_the_reason_and_change_nothing() {
         ("services whose stack is gone", "DELETE FROM stacks", 400, "bad_backup", &["table services, row id", "stacks"]),
         ("a scale of 4294967295", "UPDATE services SET scale = 4294967295", 400, "bad_backup", &["table services, row id", "scale", "1000"]),
         ("a stack name with terminal escape codes", "UPDATE stacks SET name = 'WEB' || char(27) || '[2J'", 400, "bad_backup", &["table stacks, row id", "stack name"]),
+        (
+            "a host whose name holds terminal escape codes",
+            "INSERT INTO hosts (id, environment_id, name, address, docker_version, cpus, memory_bytes, os, kernel, agent_version, labels, state, state_since, last_seen, created_at)
+             VALUES ('h-evil', (SELECT id FROM environments LIMIT 1), 'evil' || char(27) || '[2J', '10.0.0.1', '28.2', 1, 1, 'linux', '6.1', '0.1.0', '{}', 'disconnected',
+                     '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+            400,
+            "bad_backup",
+            &["table hosts, row id h-evil", "the host name", "is refused"],
+        ),
         ("an image reference that is no image", "UPDATE services SET image = 'Not An Image'", 400, "bad_backup", &["table services, row id", "invalid image reference"]),
         ("a role that does not exist", "UPDATE memberships SET role = 'superuser'", 400, "bad_backup", &["table memberships, row id", "role"]),
         ("an admin without the admin flag", "UPDATE users SET admin = 0 WHERE name = 'admin'", 409, "restore_would_lock_out", &["admin flag", "--force"]),

@@ -13,6 +13,10 @@
 //! - [`spec`]: the container spec shared by both sides ([`ContainerSpec`], [`PortSpec`]).
 //! - [`lb`]: the built-in load balancer's configuration ([`lb::LbSet`]) and status.
 //! - [`stats`]: the resource usage agents report ([`stats::StatsReport`]).
+//!
+//! The control plane trusts an agent with its own host only: it checks every string an agent
+//! sends (host facts, observed containers, labels) before it stores, shows or logs it, and holds
+//! the agent to the limits below.
 
 pub mod labels;
 pub mod lb;
@@ -26,6 +30,15 @@ pub use spec::{ContainerSpec, PortSpec, Protocol};
 
 /// Bumped on any incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame (and message) either side accepts; the control plane closes a session that
+/// sends a bigger one. An observed set of [`MAX_OBSERVED_CONTAINERS`] containers with their
+/// labels stays far below it.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// The most containers one observed set (and one stats report) may list. A host that runs more
+/// than any real one does (the largest scale is 1,000 per service) has its report refused.
+pub const MAX_OBSERVED_CONTAINERS: usize = 5_000;
 
 /// Frames sent by an agent to the control plane.
 // One hello per connection: boxing it would save nothing worth an extra indirection.

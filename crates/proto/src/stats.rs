@@ -12,6 +12,8 @@ pub const DEFAULT_STATS_INTERVAL_MS: u64 = 5_000;
 pub const LIVE_STATS_INTERVAL_MS: u64 = 1_000;
 /// The shortest interval an agent accepts; anything lower is raised to it.
 pub const MIN_STATS_INTERVAL_MS: u64 = 500;
+/// The most per-core figures a report keeps; the rest are dropped.
+pub const MAX_CPU_CORES: usize = 1024;
 
 /// One report: the host and every running managed container, sampled together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -3,9 +3,12 @@
 use crate::events::Resource;
 use crate::hub::Attachment;
 use crate::state::AppState;
+use crate::validate::agent::printable;
 use axum::extract::ws::{Message, WebSocket};
 use corral_proto::{AgentMessage, Hello, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION};
+use corral_store::hosts::Joining;
 use corral_store::{Environment, HostState, StoreError};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -18,7 +21,7 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, next_message(&mut socket)).await {
         Ok(Some(Ok(AgentMessage::Hello(hello)))) => hello,
         Ok(Some(Ok(_))) => return reject(socket, RejectCode::BadHello, "the first message must be a hello".into()).await,
-        Ok(Some(Err(e))) => return reject(socket, RejectCode::BadHello, format!("unreadable hello: {e}")).await,
+        Ok(Some(Err(e))) => return reject(socket, RejectCode::BadHello, format!("unreadable hello: {}", printable(&e))).await,
         Ok(None) => return,
         Err(_) => return reject(socket, RejectCode::BadHello, "no hello within 10 s".into()).await,
     };
@@ -40,10 +43,11 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
             }
             state.events.publish(&state.environment_names.get_or(env_id, &fallback), &[Resource::Hosts]);
             state.reconcile.trigger();
-            tracing::info!(host_id = %host_id, reason = %result.err().unwrap_or_else(|| "closed".into()), "agent disconnected");
+            let reason = result.err().unwrap_or_else(|| "closed".into());
+            tracing::info!(host_id = %host_id, reason = %printable(&reason), "agent disconnected");
         }
         Err((code, message)) => {
-            tracing::warn!(%remote, ?code, %message, "agent refused");
+            tracing::warn!(%remote, ?code, message = %printable(&message), "agent refused");
             reject(socket, code, message).await
         }
     }
@@ -69,17 +73,18 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
         ));
     }
     let internal = |e: StoreError| (RejectCode::BadHello, format!("control plane error: {e}"));
+    // Before anything is looked up, stored or logged under what the hello says.
+    crate::validate::agent::hello(hello).map_err(|e| (RejectCode::BadHello, e.to_string()))?;
     let (env, issue_credential) = authenticate(state, hello).await?;
-    if hello.host_id.trim().is_empty() || hello.facts.name.trim().is_empty() {
-        return Err((RejectCode::BadHello, "the hello must carry a host id and a host name".into()));
-    }
     let attachment = state.hub.attach(&hello.host_id).map_err(|_| already_connected(hello))?;
     let mut facts = hello.facts.clone();
     if facts.address.is_empty() {
         facts.address = remote.ip().to_string();
     }
     let registered = async {
-        let (host, new_host) = state.store.register_host(env.id, &hello.host_id, &facts).await?;
+        let token_hash = corral_store::tokens::hash_secret(&hello.token);
+        let joining = issue_credential.then(|| Joining { token_hash: &token_hash, max_hosts: state.config.max_hosts_per_join_token });
+        let (host, new_host) = state.store.register_host_joining(env.id, &hello.host_id, &facts, joining).await?;
         let credential = if issue_credential {
             // The secret leaves only in the welcome; the database keeps its hash.
             let secret = format!("corral_host_{}", corral_store::environments::random_secret(24));
@@ -196,14 +201,24 @@ async fn run(
     (host_id, env_id): (&str, i64),
     attachment: Attachment,
     welcome: Welcome,
-    mut adopt_into: Option<Environment>,
+    adopt_into: Option<Environment>,
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), String> {
     let Attachment { mut desired, mut outbox, .. } = attachment;
-    // The environment may be renamed while the session lasts: its current name, each time.
-    let started_as = welcome.environment.clone();
-    let environment = || state.environment_names.get_or(env_id, &started_as);
-    let host_name = welcome.host_name.clone();
+    let mut session = Session {
+        state,
+        host_id,
+        env_id,
+        started_as: welcome.environment.clone(),
+        host_name: welcome.host_name.clone(),
+        adopt_into,
+        reported: false,
+        last_fingerprint: None,
+        running: HashMap::new(),
+        refused_at_adoption: Vec::new(),
+        refused_in_report: Vec::new(),
+        problem: None,
+    };
     send(socket, &ServerMessage::Welcome(welcome)).await?;
     if state.metrics.interval_ms() != corral_proto::stats::DEFAULT_STATS_INTERVAL_MS {
         send(socket, &ServerMessage::StatsInterval { ms: state.metrics.interval_ms() }).await?;
@@ -212,10 +227,6 @@ async fn run(
     let interval = state.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval(interval);
     let mut last_heard = Instant::now();
-    // Desired sets wait for the host's first report, so the control plane knows what the host
-    // already runs before it tells the agent what to keep.
-    let mut reported = false;
-    let mut last_fingerprint: Option<String> = None;
     loop {
         tokio::select! {
             msg = next_message(socket) => {
@@ -225,48 +236,25 @@ async fn run(
                     Some(Err(e)) => return Err(format!("bad message: {e}")),
                     Some(Ok(AgentMessage::Heartbeat)) => {}
                     Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
-                    Some(Ok(AgentMessage::Logs(chunk))) => state.hub.deliver_logs(chunk),
+                    Some(Ok(AgentMessage::Logs(chunk))) => state.hub.deliver_logs(host_id, chunk),
                     Some(Ok(AgentMessage::Stats(report))) => {
+                        let report = crate::metrics::limit_report(report, &session.running);
                         // Monitoring must never cost a host its session: a failed write is logged only.
-                        if let Err(e) = state.metrics.ingest(&state.store, host_id, (env_id, &environment()), &host_name, report).await {
+                        if let Err(e) = state.metrics.ingest(&state.store, host_id, (env_id, &session.environment()), &session.host_name, report).await {
                             tracing::warn!(host_id, error = %e, "could not store stats");
                         }
                     }
                     Some(Ok(AgentMessage::Observed(observed))) => {
-                        state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
-                        let was_in_sync = state.hub.in_sync(host_id);
-                        state.hub.record_applied(host_id, observed.applied_revision, observed.load_balancer.clone());
-                        if state.hub.in_sync(host_id) != was_in_sync {
-                            state.events.publish(&environment(), &[Resource::Hosts]);
-                        }
-                        // What runs where decides load balancers' backends: a container that
-                        // starts or stops anywhere must reach them within the second.
-                        let running: Vec<(&str, corral_proto::ContainerState, &[corral_proto::PortSpec])> =
-                            observed.containers.iter().map(|c| (c.name.as_str(), c.state, c.ports.as_slice())).collect();
-                        let fingerprint = format!("{running:?}");
-                        if last_fingerprint.as_deref() != Some(fingerprint.as_str()) {
-                            last_fingerprint = Some(fingerprint);
-                            state.events.publish(&environment(), &[Resource::Containers, Resource::Services]);
-                            state.reconcile.trigger();
-                        }
-                        if let Some(env) = adopt_into.take() {
-                            let adopted = crate::adopt::adopt(state, &env, host_id, &observed).await.map_err(|e| e.to_string())?;
-                            if adopted > 0 {
-                                tracing::info!(host_id, adopted, "adopted containers from their labels");
-                                state.events.publish(&environment(), &Resource::IN_ENVIRONMENT);
-                                // The host's desired set must include what was adopted before it is sent.
-                                state.reconcile.run_now().await;
-                            }
-                        }
-                        if !reported {
-                            reported = true;
+                        let first = !session.reported;
+                        session.observed(observed).await?;
+                        if first && session.reported {
                             desired.mark_changed();
                         }
                     }
                 }
             }
             Some(message) = outbox.recv() => send(socket, &message).await?,
-            changed = desired.changed(), if reported => {
+            changed = desired.changed(), if session.reported => {
                 if changed.is_err() {
                     return Err("hub closed".into());
                 }
@@ -289,12 +277,114 @@ async fn run(
     }
 }
 
+/// What one session knows of its host between messages.
+struct Session<'a> {
+    state: &'a AppState,
+    host_id: &'a str,
+    env_id: i64,
+    /// The environment's name when the session began; it may be renamed while the session lasts.
+    started_as: String,
+    host_name: String,
+    /// Set for a host new to this database until its first report is adopted.
+    adopt_into: Option<Environment>,
+    /// Desired sets wait for the host's first report that was kept, so the control plane knows
+    /// what the host already runs before it tells the agent what to keep.
+    reported: bool,
+    last_fingerprint: Option<String>,
+    /// The containers of the last report kept, by name, with the stack and service their labels
+    /// name: the only ones the host's stats may speak of.
+    running: HashMap<String, (String, String)>,
+    /// What adoption refused; stays for the session (the agent then removes those containers).
+    refused_at_adoption: Vec<String>,
+    /// What the latest report lost; replaced by each report.
+    refused_in_report: Vec<String>,
+    /// The problem last recorded on the host.
+    problem: Option<String>,
+}
+
+impl Session<'_> {
+    /// The environment's current name.
+    fn environment(&self) -> std::sync::Arc<str> {
+        self.state.environment_names.get_or(self.env_id, &self.started_as)
+    }
+
+    /// Takes a report: checks it, keeps what passes, adopts what a new host brings, and records
+    /// on the host what was refused.
+    async fn observed(&mut self, observed: corral_proto::ObservedSet) -> Result<(), String> {
+        let (state, host_id) = (self.state, self.host_id);
+        let observed = match crate::validate::agent::observed(observed) {
+            Ok(checked) => {
+                self.refused_in_report = checked.refused;
+                checked.observed
+            }
+            Err(why) => {
+                self.refused_in_report = vec![why];
+                return self.record_problem().await;
+            }
+        };
+        state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+        self.running = observed
+            .containers
+            .iter()
+            .map(|c| {
+                let label = |key: &str| c.labels.get(key).cloned().unwrap_or_default();
+                (c.name.clone(), (label(corral_proto::labels::STACK), label(corral_proto::labels::SERVICE)))
+            })
+            .collect();
+        let was_in_sync = state.hub.in_sync(host_id);
+        state.hub.record_applied(host_id, observed.applied_revision, observed.load_balancer.clone());
+        if state.hub.in_sync(host_id) != was_in_sync {
+            state.events.publish(&self.environment(), &[Resource::Hosts]);
+        }
+        // What runs where decides load balancers' backends: a container that
+        // starts or stops anywhere must reach them within the second.
+        let running: Vec<(&str, corral_proto::ContainerState, &[corral_proto::PortSpec])> =
+            observed.containers.iter().map(|c| (c.name.as_str(), c.state, c.ports.as_slice())).collect();
+        let fingerprint = format!("{running:?}");
+        if self.last_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+            self.last_fingerprint = Some(fingerprint);
+            state.events.publish(&self.environment(), &[Resource::Containers, Resource::Services]);
+            state.reconcile.trigger();
+        }
+        if let Some(env) = self.adopt_into.take() {
+            let adoption = crate::adopt::adopt(state, &env, host_id, &observed).await.map_err(|e| e.to_string())?;
+            self.refused_at_adoption = adoption.refused;
+            if adoption.adopted > 0 {
+                tracing::info!(host_id, adopted = adoption.adopted, "adopted containers from their labels");
+                state.events.publish(&self.environment(), &Resource::IN_ENVIRONMENT);
+                // The host's desired set must include what was adopted before it is sent.
+                state.reconcile.run_now().await;
+            }
+        }
+        self.reported = true;
+        self.record_problem().await
+    }
+
+    /// Writes the host's problem when it changed, and logs it then (not on every report).
+    async fn record_problem(&mut self) -> Result<(), String> {
+        let refused: Vec<String> = self.refused_at_adoption.iter().chain(&self.refused_in_report).cloned().collect();
+        let problem = crate::validate::agent::problem(&refused);
+        if problem == self.problem {
+            return Ok(());
+        }
+        if let Some(text) = &problem {
+            tracing::warn!(host_id = self.host_id, problem = %text, "refused part of what the host's agent sent");
+        }
+        self.state.store.set_host_problem(self.host_id, problem.as_deref()).await.map_err(|e| e.to_string())?;
+        self.problem = problem;
+        self.state.events.publish(&self.environment(), &[Resource::Hosts]);
+        Ok(())
+    }
+}
+
 /// The next protocol message; `None` when the peer has gone.
 async fn next_message(socket: &mut WebSocket) -> Option<Result<AgentMessage, String>> {
     loop {
         match socket.recv().await? {
             Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
-            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Close(_)) => return None,
+            // A frame over the size limit, or a broken one: the session ends, saying why.
+            Err(e) => return Some(Err(e.to_string())),
             Ok(_) => continue,
         }
     }

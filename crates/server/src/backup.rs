@@ -259,34 +259,50 @@ fn refused(problems: &[Problem]) -> BackupError {
 /// [`Store::restore_problems`] found safe to use on `copy`).
 async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
     let mut problems = Vec::new();
-    let mut check = |table: &str, id: i64, result: Result<(), crate::error::ApiError>| {
+    let mut check = |table: &str, id: &dyn std::fmt::Display, result: Result<(), crate::error::ApiError>| {
         if let Err(e) = result {
             problems.push(Problem::new(table, Some(format!("id {id}")), e.to_string()));
         }
     };
     let environments = copy.environments().await?;
     for env in &environments {
-        check("environments", env.id, validate::name("name", "environment", &env.name));
+        check("environments", &env.id, validate::name("name", "environment", &env.name));
         for stack in copy.stacks(env.id).await? {
-            check("stacks", stack.id, validate::name("name", "stack", &stack.name));
+            check("stacks", &stack.id, validate::name("name", "stack", &stack.name));
         }
     }
     for service in copy.services(None, None).await? {
-        check("services", service.id, validate::name("name", "service", &service.name));
-        check("services", service.id, validate::service_spec(&service.spec));
-        check("services", service.id, validate::scale(i64::from(service.scale)).map(|_| ()));
+        check("services", &service.id, validate::name("name", "service", &service.name));
+        check("services", &service.id, validate::service_spec(&service.spec));
+        check("services", &service.id, validate::scale(i64::from(service.scale)).map(|_| ()));
         if let Some(previous) = &service.previous_spec {
-            check("services", service.id, validate::service_spec(previous));
+            check("services", &service.id, validate::service_spec(previous));
         }
     }
+    // Host names and facts came from agents: the rules a hello is held to, so that nothing a
+    // hostile agent could not send gets in through a crafted backup either.
+    for host in copy.hosts(None).await? {
+        let facts = corral_proto::HostFacts {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            docker_version: host.docker_version.clone(),
+            cpus: host.cpus,
+            memory_bytes: host.memory_bytes,
+            os: host.os.clone(),
+            kernel: host.kernel.clone(),
+            agent_version: host.agent_version.clone(),
+            labels: host.labels.clone(),
+        };
+        check("hosts", &validate::agent::preview(&host.id), validate::agent::host_id(&host.id).and_then(|()| validate::agent::facts(&facts)));
+    }
     for user in copy.users().await? {
-        check("users", user.id, validate::name("name", "user", &user.name));
+        check("users", &user.id, validate::name("name", "user", &user.name));
     }
     for group in copy.groups().await? {
-        check("groups", group.id, validate::name("name", "group", &group.name));
+        check("groups", &group.id, validate::name("name", "group", &group.name));
     }
     for key in copy.api_keys(None, None).await? {
-        check("api_tokens", key.id, validate::name("name", "API key", &key.name));
+        check("api_tokens", &key.id, validate::name("name", "API key", &key.name));
     }
     Ok(problems)
 }

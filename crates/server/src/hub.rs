@@ -43,8 +43,8 @@ pub struct Hub {
     next_session: AtomicU64,
     /// Revisions only grow, across hosts and restarts (seeded from the clock).
     next_revision: AtomicU64,
-    /// Open log readers by request id.
-    log_readers: Mutex<HashMap<u64, mpsc::Sender<LogChunk>>>,
+    /// Open log readers by request id, with the host whose agent feeds each.
+    log_readers: Mutex<HashMap<u64, (String, mpsc::Sender<LogChunk>)>>,
     next_log: AtomicU64,
 }
 
@@ -160,7 +160,7 @@ impl Hub {
     pub fn open_logs(self: &Arc<Self>, host_id: &str, container: &str, tail: u32, follow: bool) -> Result<LogReader, NotConnected> {
         let id = self.next_log.fetch_add(1, Ordering::Relaxed);
         let (tx, chunks) = mpsc::channel(LOG_BUFFER);
-        self.log_readers.lock().expect("hub lock").insert(id, tx);
+        self.log_readers.lock().expect("hub lock").insert(id, (host_id.to_string(), tx));
         let reader = LogReader { chunks, id, host_id: host_id.to_string(), hub: Arc::clone(self) };
         let request = LogsRequest { id, container: container.to_string(), tail, follow };
         if !self.send_to(host_id, ServerMessage::Logs(request)) {
@@ -169,10 +169,11 @@ impl Hub {
         Ok(reader)
     }
 
-    /// Hands an agent's log chunk to its reader, if it is still reading.
-    pub fn deliver_logs(&self, chunk: LogChunk) {
+    /// Hands a log chunk from `from_host`'s agent to its reader, if it is still reading. Request
+    /// ids are easy to guess: a chunk for a reader of another host's container is dropped.
+    pub fn deliver_logs(&self, from_host: &str, chunk: LogChunk) {
         let readers = self.log_readers.lock().expect("hub lock");
-        if let Some(reader) = readers.get(&chunk.id) {
+        if let Some((_, reader)) = readers.get(&chunk.id).filter(|(host, _)| host == from_host) {
             if let Err(mpsc::error::TrySendError::Full(_)) = reader.try_send(chunk) {
                 // A reader this far behind (a stalled browser tab) loses lines rather than
                 // stalling the agent's session, which also carries its desired sets.
@@ -255,5 +256,19 @@ mod tests {
         assert_eq!(hub.in_sync("h"), Some(false));
         hub.record_applied("h", second.revision, Vec::new());
         assert_eq!(hub.in_sync("h"), Some(true));
+    }
+
+    #[tokio::test]
+    async fn log_chunks_reach_only_readers_of_their_own_host() {
+        let hub = Arc::new(Hub::default());
+        let session = hub.attach("h").unwrap();
+        let mut reader = hub.open_logs("h", "S-web-1", 10, true).unwrap();
+        let mut outbox = session.outbox;
+        let Some(ServerMessage::Logs(request)) = outbox.recv().await else { panic!("the agent is asked for the log") };
+        let chunk = |text: &str| LogChunk { id: request.id, lines: vec![corral_proto::LogLine { stream: "stdout".into(), line: text.into() }], end: None };
+        hub.deliver_logs("other", chunk("forged"));
+        hub.deliver_logs("h", chunk("real"));
+        assert_eq!(reader.chunks.recv().await.unwrap().lines[0].line, "real");
+        assert!(reader.chunks.try_recv().is_err(), "nothing else arrived");
     }
 }

@@ -85,7 +85,13 @@ pub struct Config {
     /// Where the sealing key file is; `sealing.key` in the data dir by default. Keeping it on
     /// another disk than the database keeps backups of the disk from holding both.
     pub sealing_key_file: Option<PathBuf>,
+    /// The most hosts one join token value may bring into its environment; 0 for no limit.
+    /// Rotating the token starts a new count.
+    pub max_hosts_per_join_token: u32,
 }
+
+/// Hosts one join token may bring in unless configured otherwise.
+pub const DEFAULT_MAX_HOSTS_PER_JOIN_TOKEN: u32 = 100;
 
 /// Whether the main listener speaks TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,6 +131,7 @@ impl Config {
             admin_token_file: true,
             sealing_key: None,
             sealing_key_file: None,
+            max_hosts_per_join_token: DEFAULT_MAX_HOSTS_PER_JOIN_TOKEN,
         }
     }
 }
@@ -244,8 +251,9 @@ impl ControlPlane {
     pub async fn run(self, mut shutdown: broadcast::Receiver<()>) -> Result<(), ServerError> {
         use axum::serve::ListenerExt;
         let ControlPlane { state, listener, local_listener, tls, reconciler, .. } = self;
-        // Compute every known host's desired set before any agent can connect.
-        reconciler.pass().await?;
+        // The listener does not wait for the loop: its first pass runs in the loop's own task, so
+        // no database content can keep the API from answering. Agents that connect first are
+        // told nothing until that pass has computed their host's set (`hub::DesiredWatch`).
         let loop_task = tokio::spawn(reconciler.run(state.shutdown.subscribe()));
         let rollups = tokio::spawn(metrics::run_rollups(state.store.clone(), state.metrics.clone(), state.shutdown.subscribe()));
         let app = |scheme| api::router(state.clone(), scheme).into_make_service_with_connect_info::<SocketAddr>();

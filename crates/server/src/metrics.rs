@@ -11,7 +11,7 @@
 //! - [`API_LATENCY`], [`RECONCILE_LATENCY`]: the control plane's own latency histograms.
 
 use crate::hub::Hub;
-use corral_proto::stats::{ContainerStats, HostStats, StatsReport, DEFAULT_STATS_INTERVAL_MS, LIVE_STATS_INTERVAL_MS};
+use corral_proto::stats::{ContainerStats, HostStats, StatsReport, DEFAULT_STATS_INTERVAL_MS, LIVE_STATS_INTERVAL_MS, MAX_CPU_CORES};
 use corral_proto::ServerMessage;
 use corral_store::metrics::{Sample, SeriesKey, SeriesKind};
 use corral_store::{Store, StoreError};
@@ -154,6 +154,24 @@ fn hundredths(v: f32) -> i64 {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A report cut down to what its host has a claim to: the containers the host's agent last
+/// reported running on its engine (at most `MAX_OBSERVED_CONTAINERS`), each under the stack and
+/// service its own labels name, and at most [`MAX_CPU_CORES`] per-core figures. Anything else
+/// would add history series and figures for containers that exist nowhere.
+pub fn limit_report(mut report: StatsReport, observed: &HashMap<String, (String, String)>) -> StatsReport {
+    report.host.cpu_core_percent.truncate(MAX_CPU_CORES);
+    let mut seen = std::collections::HashSet::new();
+    report.containers.retain_mut(|c| match observed.get(&c.name) {
+        Some((stack, service)) if seen.insert(c.name.clone()) => {
+            c.stack.clone_from(stack);
+            c.service.clone_from(service);
+            true
+        }
+        _ => false,
+    });
+    report
 }
 
 impl Metrics {
@@ -534,6 +552,19 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn reports_keep_only_observed_containers_within_limits() {
+        let mut report = report(1000, 10);
+        report.host.cpu_core_percent = vec![1.0; MAX_CPU_CORES * 10];
+        let stats = |name: &str, stack: &str| ContainerStats { name: name.into(), stack: stack.into(), service: "x".into(), ..Default::default() };
+        report.containers = vec![stats("S-web-1", "Other"), stats("ghost-1", "S"), stats("S-web-1", "S")];
+        let observed: HashMap<String, (String, String)> = [("S-web-1".to_string(), ("S".to_string(), "web".to_string()))].into();
+        let limited = limit_report(report, &observed);
+        assert_eq!(limited.host.cpu_core_percent.len(), MAX_CPU_CORES);
+        let kept: Vec<(&str, &str, &str)> = limited.containers.iter().map(|c| (c.name.as_str(), c.stack.as_str(), c.service.as_str())).collect();
+        assert_eq!(kept, [("S-web-1", "S", "web")], "once, under the stack and service its labels name");
     }
 
     #[tokio::test]

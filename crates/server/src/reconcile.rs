@@ -137,7 +137,9 @@ impl Reconciler {
                     .filter(|h| h.schedulable && (!h.ineligible || current.values().any(|id| *id == h.id)))
                     .filter(|h| constraints.iter().all(|c| c.matches(&h.labels)))
                     .count() as u32,
-                _ => service.scale,
+                // A database written by hand or by an older version may hold any number: no pass
+                // plans more than the API allows.
+                _ => service.scale.min(crate::validate::MAX_SCALE as u32),
             };
             let request = ServiceRequest {
                 scale,

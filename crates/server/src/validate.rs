@@ -1,4 +1,7 @@
 //! Checks on what users send, each failing with a message that says what was wrong and what to do.
+//! What agents send is checked by the same rules, in [`agent`].
+
+pub mod agent;
 
 use crate::error::ApiError;
 use corral_proto::PortSpec;
@@ -221,16 +224,20 @@ pub fn command(values: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Service labels: anything but Corral's own `io.corral.*`, which the control plane sets.
+/// Service labels: anything but Corral's own `io.corral.*`, which the control plane sets, and
+/// control characters, which would reach terminals and logs as they are.
 pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if labels.len() > MAX_LABELS {
         return Err(ApiError::invalid("labels", format!("{} labels given; at most {MAX_LABELS} are allowed", labels.len())));
     }
     each_len("labels", "label key", labels.keys(), MAX_LABEL_KEY_BYTES)?;
     each_len("labels", "label value", labels.values(), MAX_LABEL_VALUE_BYTES)?;
-    for key in labels.keys() {
+    for (key, value) in labels {
         if key.is_empty() || key.starts_with("io.corral.") {
             return Err(ApiError::invalid("labels", format!("invalid label {key:?}: label keys may not be empty or start with io.corral.")));
+        }
+        if key.chars().chain(value.chars()).any(char::is_control) {
+            return Err(ApiError::invalid("labels", format!("invalid label {key:?}: label keys and values may not hold control characters (new lines, tabs, escape codes)")));
         }
     }
     Ok(())
@@ -297,38 +304,68 @@ pub fn duration_seconds(field: &'static str, value: i64) -> Result<i64, ApiError
     }
 }
 
-/// A service spec that already has its types (read from a backup): the rules creating it
-/// through the API follows.
+/// A whole service spec, by the rules the API applies to each of its fields: for a spec that
+/// arrives whole (rebuilt from container labels), and as the last check on one the API built.
 pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
-    match (spec.kind, &spec.lb) {
-        (ServiceKind::Container, None) => image(&spec.image)?,
-        (ServiceKind::Container, Some(_)) => return Err(ApiError::invalid("lb", "only a load-balancer service takes lb settings")),
-        (ServiceKind::LoadBalancer, None) => return Err(ApiError::invalid("lb", "a load balancer needs ports and targets")),
-        (ServiceKind::LoadBalancer, Some(_)) if !spec.image.is_empty() || !spec.command.is_empty() => {
-            return Err(ApiError::invalid("image", "a load balancer runs inside the agents: it has no image or command"))
-        }
-        (ServiceKind::LoadBalancer, Some(lb)) => load_balancer(lb)?,
-    }
     command(&spec.command)?;
     env(&spec.env)?;
     labels(&spec.labels)?;
-    ports(&spec.ports.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    ports(&spec.ports.iter().map(PortSpec::to_string).collect::<Vec<_>>())?;
     constraints(&spec.constraints)?;
+    if let Some(c) = spec.constraints.iter().find(|c| c.chars().any(char::is_control)) {
+        return Err(ApiError::invalid("constraints", format!("invalid constraint {c:?}: it may not hold control characters")));
+    }
     reschedule_after(Some(i64::from(spec.reschedule_after_secs)))?;
+    match (spec.kind, &spec.lb) {
+        (ServiceKind::Container, None) => image(&spec.image)?,
+        (ServiceKind::Container, Some(_)) => return Err(ApiError::invalid("lb", "only a load-balancer service takes lb settings")),
+        (ServiceKind::LoadBalancer, None) => {
+            return Err(ApiError::invalid("lb", "a load balancer needs ports and targets: e.g. --port 8080:80 --target STACK/SERVICE"))
+        }
+        (ServiceKind::LoadBalancer, Some(_)) if !spec.image.is_empty() || !spec.command.is_empty() => {
+            return Err(ApiError::invalid("image", "a load balancer runs inside the agents: give it no image or command"))
+        }
+        (ServiceKind::LoadBalancer, Some(lb)) => lb_spec(lb)?,
+    }
+    if spec.hot_spare && spec.kind != ServiceKind::Container {
+        return Err(ApiError::invalid("hot_spare", "a load balancer runs inside the agents and has no container to keep spare"));
+    }
+    if spec.hot_spare && spec.ports.iter().any(|p| p.host_port.is_some()) {
+        return Err(ApiError::invalid("hot_spare", "a hot spare cannot share a fixed host port with the instance on its host"));
+    }
     Ok(())
 }
 
-fn load_balancer(lb: &LbSpec) -> Result<(), ApiError> {
+/// A balancer's listeners, targets and rules: each must read back the same from the text the
+/// API parses, so nothing gets in that the API's own syntax could not say.
+fn lb_spec(lb: &LbSpec) -> Result<(), ApiError> {
     if lb.ports.is_empty() {
         return Err(ApiError::invalid("ports", "a load balancer needs at least one port, LISTEN:TARGET (e.g. 8080:80)"));
     }
     for port in &lb.ports {
-        crate::lb::parse_port(&format!("{}:{}", port.listen, port.target))?;
+        let mode = match port.mode {
+            corral_proto::lb::LbMode::Http => "http",
+            corral_proto::lb::LbMode::Tcp => "tcp",
+        };
+        crate::lb::parse_port(&format!("{}:{}/{mode}", port.listen, port.target))?;
     }
     if lb.targets.is_empty() && lb.rules.is_empty() {
-        return Err(ApiError::invalid("targets", "a load balancer needs a target (STACK/SERVICE) or a rule"));
+        return Err(ApiError::invalid("targets", "a load balancer needs a target (--target STACK/SERVICE) or a rule"));
     }
-    lb.targets.iter().chain(lb.rules.iter().map(|r| &r.service)).try_for_each(|t| crate::lb::target_path(t))
+    for target in lb.targets.iter().chain(lb.rules.iter().map(|r| &r.service)) {
+        crate::lb::target_path(target)?;
+        let (stack, service) = target.split_once('/').expect("checked above");
+        name("targets", "stack", stack)?;
+        name("targets", "service", service)?;
+    }
+    for rule in &lb.rules {
+        let matcher: Vec<String> = rule.host.iter().map(|h| format!("host={h}")).chain(rule.path.iter().map(|p| format!("path={p}"))).collect();
+        let text = format!("{} -> {}:{}", matcher.join(","), rule.service, rule.port);
+        if text.chars().any(char::is_control) || crate::lb::parse_rule(&text)? != *rule {
+            return Err(ApiError::invalid("rules", format!("invalid rule {text:?}: use 'host=NAME,path=/PREFIX -> STACK/SERVICE:PORT'")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -370,6 +407,64 @@ mod tests {
         assert!(labels(&[("io.corral.stack".to_string(), "x".to_string())].into()).is_err());
         assert_eq!(constraints(&["host.zone=a".into()]).unwrap(), ["host.zone=a"]);
         assert!(constraints(&["zone=a".into()]).is_err());
+        assert!(labels(&[("team".to_string(), "web\n".to_string())].into()).unwrap_err().to_string().contains("control characters"));
+    }
+
+    fn container_spec() -> ServiceSpec {
+        ServiceSpec {
+            kind: ServiceKind::Container,
+            image: "busybox".into(),
+            command: vec!["httpd".into()],
+            env: vec!["A=1".into()],
+            ports: vec!["8080:80".parse().unwrap()],
+            labels: [("team".to_string(), "web".to_string())].into(),
+            constraints: vec!["host.zone=a".into()],
+            reschedule_after_secs: 60,
+            lb: None,
+            hot_spare: false,
+        }
+    }
+
+    #[test]
+    fn whole_specs_follow_the_fields_rules() {
+        assert!(service_spec(&container_spec()).is_ok());
+        let refused = |change: &dyn Fn(&mut ServiceSpec), field: &str| {
+            let mut spec = container_spec();
+            change(&mut spec);
+            match service_spec(&spec) {
+                Err(ApiError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{spec:?} was not refused for its {field}: {other:?}"),
+            }
+        };
+        refused(&|s| s.image = "Not An Image".into(), "image");
+        refused(&|s| s.env = vec!["A=1\0".into()], "env");
+        refused(&|s| s.command = vec!["a\0".into()], "command");
+        refused(&|s| s.labels = [("io.corral.managed".to_string(), "x".to_string())].into(), "labels");
+        refused(&|s| s.ports = vec![PortSpec { host_port: None, container_port: 0, protocol: corral_proto::Protocol::Tcp }], "ports");
+        refused(&|s| s.constraints = vec!["zone=a".into()], "constraints");
+        refused(&|s| s.constraints = vec!["host.zone=a\u{1b}[2J".into()], "constraints");
+        refused(&|s| s.reschedule_after_secs = 4_000_000_000, "reschedule_after");
+        refused(&|s| s.hot_spare = true, "hot_spare");
+        refused(&|s| s.kind = ServiceKind::LoadBalancer, "lb");
+
+        let lb = LbSpec {
+            ports: vec![crate::lb::parse_port("8080:80").unwrap()],
+            targets: vec!["S/web".into()],
+            rules: vec![crate::lb::parse_rule("host=a.example,path=/api -> S/api:80").unwrap()],
+            global: false,
+        };
+        let balancer = ServiceSpec { kind: ServiceKind::LoadBalancer, image: String::new(), command: Vec::new(), ports: Vec::new(), lb: Some(lb.clone()), ..container_spec() };
+        assert!(service_spec(&balancer).is_ok());
+        assert!(service_spec(&ServiceSpec { image: "busybox".into(), ..balancer.clone() }).is_err());
+        let mut bad = lb.clone();
+        bad.rules[0].host = Some("A b".into());
+        assert!(service_spec(&ServiceSpec { lb: Some(bad), ..balancer.clone() }).is_err());
+        let mut bad = lb.clone();
+        bad.targets = vec!["S/\u{1b}".into()];
+        assert!(service_spec(&ServiceSpec { lb: Some(bad), ..balancer.clone() }).is_err());
+        let mut bad = lb;
+        bad.ports[0].listen = 0;
+        assert!(service_spec(&ServiceSpec { lb: Some(bad), ..balancer }).is_err());
     }
 
     fn message(result: Result<impl std::fmt::Debug, ApiError>) -> (&'static str, String) {

@@ -329,6 +329,17 @@ impl Store {
     }
 }
 
+/// How many hosts of the environment other than `host_id` joined with the join token whose
+/// hash is `token_hash`. Counted per token value, so a rotated token starts from zero.
+pub(crate) async fn hosts_joined_with(conn: &mut sqlx::SqliteConnection, environment_id: i64, token_hash: &str, host_id: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM hosts WHERE environment_id = ? AND join_token_hash = ? AND id != ?")
+        .bind(environment_id)
+        .bind(token_hash)
+        .bind(host_id)
+        .fetch_one(conn)
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::test_support::store;

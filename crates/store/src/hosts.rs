@@ -31,7 +31,17 @@ pub(crate) fn row_to_host(row: sqlx::sqlite::SqliteRow) -> Result<Host> {
         created_at: row.get("created_at"),
         revoked_at: row.get("revoked_at"),
         deactivated: row.get::<Option<String>, _>("deactivated_at").is_some(),
+        problem: row.get("problem"),
     })
+}
+
+/// A hello with the join token: counted against the hosts that joined with the same token.
+#[derive(Debug, Clone, Copy)]
+pub struct Joining<'a> {
+    /// SHA-256 of the join token the hello carried.
+    pub token_hash: &'a str,
+    /// The most hosts one token value may bring in; 0 for no limit.
+    pub max_hosts: u32,
 }
 
 /// What the store knows about a host's own credential.
@@ -44,12 +54,29 @@ pub struct HostCredential {
 }
 
 impl Store {
-    /// Records a host that has just connected with these facts, and marks it active.
+    /// Records a host that has just connected with these facts, and marks it active; a new
+    /// session starts with no problem recorded.
     ///
     /// A host keeps its environment for life; its name must be unique in the environment.
     /// Also says whether the host is new to this database.
     pub async fn register_host(&self, environment_id: i64, host_id: &str, facts: &HostFacts) -> Result<(Host, bool)> {
+        self.register_host_joining(environment_id, host_id, facts, None).await
+    }
+
+    /// [`Store::register_host`] for a hello with the join token: refused with a conflict when
+    /// `joining.max_hosts` other hosts already joined with that token value. Counting and
+    /// registering are one transaction, so hellos at the same moment cannot both slip in.
+    pub async fn register_host_joining(&self, environment_id: i64, host_id: &str, facts: &HostFacts, joining: Option<Joining<'_>>) -> Result<(Host, bool)> {
         let mut tx = self.write_tx().await?;
+        if let Some(joining) = joining.filter(|j| j.max_hosts > 0) {
+            let joined = crate::environments::hosts_joined_with(&mut tx, environment_id, joining.token_hash, host_id).await?;
+            if joined >= i64::from(joining.max_hosts) {
+                return Err(StoreError::Conflict(format!(
+                    "{joined} hosts have already joined this environment with this join token, the most one token may bring in (--max-hosts-per-join-token {}); rotate the join token (`corral host join-command --rotate`) and join with the new one, or start the control plane with a higher limit",
+                    joining.max_hosts
+                )));
+            }
+        }
         let existing_env: Option<i64> = sqlx::query_scalar("SELECT environment_id FROM hosts WHERE id = ?")
             .bind(host_id)
             .fetch_optional(&mut *tx)
@@ -76,13 +103,14 @@ impl Store {
         let t = now();
         let row = sqlx::query(
             "INSERT INTO hosts (id, environment_id, name, address, docker_version, cpus, memory_bytes, os, kernel,
-                                agent_version, labels, state, state_since, last_seen, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)
+                                agent_version, labels, state, state_since, last_seen, created_at, join_token_hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET
                 name = excluded.name, address = excluded.address, docker_version = excluded.docker_version,
                 cpus = excluded.cpus, memory_bytes = excluded.memory_bytes, os = excluded.os,
                 kernel = excluded.kernel, agent_version = excluded.agent_version, labels = excluded.labels,
-                state = 'active', state_since = excluded.state_since, last_seen = excluded.last_seen
+                state = 'active', state_since = excluded.state_since, last_seen = excluded.last_seen,
+                join_token_hash = COALESCE(excluded.join_token_hash, hosts.join_token_hash), problem = NULL
              RETURNING *",
         )
         .bind(host_id)
@@ -99,6 +127,7 @@ impl Store {
         .bind(&t)
         .bind(&t)
         .bind(&t)
+        .bind(joining.map(|j| j.token_hash))
         .fetch_one(&mut *tx)
         .await?;
         let host = row_to_host(row)?;
@@ -198,6 +227,12 @@ impl Store {
     /// Forgets that a host was removed: it has joined again with the join token.
     pub async fn forget_removed_host(&self, host_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM removed_hosts WHERE id = ?").bind(host_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records what was refused from the host's agent (`None`: nothing now).
+    pub async fn set_host_problem(&self, host_id: &str, problem: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE hosts SET problem = ? WHERE id = ?").bind(problem).bind(host_id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -323,5 +358,30 @@ mod tests {
         assert_eq!(store.removed_host("id-1").await.unwrap(), Some(Some("hash-1".into())));
         store.forget_removed_host("id-1").await.unwrap();
         assert_eq!(store.removed_host("id-1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn hosts_are_counted_per_join_token_and_a_hello_clears_the_problem() {
+        let (store, _dir) = store().await;
+        let env = store.ensure_default_environment().await.unwrap();
+        let joining = |hash| Some(super::Joining { token_hash: hash, max_hosts: 2 });
+        store.register_host_joining(env.id, "id-1", &facts("h1"), joining("t1")).await.unwrap();
+        store.register_host_joining(env.id, "id-2", &facts("h2"), joining("t1")).await.unwrap();
+        let err = store.register_host_joining(env.id, "id-3", &facts("h3"), joining("t1")).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Conflict(m) if m.contains("2 hosts") && m.contains("--rotate")), "{err}");
+        assert!(store.host_by_id("id-3").await.unwrap().is_none(), "a refused hello registers nothing");
+        // A host that joined with the token may say hello with it again; a new token counts anew.
+        store.register_host_joining(env.id, "id-1", &facts("h1"), joining("t1")).await.unwrap();
+        store.register_host_joining(env.id, "id-3", &facts("h3"), joining("t2")).await.unwrap();
+        // A hello with the host's credential neither counts nor forgets the token it joined with.
+        store.register_host(env.id, "id-3", &facts("h3")).await.unwrap();
+        let err = store.register_host_joining(env.id, "id-4", &facts("h4"), Some(super::Joining { token_hash: "t2", max_hosts: 1 })).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        store.register_host_joining(env.id, "id-4", &facts("h4"), Some(super::Joining { token_hash: "t2", max_hosts: 0 })).await.unwrap();
+
+        store.set_host_problem("id-1", Some("refused container \"x\"")).await.unwrap();
+        assert_eq!(store.host(env.id, "h1").await.unwrap().problem.as_deref(), Some("refused container \"x\""));
+        store.register_host(env.id, "id-1", &facts("h1")).await.unwrap();
+        assert_eq!(store.host(env.id, "h1").await.unwrap().problem, None, "a new session starts clean");
     }
 }

@@ -59,6 +59,8 @@ pub struct Host {
     pub revoked_at: Option<String>,
     /// Deactivated: keeps what it runs but gets no new containers.
     pub deactivated: bool,
+    /// What the control plane refused from the host's agent since its last hello, and why.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// List the environment's hosts with their state and facts.
+    /// List the environment's hosts with their state and facts, and what the control plane
+    /// refused from each host's agent since its last hello (PROBLEM; all of it with -o json).
     Ls,
     /// Print the one-line command that adds a host to the environment.
     JoinCommand {
@@ -42,11 +43,21 @@ pub enum Command {
     },
 }
 
+/// Characters of a host's problem the table shows; `-o json` has all of it.
+const PROBLEM_SHOWN: usize = 120;
+
+fn shorten(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}… (more with -o json)", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
         Command::Ls => {
             let hosts: Vec<Value> = client.get("/hosts", &[]).await?;
-            output::print(format, &hosts, &["NAME", "STATE", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "LABELS"], |hosts| {
+            output::print(format, &hosts, &["NAME", "STATE", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "LABELS", "PROBLEM"], |hosts| {
                 hosts
                     .iter()
                     .map(|h| {
@@ -62,6 +73,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                             output::bytes(h["memory_bytes"].as_u64().unwrap_or(0)),
                             text(h, "containers"),
                             labels.unwrap_or_default(),
+                            shorten(h["problem"].as_str().unwrap_or_default(), PROBLEM_SHOWN),
                         ]
                     })
                     .collect()

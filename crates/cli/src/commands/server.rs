@@ -43,6 +43,11 @@ pub struct Args {
     /// tokens; joined hosts keep working.
     #[arg(long, env = "CORRAL_SEALING_KEY_FILE", value_name = "PATH")]
     sealing_key_file: Option<PathBuf>,
+    /// The most hosts one join token may bring into its environment (0: no limit). Over it, a
+    /// new host is refused until the token is rotated (`corral host join-command --rotate`) or
+    /// the limit raised; hosts that joined keep reconnecting with their own credentials.
+    #[arg(long, value_name = "N", default_value_t = corral_server::DEFAULT_MAX_HOSTS_PER_JOIN_TOKEN)]
+    max_hosts_per_join_token: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -61,6 +66,7 @@ pub async fn run(args: Args) -> Result<()> {
     config.agent_binary = args.agent_binary;
     config.adoption_window = Duration::from_secs(args.adoption_window);
     config.session_ttl = Duration::from_secs(args.session_ttl);
+    config.max_hosts_per_join_token = args.max_hosts_per_join_token;
     config.tls = match args.tls {
         Tls::Auto => corral_server::TlsMode::Auto,
         Tls::On => corral_server::TlsMode::On,

@@ -9,6 +9,9 @@ use tower::ServiceExt;
 
 pub async fn connect(State(state): State<AppState>, ConnectInfo(remote): ConnectInfo<SocketAddr>, ws: WebSocketUpgrade) -> Response {
     let shutdown = state.shutdown.subscribe();
+    // Anyone may open this socket before saying hello: no message may be bigger than the
+    // biggest an agent needs to send.
+    let ws = ws.max_message_size(corral_proto::MAX_MESSAGE_BYTES).max_frame_size(corral_proto::MAX_MESSAGE_BYTES);
     ws.on_upgrade(move |socket| crate::agent_session::serve(socket, remote, state, shutdown))
 }
 

@@ -216,6 +216,7 @@ pub async fn create(
         reschedule_after_secs,
         lb,
     };
+    validate::service_spec(&spec)?;
     let service = state.store.create_service(&stack, &body.name, &spec, scale).await?;
     state.reconcile.trigger();
     let mut out = service_out(&state, vec![service]).await?;
@@ -303,6 +304,7 @@ pub async fn upgrade(
     if spec == service.spec {
         return Err(ApiError::invalid("image", "the upgrade changes nothing: the service already runs this spec"));
     }
+    validate::service_spec(&spec)?;
     let upgraded = state.store.upgrade_service(service.id, &spec).await?;
     state.reconcile.trigger();
     let mut out = service_out(&state, vec![upgraded]).await?;
