@@ -4,14 +4,18 @@
 //! checks that the engine itself runs what the UI asked for. The browser also signs out and in
 //! again as a user with the member role in OPS only, and gives a user (through a group) the
 //! read-only role in DEV; after it deactivated DEV's host, this side checks that the engine gets
-//! no new container until the host is activated again.
+//! no new container until the host is activated again. A third host, in the default
+//! environment, is a fake agent whose report the control plane refuses in part: the browser
+//! checks that the host's card says what was refused and why.
 
-use corral_e2e::{engines, exclusive, repo_root, start_agent, wait_for, ControlPlane, Launch, TEST_IMAGE};
+use corral_e2e::{engines, exclusive, fake_agent, repo_root, start_agent, wait_for, ControlPlane, FakeAgent, Launch, TEST_IMAGE};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const STACK: &str = "ui-shop";
+/// The default environment's fake host, whose report is refused in part.
+const PROBLEM_HOST: &str = "ui-reporter";
 
 #[test]
 fn web_ui_drives_a_real_cluster() {
@@ -42,6 +46,28 @@ fn web_ui_drives_a_real_cluster() {
         });
     }
 
+    // A host whose agent reports a container no engine could have (its id is no engine's): the
+    // control plane keeps the rest of the report and says on the host what it refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let default_token = cp.json(&["host", "join-command"])["token"].as_str().expect("join token").to_string();
+    let reporter = rt
+        .block_on(FakeAgent::join(&cp, &default_token, None, "ui-reporter", fake_agent::facts(PROBLEM_HOST)))
+        .unwrap_or_else(|answer| panic!("the fake host's hello: {answer}"));
+    reporter.report(vec![corral_proto::ObservedContainer {
+        name: "ghost".into(),
+        docker_id: "not-an-engine-id".into(),
+        image: TEST_IMAGE.into(),
+        state: corral_proto::ContainerState::Running,
+        status: "Up 1 minute".into(),
+        ip: None,
+        ports: Vec::new(),
+        labels: Default::default(),
+    }]);
+    wait_for("the fake host to show what was refused", Duration::from_secs(15), || {
+        let hosts = cp.json(&["host", "ls"]);
+        hosts.as_array()?.iter().find(|h| h["name"] == PROBLEM_HOST)?["problem"].as_str().map(str::to_string)
+    });
+
     // A member of OPS only, who signs in with a password in the browser.
     let (user, password) = ("ui-member", "correct horse battery");
     let mut create = cp.cli(&["user", "create", user, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -58,6 +84,7 @@ fn web_ui_drives_a_real_cluster() {
         .env("CORRAL_UI_STACK", STACK)
         .env("CORRAL_UI_IMAGE", TEST_IMAGE)
         .env("CORRAL_UI_USER", format!("{user}:{password}"))
+        .env("CORRAL_UI_PROBLEM_HOST", PROBLEM_HOST)
         .output()
         .expect("run node tests/ui/e2e.mjs (Node.js is installed by scripts/setup.sh)");
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -87,6 +114,7 @@ fn web_ui_drives_a_real_cluster() {
         (engines[1].running_names() == ["parked-idle-1"]).then_some(())
     });
 
+    drop(reporter);
     drop(agents);
     for e in &engines {
         e.clear();

@@ -10,15 +10,13 @@
 
 use corral_e2e::*;
 use corral_proto::stats::{ContainerStats, HostStats, StatsReport};
-use corral_proto::{AgentMessage, ContainerState, Hello, HostFacts, ObservedContainer, ObservedSet, PROTOCOL_VERSION};
-use futures_util::{SinkExt, StreamExt};
+use corral_proto::{AgentMessage, ObservedContainer};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
 /// Runs curl with `-w` printing the status last: the status and the JSON body (`Null` if none).
 fn curl(cmd: &mut Command) -> (u16, Value) {
@@ -78,59 +76,26 @@ fn backup(cp: &ControlPlane, file: &Path) -> PathBuf {
 
 /// A host that joins by speaking the agent protocol from the test: hello, one observed report,
 /// one stats report, then heartbeats only. It runs nothing; dropping it closes its connection.
-struct FakeHost(tokio::task::JoinHandle<()>);
-
-impl Drop for FakeHost {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// A host that joined, reported one container and its stats, and stays connected while kept.
+struct FakeHost(#[allow(dead_code)] FakeAgent);
 
 fn fake_host(rt: &tokio::runtime::Runtime, cp: &ControlPlane, join_token: &str, id: &str, name: &str) -> FakeHost {
-    let url = format!("{}/v1/agent", cp.url.replacen("http://", "ws://", 1));
-    let (id, name, token) = (id.to_string(), name.to_string(), join_token.to_string());
-    let (welcomed, welcome) = std::sync::mpsc::channel();
-    let task = rt.spawn(async move {
-        let frame = |m: AgentMessage| Message::Text(serde_json::to_string(&m).unwrap().into());
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /v1/agent");
-        let labels = BTreeMap::from([("zone".to_string(), name.clone())]);
-        let facts = HostFacts { name: name.clone(), address: "127.0.0.1".into(), docker_version: "test".into(), cpus: 2, memory_bytes: 1 << 30, os: "linux".into(), labels, ..Default::default() };
-        socket.send(frame(AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token, credential: None, host_id: id, facts }))).await.unwrap();
-        let answer: Value = loop {
-            match socket.next().await {
-                Some(Ok(Message::Text(t))) => break serde_json::from_str(&t).unwrap(),
-                Some(Ok(_)) => continue,
-                other => panic!("no answer to the hello: {other:?}"),
-            }
-        };
-        let sidecar = format!("{name}-sidecar");
-        let container = ObservedContainer {
-            name: sidecar.clone(),
-            docker_id: format!("id-{name}"),
-            image: "busybox".into(),
-            state: ContainerState::Running,
-            status: "Up 2 minutes".into(),
-            ip: Some("172.17.0.9".into()),
-            ports: vec!["80".parse().unwrap()],
-            labels: BTreeMap::from([("team".to_string(), "blue".to_string())]),
-        };
-        socket.send(frame(AgentMessage::Observed(ObservedSet { applied_revision: 0, containers: vec![container], load_balancer: vec![] }))).await.unwrap();
-        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-        let host = HostStats { cpu_percent: 12.5, load1: 0.5, memory_used_bytes: 1 << 28, memory_total_bytes: 1 << 30, ..Default::default() };
-        let containers = vec![ContainerStats { name: sidecar, stack: "WEB".into(), service: "web".into(), cpu_percent: 3.0, memory_bytes: 1 << 20, ..Default::default() }];
-        socket.send(frame(AgentMessage::Stats(StatsReport { at_ms, host, containers }))).await.unwrap();
-        let _ = welcomed.send(answer);
-        let mut beat = tokio::time::interval(Duration::from_millis(300));
-        loop {
-            tokio::select! {
-                _ = beat.tick() => if socket.send(frame(AgentMessage::Heartbeat)).await.is_err() { return },
-                msg = socket.next() => if !matches!(msg, Some(Ok(_))) { return },
-            }
-        }
-    });
-    let answer = welcome.recv_timeout(Duration::from_secs(10)).expect("an answer to the fake host's hello");
-    assert_eq!(answer["type"], "welcome", "{answer}");
-    FakeHost(task)
+    let mut facts = corral_e2e::fake_agent::facts(name);
+    facts.labels = BTreeMap::from([("zone".to_string(), name.to_string())]);
+    let agent = rt.block_on(FakeAgent::join(cp, join_token, None, id, facts)).unwrap_or_else(|answer| panic!("the fake host's hello: {answer}"));
+    let sidecar = format!("{name}-sidecar");
+    let container = ObservedContainer {
+        ip: Some("172.17.0.9".into()),
+        ports: vec!["80".parse().unwrap()],
+        labels: BTreeMap::from([("team".to_string(), "blue".to_string())]),
+        ..corral_e2e::fake_agent::running(&sidecar)
+    };
+    agent.report(vec![container]);
+    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let host = HostStats { cpu_percent: 12.5, load1: 0.5, memory_used_bytes: 1 << 28, memory_total_bytes: 1 << 30, ..Default::default() };
+    let containers = vec![ContainerStats { name: sidecar, stack: "WEB".into(), service: "web".into(), cpu_percent: 3.0, memory_bytes: 1 << 20, ..Default::default() }];
+    agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers }));
+    FakeHost(agent)
 }
 
 /// Every row of every table of an SQLite file, each as `column=literal, ...`, sorted by table.
@@ -304,7 +269,7 @@ fn crafted_backups_are_refused_with_the_reason_and_change_nothing() {
                      '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             400,
             "bad_backup",
-            &["table hosts, row id h-evil", "the host name", "is refused"],
+            &["table hosts, row id \"h-evil\"", "the host name", "is refused"],
         ),
         ("an image reference that is no image", "UPDATE services SET image = 'Not An Image'", 400, "bad_backup", &["table services, row id", "invalid image reference"]),
         ("a role that does not exist", "UPDATE memberships SET role = 'superuser'", 400, "bad_backup", &["table memberships, row id", "role"]),

@@ -7,8 +7,8 @@
 
 use corral_e2e::*;
 use corral_proto::stats::{ContainerStats, HostStats, StatsReport};
-use corral_proto::{AgentMessage, Hello, HostFacts, LogChunk, LogLine, ObservedSet, ServerMessage, PROTOCOL_VERSION};
-use futures_util::{SinkExt, StreamExt};
+use corral_proto::{AgentMessage, LogChunk, LogLine, ObservedSet, ServerMessage};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -190,21 +190,18 @@ impl Watched {
 /// A fake agent: joins with `join_token` as host `name`, reports an empty engine, heartbeats,
 /// reports `containers`' stats every 500 ms, and answers every log request with a line.
 async fn fake_agent(cp: &ControlPlane, join_token: &str, name: &str, containers: Vec<ContainerStats>) -> tokio::task::JoinHandle<()> {
-    let url = format!("{}/v1/agent", cp.url.replacen("http://", "ws://", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /v1/agent");
-    let facts = HostFacts { name: name.into(), address: "127.0.0.1".into(), docker_version: "test".into(), cpus: 2, memory_bytes: 1 << 30, ..Default::default() };
-    let hello = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: join_token.into(), credential: None, host_id: format!("host-{name}"), facts });
-    let send = |m: &AgentMessage| Message::Text(serde_json::to_string(m).unwrap().into());
-    socket.send(send(&hello)).await.unwrap();
-    let welcome = loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an answer to the hello") {
-            Some(Ok(Message::Text(t))) => break serde_json::from_str::<ServerMessage>(&t).unwrap(),
-            Some(Ok(_)) => continue,
-            other => panic!("no answer to the hello: {other:?}"),
-        }
-    };
-    assert!(matches!(welcome, ServerMessage::Welcome(_)), "{welcome:?}");
-    socket.send(send(&AgentMessage::Observed(ObservedSet { applied_revision: 0, containers: vec![], load_balancer: vec![] }))).await.unwrap();
+    let facts = corral_e2e::fake_agent::facts(name);
+    let mut agent = FakeAgent::join(cp, join_token, None, &format!("host-{name}"), facts).await.unwrap_or_else(|answer| panic!("the fake agent's hello: {answer}"));
+    // Stats count only for containers the host reports it runs, under the stack and service
+    // their labels name.
+    let runs: Vec<_> = containers
+        .iter()
+        .map(|c| corral_proto::ObservedContainer {
+            labels: [(corral_proto::labels::STACK.to_string(), c.stack.clone()), (corral_proto::labels::SERVICE.to_string(), c.service.clone())].into(),
+            ..corral_e2e::fake_agent::running(&c.name)
+        })
+        .collect();
+    agent.report(runs.clone());
     let name = name.to_string();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -215,29 +212,18 @@ async fn fake_agent(cp: &ControlPlane, join_token: &str, name: &str, containers:
                     counter += 1;
                     let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
                     let host = HostStats { cpu_percent: 10.0, cpu_core_percent: vec![10.0, 10.0], memory_used_bytes: 1 << 29, memory_total_bytes: 1 << 30, network_rx_bytes: counter * 1000, ..Default::default() };
-                    let report = AgentMessage::Stats(StatsReport { at_ms, host, containers: containers.clone() });
-                    if socket.send(send(&AgentMessage::Heartbeat)).await.is_err() || socket.send(send(&report)).await.is_err() {
-                        return;
-                    }
+                    agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers: containers.clone() }));
                 }
-                message = socket.next() => {
-                    let Some(Ok(Message::Text(text))) = message else {
-                        if matches!(message, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) { return }
-                        continue;
-                    };
-                    let reply = match serde_json::from_str::<ServerMessage>(&text) {
-                        Ok(ServerMessage::Desired(set)) => AgentMessage::Observed(ObservedSet { applied_revision: set.revision, containers: vec![], load_balancer: vec![] }),
-                        Ok(ServerMessage::Logs(request)) => AgentMessage::Logs(LogChunk {
-                            id: request.id,
-                            lines: vec![LogLine { stream: "stdout".into(), line: format!("a line from {name}") }],
-                            end: None,
-                        }),
-                        _ => continue,
-                    };
-                    if socket.send(send(&reply)).await.is_err() {
-                        return;
-                    }
-                }
+                message = agent.inbox.recv() => match message {
+                    None => return,
+                    Some(ServerMessage::Desired(set)) => agent.send(&AgentMessage::Observed(ObservedSet { applied_revision: set.revision, containers: runs.clone(), load_balancer: vec![] })),
+                    Some(ServerMessage::Logs(request)) => agent.send(&AgentMessage::Logs(LogChunk {
+                        id: request.id,
+                        lines: vec![LogLine { stream: "stdout".into(), line: format!("a line from {name}") }],
+                        end: None,
+                    })),
+                    Some(_) => {}
+                },
             }
         }
     })

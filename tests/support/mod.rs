@@ -4,6 +4,11 @@
 //! - [`ControlPlane`] / [`Agent`]: `corral server` and `corral agent` child processes, killed on drop.
 //! - [`corral`]: runs a client command and returns its JSON answer.
 //! - [`Engine`]: asks an engine itself (the `docker` CLI) what it runs.
+//! - [`fake_agent`]: a peer speaking the agent protocol with no engine, for tests of what the
+//!   control plane does with what agents send.
+
+pub mod fake_agent;
+pub use fake_agent::FakeAgent;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

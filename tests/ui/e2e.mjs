@@ -35,6 +35,7 @@ const IMAGE = process.env.CORRAL_UI_IMAGE ?? "corral-test/busybox:latest";
 const [USER, PASSWORD] = (process.env.CORRAL_UI_USER ?? "").split(/:(.*)/s);
 const SHOTS = process.env.CORRAL_UI_SCREENSHOTS === "1";
 const ONLY = process.env.CORRAL_UI_ONLY ?? "";
+const PROBLEM_HOST = process.env.CORRAL_UI_PROBLEM_HOST ?? "";
 const T = 30_000;
 // The balancer listens on the agent's machine: a port nothing else of the test suite uses.
 const LB_PORT = 18931;
@@ -116,6 +117,16 @@ async function realCluster(ctx) {
     await page.goto(`${URL_}/#token=${TOKEN}`);
     await page.getByTestId("nav-hosts").waitFor({ timeout: T });
   });
+
+  if (PROBLEM_HOST) {
+    await step(`the card of ${PROBLEM_HOST} says what was refused from its agent and why`, async () => {
+      await selectEnv(page, "Default");
+      const problem = page.locator(`[data-testid=host-card][data-host="${PROBLEM_HOST}"] [data-testid=host-problem]`);
+      await problem.waitFor({ timeout: T });
+      const text = await problem.textContent();
+      assert(text.includes('container "ghost" not kept from the report') && text.includes("is not an engine's container id"), `the host's problem shows: ${text}`);
+    });
+  }
 
   await step(`switch to ${ops} and see its host ${opsHost}`, async () => {
     await selectEnv(page, ops);

@@ -49,6 +49,8 @@ export interface Host {
   deactivated?: boolean;
   /** When its credential was revoked: its agent must join with the join token again. */
   revoked_at?: string | null;
+  /** What the control plane refused from this host's agent since its last hello, and why. */
+  problem?: string | null;
 }
 
 export interface JoinCommand {

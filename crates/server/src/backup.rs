@@ -403,6 +403,9 @@ async fn settle(state: &AppState, admin_token: Option<&str>) -> Result<(), Backu
     state.metrics.clear_series_cache();
     state.reconcile.run_now().await;
     state.events.everything_changed();
+    // Users, keys, sessions and memberships are the backup's now: open streams check theirs at
+    // once, whichever way the restore came (API, CLI, desktop menu).
+    state.access.notify();
     Ok(())
 }
 

@@ -186,6 +186,13 @@ const HostCard = memo(function HostCard({ host, containers, rights, onAction }: 
           {host.state === "disconnected" && " — its agent is not connected; containers keep running on the engine"}
         </Text>
       )}
+      {host.problem && (
+        <Alert color="orange" variant="light" mb="xs" p="xs" title="Refused from this host's agent" data-testid="host-problem">
+          <Text size="sm" style={{ whiteSpace: "pre-wrap", wordBreak: "break-word" }}>
+            {host.problem}
+          </Text>
+        </Alert>
+      )}
       {/* A CSS grid rather than SimpleGrid, whose responsive columns add a style tag per card. */}
       <div className="facts">
         <Fact label="Address" value={host.address} />

@@ -31,11 +31,12 @@ pub struct Args {
     #[arg(long)]
     agent_binary: Option<PathBuf>,
     /// After a lost database, seconds to wait for hosts to re-join before services rebuilt from
-    /// container labels are scaled or healed.
-    #[arg(long, default_value_t = 30)]
+    /// container labels are scaled or healed (at most a day).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     adoption_window: u64,
-    /// Seconds a login session lasts (its open streams end within 5 s of its expiry).
-    #[arg(long, default_value_t = 12 * 3600)]
+    /// Seconds a login session lasts (its open streams end within 5 s of its expiry); at most a
+    /// year.
+    #[arg(long, default_value_t = 12 * 3600, value_parser = clap::value_parser!(u64).range(1..=366 * 86_400))]
     session_ttl: u64,
     /// File with the key join tokens are sealed with in the database (created, mode 0600, when
     /// missing) [default: DATA_DIR/sealing.key]. Keep it out of backups of the database: a copy

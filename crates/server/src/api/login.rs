@@ -45,6 +45,13 @@ pub async fn login(State(state): State<AppState>, extensions: axum::http::Extens
 }
 
 async fn start_session(state: &AppState, ip: IpAddr, scheme: Scheme, body: &LoginRequest) -> ApiResult<Response> {
+    // No account has a longer name or password; refused before anything is counted or stored.
+    if body.user.len() > crate::validate::MAX_NAME_LEN {
+        return Err(ApiError::invalid("user", format!("a user name has at most {} characters", crate::validate::MAX_NAME_LEN)));
+    }
+    if body.password.len() > crate::validate::MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid("password", format!("a password has at most {} bytes", crate::validate::MAX_PASSWORD_BYTES)));
+    }
     let attempt = crate::access::begin_login(state, &body.user, ip).await?;
     let Some(user) = state.store.check_password(&body.user, &body.password).await? else {
         tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
