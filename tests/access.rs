@@ -5,7 +5,7 @@
 //! expectation here fails it.
 
 use corral_e2e::*;
-use corral_proto::{AgentMessage, HostFacts, Hello, PROTOCOL_VERSION};
+use corral_proto::{AgentMessage, Hello, HostFacts, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -55,7 +55,11 @@ fn request(from: Option<&str>, cp: &ControlPlane, method: &str, url_path: &str, 
     let out = cmd.arg(format!("{}{url_path}", cp.url)).output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    Answer { status: code.trim().parse().unwrap_or(0), headers: std::fs::read_to_string(headers).unwrap_or_default(), body: serde_json::from_str(json).unwrap_or(Value::Null) }
+    Answer {
+        status: code.trim().parse().unwrap_or(0),
+        headers: std::fs::read_to_string(headers).unwrap_or_default(),
+        body: serde_json::from_str(json).unwrap_or(Value::Null),
+    }
 }
 
 /// A `corral` client command with `token` (none: no credential at all), run with `-o json`.
@@ -82,7 +86,13 @@ fn user_with_key(cp: &ControlPlane, name: &str) -> String {
 }
 
 fn create_user(cp: &ControlPlane, name: &str, password: &str) {
-    let mut child = cp.cli(&["-o", "json", "user", "create", name, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cp
+        .cli(&["-o", "json", "user", "create", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{password}\n").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let user = ok_json(&out);
@@ -315,7 +325,8 @@ async fn hello(cp: &ControlPlane, token: &str, host_id: &str, name: &str) -> (Va
 async fn hello_with(cp: &ControlPlane, token: &str, credential: Option<&str>, host_id: &str, name: &str) -> (Value, Socket) {
     let url = format!("{}/v1/agent", cp.url.replacen("http://", "ws://", 1));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /v1/agent");
-    let facts = HostFacts { name: name.into(), address: "127.0.0.1".into(), docker_version: "test".into(), cpus: 1, memory_bytes: 1 << 30, ..Default::default() };
+    let facts =
+        HostFacts { name: name.into(), address: "127.0.0.1".into(), docker_version: "test".into(), cpus: 1, memory_bytes: 1 << 30, ..Default::default() };
     let credential = credential.map(str::to_string);
     let msg = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: token.into(), credential, host_id: host_id.into(), facts });
     socket.send(Message::Text(serde_json::to_string(&msg).unwrap().into())).await.unwrap();
@@ -371,7 +382,8 @@ async fn a_dev_member_sees_nothing_of_ops_and_join_tokens_stay_in_their_environm
         assert!(names("DEV", Some(&dev_key)).is_empty());
 
         // REST: OPS answers as if it did not exist.
-        for args in [&["--env", "OPS", "host", "ls"][..], &["--env", "OPS", "stack", "ls"], &["--env", "OPS", "ps"], &["--env", "OPS", "host", "join-command"]] {
+        for args in [&["--env", "OPS", "host", "ls"][..], &["--env", "OPS", "stack", "ls"], &["--env", "OPS", "ps"], &["--env", "OPS", "host", "join-command"]]
+        {
             let out = corral(&cp, Some(&dev_key), args);
             assert!(!out.status.success() && text(&out).contains("environment \"OPS\" does not exist"), "{args:?}: {}", text(&out));
         }
@@ -506,11 +518,17 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
     let home = tmp.path().join("home");
     let login = |user: &str, password: &str, json_out: bool| {
         let mut cmd = Command::new(corral_bin());
-        cmd.env("CORRAL_URL", &cp.url).env_remove("CORRAL_TOKEN").env_remove("CORRAL_ENV").env("HOME", &home).env("XDG_CONFIG_HOME", home.join(".config")).env("XDG_DATA_HOME", home.join(".local/share"));
+        cmd.env("CORRAL_URL", &cp.url)
+            .env_remove("CORRAL_TOKEN")
+            .env_remove("CORRAL_ENV")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"));
         if json_out {
             cmd.args(["-o", "json"]);
         }
-        let mut child = cmd.args(["login", "--user", user, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child =
+            cmd.args(["login", "--user", user, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{password}\n").as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     };
@@ -523,7 +541,12 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
     assert_eq!(std::fs::metadata(&session_file).unwrap().permissions().mode() & 0o777, 0o600);
     let as_erin = |args: &[&str]| {
         let mut cmd = Command::new(corral_bin());
-        cmd.env("CORRAL_URL", &cp.url).env_remove("CORRAL_TOKEN").env_remove("CORRAL_ENV").env("HOME", &home).env("XDG_CONFIG_HOME", home.join(".config")).env("XDG_DATA_HOME", home.join(".local/share"));
+        cmd.env("CORRAL_URL", &cp.url)
+            .env_remove("CORRAL_TOKEN")
+            .env_remove("CORRAL_ENV")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"));
         cmd.args(["-o", "json"]).args(args).output().unwrap()
     };
     ok_json(&as_erin(&["--env", "OPS", "stack", "create", "WEB"]));
@@ -535,7 +558,15 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
 
     // The owner (through the group) reads OPS's log; frank may not.
     let entries = ok_json(&as_erin(&["--env", "OPS", "audit", "ls"]));
-    let find = |method: &str, path: &str| entries.as_array().unwrap().iter().find(|e| e["method"] == method && e["path"] == path).cloned().unwrap_or_else(|| panic!("no {method} {path} in {entries}"));
+    let find = |method: &str, path: &str| {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["method"] == method && e["path"] == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {method} {path} in {entries}"))
+    };
     let created = find("POST", "/v1/stacks");
     assert_eq!(
         (created["user"].as_str(), created["client"].as_str(), created["status"].as_u64(), created["target"].as_str(), created["environment"].as_str()),
@@ -568,7 +599,13 @@ fn a_user_created_as_admin_manages_every_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&tmp.path().join("data"));
     cp.json(&["env", "create", "OPS"]);
-    let mut child = cp.cli(&["-o", "json", "user", "create", "grace", "--admin", "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cp
+        .cli(&["-o", "json", "user", "create", "grace", "--admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"grace-password\n").unwrap();
     let grace = ok_json(&child.wait_with_output().unwrap());
     assert_eq!((grace["name"].as_str(), grace["admin"].as_bool()), (Some("grace"), Some(true)), "{grace}");
@@ -719,7 +756,11 @@ fn failed_logins_are_limited_per_user_and_per_address_across_restarts() {
         assert_eq!((answer.status, answer.body["code"].as_str()), (429, Some("too_many_attempts")), "{}", answer.body);
         let message = answer.body["message"].as_str().unwrap();
         assert!(message.contains(whom) && message.contains("try again in"), "{message}");
-        let retry_after: u64 = answer.headers.lines().find_map(|l| l.to_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap())).expect("a Retry-After header");
+        let retry_after: u64 = answer
+            .headers
+            .lines()
+            .find_map(|l| l.to_lowercase().strip_prefix("retry-after:").map(|v| v.trim().parse().unwrap()))
+            .expect("a Retry-After header");
         assert!(retry_after > 800 && retry_after <= 900, "within the 15-minute window: {retry_after}");
     };
     // A fresh address, the right password: still refused for this user.

@@ -9,17 +9,17 @@ use std::time::Duration;
 
 /// `curl` against the API: `(status, body)`.
 fn curl(cp: &ControlPlane, args: &[&str]) -> (String, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: Bearer {}", cp.admin_token())])
-        .args(args)
-        .output()
-        .unwrap();
+    let out =
+        Command::new("curl").args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: Bearer {}", cp.admin_token())]).args(args).output().unwrap();
     let split = out.stdout.iter().rposition(|b| *b == b'\n').expect("curl printed the status");
     (String::from_utf8_lossy(&out.stdout[split + 1..]).to_string(), out.stdout[..split].to_vec())
 }
 
 fn restore_upload(cp: &ControlPlane, file: &Path) -> (String, Value) {
-    let (code, body) = curl(cp, &["-X", "POST", "-H", "Content-Type: application/octet-stream", "--data-binary", &format!("@{}", file.display()), &format!("{}/v1/restore", cp.url)]);
+    let (code, body) = curl(
+        cp,
+        &["-X", "POST", "-H", "Content-Type: application/octet-stream", "--data-binary", &format!("@{}", file.display()), &format!("{}/v1/restore", cp.url)],
+    );
     (code, serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body))))
 }
 
@@ -123,12 +123,7 @@ fn bad_backups_are_refused_clearly_and_change_nothing() {
     let empty = tmp.path().join("empty.db");
     std::fs::write(&empty, "").unwrap();
 
-    let cases = [
-        (&text_file, "not a SQLite database"),
-        (&other, "not a Corral database"),
-        (&truncated, "damaged"),
-        (&empty, "empty"),
-    ];
+    let cases = [(&text_file, "not a SQLite database"), (&other, "not a Corral database"), (&truncated, "damaged"), (&empty, "empty")];
     for (file, expected) in cases {
         let (code, body) = restore_upload(&cp, file);
         assert_eq!((code.as_str(), body["code"].as_str()), ("400", Some("bad_backup")), "{}: {body}", file.display());
@@ -140,7 +135,8 @@ fn bad_backups_are_refused_clearly_and_change_nothing() {
     assert!(err.contains("cannot read /nonexistent/backup.db"), "{err}");
 
     assert!(safety_copies(&cp).is_empty(), "no safety copy for a refused file");
-    let leftovers: Vec<String> = std::fs::read_dir(&cp.data_dir).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(".corral-")).collect();
+    let leftovers: Vec<String> =
+        std::fs::read_dir(&cp.data_dir).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(".corral-")).collect();
     assert!(leftovers.is_empty(), "temp files are cleaned up: {leftovers:?}");
     assert_eq!((cp.json(&["stack", "ls"]), cp.json(&["service", "ls"]), cp.json(&["env", "ls"])), before, "bad backups changed nothing");
 }

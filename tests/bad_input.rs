@@ -57,10 +57,26 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(code, "400", "{body}");
     assert_eq!(body["code"], "bad_request");
     assert!(body["message"].as_str().unwrap().contains("JSON"), "{body}");
-    let (code, body) = curl(&["-X", "POST", "-H", "Content-Type: application/json", "-d", r#"{"name":"x","image":"busybox","replicas":3}"#, &format!("{}/v1/stacks/WEB-Server/services", cp.url)]);
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"name":"x","image":"busybox","replicas":3}"#,
+        &format!("{}/v1/stacks/WEB-Server/services", cp.url),
+    ]);
     assert_eq!(code, "400", "unknown fields are refused, not ignored: {body}");
     assert!(body["message"].as_str().unwrap().contains("replicas"), "{body}");
-    let (code, body) = curl(&["-X", "POST", "-H", "Content-Type: application/json", "-d", r#"{"name":"x","image":"busybox","scale":-1}"#, &format!("{}/v1/stacks/WEB-Server/services", cp.url)]);
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"name":"x","image":"busybox","scale":-1}"#,
+        &format!("{}/v1/stacks/WEB-Server/services", cp.url),
+    ]);
     assert_eq!((code.as_str(), body["field"].as_str()), ("400", Some("scale")), "{body}");
     let (code, body) = curl(&[&format!("{}/v1/nothing-here", cp.url)]);
     assert_eq!((code.as_str(), body["code"].as_str()), ("404", Some("not_found")), "{body}");

@@ -95,9 +95,8 @@ fn core_story_on_two_engines() {
 
     // Step 4: the seed's first story.
     cp.json(&["stack", "create", "WEB-Server"]);
-    let created = cp.json(&[
-        "service", "create", "WEB-Server/Nginx-cluster", "--image", TEST_IMAGE, "--scale", "10", "--port", "80", "--", "httpd", "-f", "-p", "80",
-    ]);
+    let created =
+        cp.json(&["service", "create", "WEB-Server/Nginx-cluster", "--image", TEST_IMAGE, "--scale", "10", "--port", "80", "--", "httpd", "-f", "-p", "80"]);
     assert_eq!(created["scale"], 10);
     let ten = names("WEB-Server-Nginx-cluster", 1..=10);
     let seen = wait_engines("ten running containers", &engines, |m| all_running(m) == ten);
@@ -138,9 +137,7 @@ fn core_story_on_two_engines() {
     cp.json(&["service", "scale", "WEB-Server/Nginx-cluster", "4"]);
     let four = names("WEB-Server-Nginx-cluster", 1..=4);
     wait_engines("scale down to four", &engines, |m| all_running(m) == four && m.values().all(|v| v.len() == 2));
-    wait_for("removed containers to be gone from the engines", WAIT, || {
-        (engines.iter().map(|e| e.managed().len()).sum::<usize>() == 4).then_some(())
-    });
+    wait_for("removed containers to be gone from the engines", WAIT, || (engines.iter().map(|e| e.managed().len()).sum::<usize>() == 4).then_some(()));
 
     // Constraints: host.zone=b places only on h2.
     cp.json(&["service", "create", "WEB-Server/pinned", "--image", TEST_IMAGE, "--scale", "3", "--constraint", "host.zone=b", "--", "sleep", "3600"]);
@@ -157,9 +154,7 @@ fn core_story_on_two_engines() {
     std::fs::copy(h1_state.join("host-id"), twin_state.join("host-id")).unwrap();
     let before_twin = engines[0].managed().into_iter().map(|c| c.id).collect::<std::collections::BTreeSet<_>>();
     let twin = start_agent(&cp, &join_token, &engines[0], &twin_state, &[]);
-    wait_for("the twin agent to be told the identity is connected", WAIT, || {
-        twin.output().contains("already connected").then_some(())
-    });
+    wait_for("the twin agent to be told the identity is connected", WAIT, || twin.output().contains("already connected").then_some(()));
     drop(twin);
     assert_eq!(cp.hosts().len(), 2, "the twin did not register a host");
     assert_eq!(engines[0].managed().into_iter().map(|c| c.id).collect::<std::collections::BTreeSet<_>>(), before_twin);
@@ -191,13 +186,9 @@ fn core_story_on_two_engines() {
 
     // Removal reaches the engines.
     cp.json(&["service", "rm", "WEB-Server/pinned"]);
-    wait_for("pinned containers removed from h2", WAIT, || {
-        (!engines[1].managed().iter().any(|c| c.name.contains("pinned"))).then_some(())
-    });
+    wait_for("pinned containers removed from h2", WAIT, || (!engines[1].managed().iter().any(|c| c.name.contains("pinned"))).then_some(()));
     cp.json(&["stack", "rm", "WEB-Server"]);
-    wait_for("every container removed from the engines", WAIT, || {
-        engines.iter().all(|e| e.managed().is_empty()).then_some(())
-    });
+    wait_for("every container removed from the engines", WAIT, || engines.iter().all(|e| e.managed().is_empty()).then_some(()));
     assert!(cp.json(&["stack", "ls"]).as_array().unwrap().is_empty());
     assert!(cp.json(&["ps"]).as_array().unwrap().is_empty());
 }

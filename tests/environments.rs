@@ -28,10 +28,8 @@ fn environments_are_created_listed_and_removed() {
     assert_eq!((ops["hosts"].as_u64(), ops["stacks"].as_u64()), (Some(0), Some(1)), "{ops}");
 
     // Each environment joins hosts with its own token.
-    let tokens: Vec<String> = ["Default", "OPS", "DEV"]
-        .iter()
-        .map(|e| cp.json(&["--env", e, "host", "join-command"])["token"].as_str().unwrap().to_string())
-        .collect();
+    let tokens: Vec<String> =
+        ["Default", "OPS", "DEV"].iter().map(|e| cp.json(&["--env", e, "host", "join-command"])["token"].as_str().unwrap().to_string()).collect();
     assert!(tokens[0] != tokens[1] && tokens[1] != tokens[2] && tokens[0] != tokens[2], "{tokens:?}");
 
     // The table for people.
@@ -102,7 +100,8 @@ fn bad_environment_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(code, "204");
 
     // Renames: to a name taken (in any case), invalid, of a missing or the default environment.
-    let patch = |env: &str, body: &str| curl(&["-X", "PATCH", "-H", "Content-Type: application/json", "-d", body, &format!("{}/v1/environments/{env}", cp.url)]);
+    let patch =
+        |env: &str, body: &str| curl(&["-X", "PATCH", "-H", "Content-Type: application/json", "-d", body, &format!("{}/v1/environments/{env}", cp.url)]);
     let (code, body) = patch("OPS", r#"{"name":"default"}"#);
     assert_eq!((code.as_str(), body["code"].as_str()), ("409", Some("conflict")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("already exists"), "{body}");
@@ -172,7 +171,11 @@ fn renaming_an_environment_restarts_nothing() {
     assert_eq!(listed, ["S-web-1", "S-web-2"], "{ps}");
     assert!(ps.as_array().unwrap().iter().all(|c| c["state"] == "running"), "{ps}");
     let hosts = run(&["host", "ls"]);
-    assert_eq!((hosts[0]["environment"].as_str(), hosts[0]["state"].as_str(), hosts[0]["in_sync"].as_bool()), (Some("PROD"), Some("active"), Some(true)), "{hosts}");
+    assert_eq!(
+        (hosts[0]["environment"].as_str(), hosts[0]["state"].as_str(), hosts[0]["in_sync"].as_bool()),
+        (Some("PROD"), Some("active"), Some(true)),
+        "{hosts}"
+    );
 
     // Still managed: it scales, and the first two keep running untouched.
     run(&["service", "scale", "S/web", "3"]);
@@ -230,7 +233,10 @@ async fn an_event_stream_follows_its_environment_through_a_rename() {
     let url = format!("{}/v1/events?env=OPS&token={}", cp.url.replacen("http://", "ws://", 1), cp.admin_token());
     let (mut events, _) = tokio_tungstenite::connect_async(url).await.expect("the OPS event stream");
     // Frames until `done` says enough, or the stream ends (`None` in the list).
-    async fn frames_until(events: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin), done: impl Fn(&[Option<Value>]) -> bool) -> Vec<Option<Value>> {
+    async fn frames_until(
+        events: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+        done: impl Fn(&[Option<Value>]) -> bool,
+    ) -> Vec<Option<Value>> {
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !done(&frames) && tokio::time::Instant::now() < deadline {
@@ -252,7 +258,8 @@ async fn an_event_stream_follows_its_environment_through_a_rename() {
         cp.json(&["env", "rename", "OPS", "PROD"]);
         cp.json(&["--env", "PROD", "stack", "create", "WEB"]);
     });
-    let under = |name: &'static str| move |f: &[Option<Value>]| f.iter().flatten().any(|f| f["environment"] == name && f["resources"].to_string().contains("stacks"));
+    let under =
+        |name: &'static str| move |f: &[Option<Value>]| f.iter().flatten().any(|f| f["environment"] == name && f["resources"].to_string().contains("stacks"));
     let listed = |f: &[Option<Value>]| f.iter().flatten().any(|f| f["resources"] == serde_json::json!(["environments"]));
     let frames = frames_until(&mut events, |f| under("PROD")(f) && listed(f)).await;
     assert!(under("PROD")(&frames), "the change in the renamed environment arrives under its new name: {frames:?}");

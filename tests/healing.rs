@@ -49,9 +49,7 @@ fn control_plane_down_then_replaced_with_its_data_dir() {
     let (host, old_id) = cluster.locate("S-web-1").unwrap();
     let engine = cluster.engines.iter().find(|e| e.name == host).unwrap().clone();
     engine.docker(&["rm", "-f", "S-web-1"]);
-    wait_for("S-web-1 restored by its agent alone", WAIT, || {
-        cluster.locate("S-web-1").filter(|(h, id)| *h == host && *id != old_id).map(|_| ())
-    });
+    wait_for("S-web-1 restored by its agent alone", WAIT, || cluster.locate("S-web-1").filter(|(h, id)| *h == host && *id != old_id).map(|_| ()));
 
     // A new process on the same data dir: exactly the earlier state, and it manages again.
     let data_dir = cluster.cp.data_dir.clone();
@@ -62,9 +60,7 @@ fn control_plane_down_then_replaced_with_its_data_dir() {
         ps.as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().into(), r["host"].as_str().unwrap().into())).collect()
     };
     assert_eq!(pick(&ps_after), pick(&ps_before), "same containers on the same hosts");
-    wait_for("ps to show every container running", WAIT, || {
-        cluster.cp.json(&["ps"]).as_array().unwrap().iter().all(|r| r["state"] == "running").then_some(())
-    });
+    wait_for("ps to show every container running", WAIT, || cluster.cp.json(&["ps"]).as_array().unwrap().iter().all(|r| r["state"] == "running").then_some(()));
     cluster.cp.json(&["service", "scale", "S/web", "6"]);
     cluster.wait_exactly("six containers after the restart", &instance_names("S-web", 6), WAIT);
 }
@@ -79,9 +75,7 @@ fn lost_database_is_rebuilt_from_container_labels() {
     cluster.wait_exactly("nine containers", &want, WAIT);
     // The seed's stack has a load balancer too; it runs in an agent, not in a container.
     cluster.cp.json(&["lb", "create", "WEB-Server/web-lb", "--port", "18431:80", "--target", "WEB-Server/Nginx-cluster", "--scale", "1"]);
-    let lb_running = |cp: &ControlPlane| {
-        cp.json(&["ps"]).as_array().unwrap().iter().any(|r| r["name"] == "WEB-Server-web-lb-1" && r["state"] == "running")
-    };
+    let lb_running = |cp: &ControlPlane| cp.json(&["ps"]).as_array().unwrap().iter().any(|r| r["name"] == "WEB-Server-web-lb-1" && r["state"] == "running");
     wait_for("the balancer listening", WAIT, || lb_running(&cluster.cp).then_some(()));
     let before = ids(&cluster);
     let services_before = cluster.cp.json(&["service", "ls"]);
@@ -144,9 +138,7 @@ fn killed_agent_is_disconnected_then_restores_what_was_lost() {
 
     let killed = Instant::now();
     cluster.kill_agent(i);
-    wait_for("host shown disconnected", Duration::from_secs(5), || {
-        (host_state(&cluster.cp, &host)["state"] == "disconnected").then_some(())
-    });
+    wait_for("host shown disconnected", Duration::from_secs(5), || (host_state(&cluster.cp, &host)["state"] == "disconnected").then_some(()));
     eprintln!("disconnect shown after {:?}", killed.elapsed());
     let table = text(&cluster.cp.cli(&["host", "ls"]).output().unwrap());
     assert!(table.contains("disconnected since 20"), "host ls says since when: {table}");
@@ -267,9 +259,7 @@ fn network_cut_then_healed_converges() {
     let _heal = scopeguard(move || {
         let _ = Command::new("ip").args(["link", "set", link, "up"]).status();
     });
-    wait_for("h1 shown disconnected", Duration::from_secs(10), || {
-        (host_state(&cluster.cp, "h1")["state"] == "disconnected").then_some(())
-    });
+    wait_for("h1 shown disconnected", Duration::from_secs(10), || (host_state(&cluster.cp, "h1")["state"] == "disconnected").then_some(()));
     // Meanwhile the service shrinks: h1 must drop its instances above 2.
     cluster.cp.json(&["service", "scale", "S/web", "2"]);
     std::thread::sleep(Duration::from_secs(2));
@@ -310,9 +300,7 @@ fn crashing_container_shows_its_exit_code() {
         let out = cluster.engines[0].docker(&["inspect", "-f", "{{.State.ExitCode}}", "S-crash-1"]);
         (String::from_utf8_lossy(&out.stdout).trim() == "137").then_some(())
     });
-    wait_for("corral ps to show the exit code", WAIT, || {
-        text(&cluster.cp.cli(&["ps"]).output().unwrap()).contains("restarting: exited 137").then_some(())
-    });
+    wait_for("corral ps to show the exit code", WAIT, || text(&cluster.cp.cli(&["ps"]).output().unwrap()).contains("restarting: exited 137").then_some(()));
 }
 
 /// A hot spare: a lost container is replaced by renaming the spare already running on its host
@@ -352,9 +340,7 @@ fn hot_spare_takes_a_lost_containers_place() {
     let other = cluster.engines.iter().find(|e| e.name != host2).unwrap().name.clone();
     let other_spare = spare_on(&other);
     cluster.cp.json(&["container", "rm", "HS-web-2"]);
-    wait_for("HS-web-2 replaced by the other host's spare", WAIT, || {
-        (cluster.locate("HS-web-2") == Some((other.clone(), other_spare.clone()))).then_some(())
-    });
+    wait_for("HS-web-2 replaced by the other host's spare", WAIT, || (cluster.locate("HS-web-2") == Some((other.clone(), other_spare.clone()))).then_some(()));
     // Every host the service may run on keeps its spare, including the one that now runs none.
     cluster.wait_exactly("both instances on one host, a spare on each", &want, WAIT);
     assert!(cluster.locate("HS-web-1").unwrap().0 == other && cluster.locate("HS-web-2").unwrap().0 == other);

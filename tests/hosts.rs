@@ -48,7 +48,7 @@ fn deactivated_hosts_get_nothing_new_and_removed_hosts_are_replaced_and_refused(
     // Scaling up puts nothing new on it; what it runs keeps running, the same container.
     cp.json(&["service", "scale", "S/web", "5"]);
     cluster.wait_exactly("five instances", &instance_names("S-web", 5), WAIT);
-    assert_eq!(cluster.engines[1].running_names(), [kept.clone()], "nothing new on the deactivated host: {:?}", cluster.running());
+    assert_eq!(cluster.engines[1].running_names(), std::slice::from_ref(&kept), "nothing new on the deactivated host: {:?}", cluster.running());
     assert_eq!(id_on(&cluster.engines[1], &kept).as_deref(), Some(kept_id.as_str()), "its container was not touched");
     assert_eq!(cluster.engines[0].running_names().len(), 4);
 
@@ -76,10 +76,8 @@ fn deactivated_hosts_get_nothing_new_and_removed_hosts_are_replaced_and_refused(
     assert!(removed.status.success(), "{}", text(&removed));
     assert!(text(&removed).contains(&format!("removed host {h2}")), "{}", text(&removed));
     let names: Vec<String> = cp.hosts().iter().map(|h| h["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, [h1.clone()]);
-    wait_for("every instance running on the remaining host", WAIT, || {
-        (cluster.engines[0].running_names() == instance_names("S-web", 5)).then_some(())
-    });
+    assert_eq!(names, std::slice::from_ref(&h1));
+    wait_for("every instance running on the remaining host", WAIT, || (cluster.engines[0].running_names() == instance_names("S-web", 5)).then_some(()));
     let ps = cp.json(&["ps"]);
     assert!(ps.as_array().unwrap().iter().all(|c| c["host"] == h1.as_str()), "{ps}");
     assert_eq!(cp.hosts().len(), 1);
@@ -124,9 +122,7 @@ fn a_disconnected_host_is_removed_without_deactivating_and_its_containers_move()
         host["status"].as_str()?.starts_with("disconnected since").then_some(())
     });
     cluster.cp.json(&["host", "rm", &h2]);
-    wait_for("its instance running on the other host", WAIT, || {
-        (cluster.engines[0].running_names() == instance_names("S-web", 2)).then_some(())
-    });
+    wait_for("its instance running on the other host", WAIT, || (cluster.engines[0].running_names() == instance_names("S-web", 2)).then_some(()));
     assert_eq!(cluster.engines[1].running_names(), on_h2, "the unreachable engine is left as it was");
 }
 

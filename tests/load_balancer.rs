@@ -106,7 +106,13 @@ fn seed_stack_behind_the_balancer_scales_without_a_failed_request() {
     balancer_address(&cluster, "WEB-Server/web-lb", 8080, 10);
     // A rolling upgrade under the same loop: every container moves to v2, still no failure.
     let upgraded = cluster.cp.json(&[
-        "service", "upgrade", "WEB-Server/Nginx-cluster", "--", "sh", "-c", "echo v2 $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www",
+        "service",
+        "upgrade",
+        "WEB-Server/Nginx-cluster",
+        "--",
+        "sh",
+        "-c",
+        "echo v2 $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www",
     ]);
     assert_eq!(upgraded["revision"], 2);
     wait_for("every container upgraded and serving v2", Duration::from_secs(120), || {
@@ -164,17 +170,30 @@ fn rules_tcp_mode_no_backend_and_bad_syntax() {
     assert_eq!(cluster.cp.json(&["service", "ls", "S"]).as_array().unwrap().len(), 3, "nothing was created");
 
     cluster.cp.json(&[
-        "lb", "create", "S/front", "--port", "8080:80", "--port", "9090:80/tcp", "--target", "S/web",
-        "--rule", "host=api.example.com -> S/api:80", "--rule", "host=web.example.com,path=/none -> S/empty:80",
+        "lb",
+        "create",
+        "S/front",
+        "--port",
+        "8080:80",
+        "--port",
+        "9090:80/tcp",
+        "--target",
+        "S/web",
+        "--rule",
+        "host=api.example.com -> S/api:80",
+        "--rule",
+        "host=web.example.com,path=/none -> S/empty:80",
     ]);
     // The listener reports every distinct backend of its rules: two web and two api containers.
     let http = balancer_address(&cluster, "S/front", 8080, 4);
     let names = |host: &str, path: &str| -> BTreeSet<String> {
-        (0..12).map(|_| {
-            let (status, body) = get(&http, host, path).unwrap();
-            assert_eq!(status, 200, "{host}{path}: {body}");
-            body
-        }).collect()
+        (0..12)
+            .map(|_| {
+                let (status, body) = get(&http, host, path).unwrap();
+                assert_eq!(status, 200, "{host}{path}: {body}");
+                body
+            })
+            .collect()
     };
     assert_eq!(names("API.example.com:8080", "/"), instance_names("S-api", 2).into_iter().collect(), "host rule, case and port ignored");
     assert_eq!(names("other.example.com", "/"), instance_names("S-web", 2).into_iter().collect(), "default target");

@@ -127,7 +127,15 @@ fn usage_is_measured_stored_and_exported() {
     assert_eq!(refused, "401");
     let (ok, page) = curl(&["-f", "-H", &auth, &format!("{}/metrics", cp.url)]);
     assert!(ok, "{page}");
-    for needle in ["corral_container_cpu_cores{", "container=\"mon-burn-1\"", "corral_host_cpu_ratio{", "corral_service_cpu_cores{", "corral_agents_connected 1", "corral_reconcile_duration_seconds_count", "corral_api_request_duration_seconds_bucket"] {
+    for needle in [
+        "corral_container_cpu_cores{",
+        "container=\"mon-burn-1\"",
+        "corral_host_cpu_ratio{",
+        "corral_service_cpu_cores{",
+        "corral_agents_connected 1",
+        "corral_reconcile_duration_seconds_count",
+        "corral_api_request_duration_seconds_bucket",
+    ] {
         assert!(page.contains(needle), "{needle} missing from /metrics:\n{page}");
     }
     let mut promtool = Command::new("promtool")

@@ -93,15 +93,17 @@ fn web_ui_drives_a_real_cluster() {
 
     // What the form created is what the OPS engine runs (the balancer lives inside the agent).
     let want: Vec<String> = (1..=3).map(|i| format!("{STACK}-web-{i}")).collect();
-    wait_for("the OPS engine to run the three containers the UI created", Duration::from_secs(30), || {
-        (engines[0].running_names() == want).then_some(())
-    });
+    wait_for("the OPS engine to run the three containers the UI created", Duration::from_secs(30), || (engines[0].running_names() == want).then_some(()));
     assert!(engines[1].running_names().is_empty(), "nothing was created in DEV, yet its engine runs {:?}", engines[1].running_names());
 
     // The browser deactivated DEV's only host: a service created there now gets no container on
     // its engine, until the host is activated again.
     let dev_host = &cp.json(&["--env", "DEV", "host", "ls"])[0];
-    assert_eq!((dev_host["deactivated"].as_bool(), dev_host["status"].as_str()), (Some(true), Some("deactivated")), "DEV's host after the UI deactivated it: {dev_host}");
+    assert_eq!(
+        (dev_host["deactivated"].as_bool(), dev_host["status"].as_str()),
+        (Some(true), Some("deactivated")),
+        "DEV's host after the UI deactivated it: {dev_host}"
+    );
     cp.json(&["--env", "DEV", "stack", "create", "parked"]);
     cp.json(&["--env", "DEV", "service", "create", "parked/idle", "--image", TEST_IMAGE, "--scale", "1", "--", "sleep", "3600"]);
     wait_for("the service on a deactivated host to say why it is unplaced", Duration::from_secs(15), || {
@@ -110,9 +112,7 @@ fn web_ui_drives_a_real_cluster() {
     });
     assert!(engines[1].running_names().is_empty(), "a deactivated host got a new container: {:?}", engines[1].running_names());
     cp.json(&["--env", "DEV", "host", "activate", &engines[1].name]);
-    wait_for("the activated host to run the parked service", Duration::from_secs(30), || {
-        (engines[1].running_names() == ["parked-idle-1"]).then_some(())
-    });
+    wait_for("the activated host to run the parked service", Duration::from_secs(30), || (engines[1].running_names() == ["parked-idle-1"]).then_some(()));
 
     drop(reporter);
     drop(agents);

@@ -51,10 +51,7 @@ mod tests {
 
     #[test]
     fn the_select_script_quotes_the_name() {
-        assert_eq!(
-            select_environment_script("it's \"DEV\""),
-            r#"window.dispatchEvent(new CustomEvent('corral:select-env', {detail: "it's \"DEV\""}));"#
-        );
+        assert_eq!(select_environment_script("it's \"DEV\""), r#"window.dispatchEvent(new CustomEvent('corral:select-env', {detail: "it's \"DEV\""}));"#);
     }
 
     #[test]

@@ -42,9 +42,7 @@ impl Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = match args.data_dir {
         Some(dir) => dir,
-        None => dirs::data_dir()
-            .ok_or_else(|| anyhow::anyhow!("no data dir for this user (set HOME or XDG_DATA_HOME, or pass --data-dir)"))?
-            .join(IDENTIFIER),
+        None => dirs::data_dir().ok_or_else(|| anyhow::anyhow!("no data dir for this user (set HOME or XDG_DATA_HOME, or pass --data-dir)"))?.join(IDENTIFIER),
     };
     tauri::async_runtime::block_on(async move {
         // A loopback port of its own: the app (or agents) never reach this short-lived one.

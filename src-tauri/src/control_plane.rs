@@ -119,9 +119,7 @@ pub async fn start(data_dir: &Path, wanted: SocketAddr, keyring: Backend) -> Res
 /// keyring. When the keyring cannot be used the file is used instead, with a warning.
 fn admin_token(data_dir: &Path, new: Option<String>, keyring: Backend) -> Result<String, DesktopError> {
     let file = data_dir.join(corral_server::ADMIN_TOKEN_FILE);
-    let read_file = || -> Result<String, DesktopError> {
-        Ok(std::fs::read_to_string(&file).map_err(DesktopError::AdminToken)?.trim().to_string())
-    };
+    let read_file = || -> Result<String, DesktopError> { Ok(std::fs::read_to_string(&file).map_err(DesktopError::AdminToken)?.trim().to_string()) };
     if keyring == Backend::File {
         return new.map_or_else(read_file, Ok);
     }
@@ -196,9 +194,7 @@ fn sealing_key(data_dir: &Path, keyring: Backend) -> Result<Option<SealingKey>, 
 }
 
 fn free_port(ip: IpAddr) -> Result<SocketAddr, DesktopError> {
-    std::net::TcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|l| l.local_addr())
-        .map_err(|e| DesktopError::Listen(format!("no free port on {ip}: {e}")))
+    std::net::TcpListener::bind(SocketAddr::new(ip, 0)).and_then(|l| l.local_addr()).map_err(|e| DesktopError::Listen(format!("no free port on {ip}: {e}")))
 }
 
 fn config(data_dir: &Path, listen: SocketAddr, local: SocketAddr) -> Config {
@@ -270,10 +266,10 @@ mod tests {
     #[tokio::test]
     async fn the_admin_token_lives_in_the_keyring_not_in_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(cred) = crate::credentials::tests::usable_keyutils(
-            dir.path(),
-            "control_plane::tests::the_admin_token_lives_in_the_keyring_not_in_a_file",
-        ) else { return };
+        let Some(cred) = crate::credentials::tests::usable_keyutils(dir.path(), "control_plane::tests::the_admin_token_lives_in_the_keyring_not_in_a_file")
+        else {
+            return;
+        };
         let file = dir.path().join(corral_server::ADMIN_TOKEN_FILE);
         let loopback = ([127, 0, 0, 1], 0).into();
         let cp = start(dir.path(), loopback, Backend::Keyutils).await.unwrap();

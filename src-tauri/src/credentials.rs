@@ -63,8 +63,9 @@ impl Credential {
         let entry = match backend {
             Backend::Os => keyring::Entry::new(service, &account),
             #[cfg(target_os = "linux")]
-            Backend::Keyutils => keyring::keyutils::KeyutilsCredential::new_with_target(None, service, &account)
-                .map(|c| keyring::Entry::new_with_credential(Box::new(c))),
+            Backend::Keyutils => {
+                keyring::keyutils::KeyutilsCredential::new_with_target(None, service, &account).map(|c| keyring::Entry::new_with_credential(Box::new(c)))
+            }
             _ => return Err(DesktopError::Keyring(format!("{backend:?} is not a keyring"))),
         }
         .map_err(|e| unavailable(backend, e))?;
@@ -98,11 +99,15 @@ impl Credential {
 /// The keyring's failure plus what to install or unlock.
 fn unavailable(backend: Backend, e: keyring::Error) -> DesktopError {
     let hint = match backend {
-        Backend::Keyutils => "the kernel keyring needs a session keyring: run the app inside `keyctl session -` \
-                              (package keyutils)",
-        _ if cfg!(target_os = "linux") => "install and unlock a Secret Service keyring on the session D-Bus \
+        Backend::Keyutils => {
+            "the kernel keyring needs a session keyring: run the app inside `keyctl session -` \
+                              (package keyutils)"
+        }
+        _ if cfg!(target_os = "linux") => {
+            "install and unlock a Secret Service keyring on the session D-Bus \
              (GNOME Keyring: package gnome-keyring; KDE: KWallet), or set CORRAL_DESKTOP_KEYRING=keyutils \
-             for the kernel keyring (forgotten at reboot)",
+             for the kernel keyring (forgotten at reboot)"
+        }
         _ if cfg!(target_os = "macos") => "unlock the login keychain (Keychain Access)",
         _ if cfg!(target_os = "windows") => "check that the Credential Manager service is running",
         _ => "this platform has no supported keyring",
@@ -150,30 +155,26 @@ pub(crate) mod tests {
     pub(crate) fn usable_keyutils(data_dir: &Path, name: &str) -> Option<Credential> {
         use std::io::Write;
         const CHILD: &str = "CORRAL_TEST_IN_KEYCTL_SESSION";
-        let probe = Credential::admin_token(Backend::Keyutils, &data_dir.join("probe"))
-            .and_then(|c| c.store("probe").and_then(|()| c.delete()));
+        let probe = Credential::admin_token(Backend::Keyutils, &data_dir.join("probe")).and_then(|c| c.store("probe").and_then(|()| c.delete()));
         let reason = match probe {
             Ok(()) => return Some(Credential::admin_token(Backend::Keyutils, data_dir).unwrap()),
             Err(e) if std::env::var_os(CHILD).is_some() => panic!("no usable keyring inside `keyctl session -`: {e}"),
             Err(e) => e,
         };
         let exe = std::env::current_exe().unwrap();
-        let child = std::process::Command::new("keyctl")
-            .args(["session", "-"])
-            .arg(exe)
-            .args(["--exact", name, "--nocapture"])
-            .env(CHILD, "1")
-            .output();
+        let child = std::process::Command::new("keyctl").args(["session", "-"]).arg(exe).args(["--exact", name, "--nocapture"]).env(CHILD, "1").output();
         match child {
             Ok(out) => {
                 let text = String::from_utf8_lossy(&out.stdout);
-                assert!(out.status.success() && text.contains("1 passed"), "{name} inside `keyctl session -`:\n{text}{}",
-                    String::from_utf8_lossy(&out.stderr));
+                assert!(out.status.success() && text.contains("1 passed"), "{name} inside `keyctl session -`:\n{text}{}", String::from_utf8_lossy(&out.stderr));
             }
             // Written past the test harness's capture, so a skip shows in `cargo test` output.
             Err(e) => {
-                let _ = writeln!(std::io::stderr(), "SKIPPED {name}: no writable session keyring ({reason}) \
-                    and cannot run `keyctl` ({e}); install keyutils");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED {name}: no writable session keyring ({reason}) \
+                    and cannot run `keyctl` ({e}); install keyutils"
+                );
             }
         }
         None

@@ -51,15 +51,12 @@ fn default_file_name() -> String {
 
 pub fn backup(app: &AppHandle) {
     let handle = app.clone();
-    app.dialog()
-        .file()
-        .set_title("Back up the Corral database")
-        .set_file_name(default_file_name())
-        .add_filter("Corral backup (SQLite)", &["db"])
-        .save_file(move |picked| {
+    app.dialog().file().set_title("Back up the Corral database").set_file_name(default_file_name()).add_filter("Corral backup (SQLite)", &["db"]).save_file(
+        move |picked| {
             let Some(dest) = picked.and_then(|p| p.into_path().ok()) else { return };
             tauri::async_runtime::spawn(backup_to(handle, dest));
-        });
+        },
+    );
 }
 
 async fn backup_to(app: AppHandle, dest: PathBuf) {
@@ -79,14 +76,12 @@ async fn backup_to(app: AppHandle, dest: PathBuf) {
 
 pub fn restore(app: &AppHandle) {
     let handle = app.clone();
-    app.dialog()
-        .file()
-        .set_title("Restore the Corral database from a backup")
-        .add_filter("Corral backup (SQLite)", &["db", "sqlite", "sqlite3"])
-        .pick_file(move |picked| {
+    app.dialog().file().set_title("Restore the Corral database from a backup").add_filter("Corral backup (SQLite)", &["db", "sqlite", "sqlite3"]).pick_file(
+        move |picked| {
             let Some(src) = picked.and_then(|p| p.into_path().ok()) else { return };
             confirm_restore(handle, src);
-        });
+        },
+    );
 }
 
 fn confirm_restore(app: AppHandle, src: PathBuf) {
@@ -142,12 +137,7 @@ async fn restore_from(app: AppHandle, src: PathBuf, force: bool) {
             desktop::message(&app, "Restore done", text, MessageDialogKind::Info);
         }
         Err(BackupError::WouldLockOut { reasons }) => confirm_lockout(app, src, reasons),
-        Err(e) => desktop::message(
-            &app,
-            "Restore failed",
-            format!("{e}\n\nNothing was changed."),
-            MessageDialogKind::Error,
-        ),
+        Err(e) => desktop::message(&app, "Restore failed", format!("{e}\n\nNothing was changed."), MessageDialogKind::Error),
     }
 }
 
@@ -192,7 +182,8 @@ mod tests {
         let lockout = dir.path().join("lockout.db");
         std::fs::copy(&dest, &lockout).unwrap();
         let copy = corral_store::Store::open(&lockout).await.unwrap();
-        copy.revoke_api_key(copy.api_key_by_name("admin").await.unwrap().id).await.unwrap();
+        let admin = copy.admin_user().await.unwrap();
+        copy.revoke_api_key(copy.api_key_of(admin.id, "admin").await.unwrap().id).await.unwrap();
         copy.close().await;
         let err = run_restore(state, &lockout, false).await.unwrap_err();
         assert!(matches!(&err, BackupError::WouldLockOut { reasons } if reasons[0].contains("no admin token")), "{err:?}");

@@ -6,10 +6,10 @@ use crate::settings::{OnClose, SettingsChange};
 use crate::{actions, database};
 use corral_server::events::Resource;
 use std::sync::Mutex;
-use tokio::sync::broadcast::error::RecvError;
 use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::{AppHandle, Manager, Wry};
 use tauri_plugin_dialog::MessageDialogKind;
+use tokio::sync::broadcast::error::RecvError;
 
 const BACKUP: &str = "backup";
 const RESTORE: &str = "restore";
@@ -20,11 +20,8 @@ const ABOUT: &str = "about";
 const ON_CLOSE_PREFIX: &str = "on-close:";
 const ENV_PREFIX: &str = "env:";
 
-const ON_CLOSE_CHOICES: [(OnClose, &str, &str); 3] = [
-    (OnClose::Ask, "ask", "Ask"),
-    (OnClose::Tray, "tray", "Keep running in the tray"),
-    (OnClose::Stop, "stop", "Stop Corral"),
-];
+const ON_CLOSE_CHOICES: [(OnClose, &str, &str); 3] =
+    [(OnClose::Ask, "ask", "Ask"), (OnClose::Tray, "tray", "Keep running in the tray"), (OnClose::Stop, "stop", "Stop Corral")];
 
 /// The menu items that change while the app runs.
 pub struct MenuHandles {
@@ -39,8 +36,7 @@ pub fn install(app: &AppHandle, environments: &[String], on_close: OnClose) -> t
     let on_close_items = ON_CLOSE_CHOICES
         .iter()
         .map(|(choice, id, text)| {
-            CheckMenuItem::with_id(app, format!("{ON_CLOSE_PREFIX}{id}"), *text, true, *choice == on_close, None::<&str>)
-                .map(|item| (*choice, item))
+            CheckMenuItem::with_id(app, format!("{ON_CLOSE_PREFIX}{id}"), *text, true, *choice == on_close, None::<&str>).map(|item| (*choice, item))
         })
         .collect::<tauri::Result<Vec<_>>>()?;
     let when_closed = Submenu::with_items(

@@ -77,9 +77,8 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
             Err(source) => return Err(DesktopError::SettingsFile { path: path.into(), source }),
         };
-        let settings: Settings = serde_json::from_str(&text).map_err(|e| {
-            DesktopError::BadSettings(format!("{} is not valid ({e}); fix or delete it", path.display()))
-        })?;
+        let settings: Settings =
+            serde_json::from_str(&text).map_err(|e| DesktopError::BadSettings(format!("{} is not valid ({e}); fix or delete it", path.display())))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -102,10 +101,7 @@ impl Settings {
 
     /// The settings with `change` applied, checked; `self` is unchanged on error.
     pub fn with(&self, change: &SettingsChange) -> Result<Settings, DesktopError> {
-        let next = Settings {
-            agent_port: change.agent_port.unwrap_or(self.agent_port),
-            on_close: change.on_close.unwrap_or(self.on_close),
-        };
+        let next = Settings { agent_port: change.agent_port.unwrap_or(self.agent_port), on_close: change.on_close.unwrap_or(self.on_close) };
         next.validate()?;
         Ok(next)
     }

@@ -16,17 +16,12 @@ pub fn ensure(app: &AppHandle) -> tauri::Result<()> {
     }
     let menu = Menu::with_items(
         app,
-        &[
-            &MenuItem::with_id(app, SHOW, "Show Corral", true, None::<&str>)?,
-            &MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?,
-        ],
+        &[&MenuItem::with_id(app, SHOW, "Show Corral", true, None::<&str>)?, &MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?],
     )?;
-    let mut tray = TrayIconBuilder::with_id(TRAY).tooltip("Corral").menu(&menu).on_menu_event(|app, event| {
-        match event.id().as_ref() {
-            SHOW => desktop::show_window(app),
-            QUIT => desktop::quit(app),
-            _ => {}
-        }
+    let mut tray = TrayIconBuilder::with_id(TRAY).tooltip("Corral").menu(&menu).on_menu_event(|app, event| match event.id().as_ref() {
+        SHOW => desktop::show_window(app),
+        QUIT => desktop::quit(app),
+        _ => {}
     });
     if let Some(icon) = app.default_window_icon() {
         tray = tray.icon(icon.clone());

@@ -114,10 +114,7 @@ async fn a_huge_instance_number_is_refused_and_a_restart_serves_at_once() {
     let (_tmp, cp, token) = sync(|| start(&[]));
     let fake = FakeAgent::join(&cp, &token, None, "fake-huge", facts("fake-huge")).await.expect("the join token lets it in");
     let spec = spec_json("busybox");
-    fake.report(vec![
-        labelled("S-web-4294967295", "S", "web", "4294967295", &spec),
-        labelled("S-web-1001", "S", "web", "1001", &spec),
-    ]);
+    fake.report(vec![labelled("S-web-4294967295", "S", "web", "4294967295", &spec), labelled("S-web-1001", "S", "web", "1001", &spec)]);
     let problem = sync(|| wait_problem(&cp, "fake-huge"));
     for name in ["S-web-4294967295", "S-web-1001"] {
         assert!(problem.contains(name), "the problem names the refused container {name}: {problem}");
@@ -301,7 +298,9 @@ async fn hosts_per_join_token_are_capped_until_the_token_is_rotated() {
         assert!(message.contains(hint), "the refusal says {hint:?}: {message}");
     }
     drop(a);
-    sync(|| wait_for("host a to be disconnected", Duration::from_secs(10), || (host(&Value::Array(cp.hosts()), "a")?["state"] == "disconnected").then_some(())));
+    sync(|| {
+        wait_for("host a to be disconnected", Duration::from_secs(10), || (host(&Value::Array(cp.hosts()), "a")?["state"] == "disconnected").then_some(()))
+    });
     let _a = FakeAgent::join(&cp, &token, Some(&credential), "id-a", facts("a")).await.expect("a host that joined comes back with its credential");
     let new_token = sync(|| cp.json(&["host", "join-command", "--rotate"])["token"].as_str().unwrap().to_string());
     let _c = FakeAgent::join(&cp, &new_token, None, "id-c", facts("c")).await.expect("the rotated token starts a new count");
@@ -315,7 +314,14 @@ async fn stats_count_only_the_hosts_own_containers_within_limits() {
     let (_tmp, cp, token) = sync(|| start(&[]));
     let fake = FakeAgent::join(&cp, &token, None, "id-stats", facts("stats")).await.expect("joins");
     fake.report(vec![labelled("Mine-web-1", "Mine", "web", "1", &spec_json("busybox"))]);
-    let ghost = |i: usize| ContainerStats { name: format!("ghost-{i}"), stack: "Mine".into(), service: "web".into(), cpu_percent: 50.0, memory_bytes: 1 << 20, ..Default::default() };
+    let ghost = |i: usize| ContainerStats {
+        name: format!("ghost-{i}"),
+        stack: "Mine".into(),
+        service: "web".into(),
+        cpu_percent: 50.0,
+        memory_bytes: 1 << 20,
+        ..Default::default()
+    };
     let mut containers: Vec<ContainerStats> = (0..3000).map(ghost).collect();
     containers.push(ContainerStats { name: "Mine-web-1".into(), cpu_percent: 10.0, ..Default::default() });
     let host = HostStats { cpu_percent: 5.0, cpu_core_percent: vec![1.0; 1_000_000], memory_total_bytes: 1 << 30, ..Default::default() };
@@ -354,8 +360,10 @@ async fn oversized_reports_and_messages_are_refused() {
     fake.report((0..5001).map(unlabelled).collect());
     let problem = sync(|| wait_problem(&cp, "big"));
     assert!(problem.contains("5001 containers") && problem.contains("5000"), "the host says the report was too big: {problem}");
-    assert!(fake.collect(Duration::from_millis(1500)).await.is_some_and(|m| !m.iter().any(|m| matches!(m, ServerMessage::Desired(_)))),
-        "a host whose report was refused is told nothing to run");
+    assert!(
+        fake.collect(Duration::from_millis(1500)).await.is_some_and(|m| !m.iter().any(|m| matches!(m, ServerMessage::Desired(_)))),
+        "a host whose report was refused is told nothing to run"
+    );
     // 17 MiB in one frame: the connection is closed rather than the message buffered.
     fake.send_text(format!(r#"{{"type":"heartbeat","padding":"{}"}}"#, "x".repeat(17 << 20)));
     let closed = fake.collect(Duration::from_secs(5)).await;
@@ -375,10 +383,12 @@ async fn log_lines_come_only_from_the_containers_own_host() {
     owner.report(vec![labelled("App-web-1", "App", "web", "1", &spec_json("busybox"))]);
     let intruder = FakeAgent::join(&cp, &token, None, "id-intruder", facts("intruder")).await.expect("joins");
     intruder.report(Vec::new());
-    sync(|| wait_for("App-web-1 to be adopted on owner", Duration::from_secs(10), || {
-        let ps = cp.json(&["ps"]);
-        ps.as_array()?.iter().any(|c| c["name"] == "App-web-1" && c["host"] == "owner").then_some(())
-    }));
+    sync(|| {
+        wait_for("App-web-1 to be adopted on owner", Duration::from_secs(10), || {
+            let ps = cp.json(&["ps"]);
+            ps.as_array()?.iter().any(|c| c["name"] == "App-web-1" && c["host"] == "owner").then_some(())
+        })
+    });
     let url = format!("{}/v1/containers/App-web-1/logs?token={}", cp.url.replacen("http://", "ws://", 1), cp.admin_token());
     let (mut reader, _) = tokio_tungstenite::connect_async(url).await.expect("open the log stream");
     let id = loop {

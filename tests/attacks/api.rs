@@ -306,7 +306,8 @@ fn passwords_need_eight_characters_that_are_not_all_whitespace() {
     assert_invalid(&admin(&cp, "PUT", "/v1/users/carol/password", Some(json!({ "password": "          " }))), "password", &["whitespace"]);
     session(&cp, "carol", "correct horse");
     for args in [&["user", "create", "dave", "--password-stdin"][..], &["user", "passwd", "carol", "--password-stdin"]] {
-        let mut child = cp.cli(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child =
+            cp.cli(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(b"           \n").unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(!out.status.success() && text(&out).contains("whitespace"), "corral {args:?}: {}", text(&out));
@@ -337,7 +338,10 @@ fn every_list_and_string_the_api_takes_has_a_cap() {
         json!({ "name": "lb", "kind": "load-balancer", "lb": lb })
     };
     let labels = |n: usize, key: usize, value: usize| -> Value {
-        (0..n).map(|i| (format!("{i}{}", "k".repeat(key.saturating_sub(i.to_string().len()))), json!("v".repeat(value)))).collect::<serde_json::Map<_, _>>().into()
+        (0..n)
+            .map(|i| (format!("{i}{}", "k".repeat(key.saturating_sub(i.to_string().len()))), json!("v".repeat(value))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     };
     let cases: Vec<(&str, Value, &str, &[&str])> = vec![
         // Before the fix 100,000 arguments were taken, stored and sent to every host.

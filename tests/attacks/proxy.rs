@@ -110,9 +110,8 @@ async fn serve_backend(mut stream: TcpStream, requests: Arc<Mutex<Vec<String>>>,
 async fn proxy(timeouts: Timeouts, backend: SocketAddr) -> (LoadBalancer, u16) {
     let lb = LoadBalancer::with_timeouts(LOCALHOST, 2, timeouts);
     let port = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-    let config = LbConfig {
-        listeners: vec![Listener { port, mode: Mode::Http, routes: vec![Route { host: None, path_prefix: None, backends: vec![backend] }] }],
-    };
+    let config =
+        LbConfig { listeners: vec![Listener { port, mode: Mode::Http, routes: vec![Route { host: None, path_prefix: None, backends: vec![backend] }] }] };
     let errors = lb.apply(&config).await;
     assert!(errors.is_empty(), "{errors:?}");
     (lb, port)

@@ -47,7 +47,13 @@ fn upload(cp: &ControlPlane, file: &Path, query: &str) -> (u16, Value) {
 }
 
 fn create_user(cp: &ControlPlane, name: &str) {
-    let mut child = cp.cli(&["-o", "json", "user", "create", name, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cp
+        .cli(&["-o", "json", "user", "create", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"pass-word-1\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "user create {name}: {}", text(&out));
@@ -93,7 +99,8 @@ fn fake_host(rt: &tokio::runtime::Runtime, cp: &ControlPlane, join_token: &str, 
     agent.report(vec![container]);
     let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let host = HostStats { cpu_percent: 12.5, load1: 0.5, memory_used_bytes: 1 << 28, memory_total_bytes: 1 << 30, ..Default::default() };
-    let containers = vec![ContainerStats { name: sidecar, stack: "WEB".into(), service: "web".into(), cpu_percent: 3.0, memory_bytes: 1 << 20, ..Default::default() }];
+    let containers =
+        vec![ContainerStats { name: sidecar, stack: "WEB".into(), service: "web".into(), cpu_percent: 3.0, memory_bytes: 1 << 20, ..Default::default() }];
     agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers }));
     FakeHost(agent)
 }
@@ -181,8 +188,24 @@ fn an_unmodified_backup_comes_back_row_for_row() {
     cp.json(&["stack", "create", "WEB"]);
     cp.json(&["--env", "DEV", "stack", "create", "DEV-tools"]);
     cp.json(&[
-        "service", "create", "WEB/web", "--image", TEST_IMAGE, "--scale", "3", "--port", "80", "-e", "PASSWORD=hunter2", "--label", "team=blue",
-        "--constraint", "host.zone!=h9", "--", "sleep", "3600",
+        "service",
+        "create",
+        "WEB/web",
+        "--image",
+        TEST_IMAGE,
+        "--scale",
+        "3",
+        "--port",
+        "80",
+        "-e",
+        "PASSWORD=hunter2",
+        "--label",
+        "team=blue",
+        "--constraint",
+        "host.zone!=h9",
+        "--",
+        "sleep",
+        "3600",
     ]);
     cp.json(&["lb", "create", "WEB/web-lb", "--port", "8080:80", "--target", "WEB/web"]);
     cp.json(&["service", "create", "WEB/batch", "--image", TEST_IMAGE, "--", "sleep", "60"]);
@@ -195,8 +218,23 @@ fn an_unmodified_backup_comes_back_row_for_row() {
     clear_of_rollups(started);
     let before = rows_of(&rt, &backup(&cp, &tmp.path().join("before.db")));
     for table in [
-        "environments", "users", "groups", "group_members", "memberships", "sessions", "api_tokens", "login_failures", "hosts", "removed_hosts",
-        "observed", "stacks", "services", "containers", "metric_series", "metric_raw", "audit_log",
+        "environments",
+        "users",
+        "groups",
+        "group_members",
+        "memberships",
+        "sessions",
+        "api_tokens",
+        "login_failures",
+        "hosts",
+        "removed_hosts",
+        "observed",
+        "stacks",
+        "services",
+        "containers",
+        "metric_series",
+        "metric_raw",
+        "audit_log",
     ] {
         assert!(!before[table].is_empty(), "the backup has rows in {table}, so the round trip shows something");
     }
@@ -299,7 +337,8 @@ fn crafted_backups_are_refused_with_the_reason_and_change_nothing() {
 
     // The CLI says what would happen and how to go ahead anyway; forced, the data-dir admin
     // token still works, as an administrator.
-    let no_admin = craft(&rt, &good, &tmp.path().join("no-admin.db"), "UPDATE users SET admin = 0 WHERE name = 'admin'; DELETE FROM api_tokens WHERE name = 'admin'");
+    let no_admin =
+        craft(&rt, &good, &tmp.path().join("no-admin.db"), "UPDATE users SET admin = 0 WHERE name = 'admin'; DELETE FROM api_tokens WHERE name = 'admin'");
     let err = cp.fails(&["restore", no_admin.to_str().unwrap()]);
     assert!(err.contains("lock") && err.contains("corral restore") && err.contains("--force"), "{err}");
     let forced = cp.json(&["restore", no_admin.to_str().unwrap(), "--force"]);

@@ -191,7 +191,8 @@ impl Watched {
 /// reports `containers`' stats every 500 ms, and answers every log request with a line.
 async fn fake_agent(cp: &ControlPlane, join_token: &str, name: &str, containers: Vec<ContainerStats>) -> tokio::task::JoinHandle<()> {
     let facts = corral_e2e::fake_agent::facts(name);
-    let mut agent = FakeAgent::join(cp, join_token, None, &format!("host-{name}"), facts).await.unwrap_or_else(|answer| panic!("the fake agent's hello: {answer}"));
+    let mut agent =
+        FakeAgent::join(cp, join_token, None, &format!("host-{name}"), facts).await.unwrap_or_else(|answer| panic!("the fake agent's hello: {answer}"));
     // Stats count only for containers the host reports it runs, under the stack and service
     // their labels name.
     let runs: Vec<_> = containers
@@ -230,7 +231,15 @@ async fn fake_agent(cp: &ControlPlane, join_token: &str, name: &str, containers:
 }
 
 fn container(name: &str, stack: &str, service: &str) -> ContainerStats {
-    ContainerStats { name: name.into(), stack: stack.into(), service: service.into(), cpu_percent: 5.0, memory_bytes: 1 << 20, memory_limit_bytes: 1 << 30, ..Default::default() }
+    ContainerStats {
+        name: name.into(),
+        stack: stack.into(),
+        service: service.into(),
+        cpu_percent: 5.0,
+        memory_bytes: 1 << 20,
+        memory_limit_bytes: 1 << 30,
+        ..Default::default()
+    }
 }
 
 async fn join_token(cp: &ControlPlane, env: &str) -> String {
@@ -265,14 +274,26 @@ async fn metrics_show_each_caller_only_its_environments() {
         let url = cp.url.clone();
         async move { exchange(&url, "GET", "/metrics", &[("Authorization", &bearer(&token))], None).await }
     };
-    let everything = wait_for_async("both hosts on the admin's /metrics", || page(cp.admin_token()), |a| a.text().contains("dev-host") && a.text().contains("ops-host")).await;
+    let everything =
+        wait_for_async("both hosts on the admin's /metrics", || page(cp.admin_token()), |a| a.text().contains("dev-host") && a.text().contains("ops-host"))
+            .await;
     for needle in ["Payroll-db-1", "Sandbox-web-1", "environment=\"OPS\"", "environment=\"DEV\"", "corral_agents_connected 2"] {
         assert!(everything.text().contains(needle), "the admin sees {needle}:\n{}", everything.text());
     }
 
     let cases = [
-        ("a DEV read-only member", dana, &["dev-host", "Sandbox-web-1", "service=\"web\"", "corral_agents_connected 1"][..], &["ops-host", "Payroll", "environment=\"OPS\""][..]),
-        ("an OPS environment key", ops_key, &["ops-host", "Payroll-db-1", "corral_agents_connected 1"][..], &["dev-host", "Sandbox", "environment=\"DEV\""][..]),
+        (
+            "a DEV read-only member",
+            dana,
+            &["dev-host", "Sandbox-web-1", "service=\"web\"", "corral_agents_connected 1"][..],
+            &["ops-host", "Payroll", "environment=\"OPS\""][..],
+        ),
+        (
+            "an OPS environment key",
+            ops_key,
+            &["ops-host", "Payroll-db-1", "corral_agents_connected 1"][..],
+            &["dev-host", "Sandbox", "environment=\"DEV\""][..],
+        ),
         ("a user without roles", otto, &["corral_agents_connected 0"][..], &["ops-host", "dev-host", "Payroll", "Sandbox"][..]),
     ];
     let mut failures = Vec::new();
@@ -289,7 +310,11 @@ async fn metrics_show_each_caller_only_its_environments() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // No credential, a wrong one, or one passed in the query: 401, nothing shown.
-    for (path, headers) in [("/metrics", vec![]), ("/metrics", vec![("Authorization", "Bearer corral_nope".to_string())]), (&format!("/metrics?token={}", cp.admin_token())[..], vec![])] {
+    for (path, headers) in [
+        ("/metrics", vec![]),
+        ("/metrics", vec![("Authorization", "Bearer corral_nope".to_string())]),
+        (&format!("/metrics?token={}", cp.admin_token())[..], vec![]),
+    ] {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let answer = exchange(&cp.url, "GET", path, &headers, None).await;
         assert_eq!(answer.status, 401, "{path}: {answer:?}");
@@ -317,7 +342,9 @@ where
 /// A principal's three kinds of long-lived socket, opened with `headers` and `query` (`&token=…`).
 async fn open_three(cp: &ControlPlane, who: &str, headers: &[(&str, &str)], query: &str) -> Vec<Watched> {
     let mut sockets = Vec::new();
-    for (kind, path) in [("events", "/v1/events?env=Default"), ("live stats", "/v1/stats/live?env=Default"), ("logs", "/v1/containers/WEB-web-1/logs?env=Default&tail=5")] {
+    for (kind, path) in
+        [("events", "/v1/events?env=Default"), ("live stats", "/v1/stats/live?env=Default"), ("logs", "/v1/containers/WEB-web-1/logs?env=Default&tail=5")]
+    {
         let socket = open(&cp.url, &format!("{path}{query}"), headers).await.unwrap_or_else(|e| panic!("{who}'s {kind} socket: {e:?}"));
         sockets.push(watch(&format!("{who}'s {kind} socket"), socket));
     }
@@ -384,8 +411,20 @@ async fn revoking_access_ends_open_sockets_within_a_second() {
     let admin_auth = bearer(&cp.admin_token());
     let kay_auth = bearer(&kay_session);
     let revocations = [
-        Revocation { what: "the session's logout", sockets: lou, method: "POST", path: "/v1/logout", headers: vec![("Cookie", &cookie), ("Origin", &own_origin)] },
-        Revocation { what: "the membership's removal", sockets: mem, method: "DELETE", path: "/v1/members/user/mem?env=Default", headers: vec![("Authorization", &admin_auth)] },
+        Revocation {
+            what: "the session's logout",
+            sockets: lou,
+            method: "POST",
+            path: "/v1/logout",
+            headers: vec![("Cookie", &cookie), ("Origin", &own_origin)],
+        },
+        Revocation {
+            what: "the membership's removal",
+            sockets: mem,
+            method: "DELETE",
+            path: "/v1/members/user/mem?env=Default",
+            headers: vec![("Authorization", &admin_auth)],
+        },
         Revocation { what: "the key's revocation", sockets: kay, method: "DELETE", path: "/v1/apikeys/kay-key", headers: vec![("Authorization", &kay_auth)] },
         Revocation { what: "the user's deletion", sockets: del, method: "DELETE", path: "/v1/users/del", headers: vec![("Authorization", &admin_auth)] },
     ];
@@ -580,12 +619,14 @@ async fn query_tokens_open_only_websockets() {
 #[test]
 fn the_session_cookie_is_secure_over_tls() {
     let tmp = tempfile::tempdir().unwrap();
-    let launch = Launch { listen: "0.0.0.0:0".into(), args: ["--tls", "auto", "--local-listen", "127.0.0.1:0"].map(String::from).to_vec(), ..Launch::default() };
+    let launch =
+        Launch { listen: "0.0.0.0:0".into(), args: ["--tls", "auto", "--local-listen", "127.0.0.1:0"].map(String::from).to_vec(), ..Launch::default() };
     let cp = ControlPlane::launch(&tmp.path().join("data"), &launch);
     let tls_url = cp.url.replace("0.0.0.0", "127.0.0.1");
     assert!(tls_url.starts_with("https://"), "{tls_url}");
     let output = cp.proc.output();
-    let plain_url = output.lines().find_map(|l| l.strip_prefix("Plain HTTP for this machine only on ")).expect("the plain listener's address").trim().to_string();
+    let plain_url =
+        output.lines().find_map(|l| l.strip_prefix("Plain HTTP for this machine only on ")).expect("the plain listener's address").trim().to_string();
     let curl = |url: &str, path: &str, headers: &[String], body: &Value| {
         let mut cmd = std::process::Command::new("curl");
         cmd.args(["-sk", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "-d", &body.to_string()]);
@@ -599,7 +640,9 @@ fn the_session_cookie_is_secure_over_tls() {
     let created = curl(&plain_url, "/v1/users", std::slice::from_ref(&admin), &json!({"name": "tess", "password": "tess-password"}));
     assert!(created.ends_with("201"), "{created}");
     let login = json!({"user": "tess", "password": "tess-password"});
-    let cookie_line = |answer: &str| answer.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).map(str::to_string).unwrap_or_else(|| panic!("no cookie: {answer}"));
+    let cookie_line = |answer: &str| {
+        answer.lines().find(|l| l.to_lowercase().starts_with("set-cookie:")).map(str::to_string).unwrap_or_else(|| panic!("no cookie: {answer}"))
+    };
 
     let over_tls = cookie_line(&curl(&tls_url, "/v1/login", &[], &login));
     assert!(over_tls.split(';').any(|a| a.trim().eq_ignore_ascii_case("secure")), "over TLS: {over_tls}");

@@ -143,12 +143,7 @@ fn engine_events(engine: &Engine, since: SystemTime) -> Vec<Event> {
         format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
     };
     let filters = serde_json::json!({ "type": ["container"] }).to_string();
-    let path = format!(
-        "/events?since={}&until={}&filters={}",
-        secs(since - Duration::from_millis(5)),
-        secs(SystemTime::now()),
-        pct_encode(&filters)
-    );
+    let path = format!("/events?since={}&until={}&filters={}", secs(since - Duration::from_millis(5)), secs(SystemTime::now()), pct_encode(&filters));
     let sock = engine.socket.trim_start_matches("unix://");
     let Ok(mut stream) = std::os::unix::net::UnixStream::connect(sock) else { return Vec::new() };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -406,9 +401,7 @@ fn bench_cp_delete(cluster: &Cluster, service: &str, spares: bool, trials: usize
             }
         };
         let done = poll(TRIAL_TIMEOUT, || {
-            cluster.engines.iter().enumerate().find_map(|(i, engine)| {
-                running_id(engine, &name).filter(|id| *id != old_id).map(|_| (start.elapsed(), i))
-            })
+            cluster.engines.iter().enumerate().find_map(|(i, engine)| running_id(engine, &name).filter(|id| *id != old_id).map(|_| (start.elapsed(), i)))
         });
         match done {
             Some((d, landed)) => {
@@ -464,18 +457,14 @@ fn bench_disconnect(cluster: &mut Cluster, trials: usize, detect: &mut Series, r
         }
         let start = Instant::now();
         cluster.kill_agent(i);
-        let done = poll(TRIAL_TIMEOUT, || {
-            host_state(&url, &token, &name).filter(|(s, _)| s == "disconnected").map(|_| start.elapsed())
-        });
+        let done = poll(TRIAL_TIMEOUT, || host_state(&url, &token, &name).filter(|(s, _)| s == "disconnected").map(|_| start.elapsed()));
         if done.is_none() {
             note_failure("disconnect", t, &format!("{name} not shown disconnected within {TRIAL_TIMEOUT:?}"));
         }
         detect.record(done);
         let restart = Instant::now();
         cluster.start_agent(i);
-        let back = poll(SETTLE_TIMEOUT, || {
-            host_state(&url, &token, &name).filter(|(s, sync)| s == "active" && *sync).map(|_| restart.elapsed())
-        });
+        let back = poll(SETTLE_TIMEOUT, || host_state(&url, &token, &name).filter(|(s, sync)| s == "active" && *sync).map(|_| restart.elapsed()));
         if back.is_none() {
             note_failure("rejoin", t, &format!("{name} not active and in sync within {SETTLE_TIMEOUT:?}"));
         }
@@ -503,9 +492,7 @@ fn bench_stall(cluster: &mut Cluster, trials: usize, detect: &mut Series) {
         let Some(agent) = cluster.agents[i].as_ref() else { continue };
         let start = Instant::now();
         agent.signal(Signal::SIGSTOP);
-        let done = poll(TRIAL_TIMEOUT, || {
-            host_state(&url, &token, &name).filter(|(s, _)| s == "disconnected").map(|_| start.elapsed())
-        });
+        let done = poll(TRIAL_TIMEOUT, || host_state(&url, &token, &name).filter(|(s, _)| s == "disconnected").map(|_| start.elapsed()));
         if done.is_none() {
             note_failure("stall", t, &format!("{name} not shown disconnected within {TRIAL_TIMEOUT:?}"));
         }
@@ -630,11 +617,14 @@ fn corral_deploy(cluster: &Cluster, service: &str, n: usize, phases: Option<&mut
         eprintln!("  ! corral service rm {full} failed");
     }
     let gone = poll(SETTLE_TIMEOUT, || {
-        cluster.engines.iter().all(|e| {
-            let filters = serde_json::json!({ "label": [label.clone()] }).to_string();
-            engine_get(e, &format!("/containers/json?all=1&filters={}", pct_encode(&filters))).and_then(|v| v.as_array().map(Vec::is_empty)) == Some(true)
-        })
-        .then_some(())
+        cluster
+            .engines
+            .iter()
+            .all(|e| {
+                let filters = serde_json::json!({ "label": [label.clone()] }).to_string();
+                engine_get(e, &format!("/containers/json?all=1&filters={}", pct_encode(&filters))).and_then(|v| v.as_array().map(Vec::is_empty)) == Some(true)
+            })
+            .then_some(())
     });
     if gone.is_none() {
         eprintln!("  ! {full}: containers still on the engines {SETTLE_TIMEOUT:?} after service rm");
@@ -810,7 +800,15 @@ fn main() {
     heal_row("  with --hot-spare: deleted via control plane → running", &spare_cp_rm);
     let (d50, d99) = (detect.pct(50.0), detect.pct(99.0));
     let disc_ok = detect.failures == 0 && detect.max().is_some_and(|d| d <= disc_target);
-    println!("{:<52} {:>7} {:>9} {:>9} {:>22} {:>6}", "agent SIGKILLed → host shown disconnected", cell(&detect), ms(d50), ms(d99), "≤ 5000 (every trial)", verdict(disc_ok));
+    println!(
+        "{:<52} {:>7} {:>9} {:>9} {:>22} {:>6}",
+        "agent SIGKILLed → host shown disconnected",
+        cell(&detect),
+        ms(d50),
+        ms(d99),
+        "≤ 5000 (every trial)",
+        verdict(disc_ok)
+    );
     let stall_ok = stall.failures == 0 && stall.max().is_some_and(|d| d <= disc_target);
     println!(
         "{:<52} {:>7} {:>9} {:>9} {:>22} {:>6}",

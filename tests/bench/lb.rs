@@ -80,23 +80,11 @@ usage: bench-lb [options]
 
 impl Opts {
     fn parse(args: &[String]) -> Result<Opts, String> {
-        let mut o = Opts {
-            backends: 4,
-            wrk_threads: 2,
-            connections: 64,
-            duration: 10,
-            warmup: 2,
-            rounds: 2,
-            proxy_threads: 2,
-            backend: BackendKind::Raw,
-        };
+        let mut o = Opts { backends: 4, wrk_threads: 2, connections: 64, duration: 10, warmup: 2, rounds: 2, proxy_threads: 2, backend: BackendKind::Raw };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut num = |name: &str| -> Result<u64, String> {
-                it.next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| format!("{name} needs a positive number"))
+                it.next().and_then(|v| v.parse::<u64>().ok()).filter(|v| *v > 0).ok_or_else(|| format!("{name} needs a positive number"))
             };
             match a.as_str() {
                 "--backends" => o.backends = num(a)? as usize,
@@ -178,10 +166,7 @@ impl Children {
     fn check_alive(&mut self) -> Result<(), String> {
         for (name, child, log) in &mut self.procs {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "{name} exited ({status}); its output:\n{}",
-                    tail(log, 20)
-                ));
+                return Err(format!("{name} exited ({status}); its output:\n{}", tail(log, 20)));
             }
         }
         Ok(())
@@ -229,10 +214,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| format!("no free loopback port: {e}"))
 }
 
 fn wait_listening(children: &mut Children, addr: SocketAddr, what: &str) -> Result<(), String> {
@@ -243,9 +225,7 @@ fn wait_listening(children: &mut Children, addr: SocketAddr, what: &str) -> Resu
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "{what} is not listening on {addr} after {READY_TIMEOUT:?}"
-            ));
+            return Err(format!("{what} is not listening on {addr} after {READY_TIMEOUT:?}"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -279,13 +259,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 /// Busy CPU time of the whole machine so far (all cores; user, system, irq, softirq).
 fn machine_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let f: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let f: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal ...
     let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
     Some(ticks_to_duration(busy))
@@ -317,45 +291,29 @@ fn page(index: usize) -> Vec<u8> {
 
 fn marker(body: &[u8]) -> Option<usize> {
     let line = body.split(|b| *b == b'\n').next()?;
-    std::str::from_utf8(line)
-        .ok()?
-        .strip_prefix("corral-bench backend ")?
-        .parse()
-        .ok()
+    std::str::from_utf8(line).ok()?.strip_prefix("corral-bench backend ")?.parse().ok()
 }
 
 /// `serve-backend PORT INDEX`: HTTP/1.1 with keep-alive and pipelining, one thread, one fixed
 /// page. Just enough HTTP for wrk and both proxies: requests without bodies or with a
 /// Content-Length; `Connection: close` is honoured.
 fn serve_backend(args: &[String]) {
-    let (Some(port), Some(index)) = (
-        args.first().and_then(|p| p.parse::<u16>().ok()),
-        args.get(1).and_then(|i| i.parse::<usize>().ok()),
-    ) else {
+    let (Some(port), Some(index)) = (args.first().and_then(|p| p.parse::<u16>().ok()), args.get(1).and_then(|i| i.parse::<usize>().ok())) else {
         eprintln!("usage: bench-lb serve-backend PORT INDEX");
         std::process::exit(2);
     };
     let body = page(index);
     let head = |close: bool| {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n{}\r\n",
-            body.len(),
-            if close { "Connection: close\r\n" } else { "" }
-        )
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n{}\r\n", body.len(), if close { "Connection: close\r\n" } else { "" })
     };
     let keep: std::sync::Arc<[u8]> = [head(false).as_bytes(), &body].concat().into();
     let close: std::sync::Arc<[u8]> = [head(true).as_bytes(), &body].concat().into();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| {
-                eprintln!("backend {index}: bind 127.0.0.1:{port}: {e}");
-                std::process::exit(1);
-            });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|e| {
+            eprintln!("backend {index}: bind 127.0.0.1:{port}: {e}");
+            std::process::exit(1);
+        });
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -366,11 +324,7 @@ fn serve_backend(args: &[String]) {
     });
 }
 
-async fn backend_conn(
-    mut s: tokio::net::TcpStream,
-    keep: std::sync::Arc<[u8]>,
-    close: std::sync::Arc<[u8]>,
-) {
+async fn backend_conn(mut s: tokio::net::TcpStream, keep: std::sync::Arc<[u8]>, close: std::sync::Arc<[u8]>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = s.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -380,18 +334,11 @@ async fn backend_conn(
         let mut closing = false;
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let body_len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
+            let body_len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0);
             if buf.len() < end + 4 + body_len {
                 break;
             }
-            closing = head
-                .lines()
-                .any(|l| l.starts_with("connection:") && l.contains("close"))
-                || head.lines().next().is_some_and(|l| l.ends_with("http/1.0"));
+            closing = head.lines().any(|l| l.starts_with("connection:") && l.contains("close")) || head.lines().next().is_some_and(|l| l.ends_with("http/1.0"));
             buf.drain(..end + 4 + body_len);
             out.extend_from_slice(if closing { &close } else { &keep });
             if closing {
@@ -431,8 +378,7 @@ fn send_requests(args: &[String]) {
         eprintln!("usage: bench-lb send-requests ADDR N [CONNS]");
         std::process::exit(2);
     };
-    let request =
-        format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bench-lb\r\nAccept: */*\r\n\r\n");
+    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bench-lb\r\nAccept: */*\r\n\r\n");
     let fail = |what: String| -> ! {
         eprintln!("send-requests: {what}");
         std::process::exit(1);
@@ -462,10 +408,7 @@ fn send_requests(args: &[String]) {
                     .unwrap_or_else(|| fail(format!("request {i}: no Content-Length: {head}")));
                 if buf.len() >= end + 4 + len {
                     if !head.starts_with("http/1.1 200") {
-                        fail(format!(
-                            "request {i}: {}",
-                            head.lines().next().unwrap_or("")
-                        ));
+                        fail(format!("request {i}: {}", head.lines().next().unwrap_or("")));
                     }
                     buf.drain(..end + 4 + len);
                     break;
@@ -504,21 +447,14 @@ fn proxy_args(command: &str, args: &[String]) -> (usize, u16, Vec<SocketAddr>) {
 fn serve_corral(args: &[String]) {
     let (threads, port, backends) = proxy_args("serve-corral", args);
     // The proxy serves connections on its own THREADS threads; this runtime only accepts.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let lb = corral_lb::LoadBalancer::with_threads([127, 0, 0, 1].into(), threads);
         let config = corral_lb::LbConfig {
             listeners: vec![corral_lb::Listener {
                 port,
                 mode: corral_lb::Mode::Http,
-                routes: vec![corral_lb::Route {
-                    host: None,
-                    path_prefix: None,
-                    backends,
-                }],
+                routes: vec![corral_lb::Route { host: None, path_prefix: None, backends }],
             }],
         };
         let errors = lb.apply(&config).await;
@@ -582,24 +518,15 @@ backend servers
 
 /// One `GET /` on its own connection: status and body.
 fn fetch(addr: SocketAddr) -> Result<(u16, Vec<u8>), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
     s.set_read_timeout(Some(IO_TIMEOUT)).ok();
     s.set_write_timeout(Some(IO_TIMEOUT)).ok();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bench.local\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("{addr}: {e}"))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench.local\r\nConnection: close\r\n\r\n").map_err(|e| format!("{addr}: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{addr}: no complete response"))?;
-    let status = String::from_utf8_lossy(&raw[..end])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{addr}: no status line"))?;
+    s.read_to_end(&mut raw).map_err(|e| format!("{addr}: {e}"))?;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("{addr}: no complete response"))?;
+    let status =
+        String::from_utf8_lossy(&raw[..end]).split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("{addr}: no status line"))?;
     Ok((status, raw[end + 4..].to_vec()))
 }
 
@@ -609,25 +536,16 @@ fn check_reaches_all(addr: SocketAddr, n: usize, what: &str) -> Result<(), Strin
     for _ in 0..n * 4 {
         let (status, body) = fetch(addr).map_err(|e| format!("{what}: {e}"))?;
         if status != 200 {
-            return Err(format!(
-                "{what} answered {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ));
+            return Err(format!("{what} answered {status}: {}", String::from_utf8_lossy(&body).trim()));
         }
         if body.len() != BODY_LEN {
-            return Err(format!(
-                "{what} returned {} bytes, not {BODY_LEN}",
-                body.len()
-            ));
+            return Err(format!("{what} returned {} bytes, not {BODY_LEN}", body.len()));
         }
         seen.insert(marker(&body).ok_or_else(|| format!("{what}: a body without a backend name"))?);
     }
     let all: BTreeSet<usize> = (0..n).collect();
     if seen != all {
-        return Err(format!(
-            "{what} reached backends {seen:?} of {all:?} in {} requests",
-            n * 4
-        ));
+        return Err(format!("{what} reached backends {seen:?} of {all:?} in {} requests", n * 4));
     }
     Ok(())
 }
@@ -669,18 +587,11 @@ fn parse_wrk(out: &str) -> Result<WrkResult, String> {
         } else if let Some(v) = t.strip_prefix("99%") {
             p99 = parse_duration_ms(v);
         } else if let Some(v) = t.strip_prefix("Socket errors:") {
-            r.errors += v
-                .split(',')
-                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
+            r.errors += v.split(',').filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
         } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
             r.errors += v.trim().parse::<u64>().unwrap_or(0);
         } else if t.contains(" requests in ") {
-            r.requests = t
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            r.requests = t.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
         }
     }
     match (rps, p50, p99) {
@@ -719,9 +630,7 @@ fn wrk(opts: &Opts, addr: SocketAddr, seconds: u64, dir: &Path) -> Result<WrkRes
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
-                "wrk against {addr} did not finish in {seconds} s + {WRK_GRACE:?}"
-            ));
+            return Err(format!("wrk against {addr} did not finish in {seconds} s + {WRK_GRACE:?}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -774,37 +683,23 @@ fn version_line(cmd: &str, arg: &str) -> String {
         .output()
         .ok()
         .map(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).to_string()
-                + &String::from_utf8_lossy(&o.stderr);
-            text.lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_string()
+            let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+            text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
         })
         .unwrap_or_default()
 }
 
 fn run(opts: &Opts) -> Result<(), String> {
     let busybox = "/usr/bin/busybox";
-    let mut missing: Vec<&str> = ["wrk", "haproxy"]
-        .into_iter()
-        .filter(|t| !on_path(t))
-        .collect();
+    let mut missing: Vec<&str> = ["wrk", "haproxy"].into_iter().filter(|t| !on_path(t)).collect();
     if opts.backend == BackendKind::Busybox && !Path::new(busybox).is_file() {
         missing.push(busybox);
     }
     if !missing.is_empty() {
-        return Err(format!(
-            "{} not found on PATH; {SETUP_HINT}",
-            missing.join(" and ")
-        ));
+        return Err(format!("{} not found on PATH; {SETUP_HINT}", missing.join(" and ")));
     }
     let me = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-    let dir = tempfile::Builder::new()
-        .prefix("corral-bench-lb-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new().prefix("corral-bench-lb-").tempdir().map_err(|e| e.to_string())?;
     let d = dir.path();
     let mut children = Children { procs: Vec::new() };
 
@@ -824,9 +719,7 @@ fn run(opts: &Opts) -> Result<(), String> {
         let cmd = match opts.backend {
             BackendKind::Raw => {
                 let mut c = Command::new(&me);
-                c.arg("serve-backend")
-                    .arg(port.to_string())
-                    .arg(i.to_string());
+                c.arg("serve-backend").arg(port.to_string()).arg(i.to_string());
                 c
             }
             BackendKind::Busybox => {
@@ -834,54 +727,37 @@ fn run(opts: &Opts) -> Result<(), String> {
                 std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
                 std::fs::write(root.join("index.html"), page(i)).map_err(|e| e.to_string())?;
                 let mut c = Command::new(busybox);
-                c.args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
-                    .arg(&root);
+                c.args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"]).arg(&root);
                 c
             }
         };
-        children.spawn(
-            &format!("backend {i}"),
-            cmd,
-            d.join(format!("backend{i}.log")),
-        )?;
+        children.spawn(&format!("backend {i}"), cmd, d.join(format!("backend{i}.log")))?;
         backends.push(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     for (i, b) in backends.iter().enumerate() {
         wait_listening(&mut children, *b, &format!("backend {i}"))?;
         let (status, body) = fetch(*b)?;
         if status != 200 || marker(&body) != Some(i) {
-            return Err(format!(
-                "backend {i} on {b} answered {status} with the wrong page"
-            ));
+            return Err(format!("backend {i} on {b} answered {status} with the wrong page"));
         }
     }
     let kind = match opts.backend {
         BackendKind::Raw => "built-in keep-alive server, 1 thread each",
         BackendKind::Busybox => "busybox httpd",
     };
-    println!(
-        "  backends: {} × {kind}, {BODY_LEN}-byte page: {backends:?}",
-        backends.len()
-    );
+    println!("  backends: {} × {kind}, {BODY_LEN}-byte page: {backends:?}", backends.len());
 
     // Corral.
     let corral_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut cmd = Command::new(&me);
-    cmd.arg("serve-corral")
-        .arg(opts.proxy_threads.to_string())
-        .arg(corral_addr.port().to_string())
-        .args(backends.iter().map(|b| b.to_string()));
+    cmd.arg("serve-corral").arg(opts.proxy_threads.to_string()).arg(corral_addr.port().to_string()).args(backends.iter().map(|b| b.to_string()));
     let corral_pid = children.spawn("corral-lb", cmd, d.join("corral.log"))?;
     wait_listening(&mut children, corral_addr, "corral-lb")?;
 
     // HAProxy.
     let haproxy_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let cfg_path = d.join("haproxy.cfg");
-    std::fs::write(
-        &cfg_path,
-        haproxy_config(haproxy_addr.port(), &backends, opts.proxy_threads),
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&cfg_path, haproxy_config(haproxy_addr.port(), &backends, opts.proxy_threads)).map_err(|e| e.to_string())?;
     let mut cmd = Command::new("haproxy");
     cmd.arg("-f").arg(&cfg_path).arg("-db");
     let haproxy_pid = children.spawn("haproxy", cmd, d.join("haproxy.log"))?;
@@ -889,10 +765,7 @@ fn run(opts: &Opts) -> Result<(), String> {
 
     check_reaches_all(corral_addr, backends.len(), "corral-lb")?;
     check_reaches_all(haproxy_addr, backends.len(), "haproxy")?;
-    println!(
-        "  corral-lb on {corral_addr} and haproxy on {haproxy_addr} both reach all {} backends",
-        backends.len()
-    );
+    println!("  corral-lb on {corral_addr} and haproxy on {haproxy_addr} both reach all {} backends", backends.len());
 
     // Reference ceiling: no proxy at all.
     let direct = wrk(opts, backends[0], opts.duration, d)?;
@@ -903,10 +776,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     wrk(opts, haproxy_addr, opts.warmup, d)?;
     let mut rows = Vec::new();
     for round in 1..=opts.rounds {
-        for (proxy, addr, pid) in [
-            ("corral", corral_addr, corral_pid),
-            ("haproxy", haproxy_addr, haproxy_pid),
-        ] {
+        for (proxy, addr, pid) in [("corral", corral_addr, corral_pid), ("haproxy", haproxy_addr, haproxy_pid)] {
             let (proxy0, ours0, busy0) = (cpu_time(pid), our_cpu(&children), machine_busy());
             let started = Instant::now();
             let r = wrk(opts, addr, opts.duration, d)?;
@@ -916,13 +786,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             let busy = cores(busy0, machine_busy(), wall);
             let other_cores = busy.zip(ours).map(|(b, o)| (b - o).max(0.0));
             children.check_alive()?;
-            rows.push(Row {
-                proxy,
-                round,
-                r,
-                cores: proxy_cores,
-                other_cores,
-            });
+            rows.push(Row { proxy, round, r, cores: proxy_cores, other_cores });
         }
     }
 
@@ -943,15 +807,10 @@ fn run(opts: &Opts) -> Result<(), String> {
     println!("{}", "-".repeat(92));
     for row in &rows {
         let (cpu, per_req) = match row.cores {
-            Some(c) => (
-                format!("{c:.2} cores"),
-                format!("{:.1}", c * 1e6 / row.r.rps),
-            ),
+            Some(c) => (format!("{c:.2} cores"), format!("{:.1}", c * 1e6 / row.r.rps)),
             None => ("?".into(), "?".into()),
         };
-        let other = row
-            .other_cores
-            .map_or("?".into(), |c| format!("{c:.2} cores"));
+        let other = row.other_cores.map_or("?".into(), |c| format!("{c:.2} cores"));
         println!(
             "{:<8} {:>5} {:>10.0} {:>10} {:>10} {:>7} {:>11} {:>11} {:>11}",
             row.proxy,
@@ -965,46 +824,21 @@ fn run(opts: &Opts) -> Result<(), String> {
             other
         );
     }
-    let med = |proxy: &str, f: fn(&Row) -> f64| {
-        median(rows.iter().filter(|r| r.proxy == proxy).map(f).collect())
-    };
+    let med = |proxy: &str, f: fn(&Row) -> f64| median(rows.iter().filter(|r| r.proxy == proxy).map(f).collect());
     let (c_rps, h_rps) = (med("corral", |r| r.r.rps), med("haproxy", |r| r.r.rps));
-    let (c_p50, h_p50) = (
-        med("corral", |r| r.r.p50_ms),
-        med("haproxy", |r| r.r.p50_ms),
-    );
-    let (c_p99, h_p99) = (
-        med("corral", |r| r.r.p99_ms),
-        med("haproxy", |r| r.r.p99_ms),
-    );
+    let (c_p50, h_p50) = (med("corral", |r| r.r.p50_ms), med("haproxy", |r| r.r.p50_ms));
+    let (c_p99, h_p99) = (med("corral", |r| r.r.p99_ms), med("haproxy", |r| r.r.p99_ms));
     let errors: u64 = rows.iter().map(|r| r.r.errors).sum();
     println!();
-    println!(
-        "median   corral  {c_rps:>10.0} req/s   p50 {:>9}   p99 {:>9}",
-        ms(c_p50),
-        ms(c_p99)
-    );
-    println!(
-        "median   haproxy {h_rps:>10.0} req/s   p50 {:>9}   p99 {:>9}",
-        ms(h_p50),
-        ms(h_p99)
-    );
+    println!("median   corral  {c_rps:>10.0} req/s   p50 {:>9}   p99 {:>9}", ms(c_p50), ms(c_p99));
+    println!("median   haproxy {h_rps:>10.0} req/s   p50 {:>9}   p99 {:>9}", ms(h_p50), ms(h_p99));
     println!();
     let rps_ratio = c_rps / h_rps;
     let p99_ratio = c_p99 / h_p99;
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
-    println!(
-        "corral / haproxy   req/s {rps_ratio:.2}×   target ≥ 1.00×   {}",
-        verdict(rps_ratio >= 1.0)
-    );
-    println!(
-        "corral / haproxy   p99   {p99_ratio:.2}×   target ≤ 1.00×   {}",
-        verdict(p99_ratio <= 1.0)
-    );
-    let busiest = rows
-        .iter()
-        .filter_map(|r| r.other_cores)
-        .fold(0.0, f64::max);
+    println!("corral / haproxy   req/s {rps_ratio:.2}×   target ≥ 1.00×   {}", verdict(rps_ratio >= 1.0));
+    println!("corral / haproxy   p99   {p99_ratio:.2}×   target ≤ 1.00×   {}", verdict(p99_ratio <= 1.0));
+    let busiest = rows.iter().filter_map(|r| r.other_cores).fold(0.0, f64::max);
     if busiest > 0.2 {
         println!(
             "warning: other work on this machine used up to {busiest:.2} cores during the runs (column other load); \

@@ -63,7 +63,13 @@ impl FakeAgent {
     /// Says hello; `Err` carries the control plane's refusal as JSON.
     pub async fn join(cp: &ControlPlane, token: &str, credential: Option<&str>, host_id: &str, facts: HostFacts) -> Result<FakeAgent, Value> {
         let (mut socket, _) = tokio_tungstenite::connect_async(agent_url(cp)).await.expect("connect to /v1/agent");
-        let hello = AgentMessage::Hello(Hello { protocol_version: PROTOCOL_VERSION, token: token.into(), credential: credential.map(str::to_string), host_id: host_id.into(), facts });
+        let hello = AgentMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            token: token.into(),
+            credential: credential.map(str::to_string),
+            host_id: host_id.into(),
+            facts,
+        });
         socket.send(Message::Text(serde_json::to_string(&hello).unwrap().into())).await.unwrap();
         let answer: Value = loop {
             match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an answer to the hello") {

@@ -228,8 +228,7 @@ impl ControlPlane {
         let proc = Proc::spawn(cmd, log);
         let url = wait_for("the control plane to print its address", Duration::from_secs(20), || {
             let out = proc.output();
-            out.lines()
-                .find_map(|l| l.strip_prefix("Corral control plane on ").map(|rest| rest.split_whitespace().next().unwrap_or("").to_string()))
+            out.lines().find_map(|l| l.strip_prefix("Corral control plane on ").map(|rest| rest.split_whitespace().next().unwrap_or("").to_string()))
         });
         // Listening on 0.0.0.0 inside a namespace: clients use the namespace's address.
         let url = match &launch.netns {
@@ -256,12 +255,7 @@ impl ControlPlane {
         let mut with_json = vec!["-o", "json"];
         with_json.extend_from_slice(args);
         let out = self.cli(&with_json).output().expect("run corral");
-        assert!(
-            out.status.success(),
-            "corral {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "corral {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("corral {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
 
@@ -280,10 +274,7 @@ impl ControlPlane {
     pub fn wait_hosts_active(&self, names: &[&str]) {
         wait_for(&format!("hosts {names:?} to be active"), Duration::from_secs(20), || {
             let hosts = self.hosts();
-            names
-                .iter()
-                .all(|n| hosts.iter().any(|h| h["name"] == *n && h["state"] == "active" && h["in_sync"] == true))
-                .then_some(())
+            names.iter().all(|n| hosts.iter().any(|h| h["name"] == *n && h["state"] == "active" && h["in_sync"] == true)).then_some(())
         });
     }
 }
@@ -455,9 +446,7 @@ impl Cluster {
 
     /// Which engine runs container `name`, and its id there.
     pub fn locate(&self, name: &str) -> Option<(String, String)> {
-        self.engines.iter().find_map(|e| {
-            e.managed().into_iter().find(|c| c.name == name && c.state == "running").map(|c| (e.name.clone(), c.id))
-        })
+        self.engines.iter().find_map(|e| e.managed().into_iter().find(|c| c.name == name && c.state == "running").map(|c| (e.name.clone(), c.id)))
     }
 }
 

@@ -14,11 +14,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Backoff {
-            base,
-            cap,
-            attempt: 0,
-        }
+        Backoff { base, cap, attempt: 0 }
     }
 
     /// ~200 ms doubling up to 5 s: quick recovery from a blip, and at most a few seconds of

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::{
-    AgentMessage, DesiredSet, Hello, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION,
-};
+use corral_proto::{AgentMessage, DesiredSet, Hello, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,14 +26,8 @@ const MISSED_HEARTBEATS: u32 = 3;
 
 /// Turns the configured base URL into the WebSocket endpoint, or explains what is wrong with it.
 pub fn agent_ws_url(server_url: &str) -> Result<String, AgentError> {
-    let bad = |reason: &str| AgentError::InvalidServerUrl {
-        url: server_url.to_string(),
-        reason: reason.to_string(),
-    };
-    let (scheme, rest) = server_url
-        .trim()
-        .split_once("://")
-        .ok_or_else(|| bad("it has no scheme; use e.g. https://10.0.0.5:7070"))?;
+    let bad = |reason: &str| AgentError::InvalidServerUrl { url: server_url.to_string(), reason: reason.to_string() };
+    let (scheme, rest) = server_url.trim().split_once("://").ok_or_else(|| bad("it has no scheme; use e.g. https://10.0.0.5:7070"))?;
     let rest = rest.trim_end_matches('/');
     let ws_scheme = match scheme.to_ascii_lowercase().as_str() {
         "http" | "ws" => "ws",
@@ -67,10 +59,7 @@ enum End {
 }
 
 /// Keeps a session up until shutdown, or until the control plane refuses us for good.
-pub(crate) async fn run(
-    link: Link<'_>,
-    shutdown: &mut broadcast::Receiver<()>,
-) -> Result<(), AgentError> {
+pub(crate) async fn run(link: Link<'_>, shutdown: &mut broadcast::Receiver<()>) -> Result<(), AgentError> {
     let mut backoff = Backoff::for_reconnect();
     let mut docker_version = String::new();
     loop {
@@ -96,16 +85,8 @@ pub(crate) async fn run(
     }
 }
 
-async fn session(
-    link: &Link<'_>,
-    shutdown: &mut broadcast::Receiver<()>,
-    backoff: &mut Backoff,
-    docker_version: &mut String,
-) -> End {
-    let dial = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        crate::tls::connect_websocket(link.ws_url.as_str(), link.config.ca_fingerprint),
-    );
+async fn session(link: &Link<'_>, shutdown: &mut broadcast::Receiver<()>, backoff: &mut Backoff, docker_version: &mut String) -> End {
+    let dial = tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::tls::connect_websocket(link.ws_url.as_str(), link.config.ca_fingerprint));
     let (mut ws, local_ip) = tokio::select! {
         _ = shutdown.recv() => return End::Shutdown,
         r = dial => match r {
@@ -217,12 +198,7 @@ fn rejected(r: Rejected) -> End {
     End::Fatal(AgentError::Rejected { code: r.code, message: r.message, hint })
 }
 
-async fn connected(
-    link: &Link<'_>,
-    mut ws: Ws,
-    interval: Duration,
-    shutdown: &mut broadcast::Receiver<()>,
-) -> End {
+async fn connected(link: &Link<'_>, mut ws: Ws, interval: Duration, shutdown: &mut broadcast::Receiver<()>) -> End {
     let mut observed = link.reconciler.observed();
     // Report right away: the control plane needs the current state before it plans anything.
     let current = observed.borrow_and_update().clone();
@@ -318,11 +294,7 @@ impl Drop for AbortOnDrop {
 
 /// Persists first, so a crash right after still enforces this set on restart.
 async fn apply_desired(link: &Link<'_>, desired: DesiredSet) {
-    tracing::info!(
-        revision = desired.revision,
-        containers = desired.containers.len(),
-        "new desired set"
-    );
+    tracing::info!(revision = desired.revision, containers = desired.containers.len(), "new desired set");
     let desired = Arc::new(desired);
     let dir = link.config.state_dir.clone();
     let to_save = desired.clone();
@@ -349,8 +321,7 @@ async fn next_server_message(ws: &mut Ws) -> Result<Option<ServerMessage>, Strin
             }
             _ => "the control plane closed the connection".into(),
         }),
-        Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(text.as_str())
-        {
+        Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(text.as_str()) {
             Ok(m) => Ok(Some(m)),
             Err(e) => {
                 // A newer control plane may send message types we do not know; skip, do not drop.
@@ -362,10 +333,7 @@ async fn next_server_message(ws: &mut Ws) -> Result<Option<ServerMessage>, Strin
     }
 }
 
-async fn send(
-    ws: &mut Ws,
-    msg: &AgentMessage,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let text = serde_json::to_string(msg).expect("agent messages always serialize");
     ws.send(Message::text(text)).await
 }
@@ -376,28 +344,15 @@ mod tests {
 
     #[test]
     fn urls_map_to_the_agent_endpoint() {
-        assert_eq!(
-            agent_ws_url("http://10.0.0.5:7070").unwrap(),
-            "ws://10.0.0.5:7070/v1/agent"
-        );
-        assert_eq!(
-            agent_ws_url("http://cp.lan:7070/").unwrap(),
-            "ws://cp.lan:7070/v1/agent"
-        );
+        assert_eq!(agent_ws_url("http://10.0.0.5:7070").unwrap(), "ws://10.0.0.5:7070/v1/agent");
+        assert_eq!(agent_ws_url("http://cp.lan:7070/").unwrap(), "ws://cp.lan:7070/v1/agent");
         assert_eq!(agent_ws_url("ws://cp:1").unwrap(), "ws://cp:1/v1/agent");
-        assert_eq!(
-            agent_ws_url("https://10.0.0.5:7070").unwrap(),
-            "wss://10.0.0.5:7070/v1/agent"
-        );
+        assert_eq!(agent_ws_url("https://10.0.0.5:7070").unwrap(), "wss://10.0.0.5:7070/v1/agent");
     }
 
     #[test]
     fn bad_urls_are_explained() {
-        for (url, why) in [
-            ("10.0.0.5:7070", "no scheme"),
-            ("ftp://x", "scheme"),
-            ("http://", "no host"),
-        ] {
+        for (url, why) in [("10.0.0.5:7070", "no scheme"), ("ftp://x", "scheme"), ("http://", "no host")] {
             let e = agent_ws_url(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
         }
@@ -405,27 +360,12 @@ mod tests {
 
     #[test]
     fn only_token_and_protocol_rejections_are_fatal() {
-        let r = |code| Rejected {
-            code,
-            message: "m".into(),
-        };
+        let r = |code| Rejected { code, message: "m".into() };
         assert!(matches!(rejected(r(RejectCode::BadToken)), End::Fatal(_)));
-        assert!(matches!(
-            rejected(r(RejectCode::ProtocolMismatch)),
-            End::Fatal(_)
-        ));
-        assert!(matches!(
-            rejected(r(RejectCode::AlreadyConnected)),
-            End::Retry(_)
-        ));
+        assert!(matches!(rejected(r(RejectCode::ProtocolMismatch)), End::Fatal(_)));
+        assert!(matches!(rejected(r(RejectCode::AlreadyConnected)), End::Retry(_)));
         assert!(matches!(rejected(r(RejectCode::BadHello)), End::Retry(_)));
-        assert!(matches!(
-            rejected(r(RejectCode::CredentialRevoked)),
-            End::Fatal(_)
-        ));
-        assert!(matches!(
-            rejected(r(RejectCode::BadCredential)),
-            End::Fatal(_)
-        ));
+        assert!(matches!(rejected(r(RejectCode::CredentialRevoked)), End::Fatal(_)));
+        assert!(matches!(rejected(r(RejectCode::BadCredential)), End::Fatal(_)));
     }
 }

@@ -49,12 +49,7 @@ pub fn observed_hash(c: &ObservedContainer) -> Option<&str> {
 
 /// Computes the actions that bring `observed` to `desired`. Only managed containers may be
 /// passed in `observed`: anything listed here that is not desired gets removed.
-pub fn plan(
-    desired: &[ContainerSpec],
-    observed: &[ObservedContainer],
-    restarts: &RestartBackoff,
-    now: Instant,
-) -> Plan {
+pub fn plan(desired: &[ContainerSpec], observed: &[ObservedContainer], restarts: &RestartBackoff, now: Instant) -> Plan {
     let mut wanted: BTreeMap<&str, &ContainerSpec> = BTreeMap::new();
     for spec in desired {
         // A duplicate name cannot exist twice on one engine; the first spec wins.
@@ -75,20 +70,14 @@ pub fn plan(
             continue;
         }
         let Some(spec) = wanted.get(c.name.as_str()) else {
-            removes.push(Action::Remove {
-                id: c.docker_id.clone(),
-                name: c.name.clone(),
-            });
+            removes.push(Action::Remove { id: c.docker_id.clone(), name: c.name.clone() });
             continue;
         };
         seen.insert(c.name.as_str());
         let hash = spec.spec_hash();
         let matches = observed_hash(c) == Some(hash.as_str()) || is_promoted_spare_of(c, spec);
         if !matches || c.state == ContainerState::Dead {
-            recreates.push(Action::Recreate {
-                id: c.docker_id.clone(),
-                spec: (*spec).clone(),
-            });
+            recreates.push(Action::Recreate { id: c.docker_id.clone(), spec: (*spec).clone() });
             continue;
         }
         if spec.stopped {
@@ -98,15 +87,10 @@ pub fn plan(
             continue;
         }
         match c.state {
-            ContainerState::Created | ContainerState::Exited => {
-                match restarts.wait_before_start(&c.name, now) {
-                    None => starts.push(Action::Start {
-                        id: c.docker_id.clone(),
-                        name: c.name.clone(),
-                    }),
-                    Some(wait) => retry_in = Some(retry_in.map_or(wait, |r| r.min(wait))),
-                }
-            }
+            ContainerState::Created | ContainerState::Exited => match restarts.wait_before_start(&c.name, now) {
+                None => starts.push(Action::Start { id: c.docker_id.clone(), name: c.name.clone() }),
+                Some(wait) => retry_in = Some(retry_in.map_or(wait, |r| r.min(wait))),
+            },
             // Paused is an operator's deliberate act (and the engine refuses to start a paused
             // container); Unknown covers transient states such as `stopping`, which the next
             // event settles.
@@ -125,9 +109,7 @@ pub fn plan(
     let mut creates = Vec::new();
     for (_, spec) in wanted.iter().filter(|(name, _)| !seen.contains(*name)) {
         let template = spec.template_hash();
-        let spare = (!spec.is_spare())
-            .then(|| spares.iter().position(|(c, _)| c.labels.get(labels::TEMPLATE_HASH) == Some(&template)))
-            .flatten();
+        let spare = (!spec.is_spare()).then(|| spares.iter().position(|(c, _)| c.labels.get(labels::TEMPLATE_HASH) == Some(&template))).flatten();
         match spare {
             Some(i) => {
                 let (c, spare_spec) = spares.swap_remove(i);
@@ -148,9 +130,7 @@ pub fn plan(
 
 /// A spare renamed into an instance's place: it was made from the same template.
 fn is_promoted_spare_of(c: &ObservedContainer, spec: &ContainerSpec) -> bool {
-    !spec.is_spare()
-        && c.labels.get(labels::SPARE).is_some_and(|v| v == "true")
-        && c.labels.get(labels::TEMPLATE_HASH) == Some(&spec.template_hash())
+    !spec.is_spare() && c.labels.get(labels::SPARE).is_some_and(|v| v == "true") && c.labels.get(labels::TEMPLATE_HASH) == Some(&spec.template_hash())
 }
 
 /// Per-container restart backoff, so a container that keeps dying is not restarted in a hot loop:
@@ -208,10 +188,7 @@ impl RestartBackoff {
     }
 
     pub fn record_start(&mut self, name: &str, now: Instant) {
-        let e = self.entries.entry(name.to_string()).or_insert(Entry {
-            starts: 0,
-            last_start: now,
-        });
+        let e = self.entries.entry(name.to_string()).or_insert(Entry { starts: 0, last_start: now });
         e.starts = e.starts.saturating_add(1);
         e.last_start = now;
     }
@@ -224,16 +201,12 @@ impl RestartBackoff {
     /// Feeds what the engine reports: containers that stayed up are forgiven, and records of
     /// containers that no longer exist are dropped.
     pub fn observe(&mut self, observed: &[ObservedContainer], now: Instant) {
-        let present: HashMap<&str, ContainerState> = observed
-            .iter()
-            .map(|c| (c.name.as_str(), c.state))
-            .collect();
-        self.entries
-            .retain(|name, e| match present.get(name.as_str()) {
-                None => false,
-                Some(ContainerState::Running) => now.duration_since(e.last_start) < Self::STABLE,
-                Some(_) => true,
-            });
+        let present: HashMap<&str, ContainerState> = observed.iter().map(|c| (c.name.as_str(), c.state)).collect();
+        self.entries.retain(|name, e| match present.get(name.as_str()) {
+            None => false,
+            Some(ContainerState::Running) => now.duration_since(e.last_start) < Self::STABLE,
+            Some(_) => true,
+        });
     }
 
     pub fn starts(&self, name: &str) -> u32 {
@@ -246,12 +219,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &str) -> ContainerSpec {
-        ContainerSpec {
-            name: name.into(),
-            image: "corral-test/busybox:latest".into(),
-            command: vec!["sleep".into(), "3600".into()],
-            ..Default::default()
-        }
+        ContainerSpec { name: name.into(), image: "corral-test/busybox:latest".into(), command: vec!["sleep".into(), "3600".into()], ..Default::default() }
     }
 
     fn running(spec: &ContainerSpec, id: &str) -> ObservedContainer {
@@ -275,25 +243,14 @@ mod tests {
     }
 
     fn plan_now(desired: &[ContainerSpec], observed: &[ObservedContainer]) -> Plan {
-        plan(
-            desired,
-            observed,
-            &RestartBackoff::default(),
-            Instant::now(),
-        )
+        plan(desired, observed, &RestartBackoff::default(), Instant::now())
     }
 
     #[test]
     fn nothing_observed_creates_everything() {
         let desired = [spec("a"), spec("b")];
         let p = plan_now(&desired, &[]);
-        assert_eq!(
-            p.actions,
-            vec![
-                Action::Create { spec: spec("a") },
-                Action::Create { spec: spec("b") }
-            ]
-        );
+        assert_eq!(p.actions, vec![Action::Create { spec: spec("a") }, Action::Create { spec: spec("b") }]);
         assert_eq!(p.retry_in, None);
     }
 
@@ -307,10 +264,7 @@ mod tests {
     #[test]
     fn restarting_and_paused_containers_are_left_alone() {
         let desired = [spec("a"), spec("b")];
-        let observed = [
-            in_state(&desired[0], "1", ContainerState::Restarting),
-            in_state(&desired[1], "2", ContainerState::Paused),
-        ];
+        let observed = [in_state(&desired[0], "1", ContainerState::Restarting), in_state(&desired[1], "2", ContainerState::Paused)];
         assert_eq!(plan_now(&desired, &observed).actions, vec![]);
     }
 
@@ -375,13 +329,7 @@ mod tests {
         let mut new = old.clone();
         new.env = vec!["X=1".into()];
         let p = plan_now(std::slice::from_ref(&new), &[running(&old, "1")]);
-        assert_eq!(
-            p.actions,
-            vec![Action::Recreate {
-                id: "1".into(),
-                spec: new
-            }]
-        );
+        assert_eq!(p.actions, vec![Action::Recreate { id: "1".into(), spec: new }]);
     }
 
     #[test]
@@ -389,47 +337,23 @@ mod tests {
         let s = spec("a");
         let mut c = running(&s, "1");
         c.labels.remove(labels::SPEC_HASH);
-        assert_eq!(
-            plan_now(std::slice::from_ref(&s), &[c]).actions,
-            vec![Action::Recreate {
-                id: "1".into(),
-                spec: s
-            }]
-        );
+        assert_eq!(plan_now(std::slice::from_ref(&s), &[c]).actions, vec![Action::Recreate { id: "1".into(), spec: s }]);
     }
 
     #[test]
     fn dead_container_is_recreated() {
         let s = spec("a");
         let c = in_state(&s, "1", ContainerState::Dead);
-        assert_eq!(
-            plan_now(std::slice::from_ref(&s), &[c]).actions,
-            vec![Action::Recreate {
-                id: "1".into(),
-                spec: s
-            }]
-        );
+        assert_eq!(plan_now(std::slice::from_ref(&s), &[c]).actions, vec![Action::Recreate { id: "1".into(), spec: s }]);
     }
 
     #[test]
     fn stopped_containers_are_started() {
         let desired = [spec("a"), spec("b")];
-        let observed = [
-            in_state(&desired[0], "1", ContainerState::Exited),
-            in_state(&desired[1], "2", ContainerState::Created),
-        ];
+        let observed = [in_state(&desired[0], "1", ContainerState::Exited), in_state(&desired[1], "2", ContainerState::Created)];
         assert_eq!(
             plan_now(&desired, &observed).actions,
-            vec![
-                Action::Start {
-                    id: "1".into(),
-                    name: "a".into()
-                },
-                Action::Start {
-                    id: "2".into(),
-                    name: "b".into()
-                }
-            ]
+            vec![Action::Start { id: "1".into(), name: "a".into() }, Action::Start { id: "2".into(), name: "b".into() }]
         );
     }
 
@@ -437,46 +361,22 @@ mod tests {
     fn undesired_containers_are_removed_first() {
         let desired = [spec("new")];
         let observed = [running(&spec("old"), "9")];
-        assert_eq!(
-            plan_now(&desired, &observed).actions,
-            vec![
-                Action::Remove {
-                    id: "9".into(),
-                    name: "old".into()
-                },
-                Action::Create { spec: spec("new") }
-            ]
-        );
+        assert_eq!(plan_now(&desired, &observed).actions, vec![Action::Remove { id: "9".into(), name: "old".into() }, Action::Create { spec: spec("new") }]);
     }
 
     #[test]
     fn empty_desired_set_removes_every_managed_container() {
-        let observed = [
-            running(&spec("a"), "1"),
-            in_state(&spec("b"), "2", ContainerState::Exited),
-        ];
+        let observed = [running(&spec("a"), "1"), in_state(&spec("b"), "2", ContainerState::Exited)];
         assert_eq!(
             plan_now(&[], &observed).actions,
-            vec![
-                Action::Remove {
-                    id: "1".into(),
-                    name: "a".into()
-                },
-                Action::Remove {
-                    id: "2".into(),
-                    name: "b".into()
-                }
-            ]
+            vec![Action::Remove { id: "1".into(), name: "a".into() }, Action::Remove { id: "2".into(), name: "b".into() }]
         );
     }
 
     #[test]
     fn containers_being_removed_are_waited_for() {
         let s = spec("a");
-        let observed = [
-            in_state(&s, "1", ContainerState::Removing),
-            in_state(&spec("z"), "2", ContainerState::Removing),
-        ];
+        let observed = [in_state(&s, "1", ContainerState::Removing), in_state(&spec("z"), "2", ContainerState::Removing)];
         assert_eq!(plan_now(&[s], &observed).actions, vec![]);
     }
 
@@ -496,54 +396,25 @@ mod tests {
         let mut changed = old_changed.clone();
         changed.command = vec!["sleep".into(), "1".into()];
         let missing = spec("missing");
-        let desired = [
-            keep.clone(),
-            stopped.clone(),
-            changed.clone(),
-            missing.clone(),
-        ];
-        let observed = [
-            running(&keep, "k"),
-            in_state(&stopped, "s", ContainerState::Exited),
-            running(&old_changed, "c"),
-            running(&spec("stray"), "x"),
-        ];
+        let desired = [keep.clone(), stopped.clone(), changed.clone(), missing.clone()];
+        let observed = [running(&keep, "k"), in_state(&stopped, "s", ContainerState::Exited), running(&old_changed, "c"), running(&spec("stray"), "x")];
         let p = plan_now(&desired, &observed);
         assert_eq!(
             p.actions,
             vec![
-                Action::Remove {
-                    id: "x".into(),
-                    name: "stray".into()
-                },
-                Action::Recreate {
-                    id: "c".into(),
-                    spec: changed
-                },
+                Action::Remove { id: "x".into(), name: "stray".into() },
+                Action::Recreate { id: "c".into(), spec: changed },
                 Action::Create { spec: missing },
-                Action::Start {
-                    id: "s".into(),
-                    name: "stopped".into()
-                },
+                Action::Start { id: "s".into(), name: "stopped".into() },
             ]
         );
-        let replanned = plan_now(
-            &desired,
-            &[
-                running(&keep, "k"),
-                running(&stopped, "s"),
-                running(&desired[2], "c2"),
-                running(&desired[3], "m"),
-            ],
-        );
+        let replanned = plan_now(&desired, &[running(&keep, "k"), running(&stopped, "s"), running(&desired[2], "c2"), running(&desired[3], "m")]);
         assert_eq!(replanned, Plan::default(), "a converged host plans nothing");
     }
 
     #[test]
     fn restart_backoff_doubles_and_caps() {
-        let delays: Vec<u64> = (0..8)
-            .map(|n| RestartBackoff::delay_after(n).as_secs())
-            .collect();
+        let delays: Vec<u64> = (0..8).map(|n| RestartBackoff::delay_after(n).as_secs()).collect();
         assert_eq!(delays, vec![0, 1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(RestartBackoff::delay_after(u32::MAX), RestartBackoff::CAP);
     }
@@ -557,13 +428,7 @@ mod tests {
 
         // First restart is immediate.
         let p = plan(std::slice::from_ref(&s), &exited, &backoff, t0);
-        assert_eq!(
-            p.actions,
-            vec![Action::Start {
-                id: "1".into(),
-                name: "a".into()
-            }]
-        );
+        assert_eq!(p.actions, vec![Action::Start { id: "1".into(), name: "a".into() }]);
         backoff.record_start("a", t0);
 
         // It died again at once: held back for 1 s, and the plan says when to come back.
@@ -578,12 +443,7 @@ mod tests {
         backoff.record_start("a", t1);
 
         // Second failure: 2 s.
-        let p = plan(
-            std::slice::from_ref(&s),
-            &exited,
-            &backoff,
-            t1 + Duration::from_millis(1500),
-        );
+        let p = plan(std::slice::from_ref(&s), &exited, &backoff, t1 + Duration::from_millis(1500));
         assert_eq!(p.actions, vec![]);
         assert_eq!(p.retry_in, Some(Duration::from_millis(500)));
 
@@ -591,30 +451,18 @@ mod tests {
         for _ in 0..20 {
             backoff.record_start("a", t1);
         }
-        assert_eq!(
-            backoff.wait_before_start("a", t1),
-            Some(RestartBackoff::CAP)
-        );
+        assert_eq!(backoff.wait_before_start("a", t1), Some(RestartBackoff::CAP));
     }
 
     #[test]
     fn backoff_of_one_container_does_not_hold_back_others() {
         let (a, b) = (spec("a"), spec("b"));
-        let observed = [
-            in_state(&a, "1", ContainerState::Exited),
-            in_state(&b, "2", ContainerState::Exited),
-        ];
+        let observed = [in_state(&a, "1", ContainerState::Exited), in_state(&b, "2", ContainerState::Exited)];
         let mut backoff = RestartBackoff::default();
         let now = Instant::now();
         backoff.record_start("a", now);
         let p = plan(&[a, b], &observed, &backoff, now);
-        assert_eq!(
-            p.actions,
-            vec![Action::Start {
-                id: "2".into(),
-                name: "b".into()
-            }]
-        );
+        assert_eq!(p.actions, vec![Action::Start { id: "2".into(), name: "b".into() }]);
         assert_eq!(p.retry_in, Some(Duration::from_secs(1)));
     }
 
@@ -628,22 +476,12 @@ mod tests {
             backoff.record_start(name, t0);
         }
         // Shortly after the start nobody is forgiven yet.
-        backoff.observe(
-            &[running(&a, "1"), running(&b, "2")],
-            t0 + Duration::from_secs(1),
-        );
+        backoff.observe(&[running(&a, "1"), running(&b, "2")], t0 + Duration::from_secs(1));
         assert_eq!(backoff.starts("a"), 2);
         assert_eq!(backoff.starts("c"), 0, "c is gone from the engine");
 
         let later = t0 + RestartBackoff::STABLE;
-        backoff.observe(
-            &[
-                running(&a, "1"),
-                in_state(&b, "2", ContainerState::Exited),
-                in_state(&c, "3", ContainerState::Exited),
-            ],
-            later,
-        );
+        backoff.observe(&[running(&a, "1"), in_state(&b, "2", ContainerState::Exited), in_state(&c, "3", ContainerState::Exited)], later);
         assert_eq!(backoff.starts("a"), 0, "a stayed up: forgiven");
         assert_eq!(backoff.starts("b"), 2, "b is down: still backing off");
 

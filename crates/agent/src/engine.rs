@@ -6,13 +6,9 @@ use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EventMessage, HostConfig, PortBinding,
-    PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerSummary, EventMessage, HostConfig, PortBinding, PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer, PortSpec, Protocol};
 use futures_util::{Stream, StreamExt};
@@ -35,10 +31,7 @@ pub struct EngineEvent {
 impl EngineEvent {
     /// Events after which a managed container may be missing or stopped, so converge at once.
     pub fn needs_converge(&self) -> bool {
-        matches!(
-            self.action.as_str(),
-            "destroy" | "die" | "stop" | "kill" | "oom"
-        )
+        matches!(self.action.as_str(), "destroy" | "die" | "stop" | "kill" | "oom")
     }
 }
 
@@ -52,10 +45,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("endpoint", &self.endpoint)
-            .field("scope", &self.scope)
-            .finish()
+        f.debug_struct("Engine").field("endpoint", &self.endpoint).field("scope", &self.scope).finish()
     }
 }
 
@@ -70,32 +60,18 @@ impl Engine {
             Some(h) => h,
             None => DEFAULT_ENDPOINT.to_string(),
         };
-        let unreachable = |reason: String| AgentError::DockerUnreachable {
-            socket: endpoint.clone(),
-            reason,
-        };
+        let unreachable = |reason: String| AgentError::DockerUnreachable { socket: endpoint.clone(), reason };
 
-        let docker = if endpoint == DEFAULT_ENDPOINT && docker_host.is_none() {
-            Docker::connect_with_local_defaults()
-        } else {
-            Docker::connect_with_host(&endpoint)
-        }
-        .map_err(|e| unreachable(connect_reason(&e)))?;
+        let docker =
+            if endpoint == DEFAULT_ENDPOINT && docker_host.is_none() { Docker::connect_with_local_defaults() } else { Docker::connect_with_host(&endpoint) }
+                .map_err(|e| unreachable(connect_reason(&e)))?;
 
         match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(unreachable(connect_reason(&e))),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer to a ping within {PING_TIMEOUT:?}"
-                )))
-            }
+            Err(_) => return Err(unreachable(format!("no answer to a ping within {PING_TIMEOUT:?}"))),
         }
-        Ok(Engine {
-            docker,
-            endpoint,
-            scope: None,
-        })
+        Ok(Engine { docker, endpoint, scope: None })
     }
 
     /// Narrows this handle to managed containers that also carry the label `key=value`: listing,
@@ -124,58 +100,35 @@ impl Engine {
     }
 
     pub async fn version(&self) -> Result<String, AgentError> {
-        let v = self
-            .docker
-            .version()
-            .await
-            .map_err(|e| AgentError::engine("report its version", &e))?;
+        let v = self.docker.version().await.map_err(|e| AgentError::engine("report its version", &e))?;
         Ok(v.version.unwrap_or_default())
     }
 
     /// Every managed container, running or not.
     pub async fn list_managed(&self) -> Result<Vec<ObservedContainer>, AgentError> {
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&self.managed_filter())
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| AgentError::engine("list containers", &e))?;
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&self.managed_filter()).build();
+        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| AgentError::engine("list containers", &e))?;
         Ok(list.into_iter().map(observe).collect())
     }
 
     /// Creates the container for `spec` and starts it unless its service is stopped; returns
     /// its id. Never pulls the image.
     pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, AgentError> {
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&spec.name)
-            .build();
-        let created = self
-            .docker
-            .create_container(Some(opts), create_body(spec))
-            .await
-            .map_err(|e| match &e {
-                DockerError::DockerResponseServerError {
-                    status_code: 404, ..
-                } => AgentError::ImageNotFound {
-                    image: spec.image.clone(),
-                    container: spec.name.clone(),
-                },
-                DockerError::DockerResponseServerError {
-                    status_code: 409,
-                    message,
-                } => AgentError::Engine {
-                    action: format!("create container {}", spec.name),
-                    reason: format!(
-                        "{message} (a container with that name exists; if it is not labelled \
+        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let created = self.docker.create_container(Some(opts), create_body(spec)).await.map_err(|e| match &e {
+            DockerError::DockerResponseServerError { status_code: 404, .. } => {
+                AgentError::ImageNotFound { image: spec.image.clone(), container: spec.name.clone() }
+            }
+            DockerError::DockerResponseServerError { status_code: 409, message } => AgentError::Engine {
+                action: format!("create container {}", spec.name),
+                reason: format!(
+                    "{message} (a container with that name exists; if it is not labelled \
                          {}=true, Corral will not touch it: rename or remove it by hand)",
-                        labels::MANAGED
-                    ),
-                },
-                _ => AgentError::engine(format!("create container {}", spec.name), &e),
-            })?;
+                    labels::MANAGED
+                ),
+            },
+            _ => AgentError::engine(format!("create container {}", spec.name), &e),
+        })?;
         for warning in &created.warnings {
             tracing::warn!(container = %spec.name, %warning, "engine warning on create");
         }
@@ -183,10 +136,7 @@ impl Engine {
             return Ok(created.id);
         }
         self.start(&created.id).await.map_err(|e| match e {
-            AgentError::Engine { reason, .. } => AgentError::Engine {
-                action: format!("start new container {}", spec.name),
-                reason,
-            },
+            AgentError::Engine { reason, .. } => AgentError::Engine { action: format!("start new container {}", spec.name), reason },
             other => other,
         })?;
         Ok(created.id)
@@ -194,26 +144,19 @@ impl Engine {
 
     /// Starting a running container is not an error (the engine answers 304).
     pub async fn start(&self, id: &str) -> Result<(), AgentError> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(|e| AgentError::engine(format!("start container {id}"), &e))
+        self.docker.start_container(id, None).await.map_err(|e| AgentError::engine(format!("start container {id}"), &e))
     }
 
     /// Gives a container a new name; a hot spare takes a lost instance's place this way.
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), AgentError> {
         let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default().name(name).build();
-        self.docker
-            .rename_container(id, opts)
-            .await
-            .map_err(|e| AgentError::engine(format!("rename container {id} to {name}"), &e))
+        self.docker.rename_container(id, opts).await.map_err(|e| AgentError::engine(format!("rename container {id} to {name}"), &e))
     }
 
     /// Stops a container (SIGTERM, then SIGKILL after 10 s); stopping a stopped one is fine.
     pub async fn stop(&self, id: &str) -> Result<(), AgentError> {
         match self.docker.stop_container(id, None).await {
-            Ok(())
-            | Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
             Err(e) => Err(AgentError::engine(format!("stop container {id}"), &e)),
         }
     }
@@ -222,15 +165,9 @@ impl Engine {
     pub async fn remove(&self, id: &str) -> Result<(), AgentError> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(opts)).await {
-            Ok(())
-            | Err(DockerError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
+            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             // 409 "removal already in progress": someone else is doing our job.
-            Err(DockerError::DockerResponseServerError {
-                status_code: 409,
-                message,
-            }) if message.contains("already in progress") => Ok(()),
+            Err(DockerError::DockerResponseServerError { status_code: 409, message }) if message.contains("already in progress") => Ok(()),
             Err(e) => Err(AgentError::engine(format!("remove container {id}"), &e)),
         }
     }
@@ -241,14 +178,12 @@ impl Engine {
         let mut filters = self.managed_filter();
         filters.insert("type".into(), vec!["container".into()]);
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
-        self.docker
-            .events(Some(opts))
-            .filter_map(|item| async move {
-                match item {
-                    Ok(msg) => to_event(msg).map(Ok),
-                    Err(e) => Some(Err(AgentError::engine("stream events", &e))),
-                }
-            })
+        self.docker.events(Some(opts)).filter_map(|item| async move {
+            match item {
+                Ok(msg) => to_event(msg).map(Ok),
+                Err(e) => Some(Err(AgentError::engine("stream events", &e))),
+            }
+        })
     }
 }
 
@@ -265,15 +200,8 @@ fn to_event(msg: EventMessage) -> Option<EngineEvent> {
     let action = msg.action?;
     let actor = msg.actor?;
     let container_id = actor.id.unwrap_or_default();
-    let container_name = actor
-        .attributes
-        .and_then(|mut a| a.remove("name"))
-        .unwrap_or_default();
-    Some(EngineEvent {
-        action,
-        container_id,
-        container_name,
-    })
+    let container_name = actor.attributes.and_then(|mut a| a.remove("name")).unwrap_or_default();
+    Some(EngineEvent { action, container_id, container_name })
 }
 
 /// The labels the container is created with: the spec's own plus the two the agent relies on.
@@ -308,10 +236,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             .entry(port_key(p))
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: Some("0.0.0.0".into()),
-                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
-            });
+            .push(PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()) });
     }
     ContainerCreateBody {
         // Like Rancher: a container knows itself by its Corral name.
@@ -323,10 +248,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         host_config: Some(HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
             ..Default::default()
         }),
         ..Default::default()
@@ -335,26 +257,14 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
 
 /// Converts the engine's list entry into the wire form.
 pub fn observe(c: ContainerSummary) -> ObservedContainer {
-    let name = c
-        .names
-        .as_ref()
-        .and_then(|n| n.first())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .unwrap_or_default();
-    let state = c.state.map_or(ContainerState::Unknown, |s| {
-        ContainerState::from_engine(s.as_ref())
-    });
+    let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+    let state = c.state.map_or(ContainerState::Unknown, |s| ContainerState::from_engine(s.as_ref()));
     // Network maps are unordered; pick the lexically first network so the choice is stable.
-    let ip = c
-        .network_settings
-        .and_then(|ns| ns.networks)
-        .and_then(|nets| {
-            let mut nets: Vec<_> = nets.into_iter().collect();
-            nets.sort_by(|a, b| a.0.cmp(&b.0));
-            nets.into_iter()
-                .filter_map(|(_, ep)| ep.ip_address)
-                .find(|ip| !ip.is_empty())
-        });
+    let ip = c.network_settings.and_then(|ns| ns.networks).and_then(|nets| {
+        let mut nets: Vec<_> = nets.into_iter().collect();
+        nets.sort_by(|a, b| a.0.cmp(&b.0));
+        nets.into_iter().filter_map(|(_, ep)| ep.ip_address).find(|ip| !ip.is_empty())
+    });
     let mut ports: Vec<PortSpec> = c
         .ports
         .unwrap_or_default()
@@ -362,16 +272,10 @@ pub fn observe(c: ContainerSummary) -> ObservedContainer {
         .filter_map(|p| {
             let protocol = match p.typ {
                 Some(PortSummaryTypeEnum::UDP) => Protocol::Udp,
-                Some(PortSummaryTypeEnum::TCP) | Some(PortSummaryTypeEnum::EMPTY) | None => {
-                    Protocol::Tcp
-                }
+                Some(PortSummaryTypeEnum::TCP) | Some(PortSummaryTypeEnum::EMPTY) | None => Protocol::Tcp,
                 Some(PortSummaryTypeEnum::SCTP) => return None,
             };
-            Some(PortSpec {
-                host_port: p.public_port,
-                container_port: p.private_port,
-                protocol,
-            })
+            Some(PortSpec { host_port: p.public_port, container_port: p.private_port, protocol })
         })
         .collect();
     // The engine lists a published port once per address family (0.0.0.0 and ::).
@@ -392,9 +296,7 @@ pub fn observe(c: ContainerSummary) -> ObservedContainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{
-        ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, EndpointSettings, PortSummary,
-    };
+    use bollard::models::{ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, EndpointSettings, PortSummary};
 
     #[test]
     fn create_body_carries_the_spec() {
@@ -411,10 +313,7 @@ mod tests {
         assert_eq!(body.image.as_deref(), Some("img:1"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
-        assert_eq!(
-            body.exposed_ports,
-            Some(vec!["53/udp".to_string(), "80/tcp".to_string()])
-        );
+        assert_eq!(body.exposed_ports, Some(vec!["53/udp".to_string(), "80/tcp".to_string()]));
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::MANAGED], "true");
         assert_eq!(labels[labels::SPEC_HASH], spec.spec_hash());
@@ -428,31 +327,20 @@ mod tests {
         let ephemeral = bindings["53/udp"].as_ref().unwrap();
         assert_eq!(ephemeral[0].host_port.as_deref(), Some(""), "the engine picks the host port");
         assert_eq!(body.hostname.as_deref(), Some(spec.name.as_str()), "the container knows its name");
-        assert_eq!(
-            hc.restart_policy.unwrap().name,
-            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
-        );
+        assert_eq!(hc.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
     }
 
     #[test]
     fn empty_command_keeps_the_image_default() {
-        let body = create_body(&ContainerSpec {
-            name: "a".into(),
-            image: "i".into(),
-            ..Default::default()
-        });
+        let body = create_body(&ContainerSpec { name: "a".into(), image: "i".into(), ..Default::default() });
         assert_eq!(body.cmd, None);
         assert_eq!(body.exposed_ports, None);
     }
 
     #[test]
     fn summaries_become_observed_containers() {
-        let port = |ip: &str, public: Option<u16>, private: u16, typ| PortSummary {
-            ip: Some(ip.into()),
-            private_port: private,
-            public_port: public,
-            typ: Some(typ),
-        };
+        let port =
+            |ip: &str, public: Option<u16>, private: u16, typ| PortSummary { ip: Some(ip.into()), private_port: private, public_port: public, typ: Some(typ) };
         let summary = ContainerSummary {
             id: Some("abc".into()),
             names: Some(vec!["/s-web-1".into()]),
@@ -464,18 +352,9 @@ mod tests {
                 port("::", Some(8080), 80, PortSummaryTypeEnum::TCP),
                 port("", None, 53, PortSummaryTypeEnum::UDP),
             ]),
-            labels: Some(HashMap::from([(
-                labels::MANAGED.to_string(),
-                "true".to_string(),
-            )])),
+            labels: Some(HashMap::from([(labels::MANAGED.to_string(), "true".to_string())])),
             network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: Some(HashMap::from([(
-                    "bridge".to_string(),
-                    EndpointSettings {
-                        ip_address: Some("172.17.0.2".into()),
-                        ..Default::default()
-                    },
-                )])),
+                networks: Some(HashMap::from([("bridge".to_string(), EndpointSettings { ip_address: Some("172.17.0.2".into()), ..Default::default() })])),
             }),
             ..Default::default()
         };
@@ -488,16 +367,8 @@ mod tests {
         assert_eq!(
             o.ports,
             vec![
-                PortSpec {
-                    host_port: None,
-                    container_port: 53,
-                    protocol: Protocol::Udp
-                },
-                PortSpec {
-                    host_port: Some(8080),
-                    container_port: 80,
-                    protocol: Protocol::Tcp
-                },
+                PortSpec { host_port: None, container_port: 53, protocol: Protocol::Udp },
+                PortSpec { host_port: Some(8080), container_port: 80, protocol: Protocol::Tcp },
             ]
         );
         assert_eq!(o.labels[labels::MANAGED], "true");
@@ -508,13 +379,7 @@ mod tests {
         let summary = ContainerSummary {
             state: Some(ContainerSummaryStateEnum::EXITED),
             network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: Some(HashMap::from([(
-                    "bridge".to_string(),
-                    EndpointSettings {
-                        ip_address: Some(String::new()),
-                        ..Default::default()
-                    },
-                )])),
+                networks: Some(HashMap::from([("bridge".to_string(), EndpointSettings { ip_address: Some(String::new()), ..Default::default() })])),
             }),
             ..Default::default()
         };
@@ -525,20 +390,11 @@ mod tests {
 
     #[test]
     fn only_disruptive_events_trigger_a_converge() {
-        let ev = |a: &str| EngineEvent {
-            action: a.into(),
-            container_id: "x".into(),
-            container_name: "n".into(),
-        };
+        let ev = |a: &str| EngineEvent { action: a.into(), container_id: "x".into(), container_name: "n".into() };
         for a in ["destroy", "die", "stop", "kill", "oom"] {
             assert!(ev(a).needs_converge(), "{a}");
         }
-        for a in [
-            "start",
-            "create",
-            "exec_start: sh",
-            "health_status: healthy",
-        ] {
+        for a in ["start", "create", "exec_start: sh", "health_status: healthy"] {
             assert!(!ev(a).needs_converge(), "{a}");
         }
     }

@@ -46,26 +46,16 @@ pub enum AgentError {
 
     /// The control plane refused us for a reason retrying cannot fix.
     #[error("the control plane rejected this agent ({code:?}): {message}. {hint}")]
-    Rejected {
-        code: RejectCode,
-        message: String,
-        hint: &'static str,
-    },
+    Rejected { code: RejectCode, message: String, hint: &'static str },
 }
 
 impl AgentError {
     pub(crate) fn engine(action: impl Into<String>, err: &bollard::errors::Error) -> Self {
-        AgentError::Engine {
-            action: action.into(),
-            reason: describe(err),
-        }
+        AgentError::Engine { action: action.into(), reason: describe(err) }
     }
 
     pub(crate) fn state_dir(path: impl Into<PathBuf>, err: &std::io::Error) -> Self {
-        AgentError::StateDir {
-            path: path.into(),
-            reason: err.to_string(),
-        }
+        AgentError::StateDir { path: path.into(), reason: err.to_string() }
     }
 }
 
@@ -91,10 +81,7 @@ mod tests {
 
     #[test]
     fn docker_unreachable_says_what_to_do() {
-        let e = AgentError::DockerUnreachable {
-            socket: "unix:///var/run/docker.sock".into(),
-            reason: "No such file or directory".into(),
-        };
+        let e = AgentError::DockerUnreachable { socket: "unix:///var/run/docker.sock".into(), reason: "No such file or directory".into() };
         let msg = e.to_string();
         assert!(msg.contains("unix:///var/run/docker.sock"), "{msg}");
         assert!(msg.contains("Is dockerd running?"), "{msg}");

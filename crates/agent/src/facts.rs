@@ -10,32 +10,18 @@ use crate::AgentConfig;
 /// `local_addr` is the local end of the socket used to reach the control plane: the address
 /// other hosts on that network can most likely reach this one at.
 pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpAddr>) -> HostFacts {
-    let sys = System::new_with_specifics(
-        RefreshKind::nothing()
-            .with_cpu(CpuRefreshKind::nothing())
-            .with_memory(MemoryRefreshKind::nothing().with_ram()),
-    );
+    let sys = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()).with_memory(MemoryRefreshKind::nothing().with_ram()));
     let cpus = match sys.cpus().len() {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     HostFacts {
-        name: config
-            .name
-            .clone()
-            .or_else(System::host_name)
-            .unwrap_or_else(|| "unknown".to_string()),
-        address: config
-            .address
-            .clone()
-            .or_else(|| local_addr.map(|a| a.to_string()))
-            .unwrap_or_default(),
+        name: config.name.clone().or_else(System::host_name).unwrap_or_else(|| "unknown".to_string()),
+        address: config.address.clone().or_else(|| local_addr.map(|a| a.to_string())).unwrap_or_default(),
         docker_version: docker_version.to_string(),
         cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
         memory_bytes: sys.total_memory(),
-        os: System::long_os_version()
-            .or_else(System::name)
-            .unwrap_or_else(|| std::env::consts::OS.to_string()),
+        os: System::long_os_version().or_else(System::name).unwrap_or_else(|| std::env::consts::OS.to_string()),
         kernel: System::kernel_version().unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.clone(),

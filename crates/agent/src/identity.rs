@@ -20,8 +20,7 @@ pub fn load_credential(state_dir: &Path) -> Result<Option<String>, AgentError> {
 
 /// Keeps the credential from the welcome, readable by the agent's user only.
 pub fn save_credential(state_dir: &Path, credential: &str) -> Result<(), AgentError> {
-    write_private_atomically(&state_dir.join(CREDENTIAL_FILE), format!("{credential}\n").as_bytes())
-        .map_err(|e| AgentError::state_dir(state_dir, &e))
+    write_private_atomically(&state_dir.join(CREDENTIAL_FILE), format!("{credential}\n").as_bytes()).map_err(|e| AgentError::state_dir(state_dir, &e))
 }
 
 /// Forgets a revoked credential, so the next start says hello with the join token.
@@ -38,17 +37,13 @@ pub fn load_or_create_host_id(state_dir: &Path) -> Result<String, AgentError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let id = text.trim();
-            uuid::Uuid::parse_str(id).map_err(|e| AgentError::CorruptState {
-                path: path.clone(),
-                reason: format!("not a UUID: {e}"),
-            })?;
+            uuid::Uuid::parse_str(id).map_err(|e| AgentError::CorruptState { path: path.clone(), reason: format!("not a UUID: {e}") })?;
             Ok(id.to_string())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(state_dir).map_err(|e| AgentError::state_dir(state_dir, &e))?;
             let id = uuid::Uuid::new_v4().to_string();
-            write_atomically(&path, format!("{id}\n").as_bytes())
-                .map_err(|e| AgentError::state_dir(state_dir, &e))?;
+            write_atomically(&path, format!("{id}\n").as_bytes()).map_err(|e| AgentError::state_dir(state_dir, &e))?;
             tracing::info!(host_id = %id, path = %path.display(), "created a new host identity");
             Ok(id)
         }
@@ -68,10 +63,7 @@ mod tests {
         assert!(uuid::Uuid::parse_str(&first).is_ok());
         let second = load_or_create_host_id(&state).unwrap();
         assert_eq!(first, second);
-        assert_eq!(
-            std::fs::read_to_string(state.join(FILE)).unwrap().trim(),
-            first
-        );
+        assert_eq!(std::fs::read_to_string(state.join(FILE)).unwrap().trim(), first);
     }
 
     #[test]

@@ -26,10 +26,10 @@ pub mod balancer;
 mod connection;
 pub mod converge;
 pub mod engine;
-pub mod logs;
 mod error;
 pub mod facts;
 pub mod identity;
+pub mod logs;
 pub mod reconciler;
 pub mod state;
 pub mod stats;
@@ -78,11 +78,7 @@ pub async fn run(config: AgentConfig, shutdown: broadcast::Receiver<()>) -> Resu
 
 /// [`run`] with an engine handle the caller connected, e.g. one narrowed with
 /// [`Engine::scoped`] so tests can share an engine; `config.docker_host` is ignored.
-pub async fn run_with_engine(
-    config: AgentConfig,
-    engine: Engine,
-    mut shutdown: broadcast::Receiver<()>,
-) -> Result<(), AgentError> {
+pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: broadcast::Receiver<()>) -> Result<(), AgentError> {
     let ws_url = agent_ws_url(&config.server_url)?;
     if ws_url.starts_with("wss://") && config.ca_fingerprint.is_none() {
         return Err(AgentError::InvalidServerUrl {
@@ -118,13 +114,7 @@ pub async fn run_with_engine(
     let result = if stopped {
         Ok(())
     } else {
-        let link = connection::Link {
-            config: &config,
-            ws_url,
-            host_id,
-            engine,
-            reconciler: &reconciler,
-        };
+        let link = connection::Link { config: &config, ws_url, host_id, engine, reconciler: &reconciler };
         connection::run(link, &mut shutdown).await
     };
     reconciler.stop().await;

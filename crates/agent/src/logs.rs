@@ -50,12 +50,7 @@ impl Drop for LogStreams {
 }
 
 async fn stream(engine: Engine, request: LogsRequest, out: mpsc::Sender<LogChunk>) {
-    let options = LogsOptionsBuilder::new()
-        .follow(request.follow)
-        .stdout(true)
-        .stderr(true)
-        .tail(&request.tail.to_string())
-        .build();
+    let options = LogsOptionsBuilder::new().follow(request.follow).stdout(true).stderr(true).tail(&request.tail.to_string()).build();
     let mut logs = engine.docker().logs(&request.container, Some(options));
     let mut lines = Vec::new();
     let end = loop {

@@ -49,31 +49,17 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(engine: Engine) -> Self {
-        Reconciler {
-            engine,
-            restarts: RestartBackoff::default(),
-        }
+        Reconciler { engine, restarts: RestartBackoff::default() }
     }
 
     /// One level-triggered pass. Fails only if the engine cannot even list containers; a
     /// container that cannot be created (say, its image is missing) is reported in
     /// [`ConvergeReport::failures`] and the others are still converged.
-    pub async fn converge_once(
-        &mut self,
-        desired: &DesiredSet,
-    ) -> Result<ConvergeReport, AgentError> {
+    pub async fn converge_once(&mut self, desired: &DesiredSet) -> Result<ConvergeReport, AgentError> {
         let observed = self.engine.list_managed().await?;
         self.restarts.observe(&observed, Instant::now());
-        let plan = plan(
-            &desired.containers,
-            &observed,
-            &self.restarts,
-            Instant::now(),
-        );
-        let mut report = ConvergeReport {
-            retry_in: plan.retry_in,
-            ..Default::default()
-        };
+        let plan = plan(&desired.containers, &observed, &self.restarts, Instant::now());
+        let mut report = ConvergeReport { retry_in: plan.retry_in, ..Default::default() };
 
         let now = Instant::now();
         for action in &plan.actions {
@@ -101,19 +87,12 @@ impl Reconciler {
                 }
             }
             if let Err(error) = result {
-                report.failures.push(ConvergeFailure {
-                    container: name,
-                    error,
-                });
+                report.failures.push(ConvergeFailure { container: name, error });
             }
             report.actions.push(action);
         }
 
-        report.observed = if report.actions.is_empty() {
-            observed
-        } else {
-            self.engine.list_managed().await?
-        };
+        report.observed = if report.actions.is_empty() { observed } else { self.engine.list_managed().await? };
         self.restarts.observe(&report.observed, Instant::now());
         Ok(report)
     }
@@ -124,7 +103,6 @@ impl Reconciler {
         self.restarts.observe(&observed, Instant::now());
         Ok(observed)
     }
-
 }
 
 /// How many engine calls one converge pass makes at once.
@@ -187,11 +165,7 @@ impl ReconcilerHandle {
     /// Starts the converge loop and the engine event watcher. `initial` is the last desired set
     /// (from `desired.json`); `None` means none was ever received, and then the loop only
     /// observes: an unknown desired set must not be read as "remove everything".
-    pub fn spawn(
-        engine: Engine,
-        initial: Option<DesiredSet>,
-        shutdown: &broadcast::Receiver<()>,
-    ) -> Self {
+    pub fn spawn(engine: Engine, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
         let (desired_tx, desired_rx) = watch::channel(initial.map(Arc::new));
         let (observed_tx, observed_rx) = watch::channel(None);
         let (passes_tx, passes_rx) = watch::channel(0u64);
@@ -207,24 +181,11 @@ impl ReconcilerHandle {
             converge: converge.clone(),
             observe: observe.clone(),
         };
-        let tasks = vec![
-            tokio::spawn(looped.run(shutdown.resubscribe())),
-            tokio::spawn(watch_events(
-                engine,
-                converge.clone(),
-                observe,
-                shutdown.resubscribe(),
-            )),
-        ];
+        let tasks =
+            vec![tokio::spawn(looped.run(shutdown.resubscribe())), tokio::spawn(watch_events(engine, converge.clone(), observe, shutdown.resubscribe()))];
         // Converge (or observe) at once, without waiting for the control plane.
         converge.notify_one();
-        ReconcilerHandle {
-            desired: desired_tx,
-            observed: observed_rx,
-            passes: passes_rx,
-            converge,
-            tasks,
-        }
+        ReconcilerHandle { desired: desired_tx, observed: observed_rx, passes: passes_rx, converge, tasks }
     }
 
     /// Replaces the desired set and converges to it.
@@ -324,18 +285,11 @@ impl ConvergeLoop {
                 }
                 (d.revision, result.map(|r| (r.observed, r.retry_in)))
             }
-            (d, _) => (
-                d.as_ref().map_or(0, |d| d.revision),
-                self.reconciler.observe().await.map(|o| (o, None)),
-            ),
+            (d, _) => (d.as_ref().map_or(0, |d| d.revision), self.reconciler.observe().await.map(|o| (o, None))),
         };
         match result {
             Ok((containers, retry_in)) => {
-                self.observed.send_replace(Some(ObservedSet {
-                    applied_revision: revision,
-                    containers,
-                    load_balancer: self.balancer.status(),
-                }));
+                self.observed.send_replace(Some(ObservedSet { applied_revision: revision, containers, load_balancer: self.balancer.status() }));
                 retry_in
             }
             Err(e) => {
@@ -352,12 +306,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 /// Follows the engine's container events: disruptive ones trigger a converge at once (that is
 /// how a container removed by hand comes back within a second), all of them a fresh report.
-async fn watch_events(
-    engine: Engine,
-    converge: Arc<Notify>,
-    observe: Arc<Notify>,
-    mut shutdown: broadcast::Receiver<()>,
-) {
+async fn watch_events(engine: Engine, converge: Arc<Notify>, observe: Arc<Notify>, mut shutdown: broadcast::Receiver<()>) {
     let mut backoff = Backoff::for_reconnect();
     loop {
         let mut events = Box::pin(engine.events());

@@ -23,19 +23,13 @@ pub fn load_desired(state_dir: &Path) -> Result<Option<DesiredSet>, AgentError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(AgentError::state_dir(state_dir, &e)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| AgentError::CorruptState {
-            path,
-            reason: e.to_string(),
-        })
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| AgentError::CorruptState { path, reason: e.to_string() })
 }
 
 pub fn save_desired(state_dir: &Path, desired: &DesiredSet) -> Result<(), AgentError> {
     let bytes = serde_json::to_vec_pretty(desired).expect("a desired set always serializes");
     std::fs::create_dir_all(state_dir).map_err(|e| AgentError::state_dir(state_dir, &e))?;
-    write_atomically(&desired_path(state_dir), &bytes)
-        .map_err(|e| AgentError::state_dir(state_dir, &e))
+    write_atomically(&desired_path(state_dir), &bytes).map_err(|e| AgentError::state_dir(state_dir, &e))
 }
 
 /// Writes a sibling temp file, fsyncs it and renames it over `path`, so a crash or power loss
@@ -90,11 +84,7 @@ mod tests {
                 image: "corral-test/busybox:latest".into(),
                 command: vec!["httpd".into(), "-f".into()],
                 env: vec!["A=1".into()],
-                ports: vec![PortSpec {
-                    host_port: Some(8080),
-                    container_port: 80,
-                    protocol: Protocol::Tcp,
-                }],
+                ports: vec![PortSpec { host_port: Some(8080), container_port: 80, protocol: Protocol::Tcp }],
                 labels: [("io.corral.stack".to_string(), "s".to_string())].into(),
                 stopped: false,
             }],
@@ -127,10 +117,7 @@ mod tests {
         std::fs::write(&path, "old content that is longer").unwrap();
         write_atomically(&path, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(names, vec!["f".to_string()]);
     }
 
@@ -145,16 +132,7 @@ mod tests {
         std::fs::write(blocked.join("x"), "x").unwrap();
         assert!(write_atomically(&blocked, b"new").is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
-        let leftovers = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".tmp.")
-            })
-            .count();
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp.")).count();
         assert_eq!(leftovers, 0);
     }
 

@@ -90,10 +90,7 @@ impl Collector {
     }
 
     async fn containers(&mut self, host_memory: u64) -> Vec<ContainerStats> {
-        let filters = HashMap::from([
-            ("label".to_string(), vec![format!("{}=true", labels::MANAGED)]),
-            ("status".to_string(), vec!["running".to_string()]),
-        ]);
+        let filters = HashMap::from([("label".to_string(), vec![format!("{}=true", labels::MANAGED)]), ("status".to_string(), vec!["running".to_string()])]);
         let options = ListContainersOptionsBuilder::default().filters(&filters).build();
         let list = match self.engine.docker().list_containers(Some(options)).await {
             Ok(list) => list,
@@ -194,10 +191,7 @@ fn container_stats(
     let memory = stats.memory_stats.as_ref();
     let usage = memory.and_then(|m| m.usage).unwrap_or(0);
     // cgroup v2 names it inactive_file, v1 total_inactive_file; `docker stats` subtracts it too.
-    let cache = memory
-        .and_then(|m| m.stats.as_ref())
-        .and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied())
-        .unwrap_or(0);
+    let cache = memory.and_then(|m| m.stats.as_ref()).and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied()).unwrap_or(0);
     let limit = memory.and_then(|m| m.limit).filter(|l| *l > 0 && *l < u64::MAX / 2).unwrap_or(host_memory);
     let (mut rx, mut tx) = (0, 0);
     for net in stats.networks.iter().flat_map(|n| n.values()) {
@@ -269,10 +263,7 @@ fn diskstats_totals(text: &str, disks: &[String]) -> (u64, u64) {
 /// loop, RAM and device-mapper devices whose I/O is counted on the disks beneath them.
 fn whole_disks() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/sys/block") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !["loop", "ram", "dm-", "zram", "sr"].iter().any(|p| n.starts_with(p)))
-        .collect()
+    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !["loop", "ram", "dm-", "zram", "sr"].iter().any(|p| n.starts_with(p))).collect()
 }
 
 #[cfg(test)]

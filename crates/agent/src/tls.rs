@@ -29,12 +29,11 @@ impl Fingerprint {
         let hex_part = text.trim();
         let hex_part = hex_part.strip_prefix("sha256:").or_else(|| hex_part.strip_prefix("SHA256:")).unwrap_or(hex_part);
         let digits: String = hex_part.chars().filter(|c| *c != ':').collect();
-        let bytes = hex::decode(&digits).map_err(|_| {
-            format!("CA fingerprint {text:?} is not sha256: followed by 64 hex digits; copy it from `corral host join-command`")
-        })?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!("CA fingerprint {text:?} has {} bytes, a SHA-256 has 32; copy it from `corral host join-command`", b.len())
-        })?;
+        let bytes = hex::decode(&digits)
+            .map_err(|_| format!("CA fingerprint {text:?} is not sha256: followed by 64 hex digits; copy it from `corral host join-command`"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("CA fingerprint {text:?} has {} bytes, a SHA-256 has 32; copy it from `corral host join-command`", b.len()))?;
         Ok(Fingerprint(bytes))
     }
 
@@ -95,9 +94,8 @@ impl ServerCertVerifier for PinnedCa {
         }
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone()).build().map_err(|e| rustls::Error::General(e.to_string()))?;
         match webpki.verify_server_cert(end_entity, &[], server_name, ocsp_response, now) {
             // Only the control plane holds its CA's key, so a certificate that CA signed is the
             // control plane's, whatever name or address it is reached by (NAT, a new DNS name).
@@ -175,10 +173,7 @@ pub enum ConnectError {
 
 /// Opens a WebSocket to `request` (`ws://` or `wss://`); a `wss://` one needs `pin`. Also
 /// returns the local address the connection uses.
-pub async fn connect_websocket(
-    request: impl IntoClientRequest,
-    pin: Option<Fingerprint>,
-) -> Result<(WebSocket, Option<IpAddr>), ConnectError> {
+pub async fn connect_websocket(request: impl IntoClientRequest, pin: Option<Fingerprint>) -> Result<(WebSocket, Option<IpAddr>), ConnectError> {
     use tokio_tungstenite::tungstenite::Error as WsError;
     let request = request.into_client_request().map_err(|e| ConnectError::Failed(e.to_string()))?;
     let uri = request.uri().clone();

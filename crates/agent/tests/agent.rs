@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{is_running, Scope};
 use corral_agent::{run_with_engine, AgentConfig, AgentError};
-use corral_proto::{
-    AgentMessage, ContainerState, DesiredSet, ObservedSet, RejectCode, Rejected, ServerMessage,
-    Welcome, PROTOCOL_VERSION,
-};
+use corral_proto::{AgentMessage, ContainerState, DesiredSet, ObservedSet, RejectCode, Rejected, ServerMessage, Welcome, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -37,10 +34,7 @@ fn config(server_url: String, state_dir: &Path) -> AgentConfig {
 }
 
 async fn accept(listener: &TcpListener, within: Duration) -> Ws {
-    let (tcp, _) = tokio::time::timeout(within, listener.accept())
-        .await
-        .expect("the agent did not (re)connect in time")
-        .unwrap();
+    let (tcp, _) = tokio::time::timeout(within, listener.accept()).await.expect("the agent did not (re)connect in time").unwrap();
     tokio_tungstenite::accept_async(tcp).await.unwrap()
 }
 
@@ -58,9 +52,7 @@ async fn recv(ws: &mut Ws) -> AgentMessage {
 }
 
 async fn send(ws: &mut Ws, msg: &ServerMessage) {
-    ws.send(Message::text(serde_json::to_string(msg).unwrap()))
-        .await
-        .unwrap();
+    ws.send(Message::text(serde_json::to_string(msg).unwrap())).await.unwrap();
 }
 
 fn welcome(heartbeat_ms: u64) -> ServerMessage {
@@ -74,17 +66,10 @@ fn welcome(heartbeat_ms: u64) -> ServerMessage {
 }
 
 /// Reads frames until an observed set satisfies `pred`; counts heartbeats on the way.
-async fn observed_until(
-    ws: &mut Ws,
-    heartbeats: &mut u32,
-    pred: impl Fn(&ObservedSet) -> bool,
-) -> ObservedSet {
+async fn observed_until(ws: &mut Ws, heartbeats: &mut u32, pred: impl Fn(&ObservedSet) -> bool) -> ObservedSet {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        assert!(
-            Instant::now() < deadline,
-            "no matching observed set within 15 s"
-        );
+        assert!(Instant::now() < deadline, "no matching observed set within 15 s");
         match recv(ws).await {
             AgentMessage::Heartbeat => *heartbeats += 1,
             AgentMessage::Observed(o) if pred(&o) => return o,
@@ -98,10 +83,7 @@ async fn observed_until(
 /// Agent logs in the test output (shown for failing tests; `RUST_LOG` filters).
 fn logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "corral_agent=debug".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "corral_agent=debug".into()))
         .with_test_writer()
         .try_init();
 }
@@ -114,26 +96,17 @@ async fn full_session_against_a_test_double_control_plane() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
-    let agent = tokio::spawn(run_with_engine(
-        config(url, state.path()),
-        s.engine.clone(),
-        shutdown_rx,
-    ));
+    let agent = tokio::spawn(run_with_engine(config(url, state.path()), s.engine.clone(), shutdown_rx));
 
     // Hello: first frame, with the persisted identity and the host's facts.
     let mut ws = accept(&listener, Duration::from_secs(10)).await;
-    let AgentMessage::Hello(hello) = recv(&mut ws).await else {
-        panic!("first frame must be hello")
-    };
+    let AgentMessage::Hello(hello) = recv(&mut ws).await else { panic!("first frame must be hello") };
     assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
     assert_eq!(hello.token, "join-token");
     let host_id = std::fs::read_to_string(state.path().join("host-id")).unwrap();
     assert_eq!(hello.host_id, host_id.trim());
     assert_eq!(hello.facts.name, "h-test");
-    assert_eq!(
-        hello.facts.address, "127.0.0.1",
-        "the local end of the socket to the control plane"
-    );
+    assert_eq!(hello.facts.address, "127.0.0.1", "the local end of the socket to the control plane");
     assert!(!hello.facts.docker_version.is_empty());
     assert!(hello.facts.cpus > 0 && hello.facts.memory_bytes > 0);
     assert_eq!(hello.facts.labels["zone"], "a");
@@ -146,36 +119,20 @@ async fn full_session_against_a_test_double_control_plane() {
     assert!(first.containers.is_empty());
 
     // Desired -> persisted, converged, reported; heartbeats keep flowing meanwhile.
-    let desired = DesiredSet {
-        revision: 7,
-        containers: vec![s.spec(1), s.spec(2)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 7, containers: vec![s.spec(1), s.spec(2)], load_balancer: Default::default() };
     send(&mut ws, &ServerMessage::Desired(desired.clone())).await;
     let o = observed_until(&mut ws, &mut heartbeats, |o| {
-        o.applied_revision == 7
-            && o.containers.len() == 2
-            && o.containers
-                .iter()
-                .all(|c| c.state == ContainerState::Running)
+        o.applied_revision == 7 && o.containers.len() == 2 && o.containers.iter().all(|c| c.state == ContainerState::Running)
     })
     .await;
     let names: Vec<_> = o.containers.iter().map(|c| c.name.as_str()).collect();
-    assert!(
-        names.contains(&desired.containers[0].name.as_str()),
-        "{names:?}"
-    );
-    assert!(
-        o.containers.iter().all(|c| c.ip.is_some()),
-        "bridge containers have an IP"
-    );
-    let saved: DesiredSet =
-        serde_json::from_slice(&std::fs::read(state.path().join("desired.json")).unwrap()).unwrap();
+    assert!(names.contains(&desired.containers[0].name.as_str()), "{names:?}");
+    assert!(o.containers.iter().all(|c| c.ip.is_some()), "bridge containers have an IP");
+    let saved: DesiredSet = serde_json::from_slice(&std::fs::read(state.path().join("desired.json")).unwrap()).unwrap();
     assert_eq!(saved, desired);
     let started = Instant::now();
     while heartbeats == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "no heartbeat at a 200 ms interval"
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "no heartbeat at a 200 ms interval");
         if let AgentMessage::Heartbeat = recv(&mut ws).await {
             heartbeats += 1;
         }
@@ -185,9 +142,7 @@ async fn full_session_against_a_test_double_control_plane() {
     // the state it kept converging meanwhile.
     drop(ws);
     let mut ws = accept(&listener, Duration::from_secs(10)).await;
-    let AgentMessage::Hello(again) = recv(&mut ws).await else {
-        panic!("hello expected")
-    };
+    let AgentMessage::Hello(again) = recv(&mut ws).await else { panic!("hello expected") };
     assert_eq!(again.host_id, hello.host_id);
     send(&mut ws, &welcome(200)).await;
     let o = observed_until(&mut ws, &mut heartbeats, |_| true).await;
@@ -197,63 +152,23 @@ async fn full_session_against_a_test_double_control_plane() {
     let silent_since = Instant::now();
     let mut ws3 = accept(&listener, Duration::from_secs(10)).await;
     let silence = silent_since.elapsed();
-    assert!(
-        silence >= Duration::from_millis(550),
-        "declared dead too early: {silence:?}"
-    );
+    assert!(silence >= Duration::from_millis(550), "declared dead too early: {silence:?}");
     drop(ws);
-    let AgentMessage::Hello(_) = recv(&mut ws3).await else {
-        panic!("hello expected")
-    };
+    let AgentMessage::Hello(_) = recv(&mut ws3).await else { panic!("hello expected") };
 
     // Already connected: logged and retried, not fatal.
-    send(
-        &mut ws3,
-        &ServerMessage::Rejected(Rejected {
-            code: RejectCode::AlreadyConnected,
-            message: "h is connected".into(),
-        }),
-    )
-    .await;
+    send(&mut ws3, &ServerMessage::Rejected(Rejected { code: RejectCode::AlreadyConnected, message: "h is connected".into() })).await;
     let mut ws4 = accept(&listener, Duration::from_secs(10)).await;
-    let AgentMessage::Hello(_) = recv(&mut ws4).await else {
-        panic!("hello expected")
-    };
+    let AgentMessage::Hello(_) = recv(&mut ws4).await else { panic!("hello expected") };
 
     // Bad token: fatal, with an actionable message; the containers stay.
-    send(
-        &mut ws4,
-        &ServerMessage::Rejected(Rejected {
-            code: RejectCode::BadToken,
-            message: "unknown token".into(),
-        }),
-    )
-    .await;
-    let result = tokio::time::timeout(Duration::from_secs(10), agent)
-        .await
-        .expect("agent did not stop")
-        .unwrap();
+    send(&mut ws4, &ServerMessage::Rejected(Rejected { code: RejectCode::BadToken, message: "unknown token".into() })).await;
+    let result = tokio::time::timeout(Duration::from_secs(10), agent).await.expect("agent did not stop").unwrap();
     let err = result.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            AgentError::Rejected {
-                code: RejectCode::BadToken,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, AgentError::Rejected { code: RejectCode::BadToken, .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("unknown token") && msg.contains("join token"),
-        "{msg}"
-    );
-    assert_eq!(
-        s.engine_view().await.len(),
-        2,
-        "the agent stopping does not remove containers"
-    );
+    assert!(msg.contains("unknown token") && msg.contains("join token"), "{msg}");
+    assert_eq!(s.engine_view().await.len(), 2, "the agent stopping does not remove containers");
 
     drop(shutdown_tx);
 }
@@ -263,49 +178,26 @@ async fn saved_desired_set_is_enforced_without_a_control_plane() {
     logs();
     let s = Scope::new("offline").await;
     let state = tempfile::tempdir().unwrap();
-    let desired = DesiredSet {
-        revision: 3,
-        containers: vec![s.spec(1)], load_balancer: Default::default() };
-    std::fs::write(
-        state.path().join("desired.json"),
-        serde_json::to_vec(&desired).unwrap(),
-    )
-    .unwrap();
+    let desired = DesiredSet { revision: 3, containers: vec![s.spec(1)], load_balancer: Default::default() };
+    std::fs::write(state.path().join("desired.json"), serde_json::to_vec(&desired).unwrap()).unwrap();
 
     // A loopback port nobody listens on: every dial is refused.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
-    let agent = tokio::spawn(run_with_engine(
-        config(format!("http://{closed}"), state.path()),
-        s.engine.clone(),
-        shutdown_rx,
-    ));
+    let agent = tokio::spawn(run_with_engine(config(format!("http://{closed}"), state.path()), s.engine.clone(), shutdown_rx));
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let view = s.engine_view().await;
-        if view
-            .get(&desired.containers[0].name)
-            .is_some_and(is_running)
-        {
+        if view.get(&desired.containers[0].name).is_some_and(is_running) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "saved desired set was not enforced"
-        );
+        assert!(Instant::now() < deadline, "saved desired set was not enforced");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     shutdown_tx.send(()).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(5), agent)
-        .await
-        .expect("agent ignored shutdown")
-        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), agent).await.expect("agent ignored shutdown").unwrap();
     assert!(result.is_ok(), "{result:?}");
 }
 
@@ -316,15 +208,9 @@ async fn bad_config_fails_fast_with_a_clear_error() {
     let mut c = config("http://127.0.0.1:1".into(), state.path());
     c.docker_host = Some("unix:///nonexistent.sock".into());
     let err = corral_agent::run(c, rx.resubscribe()).await.unwrap_err();
-    assert!(
-        matches!(err, AgentError::DockerUnreachable { ref socket, .. } if socket == "unix:///nonexistent.sock"),
-        "{err:?}"
-    );
+    assert!(matches!(err, AgentError::DockerUnreachable { ref socket, .. } if socket == "unix:///nonexistent.sock"), "{err:?}");
 
     let c = config("10.0.0.5:7070".into(), state.path());
     let err = corral_agent::run(c, rx).await.unwrap_err();
-    assert!(
-        matches!(err, AgentError::InvalidServerUrl { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, AgentError::InvalidServerUrl { .. }), "{err:?}");
 }

@@ -20,9 +20,7 @@ use corral_proto::{labels, ContainerState, DesiredSet};
 async fn converge_creates_recreates_and_removes() {
     let s = Scope::new("conv").await;
     let mut r = Reconciler::new(s.engine.clone());
-    let mut desired = DesiredSet {
-        revision: 1,
-        containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
+    let mut desired = DesiredSet { revision: 1, containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
 
     let report = r.converge_once(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -40,47 +38,26 @@ async fn converge_creates_recreates_and_removes() {
     }
     // The report carries the observed state, as the engine lists it.
     assert_eq!(report.observed.len(), 3);
-    assert!(report
-        .observed
-        .iter()
-        .all(|o| o.state == ContainerState::Running));
+    assert!(report.observed.iter().all(|o| o.state == ContainerState::Running));
 
     // Converged: a second pass does nothing.
     let again = r.converge_once(&desired).await.unwrap();
     assert!(again.actions.is_empty(), "{:?}", again.actions);
 
     // Changing one spec recreates that one only.
-    let ids_before: HashMap<_, _> = view
-        .iter()
-        .map(|(n, c)| (n.clone(), c.id.clone().unwrap()))
-        .collect();
+    let ids_before: HashMap<_, _> = view.iter().map(|(n, c)| (n.clone(), c.id.clone().unwrap())).collect();
     desired.revision = 2;
     desired.containers[1].env = vec!["N=changed".into()];
     let report = r.converge_once(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert!(
-        matches!(report.actions.as_slice(), [Action::Recreate { .. }]),
-        "{:?}",
-        report.actions
-    );
+    assert!(matches!(report.actions.as_slice(), [Action::Recreate { .. }]), "{:?}", report.actions);
     let view = s.engine_view().await;
     let changed = &desired.containers[1];
-    assert_ne!(
-        view[&changed.name].id.as_ref().unwrap(),
-        &ids_before[&changed.name]
-    );
-    assert_eq!(
-        view[&changed.name].labels.as_ref().unwrap()[labels::SPEC_HASH],
-        changed.spec_hash()
-    );
+    assert_ne!(view[&changed.name].id.as_ref().unwrap(), &ids_before[&changed.name]);
+    assert_eq!(view[&changed.name].labels.as_ref().unwrap()[labels::SPEC_HASH], changed.spec_hash());
     assert!(is_running(&view[&changed.name]));
     for other in [&desired.containers[0], &desired.containers[2]] {
-        assert_eq!(
-            view[&other.name].id.as_ref().unwrap(),
-            &ids_before[&other.name],
-            "{} untouched",
-            other.name
-        );
+        assert_eq!(view[&other.name].id.as_ref().unwrap(), &ids_before[&other.name], "{} untouched", other.name);
     }
 
     // Dropping one from the set removes it.
@@ -94,20 +71,10 @@ async fn converge_creates_recreates_and_removes() {
     // A stopped container is started again.
     let stopped = &desired.containers[0];
     // `sleep` as PID 1 ignores SIGTERM; do not wait the default 10 s for it.
-    let stop = bollard::query_parameters::StopContainerOptionsBuilder::default()
-        .t(1)
-        .build();
-    s.engine
-        .docker()
-        .stop_container(&stopped.name, Some(stop))
-        .await
-        .unwrap();
+    let stop = bollard::query_parameters::StopContainerOptionsBuilder::default().t(1).build();
+    s.engine.docker().stop_container(&stopped.name, Some(stop)).await.unwrap();
     let report = r.converge_once(&desired).await.unwrap();
-    assert!(
-        matches!(report.actions.as_slice(), [Action::Start { .. }]),
-        "{:?}",
-        report.actions
-    );
+    assert!(matches!(report.actions.as_slice(), [Action::Start { .. }]), "{:?}", report.actions);
     assert!(is_running(&s.engine_view().await[&stopped.name]));
 }
 
@@ -117,32 +84,18 @@ async fn missing_image_is_reported_and_the_rest_converges() {
     let mut r = Reconciler::new(s.engine.clone());
     let mut broken = s.spec(2);
     broken.image = "corral-test/does-not-exist:latest".into();
-    let desired = DesiredSet {
-        revision: 1,
-        containers: vec![s.spec(1), broken.clone(), s.spec(3)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 1, containers: vec![s.spec(1), broken.clone(), s.spec(3)], load_balancer: Default::default() };
 
     let report = r.converge_once(&desired).await.unwrap();
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
     let f = &report.failures[0];
     assert_eq!(f.container, broken.name);
-    assert!(
-        matches!(f.error, AgentError::ImageNotFound { .. }),
-        "{:?}",
-        f.error
-    );
+    assert!(matches!(f.error, AgentError::ImageNotFound { .. }), "{:?}", f.error);
     let msg = f.error.to_string();
-    assert!(
-        msg.contains("image corral-test/does-not-exist:latest not found on this engine"),
-        "{msg}"
-    );
+    assert!(msg.contains("image corral-test/does-not-exist:latest not found on this engine"), "{msg}");
 
     let view = s.engine_view().await;
-    assert_eq!(
-        view.len(),
-        2,
-        "the two good containers exist: {:?}",
-        view.keys()
-    );
+    assert_eq!(view.len(), 2, "the two good containers exist: {:?}", view.keys());
     assert!(is_running(&view[&s.spec(1).name]) && is_running(&view[&s.spec(3).name]));
 }
 
@@ -150,32 +103,20 @@ async fn missing_image_is_reported_and_the_rest_converges() {
 async fn container_removed_by_hand_comes_back_from_the_event_stream() {
     let s = Scope::new("evt").await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
-    let desired = DesiredSet {
-        revision: 4,
-        containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 4, containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
     let handle = ReconcilerHandle::spawn(s.engine.clone(), Some(desired.clone()), &shutdown_rx);
     handle.wait_for_passes(1).await;
 
-    let all_running = |view: &HashMap<String, bollard::models::ContainerSummary>| {
-        view.len() == 3 && view.values().all(is_running)
-    };
+    let all_running = |view: &HashMap<String, bollard::models::ContainerSummary>| view.len() == 3 && view.values().all(is_running);
     let view = s.engine_view().await;
-    assert!(
-        all_running(&view),
-        "startup pass converged: {:?}",
-        view.keys()
-    );
+    assert!(all_running(&view), "startup pass converged: {:?}", view.keys());
     let victim = s.spec(2).name;
     let old_id = view[&victim].id.clone().unwrap();
 
     // Give the event subscription a moment to be in place, then remove a container by hand.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-    s.engine
-        .docker()
-        .remove_container(&victim, Some(opts))
-        .await
-        .unwrap();
+    s.engine.docker().remove_container(&victim, Some(opts)).await.unwrap();
     let removed_at = Instant::now();
 
     // Well under the 30 s safety net, so only the event stream can explain a quick return.
@@ -187,18 +128,11 @@ async fn container_removed_by_hand_comes_back_from_the_event_stream() {
                 break c.id.clone().unwrap();
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "{victim} was not restored within 10 s"
-        );
+        assert!(Instant::now() < deadline, "{victim} was not restored within 10 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     eprintln!("restored {victim} in {:?}", removed_at.elapsed());
-    assert!(
-        removed_at.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        removed_at.elapsed()
-    );
+    assert!(removed_at.elapsed() < Duration::from_secs(5), "took {:?}", removed_at.elapsed());
 
     // The observed set followed: it names the replacement and echoes the revision.
     let mut observed = handle.observed();
@@ -206,19 +140,13 @@ async fn container_removed_by_hand_comes_back_from_the_event_stream() {
     loop {
         let current = observed.borrow_and_update().clone();
         if let Some(o) = current {
-            if o.containers
-                .iter()
-                .any(|c| c.docker_id == new_id && c.state == ContainerState::Running)
-            {
+            if o.containers.iter().any(|c| c.docker_id == new_id && c.state == ContainerState::Running) {
                 assert_eq!(o.applied_revision, 4);
                 assert_eq!(o.containers.len(), 3);
                 break;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "observed set never showed the replacement"
-        );
+        assert!(Instant::now() < deadline, "observed set never showed the replacement");
         let _ = tokio::time::timeout(Duration::from_millis(200), observed.changed()).await;
     }
 
@@ -239,13 +167,8 @@ async fn container_removed_by_hand_comes_back_from_the_event_stream() {
 
 #[tokio::test]
 async fn unreachable_socket_names_the_socket() {
-    let err = Engine::connect(Some("unix:///nonexistent.sock"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, AgentError::DockerUnreachable { .. }),
-        "{err:?}"
-    );
+    let err = Engine::connect(Some("unix:///nonexistent.sock")).await.unwrap_err();
+    assert!(matches!(err, AgentError::DockerUnreachable { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("unix:///nonexistent.sock"), "{msg}");
     assert!(msg.contains("No such file or directory"), "{msg}");

@@ -143,10 +143,7 @@ pub struct Pool {
 
 impl Pool {
     pub(crate) fn new(backends: Vec<Arc<Backend>>) -> Self {
-        Pool {
-            backends,
-            next: AtomicUsize::new(0),
-        }
+        Pool { backends, next: AtomicUsize::new(0) }
     }
 
     pub fn backends(&self) -> &[Arc<Backend>] {
@@ -202,11 +199,7 @@ mod tests {
     use super::*;
 
     fn pool(n: u16) -> Pool {
-        Pool::new(
-            (0..n)
-                .map(|i| Arc::new(Backend::new(([127, 0, 0, 1], 1000 + i).into(), Mode::Tcp)))
-                .collect(),
-        )
+        Pool::new((0..n).map(|i| Arc::new(Backend::new(([127, 0, 0, 1], 1000 + i).into(), Mode::Tcp))).collect())
     }
 
     #[test]

@@ -34,10 +34,7 @@ pub(crate) struct Reject {
 
 impl Reject {
     fn bad(reason: impl Into<String>) -> Self {
-        Reject {
-            status: 400,
-            reason: reason.into(),
-        }
+        Reject { status: 400, reason: reason.into() }
     }
 }
 
@@ -165,10 +162,7 @@ fn underscored(name: &str) -> bool {
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
+    value.split(|b| *b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -228,9 +222,7 @@ impl<'b> Fields<'b> {
                     }
                 }
                 Kind::Upgrade => f.upgrade_header = true,
-                Kind::Plain if f.underscored.is_none() && underscored(h.name) => {
-                    f.underscored = Some(h.name)
-                }
+                Kind::Plain if f.underscored.is_none() && underscored(h.name) => f.underscored = Some(h.name),
                 Kind::ContentLength => match parse_length(h.value) {
                     Some(n) if f.length.is_none_or(|l| l == n) => f.length = Some(n),
                     _ => f.conflicting_lengths = true,
@@ -256,11 +248,8 @@ impl<'b> Fields<'b> {
         // Connection makes the headers it names this hop's, to be removed before forwarding.
         // Removing Host, Content-Length or Transfer-Encoding would send a request routed or
         // framed differently from the one this proxy read, so such a request is refused.
-        let framing = self.listed.iter().find_map(|t| {
-            ["Host", "Content-Length", "Transfer-Encoding"]
-                .into_iter()
-                .find(|n| t.eq_ignore_ascii_case(n.as_bytes()))
-        });
+        let framing =
+            self.listed.iter().find_map(|t| ["Host", "Content-Length", "Transfer-Encoding"].into_iter().find(|n| t.eq_ignore_ascii_case(n.as_bytes())));
         framing.map(|name| {
             Reject::bad(format!(
                 "the request's Connection header names {name}, which the request is routed or framed by and so cannot be removed; take {name} out of Connection"
@@ -270,11 +259,7 @@ impl<'b> Fields<'b> {
 
     /// True for a header this hop must not forward because the Connection header names it.
     fn is_listed(&self, name: &str) -> bool {
-        !self.listed.is_empty()
-            && self
-                .listed
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
+        !self.listed.is_empty() && self.listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
     }
 }
 
@@ -319,11 +304,7 @@ fn put_length(out: &mut Vec<u8>, n: u64) {
 /// (cleared first), without Host when the request had none and without the blank line that
 /// ends it: those depend on the backend (see [`finish_request_head`]). `Ok(None)`: the head is
 /// not complete yet.
-pub(crate) fn parse_request(
-    buf: &[u8],
-    peer_ip: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<Option<RequestHead>, Reject> {
+pub(crate) fn parse_request(buf: &[u8], peer_ip: &[u8], out: &mut Vec<u8>) -> Result<Option<RequestHead>, Reject> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -331,18 +312,9 @@ pub(crate) fn parse_request(
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_large()),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(Reject {
-                status: 431,
-                reason: format!(
-                    "the request has more than {MAX_HEADERS} header fields; send fewer"
-                ),
-            })
+            return Err(Reject { status: 431, reason: format!("the request has more than {MAX_HEADERS} header fields; send fewer") })
         }
-        Err(err) => {
-            return Err(Reject::bad(format!(
-                "the request head is not valid HTTP/1.1 ({err})"
-            )))
-        }
+        Err(err) => return Err(Reject::bad(format!("the request head is not valid HTTP/1.1 ({err})"))),
     };
     if head_len > MAX_HEAD {
         return Err(too_large());
@@ -351,10 +323,7 @@ pub(crate) fn parse_request(
     let target = req.path.unwrap_or_default();
     let http10 = req.version == Some(0);
     if method == "CONNECT" {
-        return Err(Reject {
-            status: 405,
-            reason: "CONNECT is not supported: this is a reverse proxy, not a forward proxy".into(),
-        });
+        return Err(Reject { status: 405, reason: "CONNECT is not supported: this is a reverse proxy, not a forward proxy".into() });
     }
     let headers = req.headers;
     let mut kinds = [Kind::Plain; MAX_HEADERS];
@@ -364,25 +333,11 @@ pub(crate) fn parse_request(
     }
 
     let framing = match (fields.te, fields.length) {
-        (true, Some(_)) => {
-            return Err(Reject::bad(
-                "the request has both Transfer-Encoding and Content-Length; send one",
-            ))
-        }
-        (true, None) if http10 => {
-            return Err(Reject::bad(
-                "Transfer-Encoding is not allowed in an HTTP/1.0 request",
-            ))
-        }
-        (true, None) if !fields.chunked => return Err(Reject::bad(
-            "the request's Transfer-Encoding does not end with chunked, so its length is unknown",
-        )),
+        (true, Some(_)) => return Err(Reject::bad("the request has both Transfer-Encoding and Content-Length; send one")),
+        (true, None) if http10 => return Err(Reject::bad("Transfer-Encoding is not allowed in an HTTP/1.0 request")),
+        (true, None) if !fields.chunked => return Err(Reject::bad("the request's Transfer-Encoding does not end with chunked, so its length is unknown")),
         (true, None) => Framing::Chunked,
-        _ if fields.conflicting_lengths => {
-            return Err(Reject::bad(
-                "the request's Content-Length is not a single decimal number",
-            ))
-        }
+        _ if fields.conflicting_lengths => return Err(Reject::bad("the request's Content-Length is not a single decimal number")),
         (false, Some(0) | None) => Framing::Empty,
         (false, Some(n)) => Framing::Length(n),
     };
@@ -404,20 +359,14 @@ pub(crate) fn parse_request(
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(if origin.is_empty() {
-        b"/"
-    } else {
-        origin.as_bytes()
-    });
+    out.extend_from_slice(if origin.is_empty() { b"/" } else { origin.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // HTTP/1.0 has no upgrade: its Upgrade header is dropped like any hop-by-hop one.
     let upgrade = !http10 && fields.upgrade();
     let mut expect_continue = false;
     for (h, k) in headers.iter().zip(&kinds) {
         match k {
-            Kind::Plain | Kind::Host if !fields.is_listed(h.name) => {
-                put_header(out, h.name.as_bytes(), h.value)
-            }
+            Kind::Plain | Kind::Host if !fields.is_listed(h.name) => put_header(out, h.name.as_bytes(), h.value),
             Kind::Upgrade if upgrade => put_header(out, h.name.as_bytes(), h.value),
             Kind::Expect => expect_continue |= has_token(h.value, "100-continue"),
             _ => {}
@@ -447,11 +396,7 @@ pub(crate) fn parse_request(
     out.extend_from_slice(b"x-forwarded-proto: http\r\n");
 
     // An upgrade is never sent twice: a backend that saw it may have started a session.
-    let idempotent = !upgrade
-        && matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-        );
+    let idempotent = !upgrade && matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE");
     Ok(Some(RequestHead {
         head_len,
         method: offset(buf, method.as_bytes()),
@@ -460,11 +405,7 @@ pub(crate) fn parse_request(
         path: offset(buf, path.as_bytes()),
         framing,
         http10,
-        keep_alive: if http10 {
-            fields.keep_alive && !fields.close
-        } else {
-            !fields.close
-        },
+        keep_alive: if http10 { fields.keep_alive && !fields.close } else { !fields.close },
         head_method: method == "HEAD",
         idempotent,
         expect_continue: expect_continue && framing != Framing::Empty,
@@ -473,10 +414,7 @@ pub(crate) fn parse_request(
 }
 
 fn too_large() -> Reject {
-    Reject {
-        status: 431,
-        reason: format!("the request head is larger than {MAX_HEAD} bytes; send smaller headers"),
-    }
+    Reject { status: 431, reason: format!("the request head is larger than {MAX_HEAD} bytes; send smaller headers") }
 }
 
 /// `(origin form, authority)` of a request target: `/a?b` stays, `http://h:1/a?b` becomes
@@ -505,12 +443,7 @@ pub(crate) fn finish_request_head(out: &mut Vec<u8>, host_line: Option<&[u8]>) {
 
 /// Parses the response head at the start of `buf` and writes the head for the client into
 /// `out` (cleared first). `Ok(None)`: not complete yet. The error says what was wrong with it.
-pub(crate) fn parse_response(
-    buf: &[u8],
-    req: &RequestHead,
-    draining: bool,
-    out: &mut Vec<u8>,
-) -> Result<Option<(ResponseHead, ClientFraming)>, String> {
+pub(crate) fn parse_response(buf: &[u8], req: &RequestHead, draining: bool, out: &mut Vec<u8>) -> Result<Option<(ResponseHead, ClientFraming)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -545,21 +478,11 @@ pub(crate) fn parse_response(
             None => Framing::Close,
         }
     };
-    let reusable =
-        !switching && framing != Framing::Close && !fields.close && (!http10 || fields.keep_alive);
-    let head = ResponseHead {
-        head_len,
-        interim,
-        switching,
-        framing,
-        reusable,
-    };
+    let reusable = !switching && framing != Framing::Close && !fields.close && (!http10 || fields.keep_alive);
+    let head = ResponseHead { head_len, interim, switching, framing, reusable };
     let client = ClientFraming {
         dechunk: framing == Framing::Chunked && req.http10,
-        keep_alive: req.keep_alive
-            && !draining
-            && framing != Framing::Close
-            && !(framing == Framing::Chunked && req.http10),
+        keep_alive: req.keep_alive && !draining && framing != Framing::Close && !(framing == Framing::Chunked && req.http10),
     };
     if interim {
         return Ok(Some((head, client)));
@@ -567,20 +490,14 @@ pub(crate) fn parse_response(
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
-    let status = [
-        b'0' + (code / 100 % 10) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-    ];
+    let status = [b'0' + (code / 100 % 10) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
     out.extend_from_slice(&status);
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     for (h, k) in headers.iter().zip(&kinds) {
         let keep = match k {
-            Kind::Plain | Kind::Host | Kind::Expect | Kind::ForwardedFor | Kind::ForwardedOther => {
-                !fields.is_listed(h.name)
-            }
+            Kind::Plain | Kind::Host | Kind::Expect | Kind::ForwardedFor | Kind::ForwardedOther => !fields.is_listed(h.name),
             // A body-less response keeps its length: for HEAD it is the length a GET would get.
             Kind::ContentLength => framing == Framing::Empty && !fields.te && !switching,
             // A coding other than chunked is part of a body relayed as it is.
@@ -598,9 +515,7 @@ pub(crate) fn parse_response(
     }
     match framing {
         Framing::Length(n) => put_length(out, n),
-        Framing::Chunked if !client.dechunk => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n")
-        }
+        Framing::Chunked if !client.dechunk => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
     if !client.keep_alive {
@@ -629,14 +544,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
 
 /// A response the proxy makes itself: its status, a plain-text body and the `Connection`
 /// header that says whether the client connection stays open.
-pub(crate) fn write_text_response(
-    out: &mut Vec<u8>,
-    status: u16,
-    body: &str,
-    with_body: bool,
-    keep_alive: bool,
-    http10: bool,
-) {
+pub(crate) fn write_text_response(out: &mut Vec<u8>, status: u16, body: &str, with_body: bool, keep_alive: bool, http10: bool) {
     out.clear();
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
     out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
@@ -674,10 +582,19 @@ const MAX_CHUNK_EXT: u16 = 4096;
 /// line that is not a field), which is how one request gets read as two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunk {
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// In the extensions after the size; `len` bytes of them so far.
-    Extension { value: u64, at: Ext, len: u16 },
-    SizeLf { value: u64 },
+    Extension {
+        value: u64,
+        at: Ext,
+        len: u16,
+    },
+    SizeLf {
+        value: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
@@ -751,10 +668,7 @@ impl BodyReader {
         match framing {
             Framing::Empty | Framing::Length(0) => BodyReader::Done,
             Framing::Length(n) => BodyReader::Length(n),
-            Framing::Chunked => BodyReader::Chunked(Chunk::Size {
-                value: 0,
-                digits: 0,
-            }),
+            Framing::Chunked => BodyReader::Chunked(Chunk::Size { value: 0, digits: 0 }),
             Framing::Close => BodyReader::Close,
         }
     }
@@ -766,12 +680,7 @@ impl BodyReader {
     /// Takes the body's bytes from the start of `input` (stopping where the body ends) and
     /// appends them to `out`, or with `dechunk` only the data of a chunked body. Returns how
     /// many bytes of `input` belong to the body.
-    pub(crate) fn feed(
-        &mut self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        dechunk: bool,
-    ) -> Result<usize, &'static str> {
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, dechunk: bool) -> Result<usize, &'static str> {
         self.advance(input, Some(out), dechunk)
     }
 
@@ -780,12 +689,7 @@ impl BodyReader {
         self.advance(input, None, false)
     }
 
-    fn advance(
-        &mut self,
-        input: &[u8],
-        mut out: Option<&mut Vec<u8>>,
-        dechunk: bool,
-    ) -> Result<usize, &'static str> {
+    fn advance(&mut self, input: &[u8], mut out: Option<&mut Vec<u8>>, dechunk: bool) -> Result<usize, &'static str> {
         match self {
             BodyReader::Done => Ok(0),
             BodyReader::Close => {
@@ -817,12 +721,7 @@ impl BodyReader {
 }
 
 impl Chunk {
-    fn feed(
-        &mut self,
-        input: &[u8],
-        out: &mut Option<&mut Vec<u8>>,
-        dechunk: bool,
-    ) -> Result<(usize, bool), &'static str> {
+    fn feed(&mut self, input: &[u8], out: &mut Option<&mut Vec<u8>>, dechunk: bool) -> Result<(usize, bool), &'static str> {
         let mut i = 0;
         while i < input.len() {
             if let Chunk::Data(left) = *self {
@@ -831,11 +730,7 @@ impl Chunk {
                     out.extend_from_slice(&input[i..i + take]);
                 }
                 i += take;
-                *self = if take as u64 == left {
-                    Chunk::DataCr
-                } else {
-                    Chunk::Data(left - take as u64)
-                };
+                *self = if take as u64 == left { Chunk::DataCr } else { Chunk::Data(left - take as u64) };
                 continue;
             }
             let b = input[i];
@@ -849,68 +744,34 @@ impl Chunk {
                         return Err("a chunk size is too large");
                     }
                     let d = (b as char).to_digit(16).unwrap_or_default() as u64;
-                    Chunk::Size {
-                        value: value * 16 + d,
-                        digits: digits + 1,
-                    }
+                    Chunk::Size { value: value * 16 + d, digits: digits + 1 }
                 }
-                (Chunk::Size { value, digits }, b';') if digits > 0 => Chunk::Extension {
-                    value,
-                    at: Ext::NameStart,
-                    len: 1,
-                },
-                (Chunk::Size { value, digits }, _) if digits > 0 && is_ws(b) => {
-                    Chunk::Extension {
-                        value,
-                        at: Ext::Semi,
-                        len: 1,
-                    }
-                }
+                (Chunk::Size { value, digits }, b';') if digits > 0 => Chunk::Extension { value, at: Ext::NameStart, len: 1 },
+                (Chunk::Size { value, digits }, _) if digits > 0 && is_ws(b) => Chunk::Extension { value, at: Ext::Semi, len: 1 },
                 (Chunk::Size { value, digits }, b'\r') if digits > 0 => Chunk::SizeLf { value },
                 (Chunk::Size { .. }, _) => return Err("a chunk size is not a hexadecimal number"),
-                (Chunk::Extension { value, at, .. }, b'\r') if at.may_end() => {
-                    Chunk::SizeLf { value }
-                }
-                (Chunk::Extension { .. }, b'\n') => {
-                    return Err("a chunk size line does not end with CRLF")
-                }
-                (Chunk::Extension { len, .. }, _) if len >= MAX_CHUNK_EXT => {
-                    return Err("a chunk size is followed by more than 4 KiB of extensions")
-                }
+                (Chunk::Extension { value, at, .. }, b'\r') if at.may_end() => Chunk::SizeLf { value },
+                (Chunk::Extension { .. }, b'\n') => return Err("a chunk size line does not end with CRLF"),
+                (Chunk::Extension { len, .. }, _) if len >= MAX_CHUNK_EXT => return Err("a chunk size is followed by more than 4 KiB of extensions"),
                 (Chunk::Extension { value, at, len }, _) => match at.next(b) {
-                    Some(at) => Chunk::Extension {
-                        value,
-                        at,
-                        len: len + 1,
-                    },
-                    None => return Err(
-                        "a chunk size is followed by something other than `;name=value` extensions",
-                    ),
+                    Some(at) => Chunk::Extension { value, at, len: len + 1 },
+                    None => return Err("a chunk size is followed by something other than `;name=value` extensions"),
                 },
                 (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::TrailerStart,
                 (Chunk::SizeLf { value }, b'\n') => Chunk::Data(value),
-                (Chunk::SizeLf { .. }, _) => {
-                    return Err("a chunk size line does not end with CRLF")
-                }
+                (Chunk::SizeLf { .. }, _) => return Err("a chunk size line does not end with CRLF"),
                 (Chunk::DataCr, b'\r') => Chunk::DataLf,
                 (Chunk::DataCr, _) => return Err("a chunk is longer than its size says"),
-                (Chunk::DataLf, b'\n') => Chunk::Size {
-                    value: 0,
-                    digits: 0,
-                },
+                (Chunk::DataLf, b'\n') => Chunk::Size { value: 0, digits: 0 },
                 (Chunk::DataLf, _) => return Err("a chunk does not end with CRLF"),
                 // Lines end with CRLF only: a backend reading a bare LF as a line end would
                 // see a different end of the message than the proxy.
                 (Chunk::TrailerStart, b'\r') => Chunk::TrailerLf,
                 (Chunk::TrailerLine, b'\r') => Chunk::TrailerLineLf,
-                (Chunk::TrailerStart | Chunk::TrailerName | Chunk::TrailerLine, b'\n') => {
-                    return Err("a trailer line does not end with CRLF")
-                }
+                (Chunk::TrailerStart | Chunk::TrailerName | Chunk::TrailerLine, b'\n') => return Err("a trailer line does not end with CRLF"),
                 (Chunk::TrailerStart | Chunk::TrailerName, _) if is_tchar(b) => Chunk::TrailerName,
                 (Chunk::TrailerName, b':') => Chunk::TrailerLine,
-                (Chunk::TrailerStart | Chunk::TrailerName, _) => {
-                    return Err("a trailer line is not a `name: value` field")
-                }
+                (Chunk::TrailerStart | Chunk::TrailerName, _) => return Err("a trailer line is not a `name: value` field"),
                 (Chunk::TrailerLine, _) if is_text(b) => Chunk::TrailerLine,
                 (Chunk::TrailerLine, _) => return Err("a trailer field has a control character"),
                 (Chunk::TrailerLineLf, b'\n') => Chunk::TrailerStart,
@@ -930,13 +791,8 @@ mod tests {
 
     fn parse(raw: &str) -> (RequestHead, String) {
         let mut out = Vec::new();
-        let head = parse_request(raw.as_bytes(), b"192.0.2.7", &mut out)
-            .unwrap()
-            .expect("complete head");
-        finish_request_head(
-            &mut out,
-            head.needs_host.then_some(&b"host: 10.0.0.1:80\r\n"[..]),
-        );
+        let head = parse_request(raw.as_bytes(), b"192.0.2.7", &mut out).unwrap().expect("complete head");
+        finish_request_head(&mut out, head.needs_host.then_some(&b"host: 10.0.0.1:80\r\n"[..]));
         (head, String::from_utf8(out).unwrap())
     }
 
@@ -993,38 +849,18 @@ mod tests {
 
     #[test]
     fn framing_of_requests() {
-        let (h, _) = parse(
-            "PUT / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nExpect: 100-continue\r\n\r\n",
-        );
+        let (h, _) = parse("PUT / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nExpect: 100-continue\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.expect_continue);
         let (h, _) = parse("PUT / HTTP/1.1\r\nContent-Length: 7\r\ncontent-length: 7\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(7));
         for (raw, says) in [
-            (
-                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                "Content-Length",
-            ),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-                "Content-Length",
-            ),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                "both",
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-                "chunked",
-            ),
-            (
-                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-                "HTTP/1.0",
-            ),
-            (
-                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                "more than one Host",
-            ),
+            ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "Content-Length"),
+            ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+            ("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "chunked"),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.0"),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
             ("GET /a b HTTP/1.1\r\n\r\n", "not valid"),
             ("\x01\x02\r\n\r\n", "not valid"),
         ] {
@@ -1044,73 +880,40 @@ mod tests {
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         let r = reject(&format!("GET / HTTP/1.1\r\n{many}\r\n"));
         assert_eq!(r.status, 431);
-        assert!(
-            parse_request(b"GET / HTTP/1.1\r\nHost:", b"1", &mut Vec::new())
-                .unwrap()
-                .is_none()
-        );
+        assert!(parse_request(b"GET / HTTP/1.1\r\nHost:", b"1", &mut Vec::new()).unwrap().is_none());
     }
 
     fn respond(req: &str, resp: &str) -> (ResponseHead, ClientFraming, String) {
         let (req, _) = parse(req);
         let mut out = Vec::new();
-        let (head, client) = parse_response(resp.as_bytes(), &req, false, &mut out)
-            .unwrap()
-            .unwrap();
+        let (head, client) = parse_response(resp.as_bytes(), &req, false, &mut out).unwrap().unwrap();
         (head, client, String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn response_framing_and_connection_headers() {
         let get11 = "GET / HTTP/1.1\r\n\r\n";
-        let (h, c, out) = respond(
-            get11,
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nX-A: 1\r\n\r\nhi",
-        );
-        assert_eq!(
-            (h.framing, h.reusable, c.keep_alive),
-            (Framing::Length(2), false, true)
-        );
-        assert_eq!(
-            out,
-            "HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 2\r\n\r\n"
-        );
+        let (h, c, out) = respond(get11, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nX-A: 1\r\n\r\nhi");
+        assert_eq!((h.framing, h.reusable, c.keep_alive), (Framing::Length(2), false, true));
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 2\r\n\r\n");
 
-        let (h, c, out) = respond(
-            get11,
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
-        );
-        assert_eq!(
-            (h.framing, h.reusable, c.dechunk),
-            (Framing::Chunked, true, false)
-        );
+        let (h, c, out) = respond(get11, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!((h.framing, h.reusable, c.dechunk), (Framing::Chunked, true, false));
         assert_eq!(out, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
 
-        let (h, c, out) = respond(
-            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-        );
+        let (h, c, out) = respond("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(c.dechunk && !c.keep_alive && h.reusable);
         assert_eq!(out, "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
 
-        let (_, c, out) = respond(
-            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        );
+        let (_, c, out) = respond("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         assert!(c.keep_alive);
         assert!(out.ends_with("connection: keep-alive\r\n\r\n"), "{out}");
 
         let (h, c, out) = respond(get11, "HTTP/1.0 200 OK\r\n\r\n");
-        assert_eq!(
-            (h.framing, h.reusable, c.keep_alive),
-            (Framing::Close, false, false)
-        );
+        assert_eq!((h.framing, h.reusable, c.keep_alive), (Framing::Close, false, false));
         assert!(out.ends_with("connection: close\r\n\r\n"));
 
-        let (h, _, out) = respond(
-            "HEAD / HTTP/1.1\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n",
-        );
+        let (h, _, out) = respond("HEAD / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
         assert!(out.contains("Content-Length: 1024\r\n"), "{out}");
 
@@ -1121,15 +924,8 @@ mod tests {
     #[test]
     fn bad_responses_are_errors() {
         let (req, _) = parse("GET / HTTP/1.1\r\n\r\n");
-        for raw in [
-            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
-            "garbage\r\n\r\n",
-        ] {
-            assert!(
-                parse_response(raw.as_bytes(), &req, false, &mut Vec::new()).is_err(),
-                "{raw}"
-            );
+        for raw in ["HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "HTTP/1.1 101 Switching Protocols\r\n\r\n", "garbage\r\n\r\n"] {
+            assert!(parse_response(raw.as_bytes(), &req, false, &mut Vec::new()).is_err(), "{raw}");
         }
     }
 
@@ -1151,10 +947,7 @@ mod tests {
         ] {
             let (head, out) = parse(raw);
             assert!(!head.upgrade && head.idempotent, "{raw:?}");
-            assert!(
-                !out.to_ascii_lowercase().contains("upgrade"),
-                "{raw:?}: {out}"
-            );
+            assert!(!out.to_ascii_lowercase().contains("upgrade"), "{raw:?}: {out}");
         }
 
         // A body goes with the upgrade, framed as usual.
@@ -1170,21 +963,11 @@ mod tests {
         let (h, _, out) = respond(upgrade, resp);
         assert!(h.switching && !h.interim && !h.reusable);
         assert_eq!(h.framing, Framing::Empty);
-        assert_eq!(
-            out,
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: xyz\r\nconnection: upgrade\r\n\r\n"
-        );
-        assert_eq!(
-            &resp[h.head_len..],
-            "frame",
-            "bytes after the head are not part of it"
-        );
+        assert_eq!(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: xyz\r\nconnection: upgrade\r\n\r\n");
+        assert_eq!(&resp[h.head_len..], "frame", "bytes after the head are not part of it");
 
         // A refusal is an ordinary response, without the hop-by-hop Upgrade.
-        let (h, c, out) = respond(
-            upgrade,
-            "HTTP/1.1 400 Bad Request\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
-        );
+        let (h, c, out) = respond(upgrade, "HTTP/1.1 400 Bad Request\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n");
         assert!(!h.switching && h.reusable && c.keep_alive);
         assert_eq!(out, "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
 
@@ -1193,11 +976,7 @@ mod tests {
         assert!(parse_response(raw.as_bytes(), &req, false, &mut Vec::new()).is_err());
     }
 
-    fn feed_all(
-        framing: Framing,
-        input: &[u8],
-        dechunk: bool,
-    ) -> Result<(usize, Vec<u8>, bool), &'static str> {
+    fn feed_all(framing: Framing, input: &[u8], dechunk: bool) -> Result<(usize, Vec<u8>, bool), &'static str> {
         // Byte by byte, to cover every split of the input across reads.
         let mut r = BodyReader::new(framing);
         let mut out = Vec::new();
@@ -1222,14 +1001,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(r.feed(body, &mut out, false), Ok(end));
         assert!(r.is_done());
-        for bad in [
-            &b"x\r\n"[..],
-            b"5\r\nhello!\r\n",
-            b"5\nhello",
-            b"fffffffffffffffff\r\n",
-            b"0\r\nX: 1\n\r\n",
-            b"0\r\n\n",
-        ] {
+        for bad in [&b"x\r\n"[..], b"5\r\nhello!\r\n", b"5\nhello", b"fffffffffffffffff\r\n", b"0\r\nX: 1\n\r\n", b"0\r\n\n"] {
             assert!(feed_all(Framing::Chunked, bad, false).is_err(), "{bad:?}");
         }
         let (used, out, done) = feed_all(Framing::Length(3), b"abcdef", false).unwrap();
@@ -1248,8 +1020,7 @@ mod tests {
             "0\r\nX-Trailer: 1\r\nY: \t\r\n\r\n".into(),
         ];
         for body in &valid {
-            let (used, _, done) = feed_all(Framing::Chunked, body.as_bytes(), false)
-                .unwrap_or_else(|e| panic!("{body:?}: {e}"));
+            let (used, _, done) = feed_all(Framing::Chunked, body.as_bytes(), false).unwrap_or_else(|e| panic!("{body:?}: {e}"));
             assert_eq!((used, done), (body.len(), true), "{body:?}");
         }
         let (_, data, _) = feed_all(Framing::Chunked, valid[1].as_bytes(), true).unwrap();
@@ -1319,22 +1090,16 @@ mod tests {
         let (_, out) = parse("GET / HTTP/1.1\r\nX_Custom: 1\r\nHost_Name: h\r\n\r\n");
         assert!(out.contains("\r\nX_Custom: 1\r\nHost_Name: h\r\n"), "{out}");
         // A response's are ordinary headers: relayed, and not read for framing.
-        let (h, _, out) = respond(
-            "GET / HTTP/1.1\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
-        );
+        let (h, _, out) = respond("GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(2));
         assert!(out.contains("Transfer_Encoding: chunked\r\n"), "{out}");
     }
 
     #[test]
     fn connection_may_not_name_what_the_request_is_routed_or_framed_by() {
-        for (connection, name) in [
-            ("host", "Host"),
-            ("keep-alive, HOST", "Host"),
-            ("Content-Length", "Content-Length"),
-            ("close, transfer-encoding", "Transfer-Encoding"),
-        ] {
+        for (connection, name) in
+            [("host", "Host"), ("keep-alive, HOST", "Host"), ("Content-Length", "Content-Length"), ("close, transfer-encoding", "Transfer-Encoding")]
+        {
             let r = reject(&format!("POST / HTTP/1.1\r\nHost: a\r\nConnection: {connection}\r\nContent-Length: 0\r\n\r\n"));
             assert_eq!(r.status, 400, "{connection}");
             assert!(r.reason.contains(&format!("take {name} out of Connection")), "{connection}: {}", r.reason);

@@ -74,11 +74,6 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            request_head: Duration::from_secs(30),
-            client_idle: Duration::from_secs(30),
-            body_min_bytes: 1024,
-            backend_idle: Duration::from_secs(60),
-        }
+        Timeouts { request_head: Duration::from_secs(30), client_idle: Duration::from_secs(30), body_min_bytes: 1024, backend_idle: Duration::from_secs(60) }
     }
 }

@@ -18,12 +18,6 @@ impl LbError {
     }
 
     pub(crate) fn tcp_routes(port: u16, count: usize) -> Self {
-        LbError::Invalid {
-            port,
-            reason: format!(
-                "{} mode takes exactly one route (host and path are ignored), got {count}",
-                Mode::Tcp
-            ),
-        }
+        LbError::Invalid { port, reason: format!("{} mode takes exactly one route (host and path are ignored), got {count}", Mode::Tcp) }
     }
 }

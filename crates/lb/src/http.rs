@@ -101,13 +101,7 @@ enum Outcome {
 
 /// Serves one client connection until it closes. When `drain` turns true (listener removed or
 /// proxy shutting down) the request in flight finishes and the connection then closes.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tables: Arc<ArcSwap<Table>>,
-    drain: watch::Receiver<bool>,
-    timeouts: Timeouts,
-) {
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, tables: Arc<ArcSwap<Table>>, drain: watch::Receiver<bool>, timeouts: Timeouts) {
     let mut client = Client {
         stream,
         peer,
@@ -127,11 +121,7 @@ pub(crate) async fn serve(
 /// Awaits `io` unless the time `deadline` gives passes first (None). `deadline` is asked, and
 /// `timer` moved to it, only once `io` has to wait: I/O that is ready at once, as most is on a
 /// busy proxy, costs no clock read and no timer work.
-async fn before<F: Future>(
-    mut timer: Pin<&mut Sleep>,
-    deadline: impl FnOnce() -> Instant,
-    io: F,
-) -> Option<F::Output> {
+async fn before<F: Future>(mut timer: Pin<&mut Sleep>, deadline: impl FnOnce() -> Instant, io: F) -> Option<F::Output> {
     let mut io = pin!(io);
     let mut deadline = Some(deadline);
     poll_fn(|cx| {
@@ -234,9 +224,7 @@ impl Client<'_> {
                 }
             }
             if !timer_set {
-                self.client_timer
-                    .as_mut()
-                    .reset(Instant::now() + self.timeouts.request_head);
+                self.client_timer.as_mut().reset(Instant::now() + self.timeouts.request_head);
                 timer_set = true;
             }
             reserve(&mut self.buf);
@@ -274,12 +262,7 @@ impl Client<'_> {
 
     /// Answers a request that could not be parsed, and closes.
     async fn reject(&mut self, reject: Reject) {
-        let body = format!(
-            "{} {}: {}\n",
-            reject.status,
-            codec::reason_phrase(reject.status),
-            reject.reason
-        );
+        let body = format!("{} {}: {}\n", reject.status, codec::reason_phrase(reject.status), reject.reason);
         codec::write_text_response(&mut self.out, reject.status, &body, true, false, false);
         let _ = self.write_out().await;
         self.close(true).await;
@@ -288,12 +271,7 @@ impl Client<'_> {
     /// Writes `self.out` to the client. False when that failed or the client did not take it
     /// within [`Timeouts::client_idle`] (a client that does not read holds nothing for long).
     async fn write_out(&mut self) -> bool {
-        let wrote = before(
-            self.client_timer.as_mut(),
-            within(self.timeouts.client_idle),
-            self.stream.write_all(&self.out),
-        )
-        .await;
+        let wrote = before(self.client_timer.as_mut(), within(self.timeouts.client_idle), self.stream.write_all(&self.out)).await;
         match wrote {
             Some(Ok(())) => true,
             Some(Err(_)) => false,
@@ -334,57 +312,31 @@ impl Client<'_> {
 
     /// The host as error pages show it.
     fn shown_host(&self, head: &RequestHead) -> String {
-        head.host
-            .as_ref()
-            .and_then(|h| std::str::from_utf8(&self.buf[h.clone()]).ok())
-            .map(normalize_host)
-            .unwrap_or_default()
+        head.host.as_ref().and_then(|h| std::str::from_utf8(&self.buf[h.clone()]).ok()).map(normalize_host).unwrap_or_default()
     }
 
     /// Answers with the proxy's own page. `body_done`: the request body has been read, so the
     /// connection can take another request.
-    async fn answer(
-        &mut self,
-        head: &RequestHead,
-        status: u16,
-        body: &str,
-        body_done: Option<usize>,
-    ) -> Outcome {
+    async fn answer(&mut self, head: &RequestHead, status: u16, body: &str, body_done: Option<usize>) -> Outcome {
         let keep_alive = body_done.is_some() && head.keep_alive && !self.draining();
-        codec::write_text_response(
-            &mut self.out,
-            status,
-            body,
-            !head.head_method,
-            keep_alive,
-            head.http10,
-        );
+        codec::write_text_response(&mut self.out, status, body, !head.head_method, keep_alive, head.http10);
         if !self.write_out().await {
             return Outcome::Close { unread_body: false };
         }
         match body_done {
             Some(consumed) if keep_alive => Outcome::KeepAlive { consumed },
-            _ => Outcome::Close {
-                unread_body: body_done.is_none(),
-            },
+            _ => Outcome::Close { unread_body: body_done.is_none() },
         }
     }
 
     async fn no_backend(&mut self, head: &RequestHead, body_done: Option<usize>) -> Outcome {
-        let body = format!(
-            "503 Service Unavailable: no backend is up for host {} path {}\n",
-            self.shown_host(head),
-            self.part(&head.path)
-        );
+        let body = format!("503 Service Unavailable: no backend is up for host {} path {}\n", self.shown_host(head), self.part(&head.path));
         self.answer(head, 503, &body, body_done).await
     }
 
     fn route(&self, head: &RequestHead) -> Option<(Arc<Table>, usize)> {
         let table = self.tables.load_full();
-        let host = head
-            .host
-            .as_ref()
-            .and_then(|h| std::str::from_utf8(&self.buf[h.clone()]).ok());
+        let host = head.host.as_ref().and_then(|h| std::str::from_utf8(&self.buf[h.clone()]).ok());
         let path = std::str::from_utf8(&self.buf[head.path.clone()]).unwrap_or("/");
         let route = table.router.route(host, path)?;
         Some((table, route))
@@ -395,16 +347,10 @@ impl Client<'_> {
         let no_body = (head.framing == Framing::Empty).then_some(head.head_len);
         match self.route(head) {
             None => {
-                let body = format!(
-                    "404 Not Found: no rule matches host {} path {}\n",
-                    self.shown_host(head),
-                    self.part(&head.path)
-                );
+                let body = format!("404 Not Found: no rule matches host {} path {}\n", self.shown_host(head), self.part(&head.path));
                 return self.answer(head, 404, &body, no_body).await;
             }
-            Some((table, i)) if table.pools[i].is_empty() => {
-                return self.no_backend(head, no_body).await
-            }
+            Some((table, i)) if table.pools[i].is_empty() => return self.no_backend(head, no_body).await,
             Some(_) => {}
         }
 
@@ -412,10 +358,7 @@ impl Client<'_> {
         let mut reader = BodyReader::new(head.framing);
         let mut body_end = head.head_len;
         let mut pace = Pace::default();
-        match self
-            .buffer_body(head, &mut reader, &mut body_end, &mut pace)
-            .await
-        {
+        match self.buffer_body(head, &mut reader, &mut body_end, &mut pace).await {
             Ok(()) => {}
             Err(BodyError::ClientGone) => return Outcome::Close { unread_body: false },
             Err(BodyError::Invalid(reason)) => {
@@ -459,19 +402,12 @@ impl Client<'_> {
                 );
                 return self.answer(head, 502, &body, None).await;
             }
-            let pool = backend
-                .pool
-                .clone()
-                .expect("HTTP listeners build backends with a connection pool");
+            let pool = backend.pool.clone().expect("HTTP listeners build backends with a connection pool");
             let _guard = backend.track();
 
             self.fwd.truncate(base_len);
-            codec::finish_request_head(
-                &mut self.fwd,
-                head.needs_host.then_some(&backend.host_line[..]),
-            );
-            self.fwd
-                .extend_from_slice(&self.buf[head.head_len..body_end]);
+            codec::finish_request_head(&mut self.fwd, head.needs_host.then_some(&backend.host_line[..]));
+            self.fwd.extend_from_slice(&self.buf[head.head_len..body_end]);
 
             // An idle connection first; a new one when there is none, or when the idle one turns
             // out to have closed before the request could be written to it. An upgrade always
@@ -488,60 +424,30 @@ impl Client<'_> {
                     },
                 };
                 let backend_idle = self.timeouts.backend_idle;
-                let wrote = before(
-                    self.backend_timer.as_mut(),
-                    within(backend_idle),
-                    up.stream.write_all(&self.fwd),
-                )
-                .await;
+                let wrote = before(self.backend_timer.as_mut(), within(backend_idle), up.stream.write_all(&self.fwd)).await;
                 match wrote {
                     Some(Ok(())) => {}
                     // Not all of it was written, so the backend cannot have acted on it.
                     Some(Err(_)) if reused => continue,
-                    Some(Err(err)) => {
-                        break Failure::DeadConnection(format!("writing the request failed: {err}"))
-                    }
-                    None => {
-                        break Failure::TimedOut(format!(
-                            "it did not take the request within {backend_idle:?}"
-                        ))
-                    }
+                    Some(Err(err)) => break Failure::DeadConnection(format!("writing the request failed: {err}")),
+                    None => break Failure::TimedOut(format!("it did not take the request within {backend_idle:?}")),
                 }
                 if !reader.is_done() {
                     streamed = true;
-                    match self
-                        .stream_body(&mut up, &mut reader, &mut body_end, &mut pace)
-                        .await
-                    {
+                    match self.stream_body(&mut up, &mut reader, &mut body_end, &mut pace).await {
                         Ok(()) => {}
-                        Err(StreamError::ClientGone) => {
-                            return Outcome::Close { unread_body: false }
-                        }
+                        Err(StreamError::ClientGone) => return Outcome::Close { unread_body: false },
                         Err(StreamError::Invalid(reason)) => {
                             let body = format!("400 Bad Request: {reason}\n");
                             return self.answer(head, 400, &body, None).await;
                         }
                         Err(StreamError::Stalled) => return self.stalled(head).await,
-                        Err(StreamError::Backend(err)) => {
-                            break Failure::Fatal(format!("writing the request body failed: {err}"))
-                        }
-                        Err(StreamError::BackendTimedOut) => {
-                            break Failure::TimedOut(format!(
-                                "it did not take the request body within {backend_idle:?}"
-                            ))
-                        }
+                        Err(StreamError::Backend(err)) => break Failure::Fatal(format!("writing the request body failed: {err}")),
+                        Err(StreamError::BackendTimedOut) => break Failure::TimedOut(format!("it did not take the request body within {backend_idle:?}")),
                     }
                 }
                 let draining = self.draining();
-                let response = read_response_head(
-                    &mut up,
-                    head,
-                    draining,
-                    &mut self.out,
-                    self.backend_timer.as_mut(),
-                    backend_idle,
-                )
-                .await;
+                let response = read_response_head(&mut up, head, draining, &mut self.out, self.backend_timer.as_mut(), backend_idle).await;
                 match response {
                     Ok((resp, client)) => {
                         backend.mark_up();
@@ -554,18 +460,10 @@ impl Client<'_> {
                             return Outcome::Close { unread_body: false };
                         }
                         let keep_alive = self.relay_response(up, resp, client, &pool).await;
-                        return if keep_alive {
-                            Outcome::KeepAlive { consumed: body_end }
-                        } else {
-                            Outcome::Close { unread_body: false }
-                        };
+                        return if keep_alive { Outcome::KeepAlive { consumed: body_end } } else { Outcome::Close { unread_body: false } };
                     }
-                    Err(HeadError::Closed(reason)) if head.idempotent => {
-                        break Failure::DeadConnection(reason)
-                    }
-                    Err(HeadError::Closed(reason) | HeadError::Invalid(reason)) => {
-                        break Failure::Fatal(reason)
-                    }
+                    Err(HeadError::Closed(reason)) if head.idempotent => break Failure::DeadConnection(reason),
+                    Err(HeadError::Closed(reason) | HeadError::Invalid(reason)) => break Failure::Fatal(reason),
                     Err(HeadError::TimedOut(reason)) => break Failure::TimedOut(reason),
                 }
             };
@@ -603,41 +501,24 @@ impl Client<'_> {
 
     /// Reads the request body into the buffer up to [`RETRY_BODY_LIMIT`] (all of it, usually),
     /// leaving `body_end` where the part read ends.
-    async fn buffer_body(
-        &mut self,
-        head: &RequestHead,
-        reader: &mut BodyReader,
-        body_end: &mut usize,
-        pace: &mut Pace,
-    ) -> Result<(), BodyError> {
+    async fn buffer_body(&mut self, head: &RequestHead, reader: &mut BodyReader, body_end: &mut usize, pace: &mut Pace) -> Result<(), BodyError> {
         let mut continued = false;
         loop {
-            *body_end += reader.skip(&self.buf[*body_end..]).map_err(|e| {
-                BodyError::Invalid(format!("the chunked request body is invalid: {e}"))
-            })?;
+            *body_end += reader.skip(&self.buf[*body_end..]).map_err(|e| BodyError::Invalid(format!("the chunked request body is invalid: {e}")))?;
             if reader.is_done() || *body_end - head.head_len >= RETRY_BODY_LIMIT {
                 return Ok(());
             }
             if head.expect_continue && !continued {
                 continued = true;
-                let wrote = before(
-                    self.client_timer.as_mut(),
-                    within(self.timeouts.client_idle),
-                    self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
-                )
-                .await;
+                let wrote =
+                    before(self.client_timer.as_mut(), within(self.timeouts.client_idle), self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")).await;
                 if !matches!(wrote, Some(Ok(()))) {
                     return Err(BodyError::ClientGone);
                 }
             }
             match self.read_body(pace).await {
                 None => return Err(BodyError::Stalled),
-                Some(Ok(0)) => {
-                    return Err(BodyError::Invalid(
-                        "the client closed the connection before the request body was complete"
-                            .into(),
-                    ))
-                }
+                Some(Ok(0)) => return Err(BodyError::Invalid("the client closed the connection before the request body was complete".into())),
                 Some(Ok(_)) => {}
                 Some(Err(_)) => return Err(BodyError::ClientGone),
             }
@@ -648,12 +529,7 @@ impl Client<'_> {
     async fn read_body(&mut self, pace: &mut Pace) -> Option<std::io::Result<usize>> {
         reserve(&mut self.buf);
         let timeouts = self.timeouts;
-        let read = before(
-            self.client_timer.as_mut(),
-            || pace.deadline(&timeouts),
-            self.stream.read_buf(&mut self.buf),
-        )
-        .await;
+        let read = before(self.client_timer.as_mut(), || pace.deadline(&timeouts), self.stream.read_buf(&mut self.buf)).await;
         if let Some(Ok(n)) = read {
             pace.received(n);
         }
@@ -661,13 +537,7 @@ impl Client<'_> {
     }
 
     /// Copies the rest of a large request body from the client to the backend.
-    async fn stream_body(
-        &mut self,
-        up: &mut Upstream,
-        reader: &mut BodyReader,
-        body_end: &mut usize,
-        pace: &mut Pace,
-    ) -> Result<(), StreamError> {
+    async fn stream_body(&mut self, up: &mut Upstream, reader: &mut BodyReader, body_end: &mut usize, pace: &mut Pace) -> Result<(), StreamError> {
         let start = *body_end;
         loop {
             self.buf.truncate(start);
@@ -676,15 +546,8 @@ impl Client<'_> {
                 Some(Ok(0) | Err(_)) => return Err(StreamError::ClientGone),
                 Some(Ok(_)) => {}
             }
-            let used = reader.skip(&self.buf[start..]).map_err(|e| {
-                StreamError::Invalid(format!("the chunked request body is invalid: {e}"))
-            })?;
-            let wrote = before(
-                self.backend_timer.as_mut(),
-                within(self.timeouts.backend_idle),
-                up.stream.write_all(&self.buf[start..start + used]),
-            )
-            .await;
+            let used = reader.skip(&self.buf[start..]).map_err(|e| StreamError::Invalid(format!("the chunked request body is invalid: {e}")))?;
+            let wrote = before(self.backend_timer.as_mut(), within(self.timeouts.backend_idle), up.stream.write_all(&self.buf[start..start + used])).await;
             match wrote {
                 Some(Ok(())) => {}
                 Some(Err(err)) => return Err(StreamError::Backend(err)),
@@ -709,20 +572,12 @@ impl Client<'_> {
     /// after it to the client, whatever the client sent after its request (from `client_from` in
     /// its buffer) to the backend, then everything both ways until one side closes. The backend
     /// connection is closed with it, never pooled.
-    async fn tunnel(
-        &mut self,
-        mut up: Upstream,
-        head_len: usize,
-        client_from: usize,
-        backend: SocketAddr,
-    ) {
+    async fn tunnel(&mut self, mut up: Upstream, head_len: usize, client_from: usize, backend: SocketAddr) {
         self.out.extend_from_slice(&up.buf[head_len..]);
         if self.stream.write_all(&self.out).await.is_err() {
             return;
         }
-        if client_from < self.buf.len()
-            && up.stream.write_all(&self.buf[client_from..]).await.is_err()
-        {
+        if client_from < self.buf.len() && up.stream.write_all(&self.buf[client_from..]).await.is_err() {
             return;
         }
         tracing::debug!(peer = %self.peer, %backend, "connection upgraded; tunnelling");
@@ -747,23 +602,14 @@ impl Client<'_> {
     /// Sends the response head (in `self.out`) and body to the client. Returns whether the
     /// client connection stays open; the backend connection goes back to its idle stack when
     /// the response was read to its end and the backend keeps it open.
-    async fn relay_response(
-        &mut self,
-        mut up: Upstream,
-        resp: codec::ResponseHead,
-        client: ClientFraming,
-        pool: &Arc<crate::upstream::IdlePool>,
-    ) -> bool {
+    async fn relay_response(&mut self, mut up: Upstream, resp: codec::ResponseHead, client: ClientFraming, pool: &Arc<crate::upstream::IdlePool>) -> bool {
         let mut reader = BodyReader::new(resp.framing);
         let mut pos = resp.head_len;
         loop {
             match reader.feed(&up.buf[pos..], &mut self.out, client.dechunk) {
                 Ok(used) => pos += used,
                 Err(err) => {
-                    tracing::debug!(
-                        error = err,
-                        "backend sent an invalid chunked body; cutting the response"
-                    );
+                    tracing::debug!(error = err, "backend sent an invalid chunked body; cutting the response");
                     return false;
                 }
             }
@@ -780,12 +626,7 @@ impl Client<'_> {
             pos = 0;
             reserve(&mut up.buf);
             let backend_idle = self.timeouts.backend_idle;
-            let read = before(
-                self.backend_timer.as_mut(),
-                within(backend_idle),
-                up.stream.read_buf(&mut up.buf),
-            )
-            .await;
+            let read = before(self.backend_timer.as_mut(), within(backend_idle), up.stream.read_buf(&mut up.buf)).await;
             match read {
                 Some(Ok(0)) if reader == BodyReader::Close => break,
                 Some(Ok(0) | Err(_)) => {
@@ -858,34 +699,17 @@ async fn read_response_head(
             }
         }
         reserve(&mut up.buf);
-        let Some(read) = before(timer.as_mut(), within(limit), up.stream.read_buf(&mut up.buf)).await
-        else {
-            return Err(HeadError::TimedOut(format!(
-                "it sent no response within {limit:?}"
-            )));
+        let Some(read) = before(timer.as_mut(), within(limit), up.stream.read_buf(&mut up.buf)).await else {
+            return Err(HeadError::TimedOut(format!("it sent no response within {limit:?}")));
         };
         match read {
-            Ok(0) if up.buf.is_empty() => {
-                return Err(HeadError::Closed(
-                    "the backend closed the connection without a response".into(),
-                ))
-            }
-            Ok(0) => {
-                return Err(HeadError::Closed(
-                    "the backend closed the connection in the middle of its response head".into(),
-                ))
-            }
+            Ok(0) if up.buf.is_empty() => return Err(HeadError::Closed("the backend closed the connection without a response".into())),
+            Ok(0) => return Err(HeadError::Closed("the backend closed the connection in the middle of its response head".into())),
             Ok(_) => {}
             Err(err) => {
                 let reason = format!("reading the response failed: {err}");
                 return Err(
-                    if matches!(
-                        err.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
-                            | ErrorKind::UnexpectedEof
-                    ) {
+                    if matches!(err.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof) {
                         HeadError::Closed(reason)
                     } else {
                         HeadError::Invalid(reason)
@@ -962,10 +786,7 @@ mod tests {
                     loop {
                         let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
                         if let Some(head_end) = text.find("\r\n\r\n").map(|i| i + 4) {
-                            let len: usize = text[..head_end]
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .map_or(0, |v| v.trim().parse().unwrap());
+                            let len: usize = text[..head_end].lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
                             if buf.len() >= head_end + len {
                                 buf.drain(..head_end + len);
                                 let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -992,15 +813,7 @@ mod tests {
     async fn proxy(backend: SocketAddr) -> SocketAddr {
         let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = Listener {
-            port: addr.port(),
-            mode: Mode::Http,
-            routes: vec![Route {
-                host: None,
-                path_prefix: None,
-                backends: vec![backend],
-            }],
-        };
+        let config = Listener { port: addr.port(), mode: Mode::Http, routes: vec![Route { host: None, path_prefix: None, backends: vec![backend] }] };
         let tables = Arc::new(ArcSwap::from_pointee(Table::build(&config, None)));
         let (drain_tx, drain) = watch::channel(false);
         tokio::spawn(async move {

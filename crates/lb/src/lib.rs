@@ -92,10 +92,7 @@ impl LoadBalancer {
     /// Like [`with_threads`](Self::with_threads), with HTTP listeners giving up on clients and
     /// backends after `timeouts` instead of the defaults.
     pub fn with_timeouts(bind_ip: IpAddr, threads: usize, timeouts: Timeouts) -> Self {
-        let timeouts = Timeouts {
-            body_min_bytes: timeouts.body_min_bytes.max(1),
-            ..timeouts
-        };
+        let timeouts = Timeouts { body_min_bytes: timeouts.body_min_bytes.max(1), ..timeouts };
         LoadBalancer {
             inner: Arc::new(Inner {
                 bind_ip,
@@ -134,11 +131,9 @@ impl LoadBalancer {
                 std::collections::btree_map::Entry::Vacant(slot) => {
                     slot.insert(l);
                 }
-                std::collections::btree_map::Entry::Occupied(_) => errors.push(LbError::Invalid {
-                    port: l.port,
-                    reason: "the port appears more than once in the config; the first one is used"
-                        .into(),
-                }),
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    errors.push(LbError::Invalid { port: l.port, reason: "the port appears more than once in the config; the first one is used".into() })
+                }
             }
         }
 
@@ -159,11 +154,7 @@ impl LoadBalancer {
             let task = handle.stop().await;
             self.inner.draining.lock().unwrap().push(task);
         }
-        self.inner
-            .draining
-            .lock()
-            .unwrap()
-            .retain(|t| !t.is_finished());
+        self.inner.draining.lock().unwrap().retain(|t| !t.is_finished());
 
         let mut running = self.inner.listeners.lock().unwrap();
         for (port, want) in desired {
@@ -175,13 +166,8 @@ impl LoadBalancer {
                     handle.config = want.clone();
                     tracing::info!(port, "listener routes updated");
                 }
-                None => match ListenerHandle::start(
-                    self.inner.bind_ip,
-                    want.clone(),
-                    Table::build(want, None),
-                    self.inner.shards.clone(),
-                    self.inner.timeouts,
-                ) {
+                None => match ListenerHandle::start(self.inner.bind_ip, want.clone(), Table::build(want, None), self.inner.shards.clone(), self.inner.timeouts)
+                {
                     Ok(handle) => {
                         running.insert(port, handle);
                     }
@@ -197,13 +183,7 @@ impl LoadBalancer {
 
     /// Per listener, ordered by port: its mode and each distinct backend's state and counters.
     pub fn status(&self) -> Vec<ListenerStatus> {
-        self.inner
-            .listeners
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(port, h)| h.tables.load().status(*port))
-            .collect()
+        self.inner.listeners.lock().unwrap().iter().map(|(port, h)| h.tables.load().status(*port)).collect()
     }
 
     /// Stops accepting everywhere and lets in-flight requests and connections finish for up to
@@ -215,8 +195,7 @@ impl LoadBalancer {
             let mut running = self.inner.listeners.lock().unwrap();
             std::mem::take(&mut *running).into_values().collect()
         };
-        let mut tasks: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.inner.draining.lock().unwrap());
+        let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.draining.lock().unwrap());
         for h in handles {
             tasks.push(h.stop().await);
         }
@@ -234,10 +213,7 @@ impl LoadBalancer {
 
 fn validate(l: &Listener) -> Option<LbError> {
     if l.port == 0 {
-        return Some(LbError::Invalid {
-            port: 0,
-            reason: "port 0 is not a port clients can reach".into(),
-        });
+        return Some(LbError::Invalid { port: 0, reason: "port 0 is not a port clients can reach".into() });
     }
     if l.mode == Mode::Tcp && l.routes.len() != 1 {
         return Some(LbError::tcp_routes(l.port, l.routes.len()));
@@ -254,24 +230,13 @@ mod tests {
             listeners: vec![Listener {
                 port,
                 mode: Mode::Http,
-                routes: vec![Route {
-                    host: None,
-                    path_prefix: None,
-                    backends: backends
-                        .iter()
-                        .map(|p| ([127, 0, 0, 1], *p).into())
-                        .collect(),
-                }],
+                routes: vec![Route { host: None, path_prefix: None, backends: backends.iter().map(|p| ([127, 0, 0, 1], *p).into()).collect() }],
             }],
         }
     }
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     fn table_of(lb: &LoadBalancer, port: u16) -> Arc<Table> {
@@ -286,10 +251,7 @@ mod tests {
         let before = table_of(&lb, port);
         assert!(lb.apply(&config(port, &[1, 2])).await.is_empty());
         assert!(Arc::ptr_eq(&before, &table_of(&lb, port)));
-        assert!(
-            lb.inner.draining.lock().unwrap().is_empty(),
-            "nothing was unbound"
-        );
+        assert!(lb.inner.draining.lock().unwrap().is_empty(), "nothing was unbound");
 
         // A route change swaps the table but keeps the listener (nothing drains).
         assert!(lb.apply(&config(port, &[2, 3])).await.is_empty());
@@ -327,7 +289,8 @@ mod tests {
 
     #[test]
     fn config_serde_shape() {
-        let json = r#"{"listeners":[{"port":80,"mode":"http","routes":[{"host":"a.example","path_prefix":"/api","backends":["10.0.0.1:8080"]},{"backends":[]}]}]}"#;
+        let json =
+            r#"{"listeners":[{"port":80,"mode":"http","routes":[{"host":"a.example","path_prefix":"/api","backends":["10.0.0.1:8080"]},{"backends":[]}]}]}"#;
         let c: LbConfig = serde_json::from_str(json).unwrap();
         assert_eq!(c.listeners[0].mode, Mode::Http);
         assert_eq!(c.listeners[0].routes[1].host, None);

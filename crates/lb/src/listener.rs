@@ -30,45 +30,21 @@ pub(crate) struct ListenerHandle {
 
 impl ListenerHandle {
     /// Binds synchronously so the caller learns at once whether the port was free.
-    pub fn start(
-        bind_ip: IpAddr,
-        config: Listener,
-        table: Table,
-        shards: Arc<Shards>,
-        timeouts: Timeouts,
-    ) -> Result<Self, LbError> {
+    pub fn start(bind_ip: IpAddr, config: Listener, table: Table, shards: Arc<Shards>, timeouts: Timeouts) -> Result<Self, LbError> {
         let port = config.port;
-        let bind_err = |err: std::io::Error| LbError::Bind {
-            port,
-            reason: format!("{bind_ip}:{port}: {err}"),
-        };
+        let bind_err = |err: std::io::Error| LbError::Bind { port, reason: format!("{bind_ip}:{port}: {err}") };
         // std's bind sets SO_REUSEADDR on Unix, so a port whose old connections linger in
         // TIME_WAIT can be rebound at once after a mode change.
-        let std_listener =
-            std::net::TcpListener::bind(SocketAddr::new(bind_ip, port)).map_err(bind_err)?;
+        let std_listener = std::net::TcpListener::bind(SocketAddr::new(bind_ip, port)).map_err(bind_err)?;
         std_listener.set_nonblocking(true).map_err(bind_err)?;
         let listener = TcpListener::from_std(std_listener).map_err(bind_err)?;
 
         let tables = Arc::new(ArcSwap::from_pointee(table));
         let (stop, stop_rx) = watch::channel(false);
         let (unbound_tx, unbound) = oneshot::channel();
-        let task = tokio::spawn(run(
-            listener,
-            config.mode,
-            tables.clone(),
-            shards,
-            timeouts,
-            stop_rx,
-            unbound_tx,
-        ));
+        let task = tokio::spawn(run(listener, config.mode, tables.clone(), shards, timeouts, stop_rx, unbound_tx));
         tracing::info!(port, mode = %config.mode, "listener started");
-        Ok(ListenerHandle {
-            config,
-            tables,
-            stop,
-            unbound,
-            task,
-        })
+        Ok(ListenerHandle { config, tables, stop, unbound, task })
     }
 
     /// Stops accepting and returns once the port is released; the returned task ends when the

@@ -31,11 +31,7 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(index, r)| Rule {
-                host: r
-                    .host
-                    .as_deref()
-                    .map(normalize_host)
-                    .filter(|h| !h.is_empty()),
+                host: r.host.as_deref().map(normalize_host).filter(|h| !h.is_empty()),
                 prefix: normalize_prefix(r.path_prefix.as_deref()),
                 index,
             })
@@ -49,11 +45,7 @@ impl Router {
         let path = if path.is_empty() { "/" } else { path };
         // Compared without building the normalized host: this runs for every request.
         if let Some(h) = host.map(host_key) {
-            let specific = self.best(path, |r| {
-                r.host
-                    .as_deref()
-                    .is_some_and(|rh| rh.eq_ignore_ascii_case(h))
-            });
+            let specific = self.best(path, |r| r.host.as_deref().is_some_and(|rh| rh.eq_ignore_ascii_case(h)));
             if specific.is_some() {
                 return specific;
             }
@@ -64,9 +56,7 @@ impl Router {
     fn best(&self, path: &str, eligible: impl Fn(&Rule) -> bool) -> Option<usize> {
         let mut best: Option<&Rule> = None;
         for rule in self.rules.iter().filter(|r| eligible(r)) {
-            if prefix_matches(&rule.prefix, path)
-                && best.is_none_or(|b| rule.prefix.len() > b.prefix.len())
-            {
+            if prefix_matches(&rule.prefix, path) && best.is_none_or(|b| rule.prefix.len() > b.prefix.len()) {
                 best = Some(rule);
             }
         }
@@ -121,11 +111,7 @@ mod tests {
     use super::*;
 
     fn route(host: Option<&str>, prefix: Option<&str>) -> Route {
-        Route {
-            host: host.map(str::to_string),
-            path_prefix: prefix.map(str::to_string),
-            backends: vec![],
-        }
+        Route { host: host.map(str::to_string), path_prefix: prefix.map(str::to_string), backends: vec![] }
     }
 
     #[test]
@@ -163,11 +149,7 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_regardless_of_order() {
-        let r = Router::new(&[
-            route(None, Some("/api")),
-            route(None, None),
-            route(None, Some("/api/v2")),
-        ]);
+        let r = Router::new(&[route(None, Some("/api")), route(None, None), route(None, Some("/api/v2"))]);
         assert_eq!(r.route(Some("x"), "/api/v2/users"), Some(2));
         assert_eq!(r.route(Some("x"), "/api/v2"), Some(2));
         assert_eq!(r.route(Some("x"), "/api/v1"), Some(0));
@@ -193,11 +175,7 @@ mod tests {
 
     #[test]
     fn host_rules_beat_catch_all_but_fall_through_on_path() {
-        let r = Router::new(&[
-            route(None, None),
-            route(Some("a.example"), Some("/api")),
-            route(None, Some("/api/long/prefix")),
-        ]);
+        let r = Router::new(&[route(None, None), route(Some("a.example"), Some("/api")), route(None, Some("/api/long/prefix"))]);
         // The host rule wins even though the catch-all has a longer prefix.
         assert_eq!(r.route(Some("a.example"), "/api/long/prefix/x"), Some(1));
         // No rule for this host matches /web: the catch-all takes it.

@@ -50,11 +50,7 @@ impl Shards {
                 }
             }
         }
-        Shards {
-            handles,
-            next: AtomicUsize::new(0),
-            _stop: stops,
-        }
+        Shards { handles, next: AtomicUsize::new(0), _stop: stops }
     }
 
     /// Runs `task` on the next shard in turn (or on the current runtime if there is none).
@@ -75,26 +71,19 @@ fn start_one(index: usize) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     // The runtime is built and dropped on its own thread: dropping one inside the caller's
     // async context would panic.
-    std::thread::Builder::new()
-        .name(format!("corral-lb-{index}"))
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(err) => {
-                    let _ = ready_tx.send(Err(err));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(rt.handle().clone()));
-            SHARD.with(|s| s.set(index));
-            // Either a stop or a dropped sender ends it; the runtime's tasks are dropped with it.
-            let _ = rt.block_on(stopped);
-        })?;
-    let handle = ready
-        .recv()
-        .map_err(|_| std::io::Error::other("the thread ended before its runtime started"))??;
+    std::thread::Builder::new().name(format!("corral-lb-{index}")).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(err) => {
+                let _ = ready_tx.send(Err(err));
+                return;
+            }
+        };
+        let _ = ready_tx.send(Ok(rt.handle().clone()));
+        SHARD.with(|s| s.set(index));
+        // Either a stop or a dropped sender ends it; the runtime's tasks are dropped with it.
+        let _ = rt.block_on(stopped);
+    })?;
+    let handle = ready.recv().map_err(|_| std::io::Error::other("the thread ended before its runtime started"))??;
     Ok((handle, stop))
 }

@@ -31,24 +31,12 @@ impl Table {
             .routes
             .iter()
             .map(|route| {
-                let backends = route
-                    .backends
-                    .iter()
-                    .map(|addr| {
-                        known
-                            .entry(*addr)
-                            .or_insert_with(|| Arc::new(Backend::new(*addr, config.mode)))
-                            .clone()
-                    })
-                    .collect();
+                let backends =
+                    route.backends.iter().map(|addr| known.entry(*addr).or_insert_with(|| Arc::new(Backend::new(*addr, config.mode))).clone()).collect();
                 Arc::new(Pool::new(backends))
             })
             .collect();
-        Table {
-            mode: config.mode,
-            router: Router::new(&config.routes),
-            pools,
-        }
+        Table { mode: config.mode, router: Router::new(&config.routes), pools }
     }
 
     pub fn status(&self, port: u16) -> ListenerStatus {
@@ -60,11 +48,7 @@ impl Table {
                 backends.push(b.status());
             }
         }
-        ListenerStatus {
-            port,
-            mode: self.mode,
-            backends,
-        }
+        ListenerStatus { port, mode: self.mode, backends }
     }
 }
 
@@ -77,14 +61,7 @@ mod tests {
         Listener {
             port: 80,
             mode,
-            routes: vec![Route {
-                host: None,
-                path_prefix: None,
-                backends: backends
-                    .iter()
-                    .map(|p| ([127, 0, 0, 1], *p).into())
-                    .collect(),
-            }],
+            routes: vec![Route { host: None, path_prefix: None, backends: backends.iter().map(|p| ([127, 0, 0, 1], *p).into()).collect() }],
         }
     }
 
@@ -93,10 +70,7 @@ mod tests {
         let old = Table::build(&listener(Mode::Http, &[1, 2]), None);
         old.pools[0].backends()[0].mark_down("refused");
         let new = Table::build(&listener(Mode::Http, &[1, 3]), Some(&old));
-        assert!(Arc::ptr_eq(
-            &old.pools[0].backends()[0],
-            &new.pools[0].backends()[0]
-        ));
+        assert!(Arc::ptr_eq(&old.pools[0].backends()[0], &new.pools[0].backends()[0]));
         let st = new.status(80);
         assert_eq!(st.backends.len(), 2);
         assert!(!st.backends[0].up);
@@ -107,10 +81,7 @@ mod tests {
     fn mode_change_starts_fresh() {
         let old = Table::build(&listener(Mode::Http, &[1]), None);
         let new = Table::build(&listener(Mode::Tcp, &[1]), Some(&old));
-        assert!(!Arc::ptr_eq(
-            &old.pools[0].backends()[0],
-            &new.pools[0].backends()[0]
-        ));
+        assert!(!Arc::ptr_eq(&old.pools[0].backends()[0], &new.pools[0].backends()[0]));
         assert!(new.pools[0].backends()[0].pool.is_none());
     }
 }

@@ -46,10 +46,7 @@ impl Upstream {
             Err(_) => return Err(format!("connect timed out after {CONNECT_TIMEOUT:?}")),
         };
         let _ = stream.set_nodelay(true);
-        Ok(Upstream {
-            stream,
-            buf: Vec::new(),
-        })
+        Ok(Upstream { stream, buf: Vec::new() })
     }
 
     /// True when the connection is still open and has nothing unread: a backend closing an
@@ -100,12 +97,8 @@ impl IdlePool {
             if idle.len() >= MAX_IDLE {
                 return;
             }
-            idle.push(Idle {
-                up,
-                since: Instant::now(),
-            });
-            !self.reaper_running.load(Ordering::Relaxed)
-                && !self.reaper_running.swap(true, Ordering::AcqRel)
+            idle.push(Idle { up, since: Instant::now() });
+            !self.reaper_running.load(Ordering::Relaxed) && !self.reaper_running.swap(true, Ordering::AcqRel)
         };
         if start_reaper {
             match tokio::runtime::Handle::try_current() {
@@ -143,9 +136,7 @@ async fn reap(pool: Weak<IdlePool>) {
             pool.reaper_running.store(false, Ordering::Release);
             // A check-in between the count and the store above would find the reaper still
             // marked running: take the job back if that happened.
-            if pool.stacks.iter().all(|s| s.lock().unwrap().is_empty())
-                || pool.reaper_running.swap(true, Ordering::AcqRel)
-            {
+            if pool.stacks.iter().all(|s| s.lock().unwrap().is_empty()) || pool.reaper_running.swap(true, Ordering::AcqRel) {
                 return;
             }
         }

@@ -14,12 +14,7 @@ async fn removed_listener_refuses_new_connections_but_finishes_the_request_in_fl
     let a = HttpBackend::start("a").await;
     let lb = LoadBalancer::new(LOCALHOST);
     let (gone, kept) = (free_port(), free_port());
-    let both = LbConfig {
-        listeners: vec![
-            http_listener(gone, vec![route(None, None, &[a.addr])]),
-            http_listener(kept, vec![route(None, None, &[a.addr])]),
-        ],
-    };
+    let both = LbConfig { listeners: vec![http_listener(gone, vec![route(None, None, &[a.addr])]), http_listener(kept, vec![route(None, None, &[a.addr])])] };
     assert!(lb.apply(&both).await.is_empty());
 
     let c = client();
@@ -28,29 +23,16 @@ async fn removed_listener_refuses_new_connections_but_finishes_the_request_in_fl
         async move { get(&c, gone, "x", "/slow?delay_ms=800").await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let only_kept = LbConfig {
-        listeners: vec![both.listeners[1].clone()],
-    };
+    let only_kept = LbConfig { listeners: vec![both.listeners[1].clone()] };
     let t = Instant::now();
     assert!(lb.apply(&only_kept).await.is_empty());
-    assert!(
-        t.elapsed() < Duration::from_millis(300),
-        "apply waited for the in-flight request"
-    );
+    assert!(t.elapsed() < Duration::from_millis(300), "apply waited for the in-flight request");
 
-    assert!(
-        tokio::net::TcpStream::connect((LOCALHOST, gone))
-            .await
-            .is_err(),
-        "removed port still accepts"
-    );
+    assert!(tokio::net::TcpStream::connect((LOCALHOST, gone)).await.is_err(), "removed port still accepts");
     let r = slow.await.unwrap().unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "a"));
     assert_eq!(get(&c, kept, "x", "/").await.unwrap().body, "a");
-    assert_eq!(
-        lb.status().iter().map(|s| s.port).collect::<Vec<_>>(),
-        [kept]
-    );
+    assert_eq!(lb.status().iter().map(|s| s.port).collect::<Vec<_>>(), [kept]);
     lb.shutdown().await;
 }
 
@@ -62,12 +44,8 @@ async fn port_in_use_is_reported_and_other_listeners_still_work() {
     let taken = squatter.local_addr().unwrap().port();
     let free = free_port();
     let lb = LoadBalancer::new(LOCALHOST);
-    let config = LbConfig {
-        listeners: vec![
-            http_listener(taken, vec![route(None, None, &[a.addr])]),
-            http_listener(free, vec![route(None, None, &[a.addr])]),
-        ],
-    };
+    let config =
+        LbConfig { listeners: vec![http_listener(taken, vec![route(None, None, &[a.addr])]), http_listener(free, vec![route(None, None, &[a.addr])])] };
     let errors = lb.apply(&config).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     match &errors[0] {
@@ -78,10 +56,7 @@ async fn port_in_use_is_reported_and_other_listeners_still_work() {
         other => panic!("expected a bind error, got {other:?}"),
     }
     let msg = errors[0].to_string();
-    assert!(
-        msg.contains(&taken.to_string()) && msg.to_lowercase().contains("in use"),
-        "{msg}"
-    );
+    assert!(msg.contains(&taken.to_string()) && msg.to_lowercase().contains("in use"), "{msg}");
     assert_eq!(get(&client(), free, "x", "/").await.unwrap().body, "a");
 
     // Once the port is free, applying the same config again picks it up.
@@ -141,13 +116,8 @@ async fn shutdown_lets_the_request_in_flight_finish() {
     let waited = t.elapsed();
     let r = slow.await.unwrap().unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "a"));
-    assert!(
-        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
-    assert!(tokio::net::TcpStream::connect((LOCALHOST, port))
-        .await
-        .is_err());
+    assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(tokio::net::TcpStream::connect((LOCALHOST, port)).await.is_err());
     // A config arriving after shutdown binds nothing.
     assert!(lb.apply(&one_listener(port, &[a.addr])).await.is_empty());
     assert!(lb.status().is_empty());

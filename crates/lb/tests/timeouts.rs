@@ -21,11 +21,7 @@ const LIMIT: Duration = Duration::from_secs(1);
 const SLACK: Duration = Duration::from_secs(3);
 
 fn short() -> Timeouts {
-    Timeouts {
-        client_idle: LIMIT,
-        backend_idle: LIMIT,
-        ..Timeouts::default()
-    }
+    Timeouts { client_idle: LIMIT, backend_idle: LIMIT, ..Timeouts::default() }
 }
 
 /// What a raw backend saw of its one connection.

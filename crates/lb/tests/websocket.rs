@@ -87,9 +87,7 @@ impl Drop for WsBackend {
 
 async fn open(port: u16) -> Result<Socket, tungstenite::Error> {
     let url = format!("ws://127.0.0.1:{port}/chat");
-    let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("WebSocket handshake timed out")?;
+    let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("WebSocket handshake timed out")?;
     assert_eq!(resp.status().as_u16(), 101);
     Ok(ws)
 }
@@ -107,11 +105,7 @@ async fn exchange(ws: &mut Socket, msg: Message) -> Message {
 /// The tag of the backend that echoed a text message.
 async fn tag_of(ws: &mut Socket) -> String {
     match exchange(ws, Message::text("ping")).await {
-        Message::Text(t) => t
-            .as_str()
-            .strip_suffix(":ping")
-            .expect("tagged echo")
-            .into(),
+        Message::Text(t) => t.as_str().strip_suffix(":ping").expect("tagged echo").into(),
         other => panic!("expected a text echo, got {other:?}"),
     }
 }
@@ -147,30 +141,25 @@ async fn websockets_echo_through_the_proxy_spread_over_backends_and_close_both_w
         sockets.push(open(port).await.unwrap());
     }
     // All four at once: text and binary each come back from the socket's own backend.
-    let tags =
-        futures_util::future::join_all(sockets.iter_mut().enumerate().map(|(i, ws)| async move {
-            let tag = tag_of(ws).await;
-            let text = exchange(ws, Message::text(format!("hello {i}"))).await;
-            assert_eq!(text, Message::text(format!("{tag}:hello {i}")));
-            let payload = vec![0u8, 255, i as u8, 10, 13];
-            let binary = exchange(ws, Message::binary(payload.clone())).await;
-            let mut want = format!("{tag}:").into_bytes();
-            want.extend_from_slice(&payload);
-            assert_eq!(binary, Message::binary(want));
-            tag
-        }))
-        .await;
+    let tags = futures_util::future::join_all(sockets.iter_mut().enumerate().map(|(i, ws)| async move {
+        let tag = tag_of(ws).await;
+        let text = exchange(ws, Message::text(format!("hello {i}"))).await;
+        assert_eq!(text, Message::text(format!("{tag}:hello {i}")));
+        let payload = vec![0u8, 255, i as u8, 10, 13];
+        let binary = exchange(ws, Message::binary(payload.clone())).await;
+        let mut want = format!("{tag}:").into_bytes();
+        want.extend_from_slice(&payload);
+        assert_eq!(binary, Message::binary(want));
+        tag
+    }))
+    .await;
     let mut spread: HashMap<String, usize> = HashMap::new();
     for t in tags {
         *spread.entry(t).or_default() += 1;
     }
     assert_eq!(spread, HashMap::from([("a".into(), 2), ("b".into(), 2)]));
     let status = lb.status();
-    assert!(
-        status[0].backends.iter().all(|b| b.active_connections == 2),
-        "each backend has two open sockets: {:?}",
-        status[0].backends
-    );
+    assert!(status[0].backends.iter().all(|b| b.active_connections == 2), "each backend has two open sockets: {:?}", status[0].backends);
 
     // The client closes: the backend sees it.
     let mut first = sockets.remove(0);
@@ -178,36 +167,21 @@ async fn websockets_echo_through_the_proxy_spread_over_backends_and_close_both_w
     let first_backend = if first_tag == "a" { &a } else { &b };
     first.close(None).await.unwrap();
     expect_closed(first).await;
-    eventually("the backend saw the client's close", || {
-        first_backend.closed() == 1
-    })
-    .await;
+    eventually("the backend saw the client's close", || first_backend.closed() == 1).await;
 
     // The backend closes: the client sees it.
     let mut second = sockets.remove(0);
     second.send(Message::text("bye")).await.unwrap();
     expect_closed(second).await;
-    eventually("both closes reached the backends", || {
-        a.closed() + b.closed() == 2
-    })
-    .await;
+    eventually("both closes reached the backends", || a.closed() + b.closed() == 2).await;
 
     // The others are untouched and close when dropped, the TCP way.
     for ws in &mut sockets {
         tag_of(ws).await;
     }
     drop(sockets);
-    eventually("dropped sockets reached the backends", || {
-        a.closed() + b.closed() == 4
-    })
-    .await;
-    eventually("no backend counts an open socket", || {
-        lb.status()[0]
-            .backends
-            .iter()
-            .all(|b| b.active_connections == 0)
-    })
-    .await;
+    eventually("dropped sockets reached the backends", || a.closed() + b.closed() == 4).await;
+    eventually("no backend counts an open socket", || lb.status()[0].backends.iter().all(|b| b.active_connections == 0)).await;
     lb.shutdown().await;
 }
 
@@ -221,8 +195,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (String, St
                     .lines()
                     .find_map(|l| {
                         let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse::<usize>().unwrap())
+                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().unwrap())
                     })
                     .unwrap_or(0);
                 if buf.len() >= end + 4 + len {
@@ -285,39 +258,25 @@ async fn a_refused_upgrade_is_relayed_and_the_connection_stays_http() {
     let ok = HttpBackend::start("ok").await;
     let (refuser, _task) = refusing_backend().await;
     let (lb, port) = lb_with(|p| corral_lb::LbConfig {
-        listeners: vec![http_listener(
-            p,
-            vec![
-                route(Some("ok.example"), None, &[ok.addr]),
-                route(Some("refuse.example"), None, &[refuser]),
-            ],
-        )],
+        listeners: vec![http_listener(p, vec![route(Some("ok.example"), None, &[ok.addr]), route(Some("refuse.example"), None, &[refuser])])],
     })
     .await;
 
-    for (host, status, body) in [
-        ("ok.example", "200", "ok"),
-        ("refuse.example", "400", "no upgrade here"),
-    ] {
+    for (host, status, body) in [("ok.example", "200", "ok"), ("refuse.example", "400", "no upgrade here")] {
         let mut s = TcpStream::connect((LOCALHOST, port)).await.unwrap();
         let mut buf = Vec::new();
         s.write_all(upgrade_request(host).as_bytes()).await.unwrap();
         let (head, got) = read_response(&mut s, &mut buf).await;
         assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
         assert_eq!(got, body);
-        assert!(
-            !head.to_ascii_lowercase().contains("\nupgrade:"),
-            "a refusal carries no Upgrade: {head}"
-        );
+        assert!(!head.to_ascii_lowercase().contains("\nupgrade:"), "a refusal carries no Upgrade: {head}");
         if host == "ok.example" {
             // The backend saw the upgrade as sent (it echoes the Connection header it got).
             assert!(head.contains("x-echo-connection: upgrade\r\n"), "{head}");
         }
 
         // The same connection serves a plain request next.
-        s.write_all(format!("GET /next HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(format!("GET /next HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
         let (head, got) = read_response(&mut s, &mut buf).await;
         assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
         assert_eq!(got, if host == "ok.example" { "ok" } else { "plain" });
@@ -328,9 +287,7 @@ async fn a_refused_upgrade_is_relayed_and_the_connection_stays_http() {
 /// A raw upgrading backend: reads a request head, waits a little, then writes its 101 head, the
 /// request head it received and `HELLO` in one write, and echoes everything after that. When
 /// the client's side ends it closes too, or with `hold_open` reports it and keeps its own open.
-async fn raw_upgrading_backend(
-    hold_open: Option<tokio::sync::oneshot::Sender<()>>,
-) -> (SocketAddr, JoinHandle<()>) {
+async fn raw_upgrading_backend(hold_open: Option<tokio::sync::oneshot::Sender<()>>) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -349,9 +306,7 @@ async fn raw_upgrading_backend(
         };
         // The client's early bytes reach the proxy while the backend is still deciding.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut reply =
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n"
-                .to_vec();
+        let mut reply = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n".to_vec();
         reply.extend_from_slice(&buf[..end]);
         reply.extend_from_slice(b"HELLO");
         s.write_all(&reply).await.unwrap();
@@ -378,9 +333,7 @@ async fn bytes_sent_right_after_either_head_are_not_lost() {
     let mut s = TcpStream::connect((LOCALHOST, port)).await.unwrap();
     // The request head and the first tunnel bytes in one write, more before the 101 arrives.
     let request = "GET /t HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade, Keep-Alive\r\nKeep-Alive: timeout=5\r\nUpgrade: test\r\n\r\n";
-    s.write_all(format!("{request}early-1;").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(format!("{request}early-1;").as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.write_all(b"early-2;").await.unwrap();
 
@@ -403,10 +356,7 @@ async fn bytes_sent_right_after_either_head_are_not_lost() {
     .unwrap_or_else(|_| panic!("tunnel bytes missing: {}", String::from_utf8_lossy(&got)));
     let got = String::from_utf8(got).unwrap();
     let (head, rest) = got.split_once("\r\n\r\n").unwrap();
-    assert_eq!(
-        head,
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nconnection: upgrade"
-    );
+    assert_eq!(head, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nconnection: upgrade");
     // What the backend received: the upgrade kept, the other hop-by-hop headers dropped.
     let (forwarded, rest) = rest.split_once("\r\n\r\n").unwrap();
     assert_eq!(
@@ -417,10 +367,7 @@ async fn bytes_sent_right_after_either_head_are_not_lost() {
 
     // Closing the client closes the backend's side, which closes the tunnel.
     drop(s);
-    eventually("the tunnel ended", || {
-        lb.status()[0].backends[0].active_connections == 0
-    })
-    .await;
+    eventually("the tunnel ended", || lb.status()[0].backends[0].active_connections == 0).await;
     lb.shutdown().await;
 }
 
@@ -463,11 +410,7 @@ async fn an_upgrade_is_retried_on_connect_failure_but_never_once_written() {
         });
     }
     answers.sort();
-    assert_eq!(
-        answers,
-        ["502", "a"],
-        "the upgrade that reached nothing is not resent"
-    );
+    assert_eq!(answers, ["502", "a"], "the upgrade that reached nothing is not resent");
     assert_eq!(seen.load(Ordering::SeqCst), 1);
     lb.shutdown().await;
 }
@@ -485,34 +428,21 @@ async fn removing_a_backend_keeps_its_open_sockets_and_sends_new_ones_elsewhere(
     assert!(lb.apply(&one_listener(port, &[kept.addr])).await.is_empty());
     for _ in 0..3 {
         let mut ws = open(port).await.unwrap();
-        assert_eq!(
-            tag_of(&mut ws).await,
-            kept_tag,
-            "new sockets avoid the removed backend"
-        );
+        assert_eq!(tag_of(&mut ws).await, kept_tag, "new sockets avoid the removed backend");
     }
     // The socket to the removed backend still works both ways, well after the change.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(tag_of(&mut old).await, old_tag);
-    assert_eq!(
-        exchange(&mut old, Message::binary(vec![1, 2, 3])).await,
-        Message::binary([old_tag.as_bytes(), b":", &[1, 2, 3]].concat())
-    );
+    assert_eq!(exchange(&mut old, Message::binary(vec![1, 2, 3])).await, Message::binary([old_tag.as_bytes(), b":", &[1, 2, 3]].concat()));
     assert_eq!(removed.closed(), 0);
     old.close(None).await.unwrap();
     expect_closed(old).await;
-    eventually("the removed backend saw the close", || {
-        removed.closed() == 1
-    })
-    .await;
+    eventually("the removed backend saw the close", || removed.closed() == 1).await;
 
     // Removing the whole listener does not cut an open socket either.
     let mut ws = open(port).await.unwrap();
     assert!(lb.apply(&corral_lb::LbConfig::default()).await.is_empty());
-    assert!(
-        TcpStream::connect((LOCALHOST, port)).await.is_err(),
-        "port released"
-    );
+    assert!(TcpStream::connect((LOCALHOST, port)).await.is_err(), "port released");
     assert_eq!(tag_of(&mut ws).await, kept_tag);
     ws.close(None).await.unwrap();
     expect_closed(ws).await;
@@ -526,16 +456,11 @@ async fn a_tunnel_closed_by_one_side_is_closed_after_a_grace_if_the_other_stays_
     let (backend, _task) = raw_upgrading_backend(Some(ended_tx)).await;
     let (lb, port) = lb_with(|p| one_listener(p, &[backend])).await;
     let mut s = TcpStream::connect((LOCALHOST, port)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: test\r\n\r\n").await.unwrap();
     let mut got = Vec::new();
     while !got.ends_with(b"HELLO") {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk)).await.unwrap().unwrap();
         assert!(n > 0);
         got.extend_from_slice(&chunk[..n]);
     }
@@ -543,15 +468,9 @@ async fn a_tunnel_closed_by_one_side_is_closed_after_a_grace_if_the_other_stays_
     // The client ends its side: the backend is told at once, but keeps its own side open.
     s.shutdown().await.unwrap();
     let closed_at = tokio::time::Instant::now();
-    tokio::time::timeout(WAIT, ended)
-        .await
-        .expect("the client's close reached the backend")
-        .unwrap();
+    tokio::time::timeout(WAIT, ended).await.expect("the client's close reached the backend").unwrap();
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(WAIT + WAIT, s.read_to_end(&mut rest))
-        .await
-        .expect("the proxy closed the tunnel")
-        .unwrap_or(0);
+    let n = tokio::time::timeout(WAIT + WAIT, s.read_to_end(&mut rest)).await.expect("the proxy closed the tunnel").unwrap_or(0);
     assert_eq!(n, 0);
     let waited = closed_at.elapsed();
     assert!(

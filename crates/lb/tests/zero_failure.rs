@@ -46,15 +46,10 @@ fn start_load(port: u16, max_time: Duration) -> Load {
                         break;
                     }
                     // Every other request lingers in the backend, so kills catch requests mid-flight.
-                    let path = if n % 2 == 0 {
-                        format!("/c{i}/{n}")
-                    } else {
-                        format!("/c{i}/{n}?delay_ms=5")
-                    };
+                    let path = if n % 2 == 0 { format!("/c{i}/{n}") } else { format!("/c{i}/{n}?delay_ms=5") };
                     match get(&c, port, "app.example", &path).await {
                         Ok(r) if r.status == 200 => *by_backend.entry(r.body).or_default() += 1,
-                        Ok(r) => failures
-                            .push(format!("client {i} request {n}: {} {}", r.status, r.body)),
+                        Ok(r) => failures.push(format!("client {i} request {n}: {} {}", r.status, r.body)),
                         Err(e) => failures.push(format!("client {i} request {n}: {e}")),
                     }
                 }
@@ -68,11 +63,7 @@ fn start_load(port: u16, max_time: Duration) -> Load {
 impl Load {
     async fn finish(self) -> LoadResult {
         self.stop.store(true, Ordering::Relaxed);
-        let mut out = LoadResult {
-            ok: 0,
-            by_backend: HashMap::new(),
-            failures: Vec::new(),
-        };
+        let mut out = LoadResult { ok: 0, by_backend: HashMap::new(), failures: Vec::new() };
         for t in self.tasks {
             let (by_backend, failures) = t.await.unwrap();
             for (k, v) in by_backend {
@@ -94,10 +85,7 @@ async fn apply_backends(lb: &LoadBalancer, port: u16, backends: &[&HttpBackend])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_while_backends_are_replaced_and_killed() {
     init_tracing();
-    let mut live: Vec<HttpBackend> = vec![
-        HttpBackend::start("gen0").await,
-        HttpBackend::start("gen1").await,
-    ];
+    let mut live: Vec<HttpBackend> = vec![HttpBackend::start("gen0").await, HttpBackend::start("gen1").await];
     let (lb, port) = lb_with(|p| one_listener(p, &[live[0].addr, live[1].addr])).await;
     let started = Instant::now();
     let load = start_load(port, Duration::from_secs(6));
@@ -136,25 +124,12 @@ async fn no_request_fails_while_backends_are_replaced_and_killed() {
         result.ok as f64 / elapsed.as_secs_f64(),
         result.by_backend
     );
-    assert!(
-        result.failures.is_empty(),
-        "{} failed: {:?}",
-        result.failures.len(),
-        &result.failures[..result.failures.len().min(20)]
-    );
-    assert!(
-        result.ok >= 200,
-        "too little traffic to mean anything: {}",
-        result.ok
-    );
+    assert!(result.failures.is_empty(), "{} failed: {:?}", result.failures.len(), &result.failures[..result.failures.len().min(20)]);
+    assert!(result.ok >= 200, "too little traffic to mean anything: {}", result.ok);
     assert!(applies >= 6, "too few config changes: {applies}");
     for name in &newcomers {
         if *name != crashed_name {
-            assert!(
-                result.by_backend.get(name).copied().unwrap_or(0) > 0,
-                "{name} never got traffic: {:?}",
-                result.by_backend
-            );
+            assert!(result.by_backend.get(name).copied().unwrap_or(0) > 0, "{name} never got traffic: {:?}", result.by_backend);
         }
     }
     // Only the backends of the final config remain in the status.
@@ -166,11 +141,7 @@ async fn no_request_fails_while_backends_are_replaced_and_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_get_fails_when_a_configured_backend_crashes() {
     init_tracing();
-    let [a, b, c] = [
-        HttpBackend::start("a").await,
-        HttpBackend::start("b").await,
-        HttpBackend::start("c").await,
-    ];
+    let [a, b, c] = [HttpBackend::start("a").await, HttpBackend::start("b").await, HttpBackend::start("c").await];
     let (lb, port) = lb_with(|p| one_listener(p, &[a.addr, b.addr, c.addr])).await;
     let load = start_load(port, Duration::from_secs(5));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -181,16 +152,8 @@ async fn no_get_fails_when_a_configured_backend_crashes() {
     // Past RETRY_AFTER, so the dead backend is probed again (and found still dead) under load.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let result = load.finish().await;
-    eprintln!(
-        "{} requests; per backend: {:?}",
-        result.ok, result.by_backend
-    );
-    assert!(
-        result.failures.is_empty(),
-        "{} failed: {:?}",
-        result.failures.len(),
-        &result.failures[..result.failures.len().min(20)]
-    );
+    eprintln!("{} requests; per backend: {:?}", result.ok, result.by_backend);
+    assert!(result.failures.is_empty(), "{} failed: {:?}", result.failures.len(), &result.failures[..result.failures.len().min(20)]);
     assert!(a.hits() > a_at_kill && c.hits() > c_at_kill);
     let st = &lb.status()[0];
     let b_status = st.backends.iter().find(|s| s.addr == b_addr).unwrap();

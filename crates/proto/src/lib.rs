@@ -71,9 +71,13 @@ pub enum ServerMessage {
     /// Stream a container's log (someone is reading it); answered by [`AgentMessage::Logs`].
     Logs(LogsRequest),
     /// The reader went away: stop streaming request `id`.
-    LogsCancel { id: u64 },
+    LogsCancel {
+        id: u64,
+    },
     /// Report [`AgentMessage::Stats`] every `ms` from now on: 1 s while someone watches live.
-    StatsInterval { ms: u64 },
+    StatsInterval {
+        ms: u64,
+    },
 }
 
 /// A request for a container's log lines. Logs are the one thing the control plane asks for
@@ -264,17 +268,8 @@ mod tests {
     fn messages_are_tagged_json() {
         let json = serde_json::to_string(&AgentMessage::Heartbeat).unwrap();
         assert_eq!(json, r#"{"type":"heartbeat"}"#);
-        let msg: ServerMessage = serde_json::from_str(
-            r#"{"type":"rejected","code":"already_connected","message":"host h1 is connected"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            msg,
-            ServerMessage::Rejected(Rejected {
-                code: RejectCode::AlreadyConnected,
-                message: "host h1 is connected".into()
-            })
-        );
+        let msg: ServerMessage = serde_json::from_str(r#"{"type":"rejected","code":"already_connected","message":"host h1 is connected"}"#).unwrap();
+        assert_eq!(msg, ServerMessage::Rejected(Rejected { code: RejectCode::AlreadyConnected, message: "host h1 is connected".into() }));
     }
 
     #[test]
@@ -284,12 +279,7 @@ mod tests {
             token: "t".into(),
             credential: None,
             host_id: "id".into(),
-            facts: HostFacts {
-                name: "h1".into(),
-                cpus: 2,
-                labels: [("zone".to_string(), "a".to_string())].into(),
-                ..Default::default()
-            },
+            facts: HostFacts { name: "h1".into(), cpus: 2, labels: [("zone".to_string(), "a".to_string())].into(), ..Default::default() },
         });
         let back: AgentMessage = serde_json::from_str(&serde_json::to_string(&hello).unwrap()).unwrap();
         assert_eq!(back, hello);

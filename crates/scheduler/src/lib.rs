@@ -129,20 +129,12 @@ pub struct Constraint {
 impl Constraint {
     /// `host.key=value`.
     pub fn is(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Constraint {
-            key: key.into(),
-            value: value.into(),
-            equal: true,
-        }
+        Constraint { key: key.into(), value: value.into(), equal: true }
     }
 
     /// `host.key!=value`.
     pub fn is_not(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Constraint {
-            key: key.into(),
-            value: value.into(),
-            equal: false,
-        }
+        Constraint { key: key.into(), value: value.into(), equal: false }
     }
 
     /// Whether a host with these labels satisfies the constraint.
@@ -202,11 +194,7 @@ impl fmt::Display for ConstraintParseError {
             ConstraintParseErrorKind::InvalidLabel => "the label must not contain \"!\"",
             ConstraintParseErrorKind::EmptyValue => "the value is empty",
         };
-        write!(
-            f,
-            "invalid constraint {:?}: {problem}; use host.LABEL=VALUE or host.LABEL!=VALUE",
-            self.input
-        )
+        write!(f, "invalid constraint {:?}: {problem}; use host.LABEL=VALUE or host.LABEL!=VALUE", self.input)
     }
 }
 
@@ -218,16 +206,9 @@ impl FromStr for Constraint {
     /// Parses `host.LABEL=VALUE` or `host.LABEL!=VALUE`. The split is at the
     /// first `=`, so values may contain `=`; labels may not contain `!`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |kind| ConstraintParseError {
-            input: s.to_string(),
-            kind,
-        };
-        let rest = s
-            .strip_prefix("host.")
-            .ok_or_else(|| err(ConstraintParseErrorKind::MissingPrefix))?;
-        let eq = rest
-            .find('=')
-            .ok_or_else(|| err(ConstraintParseErrorKind::MissingOperator))?;
+        let err = |kind| ConstraintParseError { input: s.to_string(), kind };
+        let rest = s.strip_prefix("host.").ok_or_else(|| err(ConstraintParseErrorKind::MissingPrefix))?;
+        let eq = rest.find('=').ok_or_else(|| err(ConstraintParseErrorKind::MissingOperator))?;
         let (label, equal) = match rest[..eq].strip_suffix('!') {
             Some(label) => (label, false),
             None => (&rest[..eq], true),
@@ -242,11 +223,7 @@ impl FromStr for Constraint {
         if value.is_empty() {
             return Err(err(ConstraintParseErrorKind::EmptyValue));
         }
-        Ok(Constraint {
-            key: label.to_string(),
-            value: value.to_string(),
-            equal,
-        })
+        Ok(Constraint { key: label.to_string(), value: value.to_string(), equal })
     }
 }
 
@@ -342,57 +319,39 @@ pub fn plan(hosts: &[HostView], req: &ServiceRequest) -> Plan {
 
     for n in to_place {
         let port_free = |h: &HostView, on_host: &BTreeMap<&str, usize>| {
-            ports.is_empty()
-                || (!on_host.contains_key(h.id.as_str())
-                    && ports.iter().all(|p| !h.used_host_ports.contains(p)))
+            ports.is_empty() || (!on_host.contains_key(h.id.as_str()) && ports.iter().all(|p| !h.used_host_ports.contains(p)))
         };
-        let best = ordered
-            .iter()
-            .copied()
-            .filter(|h| h.eligible() && fits_constraints(h) && port_free(h, &on_host))
-            .min_by_key(|h| {
-                let id = h.id.as_str();
-                (
-                    req.avoid.get(&n).is_some_and(|a| a == id),
-                    on_host.get(id).copied().unwrap_or(0),
-                    h.containers
-                        .saturating_add(added.get(id).copied().unwrap_or(0)),
-                    h.name.as_str(),
-                    id,
-                )
-            });
+        let best = ordered.iter().copied().filter(|h| h.eligible() && fits_constraints(h) && port_free(h, &on_host)).min_by_key(|h| {
+            let id = h.id.as_str();
+            (
+                req.avoid.get(&n).is_some_and(|a| a == id),
+                on_host.get(id).copied().unwrap_or(0),
+                h.containers.saturating_add(added.get(id).copied().unwrap_or(0)),
+                h.name.as_str(),
+                id,
+            )
+        });
         match best {
             Some(h) => {
                 *on_host.entry(h.id.as_str()).or_default() += 1;
                 *added.entry(h.id.as_str()).or_default() += 1;
                 out.place.push((n, h.id.clone()));
             }
-            None => out.unplaced.push(Unplaced {
-                instance: n,
-                reason: why_unplaced(&ordered, req, &ports, &on_host),
-            }),
+            None => out.unplaced.push(Unplaced { instance: n, reason: why_unplaced(&ordered, req, &ports, &on_host) }),
         }
     }
     out
 }
 
 /// Explains why no host is feasible, naming the first obstacle.
-fn why_unplaced(
-    ordered: &[&HostView],
-    req: &ServiceRequest,
-    ports: &BTreeSet<(u16, Protocol)>,
-    on_host: &BTreeMap<&str, usize>,
-) -> String {
+fn why_unplaced(ordered: &[&HostView], req: &ServiceRequest, ports: &BTreeSet<(u16, Protocol)>, on_host: &BTreeMap<&str, usize>) -> String {
     if ordered.is_empty() {
         return "no hosts are registered".to_string();
     }
     let schedulable: Vec<&HostView> = ordered.iter().copied().filter(|h| h.eligible()).collect();
     if schedulable.is_empty() {
         let names = list(ordered.iter().map(|h| h.display_name().to_string()));
-        return format!(
-            "no schedulable hosts: all {} are inactive or deactivated ({names})",
-            count(ordered.len(), "host")
-        );
+        return format!("no schedulable hosts: all {} are inactive or deactivated ({names})", count(ordered.len(), "host"));
     }
 
     // A single constraint nothing satisfies is the most useful thing to name.
@@ -401,61 +360,30 @@ fn why_unplaced(
             continue;
         }
         let detail = list(ordered.iter().map(|h| describe_for(h, c)));
-        return format!(
-            "no schedulable host matches {c} ({}: {detail})",
-            count(ordered.len(), "host")
-        );
+        return format!("no schedulable host matches {c} ({}: {detail})", count(ordered.len(), "host"));
     }
-    let matching: Vec<&HostView> = schedulable
-        .iter()
-        .copied()
-        .filter(|h| req.constraints.iter().all(|c| c.matches(&h.labels)))
-        .collect();
+    let matching: Vec<&HostView> = schedulable.iter().copied().filter(|h| req.constraints.iter().all(|c| c.matches(&h.labels))).collect();
     if matching.is_empty() {
-        let all = req
-            .constraints
-            .iter()
-            .map(Constraint::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let all = req.constraints.iter().map(Constraint::to_string).collect::<Vec<_>>().join(", ");
         let names = list(schedulable.iter().map(|h| h.display_name().to_string()));
-        return format!(
-            "no schedulable host matches all of {all} together ({} schedulable: {names})",
-            count(schedulable.len(), "host")
-        );
+        return format!("no schedulable host matches all of {all} together ({} schedulable: {names})", count(schedulable.len(), "host"));
     }
 
     // Every matching host is blocked by a port.
-    let wanted = ports
-        .iter()
-        .map(|(p, proto)| format!("{p}/{proto}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let what = if ports.len() == 1 {
-        format!("port {wanted}")
-    } else {
-        format!("one of ports {wanted}")
-    };
+    let wanted = ports.iter().map(|(p, proto)| format!("{p}/{proto}")).collect::<Vec<_>>().join(", ");
+    let what = if ports.len() == 1 { format!("port {wanted}") } else { format!("one of ports {wanted}") };
     let detail = list(matching.iter().map(|h| {
         let mut by: Vec<String> = Vec::new();
         if on_host.contains_key(h.id.as_str()) {
             by.push("an instance of this service".to_string());
         }
-        let taken: Vec<String> = ports
-            .iter()
-            .filter(|p| h.used_host_ports.contains(p))
-            .map(|(p, proto)| format!("{p}/{proto}"))
-            .collect();
+        let taken: Vec<String> = ports.iter().filter(|p| h.used_host_ports.contains(p)).map(|(p, proto)| format!("{p}/{proto}")).collect();
         if !taken.is_empty() {
             by.push(format!("another service on {}", taken.join(", ")));
         }
         format!("{}: {}", h.display_name(), by.join(" and "))
     }));
-    let hosts = if matching.len() == 1 {
-        "the only matching host already publishes"
-    } else {
-        "every matching host already publishes"
-    };
+    let hosts = if matching.len() == 1 { "the only matching host already publishes" } else { "every matching host already publishes" };
     format!("{hosts} {what} ({detail})")
 }
 

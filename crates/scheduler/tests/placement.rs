@@ -3,19 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corral_scheduler::{
-    plan, Constraint, ConstraintParseErrorKind, HostView, Plan, Protocol, ServiceRequest,
-};
+use corral_scheduler::{plan, Constraint, ConstraintParseErrorKind, HostView, Plan, Protocol, ServiceRequest};
 
 // ---------------------------------------------------------------- harness
 
 fn host(id: &str) -> HostView {
-    HostView {
-        id: id.to_string(),
-        name: id.to_string(),
-        schedulable: true,
-        ..HostView::default()
-    }
+    HostView { id: id.to_string(), name: id.to_string(), schedulable: true, ..HostView::default() }
 }
 
 fn hosts(n: usize) -> Vec<HostView> {
@@ -24,28 +17,17 @@ fn hosts(n: usize) -> Vec<HostView> {
 
 fn labelled(id: &str, labels: &[(&str, &str)]) -> HostView {
     let mut h = host(id);
-    h.labels = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    h.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     h
 }
 
 fn scale(n: u32) -> ServiceRequest {
-    ServiceRequest {
-        scale: n,
-        ..ServiceRequest::default()
-    }
+    ServiceRequest { scale: n, ..ServiceRequest::default() }
 }
 
 /// Final instance -> host map after applying the plan to the request.
 fn apply(req: &ServiceRequest, p: &Plan) -> BTreeMap<u32, String> {
-    let moved: BTreeSet<u32> = p
-        .place
-        .iter()
-        .map(|(n, _)| *n)
-        .chain(p.unplaced.iter().map(|u| u.instance))
-        .collect();
+    let moved: BTreeSet<u32> = p.place.iter().map(|(n, _)| *n).chain(p.unplaced.iter().map(|u| u.instance)).collect();
     let mut out: BTreeMap<u32, String> = req
         .instances
         .iter()
@@ -75,14 +57,7 @@ fn sorted_counts(hs: &[HostView], req: &ServiceRequest, p: &Plan) -> Vec<usize> 
 
 /// The request after the plan is carried out, for a follow-up scaling step.
 fn after(req: &ServiceRequest, p: &Plan, new_scale: u32) -> ServiceRequest {
-    ServiceRequest {
-        scale: new_scale,
-        instances: apply(req, p)
-            .into_iter()
-            .map(|(n, h)| (n, Some(h)))
-            .collect(),
-        ..req.clone()
-    }
+    ServiceRequest { scale: new_scale, instances: apply(req, p).into_iter().map(|(n, h)| (n, Some(h))).collect(), ..req.clone() }
 }
 
 /// Every instance 1..=scale is exactly one of: kept, placed, unplaced; nothing
@@ -93,24 +68,13 @@ fn assert_partition(req: &ServiceRequest, p: &Plan) {
     for n in 1..=req.scale {
         let was_on = req.instances.get(&n).cloned().flatten();
         let kept = was_on.is_some() && !placed.contains(&n) && !unplaced.contains(&n);
-        let times = usize::from(kept)
-            + placed.iter().filter(|m| **m == n).count()
-            + unplaced.iter().filter(|m| **m == n).count();
+        let times = usize::from(kept) + placed.iter().filter(|m| **m == n).count() + unplaced.iter().filter(|m| **m == n).count();
         assert_eq!(times, 1, "instance {n} accounted {times} times in {p:?}");
     }
     for n in placed.iter().chain(&unplaced) {
-        assert!(
-            (1..=req.scale).contains(n),
-            "instance {n} out of range in {p:?}"
-        );
+        assert!((1..=req.scale).contains(n), "instance {n} out of range in {p:?}");
     }
-    let surplus: Vec<u32> = req
-        .instances
-        .keys()
-        .rev()
-        .copied()
-        .filter(|n| *n == 0 || *n > req.scale)
-        .collect();
+    let surplus: Vec<u32> = req.instances.keys().rev().copied().filter(|n| *n == 0 || *n > req.scale).collect();
     assert_eq!(p.remove, surplus);
 }
 
@@ -206,22 +170,14 @@ fn existing_skew_is_filled_not_rebalanced() {
     }
     let p = plan(&hs, &req);
     assert_partition(&req, &p);
-    assert_eq!(
-        p.place,
-        vec![(4, "h2".into()), (5, "h2".into()), (6, "h2".into())]
-    );
+    assert_eq!(p.place, vec![(4, "h2".into()), (5, "h2".into()), (6, "h2".into())]);
 }
 
 // ---------------------------------------------------------------- constraints
 
 #[test]
 fn equal_constraint_restricts_to_matching_hosts() {
-    let hs = vec![
-        labelled("h1", &[("zone", "a")]),
-        labelled("h2", &[("zone", "b")]),
-        labelled("h3", &[("zone", "a")]),
-        host("h4"),
-    ];
+    let hs = vec![labelled("h1", &[("zone", "a")]), labelled("h2", &[("zone", "b")]), labelled("h3", &[("zone", "a")]), host("h4")];
     let mut req = scale(4);
     req.constraints = vec!["host.zone=a".parse().unwrap()];
     let p = plan(&hs, &req);
@@ -232,11 +188,7 @@ fn equal_constraint_restricts_to_matching_hosts() {
 
 #[test]
 fn not_equal_constraint_excludes_hosts_and_allows_missing_label() {
-    let hs = vec![
-        labelled("h1", &[("zone", "a")]),
-        labelled("h2", &[("zone", "b")]),
-        host("h3"),
-    ];
+    let hs = vec![labelled("h1", &[("zone", "a")]), labelled("h2", &[("zone", "b")]), host("h3")];
     let mut req = scale(4);
     req.constraints = vec!["host.zone!=a".parse().unwrap()];
     let p = plan(&hs, &req);
@@ -247,10 +199,7 @@ fn not_equal_constraint_excludes_hosts_and_allows_missing_label() {
 
 #[test]
 fn instance_on_host_that_no_longer_matches_is_replaced() {
-    let hs = vec![
-        labelled("h1", &[("zone", "a")]),
-        labelled("h2", &[("zone", "b")]),
-    ];
+    let hs = vec![labelled("h1", &[("zone", "a")]), labelled("h2", &[("zone", "b")])];
     let mut req = scale(2);
     req.constraints = vec![Constraint::is("zone", "b")];
     req.instances.insert(1, Some("h1".into()));
@@ -281,18 +230,12 @@ fn unmatched_constraint_is_named_in_reason() {
 
 #[test]
 fn contradictory_constraints_are_reported_together() {
-    let hs = vec![
-        labelled("h1", &[("zone", "a")]),
-        labelled("h2", &[("disk", "ssd")]),
-    ];
+    let hs = vec![labelled("h1", &[("zone", "a")]), labelled("h2", &[("disk", "ssd")])];
     let mut req = scale(1);
     req.constraints = vec![Constraint::is("zone", "a"), Constraint::is("disk", "ssd")];
     let p = plan(&hs, &req);
     let r = &p.unplaced[0].reason;
-    assert!(
-        r.contains("matches all of host.zone=a, host.disk=ssd together"),
-        "{r}"
-    );
+    assert!(r.contains("matches all of host.zone=a, host.disk=ssd together"), "{r}");
 }
 
 // ---------------------------------------------------------------- schedulability
@@ -384,10 +327,7 @@ fn published_port_allows_one_instance_per_host() {
     assert_eq!(p.unplaced.len(), 1);
     assert_eq!(p.unplaced[0].instance, 3);
     let r = &p.unplaced[0].reason;
-    assert!(
-        r.contains("every matching host already publishes port 8080/tcp"),
-        "{r}"
-    );
+    assert!(r.contains("every matching host already publishes port 8080/tcp"), "{r}");
     assert!(r.contains("this service"), "{r}");
 }
 
@@ -460,18 +400,9 @@ fn constraint_parse_good() {
     let c: Constraint = "host.io.rancher.os=linux".parse().unwrap();
     assert_eq!(c.key, "io.rancher.os");
     let c: Constraint = "host.k=a=b".parse().unwrap();
-    assert_eq!(
-        (c.key.as_str(), c.value.as_str(), c.equal),
-        ("k", "a=b", true)
-    );
+    assert_eq!((c.key.as_str(), c.value.as_str(), c.equal), ("k", "a=b", true));
 
-    for s in [
-        "host.zone=a",
-        "host.zone!=a",
-        "host.io.rancher.os=linux",
-        "host.k=a=b",
-        "host.k!=a!=b",
-    ] {
+    for s in ["host.zone=a", "host.zone!=a", "host.io.rancher.os=linux", "host.k=a=b", "host.k!=a!=b"] {
         let c: Constraint = s.parse().unwrap();
         assert_eq!(c.to_string(), s);
         assert_eq!(c.to_string().parse::<Constraint>().unwrap(), c);
@@ -481,72 +412,27 @@ fn constraint_parse_good() {
 #[test]
 fn constraint_parse_bad() {
     let cases = [
-        (
-            "zone=a",
-            ConstraintParseErrorKind::MissingPrefix,
-            "must start with \"host.\"",
-        ),
-        (
-            "Host.zone=a",
-            ConstraintParseErrorKind::MissingPrefix,
-            "must start with",
-        ),
-        (
-            "",
-            ConstraintParseErrorKind::MissingPrefix,
-            "must start with",
-        ),
-        (
-            "host.zone",
-            ConstraintParseErrorKind::MissingOperator,
-            "no \"=\" or \"!=\"",
-        ),
-        (
-            "host.=a",
-            ConstraintParseErrorKind::EmptyLabel,
-            "label is empty",
-        ),
-        (
-            "host.!=a",
-            ConstraintParseErrorKind::EmptyLabel,
-            "label is empty",
-        ),
-        (
-            "host.zone=",
-            ConstraintParseErrorKind::EmptyValue,
-            "value is empty",
-        ),
-        (
-            "host.zone!=",
-            ConstraintParseErrorKind::EmptyValue,
-            "value is empty",
-        ),
-        (
-            "host.a!b=c",
-            ConstraintParseErrorKind::InvalidLabel,
-            "must not contain \"!\"",
-        ),
+        ("zone=a", ConstraintParseErrorKind::MissingPrefix, "must start with \"host.\""),
+        ("Host.zone=a", ConstraintParseErrorKind::MissingPrefix, "must start with"),
+        ("", ConstraintParseErrorKind::MissingPrefix, "must start with"),
+        ("host.zone", ConstraintParseErrorKind::MissingOperator, "no \"=\" or \"!=\""),
+        ("host.=a", ConstraintParseErrorKind::EmptyLabel, "label is empty"),
+        ("host.!=a", ConstraintParseErrorKind::EmptyLabel, "label is empty"),
+        ("host.zone=", ConstraintParseErrorKind::EmptyValue, "value is empty"),
+        ("host.zone!=", ConstraintParseErrorKind::EmptyValue, "value is empty"),
+        ("host.a!b=c", ConstraintParseErrorKind::InvalidLabel, "must not contain \"!\""),
     ];
     for (input, kind, what) in cases {
         let e = input.parse::<Constraint>().unwrap_err();
         assert_eq!(e.kind(), kind, "{input}");
         assert_eq!(e.input(), input);
         let msg = e.to_string();
-        assert!(
-            msg.starts_with(&format!("invalid constraint {input:?}: ")),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("invalid constraint {input:?}: ")), "{msg}");
         assert!(msg.contains(what), "{msg}");
-        assert!(
-            msg.ends_with("use host.LABEL=VALUE or host.LABEL!=VALUE"),
-            "{msg}"
-        );
+        assert!(msg.ends_with("use host.LABEL=VALUE or host.LABEL!=VALUE"), "{msg}");
     }
     let e = "zone=a".parse::<Constraint>().unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "invalid constraint \"zone=a\": it must start with \"host.\"; use host.LABEL=VALUE or host.LABEL!=VALUE"
-    );
+    assert_eq!(e.to_string(), "invalid constraint \"zone=a\": it must start with \"host.\"; use host.LABEL=VALUE or host.LABEL!=VALUE");
 }
 
 // ---------------------------------------------------------------- properties
@@ -583,10 +469,7 @@ fn property_from_scratch_is_complete_and_even() {
             }
             assert!(p.unplaced.is_empty());
             let c = sorted_counts(&hs, &req, &p);
-            assert!(
-                c[0] - c[c.len() - 1] <= 1,
-                "{n_hosts} hosts, scale {s}: {c:?}"
-            );
+            assert!(c[0] - c[c.len() - 1] <= 1, "{n_hosts} hosts, scale {s}: {c:?}");
             // Scaling up again from the result keeps it even.
             let up = after(&req, &p, s + 5);
             let p2 = plan(&hs, &up);
@@ -607,8 +490,7 @@ fn property_random_states_are_consistent() {
             h.schedulable = rng.below(5) != 0;
             h.containers = rng.below(10) as usize;
             if rng.below(2) == 0 {
-                h.labels
-                    .insert("zone".into(), ["a", "b"][rng.below(2) as usize].into());
+                h.labels.insert("zone".into(), ["a", "b"][rng.below(2) as usize].into());
             }
             if rng.below(4) == 0 {
                 h.used_host_ports.insert((8080, Protocol::Tcp));

@@ -21,8 +21,8 @@ use axum::response::Response;
 use corral_store::access::Role;
 use corral_store::audit::NewAuditEntry;
 use corral_store::environments::DEFAULT_ENVIRONMENT;
-use corral_store::Environment;
 use corral_store::logins::{LoginAttempt, LoginLimits};
+use corral_store::Environment;
 use corral_store::StoreError;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -504,7 +504,10 @@ pub async fn authorize(State(state): State<AppState>, mut request: Request, next
     let method = if request.method() == Method::HEAD { Method::GET } else { request.method().clone() };
     let Some(endpoint) = crate::api::endpoint(&method, &matched) else {
         tracing::error!(%method, path = matched, "route without an access policy refused");
-        return respond(ApiError::Forbidden(format!("{method} {matched} has no access policy; it is refused until one is added to the API's route table")), Actor::default());
+        return respond(
+            ApiError::Forbidden(format!("{method} {matched} has no access policy; it is refused until one is added to the API's route table")),
+            Actor::default(),
+        );
     };
     let policy = endpoint.policy;
     let query_token = (endpoint.websocket && is_websocket_handshake(&request))
@@ -534,7 +537,8 @@ pub async fn authorize(State(state): State<AppState>, mut request: Request, next
         (Policy::Public, _) => None,
         (_, None) => return respond(ApiError::Unauthorized, actor),
         (Policy::Env(_), Some(_)) => {
-            let name = axum::extract::Query::<EnvQuery>::try_from_uri(request.uri()).ok().and_then(|q| q.0.env).unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_string());
+            let name =
+                axum::extract::Query::<EnvQuery>::try_from_uri(request.uri()).ok().and_then(|q| q.0.env).unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_string());
             actor.environment = Some(name.clone());
             match state.store.environment(&name).await {
                 Ok(env) => Some((env, name)),
@@ -551,7 +555,9 @@ pub async fn authorize(State(state): State<AppState>, mut request: Request, next
         }
         if let Err(refusal) = admits(p, policy, environment.as_ref().map(|e| e.id)) {
             let error = match (refusal, &environment) {
-                (Refusal::NotAdmin, _) => ApiError::Forbidden(format!("{method} {matched} is for admins; user {} is not one (or uses an environment key)", p.user)),
+                (Refusal::NotAdmin, _) => {
+                    ApiError::Forbidden(format!("{method} {matched} is for admins; user {} is not one (or uses an environment key)", p.user))
+                }
                 (Refusal::Role { grant, needed }, Some(env)) => ApiError::Forbidden(format!(
                     "user {} is {} in environment {}; this needs the {needed} role or higher (ask an owner: `corral member add {} {} --role {needed}`)",
                     p.user,
@@ -695,7 +701,8 @@ mod tests {
 
     #[test]
     fn environment_keys_see_one_environment() {
-        let p = Principal { user_id: 1, user: "admin".into(), admin: true, key: Some("k".into()), key_environment: Some(2), session: None, roles: HashMap::new() };
+        let p =
+            Principal { user_id: 1, user: "admin".into(), admin: true, key: Some("k".into()), key_environment: Some(2), session: None, roles: HashMap::new() };
         assert_eq!(p.grant(2), Some(Grant::Admin));
         assert_eq!(p.grant(3), None);
         assert!(!p.is_admin(), "an environment key is no admin credential");
@@ -740,9 +747,20 @@ mod tests {
 
     #[test]
     fn admission_is_one_decision() {
-        let mut p = Principal { user_id: 2, user: "ann".into(), admin: false, key: None, key_environment: None, session: None, roles: HashMap::from([(1, Role::ReadOnly)]) };
+        let mut p = Principal {
+            user_id: 2,
+            user: "ann".into(),
+            admin: false,
+            key: None,
+            key_environment: None,
+            session: None,
+            roles: HashMap::from([(1, Role::ReadOnly)]),
+        };
         assert_eq!(admits(&p, Policy::Env(Capability::Read), Some(1)), Ok(()));
-        assert_eq!(admits(&p, Policy::Env(Capability::ManageServices), Some(1)), Err(Refusal::Role { grant: Grant::Role(Role::ReadOnly), needed: Role::Restricted }));
+        assert_eq!(
+            admits(&p, Policy::Env(Capability::ManageServices), Some(1)),
+            Err(Refusal::Role { grant: Grant::Role(Role::ReadOnly), needed: Role::Restricted })
+        );
         assert_eq!(admits(&p, Policy::Env(Capability::Read), Some(2)), Err(Refusal::Hidden));
         assert_eq!(admits(&p, Policy::Admin, None), Err(Refusal::NotAdmin));
         assert_eq!(admits(&p, Policy::Authenticated, None), Ok(()));

@@ -19,9 +19,9 @@ use crate::state::AppState;
 use crate::validate;
 use crate::validate::agent::preview;
 use corral_proto::{labels, ObservedSet};
-use std::collections::BTreeMap;
 use corral_store::containers::Placement;
 use corral_store::{container_name, Environment, ServiceSpec, Stack, StoreError};
+use std::collections::BTreeMap;
 
 /// Highest spec revision adoption takes; real ones count upgrades, and the loop adds to them.
 const MAX_REVISION: u32 = i32::MAX as u32;

@@ -157,7 +157,10 @@ async fn authenticate(state: &AppState, hello: &Hello) -> Result<(Environment, b
                 // slipping back in with the join token it still has.
                 return Err((
                     RejectCode::CredentialRevoked,
-                    format!("host {:?} was removed from the control plane; to add it again, run the join command (with the join token) on it", hello.facts.name),
+                    format!(
+                        "host {:?} was removed from the control plane; to add it again, run the join command (with the join token) on it",
+                        hello.facts.name
+                    ),
                 ));
             }
         }

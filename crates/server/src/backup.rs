@@ -212,9 +212,7 @@ pub(crate) async fn restore(state: &AppState, work: TempFile, options: &RestoreO
     let _one_at_a_time = RESTORING.try_lock().map_err(|_| BackupError::Busy)?;
     let facts = Store::inspect_backup(work.path()).await?;
     // Brings the copy to this build's schema, so its tables match the live ones column by column.
-    let copy = Store::open(work.path())
-        .await
-        .map_err(|e| BackupError::BadBackup(format!("the backup cannot be brought to this build's schema: {e}")))?;
+    let copy = Store::open(work.path()).await.map_err(|e| BackupError::BadBackup(format!("the backup cannot be brought to this build's schema: {e}")))?;
     let admin_token = admin_token_hash(state).await?;
     let checked = check(state, &copy, options, admin_token.as_deref()).await;
     copy.close().await;

@@ -83,10 +83,7 @@ pub struct AlreadyConnected;
 
 impl Default for Hub {
     fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
         Hub {
             slots: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 /// `LISTEN:TARGET`, `LISTEN:TARGET/http` or `LISTEN:TARGET/tcp`.
 pub fn parse_port(text: &str) -> Result<LbPort, ApiError> {
     let bad = |why: &str| {
-        ApiError::invalid("ports", format!("invalid load-balancer port {text:?}: {why}; use LISTEN:TARGET for HTTP or LISTEN:TARGET/tcp (e.g. 8080:80, 5432:5432/tcp)"))
+        ApiError::invalid(
+            "ports",
+            format!("invalid load-balancer port {text:?}: {why}; use LISTEN:TARGET for HTTP or LISTEN:TARGET/tcp (e.g. 8080:80, 5432:5432/tcp)"),
+        )
     };
     let (ports, mode) = match text.rsplit_once('/') {
         Some((p, "http")) => (p, LbMode::Http),
@@ -106,11 +109,7 @@ pub fn listeners(service: &Service, spec: &LbSpec, backends: &Backends, labels: 
     spec.ports
         .iter()
         .map(|port| {
-            let default = LbRoute {
-                host: None,
-                path_prefix: None,
-                backends: spec.targets.iter().flat_map(|t| backends.of(env, t, port.target)).collect(),
-            };
+            let default = LbRoute { host: None, path_prefix: None, backends: spec.targets.iter().flat_map(|t| backends.of(env, t, port.target)).collect() };
             let mut routes: Vec<LbRoute> = match port.mode {
                 LbMode::Tcp => Vec::new(),
                 LbMode::Http => spec

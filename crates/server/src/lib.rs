@@ -329,11 +329,7 @@ fn url_host(url: &str) -> Option<String> {
 /// On a fresh data dir, creates the admin token (the built-in admin user's account key) and,
 /// when `to_file`, writes it to `admin-token` (mode 0600). After the admin token was revoked,
 /// the next start makes a new one, so the machine's owner can always get back in.
-async fn bootstrap_admin_token(
-    store: &Store,
-    data_dir: &std::path::Path,
-    to_file: bool,
-) -> Result<Option<String>, ServerError> {
+async fn bootstrap_admin_token(store: &Store, data_dir: &std::path::Path, to_file: bool) -> Result<Option<String>, ServerError> {
     if store.api_token_exists(ADMIN_TOKEN_NAME).await? {
         return Ok(None);
     }

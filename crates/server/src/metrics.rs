@@ -92,11 +92,14 @@ struct Latest {
     stored_at_ms: u64,
 }
 
+/// Series ids by (kind, environment, name), with the stack and service each was stored under.
+type SeriesCache = HashMap<(SeriesKind, i64, String), (i64, String, String)>;
+
 /// Everything monitoring keeps in memory; one per control plane.
 #[derive(Debug)]
 pub struct Metrics {
     latest: Mutex<HashMap<String, Latest>>,
-    series: Mutex<HashMap<(SeriesKind, i64, String), (i64, String, String)>>,
+    series: Mutex<SeriesCache>,
     live: broadcast::Sender<Arc<LiveFrame>>,
     watchers: AtomicUsize,
 }
@@ -462,9 +465,11 @@ pub struct ServiceNow {
 pub fn service_totals(frames: &[Arc<LiveFrame>]) -> Vec<ServiceNow> {
     let mut by_service: std::collections::BTreeMap<(String, String), ServiceNow> = Default::default();
     for c in frames.iter().flat_map(|f| f.containers.iter()).filter(|c| !c.stats.service.is_empty()) {
-        let s = by_service
-            .entry((c.stats.stack.clone(), c.stats.service.clone()))
-            .or_insert_with(|| ServiceNow { stack: c.stats.stack.clone(), service: c.stats.service.clone(), ..Default::default() });
+        let s = by_service.entry((c.stats.stack.clone(), c.stats.service.clone())).or_insert_with(|| ServiceNow {
+            stack: c.stats.stack.clone(),
+            service: c.stats.service.clone(),
+            ..Default::default()
+        });
         s.containers += 1;
         s.cpu_percent += c.stats.cpu_percent as f64;
         s.memory_bytes += c.stats.memory_bytes;
@@ -496,14 +501,25 @@ pub fn render_prometheus(metrics: &Metrics, agents_connected: usize, visible: im
     for f in &frames {
         for (i, core) in f.host.stats.cpu_core_percent.iter().enumerate() {
             let core_label = i.to_string();
-            sample(&mut out, "corral_host_cpu_core_ratio", &[("environment", &f.environment), ("host", &f.host.host), ("core", &core_label)], *core as f64 / 100.0);
+            sample(
+                &mut out,
+                "corral_host_cpu_core_ratio",
+                &[("environment", &f.environment), ("host", &f.host.host), ("core", &core_label)],
+                *core as f64 / 100.0,
+            );
         }
     }
     for (name, kind, help, value) in CONTAINER_FIGURES {
         family(&mut out, name, help, kind);
         for f in &frames {
             for c in &f.containers {
-                let labels = [("environment", f.environment.as_str()), ("host", &f.host.host), ("container", &c.stats.name), ("stack", &c.stats.stack), ("service", &c.stats.service)];
+                let labels = [
+                    ("environment", f.environment.as_str()),
+                    ("host", &f.host.host),
+                    ("container", &c.stats.name),
+                    ("stack", &c.stats.stack),
+                    ("service", &c.stats.service),
+                ];
                 sample(&mut out, name, &labels, value(c));
             }
         }
@@ -585,7 +601,12 @@ mod tests {
 
         API_LATENCY.observe(Duration::from_millis(3));
         let text = render_prometheus(&metrics, 1, |_| true);
-        assert!(text.contains("corral_container_cpu_cores{environment=\"Default\",host=\"host-1\",container=\"S-web-1\",stack=\"S\",service=\"web\\\"quoted\\\"\"} 0.95"), "{text}");
+        assert!(
+            text.contains(
+                "corral_container_cpu_cores{environment=\"Default\",host=\"host-1\",container=\"S-web-1\",stack=\"S\",service=\"web\\\"quoted\\\"\"} 0.95"
+            ),
+            "{text}"
+        );
         assert!(text.contains("corral_host_cpu_core_ratio{environment=\"Default\",host=\"host-1\",core=\"1\"} 0.6"), "{text}");
         assert!(text.contains("corral_agents_connected 1\n"), "{text}");
         assert!(text.contains("corral_api_request_duration_seconds_bucket{le=\"+Inf\"}"), "{text}");

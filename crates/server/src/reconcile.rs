@@ -7,15 +7,15 @@
 use crate::hub::Hub;
 use crate::lb::Backends;
 use corral_proto::lb::LbSet;
+use corral_proto::ContainerState;
 use corral_proto::{labels, ContainerSpec, PortSpec};
 use corral_scheduler::{Constraint, HostView, Protocol, ServiceRequest, Unplaced};
 use corral_store::containers::Placement;
-use corral_proto::ContainerState;
 use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service, Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{broadcast, watch, Notify};
 
 /// Asks for a reconcile pass soon; many requests before the pass starts make one pass.
@@ -125,11 +125,7 @@ impl Reconciler {
             let in_grace = |host: &str| disconnected_for.get(host).is_some_and(|d| *d < grace);
             let view = host_views(&hosts, service, &records, &by_id);
             let constraints: Vec<Constraint> = service.spec.constraints.iter().filter_map(|c| c.parse::<Constraint>().ok()).collect();
-            let current: BTreeMap<u32, String> = records
-                .iter()
-                .filter(|r| r.service_id == service.id)
-                .map(|r| (r.instance, r.host_id.clone()))
-                .collect();
+            let current: BTreeMap<u32, String> = records.iter().filter(|r| r.service_id == service.id).map(|r| (r.instance, r.host_id.clone())).collect();
             let scale = match &service.spec.lb {
                 // Global: one instance on every host that may take one; a deactivated host keeps the one it has.
                 Some(lb) if lb.global => view
@@ -241,7 +237,9 @@ impl Reconciler {
                 let Some(service) = by_id.get(&r.service_id) else { continue };
                 match &service.spec.lb {
                     None => specs.push(container_spec(env, service, r)),
-                    Some(spec) => lb.listeners.extend(crate::lb::listeners(service, spec, &backends, &instance_labels(env, service, Some(r.instance), r.revision).1)),
+                    Some(spec) => {
+                        lb.listeners.extend(crate::lb::listeners(service, spec, &backends, &instance_labels(env, service, Some(r.instance), r.revision).1))
+                    }
                 }
             }
             // A spare on every host the service may run on: wherever a lost instance is placed
@@ -321,12 +319,8 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
         .filter(|h| h.environment_id == service.environment_id)
         .map(|h| {
             let on_host: Vec<&ContainerRecord> = records.iter().filter(|r| r.host_id == h.id).collect();
-            let used_host_ports = on_host
-                .iter()
-                .filter(|r| r.service_id != service.id)
-                .filter_map(|r| services.get(&r.service_id))
-                .flat_map(|s| host_ports(s))
-                .collect();
+            let used_host_ports =
+                on_host.iter().filter(|r| r.service_id != service.id).filter_map(|r| services.get(&r.service_id)).flat_map(|s| host_ports(s)).collect();
             HostView {
                 id: h.id.clone(),
                 name: h.name.clone(),
@@ -420,14 +414,20 @@ enum UpgradeStep {
 
 /// Decides the upgrade's next move: nothing while an upgraded instance is not running yet (a bad
 /// image stops the roll after one instance), else the lowest instance still on an old revision.
-fn upgrade_step(service: &Service, records: &[ContainerRecord], observed: &[ObservedRecord], lb_target: bool, now: time::OffsetDateTime) -> Option<UpgradeStep> {
+fn upgrade_step(
+    service: &Service,
+    records: &[ContainerRecord],
+    observed: &[ObservedRecord],
+    lb_target: bool,
+    now: time::OffsetDateTime,
+) -> Option<UpgradeStep> {
     let mine: Vec<&ContainerRecord> = records.iter().filter(|r| r.service_id == service.id).collect();
     let next = mine.iter().filter(|r| r.revision < service.revision).min_by_key(|r| (r.draining_since.is_none(), r.instance))?;
     let current = service.revision.to_string();
     let settling = mine.iter().filter(|r| r.revision == service.revision).any(|r| {
-        !observed.iter().any(|o| {
-            o.host_id == r.host_id && o.name == r.name && o.state == ContainerState::Running && o.labels.get(labels::REVISION) == Some(&current)
-        })
+        !observed
+            .iter()
+            .any(|o| o.host_id == r.host_id && o.name == r.name && o.state == ContainerState::Running && o.labels.get(labels::REVISION) == Some(&current))
     });
     if settling {
         return None;

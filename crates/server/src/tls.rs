@@ -6,10 +6,7 @@
 //! server certificate (`server.pem`, `server.key`) is signed by it again on every start, with
 //! the addresses the machine has then: a host that moved to another IP needs no new pin.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -119,10 +116,9 @@ fn load_or_create_ca(dir: &Path) -> Result<(KeyPair, String), TlsError> {
             let path = if cert_path.exists() { key_path } else { cert_path };
             Err(TlsError::Io { path, source: e })
         }
-        (Ok(_), Err(_)) | (Err(_), Ok(_)) => Err(TlsError::BadCa {
-            path: dir.to_path_buf(),
-            reason: format!("one of {CA_CERT_FILE} and {CA_KEY_FILE} is missing"),
-        }),
+        (Ok(_), Err(_)) | (Err(_), Ok(_)) => {
+            Err(TlsError::BadCa { path: dir.to_path_buf(), reason: format!("one of {CA_CERT_FILE} and {CA_KEY_FILE} is missing") })
+        }
         (Err(_), Err(_)) => {
             let key = KeyPair::generate().map_err(generate)?;
             let cert = ca_params().self_signed(&key).map_err(generate)?;

@@ -237,7 +237,10 @@ pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
             return Err(ApiError::invalid("labels", format!("invalid label {key:?}: label keys may not be empty or start with io.corral.")));
         }
         if key.chars().chain(value.chars()).any(char::is_control) {
-            return Err(ApiError::invalid("labels", format!("invalid label {key:?}: label keys and values may not hold control characters (new lines, tabs, escape codes)")));
+            return Err(ApiError::invalid(
+                "labels",
+                format!("invalid label {key:?}: label keys and values may not hold control characters (new lines, tabs, escape codes)"),
+            ));
         }
     }
     Ok(())
@@ -249,11 +252,7 @@ pub fn constraints(values: &[String]) -> Result<Vec<String>, ApiError> {
     each_len("constraints", "constraint", values, MAX_CONSTRAINT_BYTES)?;
     values
         .iter()
-        .map(|v| {
-            v.parse::<corral_scheduler::Constraint>()
-                .map(|c| c.to_string())
-                .map_err(|e| ApiError::invalid("constraints", e.to_string()))
-        })
+        .map(|v| v.parse::<corral_scheduler::Constraint>().map(|c| c.to_string()).map_err(|e| ApiError::invalid("constraints", e.to_string())))
         .collect()
 }
 
@@ -453,7 +452,14 @@ mod tests {
             rules: vec![crate::lb::parse_rule("host=a.example,path=/api -> S/api:80").unwrap()],
             global: false,
         };
-        let balancer = ServiceSpec { kind: ServiceKind::LoadBalancer, image: String::new(), command: Vec::new(), ports: Vec::new(), lb: Some(lb.clone()), ..container_spec() };
+        let balancer = ServiceSpec {
+            kind: ServiceKind::LoadBalancer,
+            image: String::new(),
+            command: Vec::new(),
+            ports: Vec::new(),
+            lb: Some(lb.clone()),
+            ..container_spec()
+        };
         assert!(service_spec(&balancer).is_ok());
         assert!(service_spec(&ServiceSpec { image: "busybox".into(), ..balancer.clone() }).is_err());
         let mut bad = lb.clone();
@@ -562,7 +568,12 @@ mod tests {
             s.kind = ServiceKind::LoadBalancer;
             s.image.clear();
             s.command.clear();
-            s.lb = Some(LbSpec { ports: vec![corral_store::LbPort { listen: 0, target: 80, mode: corral_proto::lb::LbMode::Http }], targets: vec!["A/b".into()], rules: vec![], global: false });
+            s.lb = Some(LbSpec {
+                ports: vec![corral_store::LbPort { listen: 0, target: 80, mode: corral_proto::lb::LbMode::Http }],
+                targets: vec!["A/b".into()],
+                rules: vec![],
+                global: false,
+            });
         })
         .contains("between 1 and 65535"));
     }

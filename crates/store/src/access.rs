@@ -106,7 +106,11 @@ impl Store {
             MemberKind::Group => "group_id",
         };
         let mut tx = self.write_tx().await?;
-        sqlx::query(&format!("DELETE FROM memberships WHERE environment_id = ? AND {column} = ?")).bind(environment_id).bind(member_id).execute(&mut *tx).await?;
+        sqlx::query(&format!("DELETE FROM memberships WHERE environment_id = ? AND {column} = ?"))
+            .bind(environment_id)
+            .bind(member_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(&format!("INSERT INTO memberships (environment_id, {column}, role, created_at) VALUES (?, ?, ?, ?)"))
             .bind(environment_id)
             .bind(member_id)
@@ -123,7 +127,11 @@ impl Store {
             MemberKind::User => "user_id",
             MemberKind::Group => "group_id",
         };
-        let done = sqlx::query(&format!("DELETE FROM memberships WHERE environment_id = ? AND {column} = ?")).bind(environment_id).bind(member_id).execute(&self.pool).await?;
+        let done = sqlx::query(&format!("DELETE FROM memberships WHERE environment_id = ? AND {column} = ?"))
+            .bind(environment_id)
+            .bind(member_id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -225,7 +233,8 @@ impl Store {
 
     /// The unrevoked key whose secret this is.
     pub async fn authenticate_api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query(&format!("{KEY_SELECT} WHERE k.secret_hash = ? AND k.revoked_at IS NULL")).bind(hash_secret(secret)).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query(&format!("{KEY_SELECT} WHERE k.secret_hash = ? AND k.revoked_at IS NULL")).bind(hash_secret(secret)).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(row_to_key))
     }
 }
@@ -250,7 +259,10 @@ mod tests {
         let roles = store.roles_of(alice.id).await.unwrap();
         assert_eq!((roles[&ops.id], roles[&dev.id]), (Role::Restricted, Role::Owner));
         let members = store.memberships(Some(ops.id)).await.unwrap();
-        assert_eq!(members.iter().map(|m| (m.kind, m.name.as_str(), m.role)).collect::<Vec<_>>(), [(MemberKind::User, "alice", Role::ReadOnly), (MemberKind::Group, "devs", Role::Restricted)]);
+        assert_eq!(
+            members.iter().map(|m| (m.kind, m.name.as_str(), m.role)).collect::<Vec<_>>(),
+            [(MemberKind::User, "alice", Role::ReadOnly), (MemberKind::Group, "devs", Role::Restricted)]
+        );
         assert!(store.remove_membership(ops.id, MemberKind::Group, devs.id).await.unwrap());
         assert_eq!(store.roles_of(alice.id).await.unwrap()[&ops.id], Role::ReadOnly);
         assert!(Role::parse("admin").is_none() && Role::parse("read-only") == Some(Role::ReadOnly));
@@ -315,7 +327,10 @@ mod tests {
         .await
         .unwrap();
         let rows = |pool: sqlx::SqlitePool| async move {
-            sqlx::query_as::<_, (i64, String, String, String, i64, Option<i64>, Option<String>)>("SELECT * FROM api_tokens ORDER BY id").fetch_all(&pool).await.unwrap()
+            sqlx::query_as::<_, (i64, String, String, String, i64, Option<i64>, Option<String>)>("SELECT * FROM api_tokens ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
         };
         let old = rows(pool.clone()).await;
         pool.close().await;

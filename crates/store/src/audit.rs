@@ -107,7 +107,15 @@ mod tests {
     async fn entries_are_read_newest_first_per_environment() {
         let (store, _dir) = store().await;
         for (env, status) in [("OPS", 201), ("DEV", 403), ("OPS", 204)] {
-            let entry = NewAuditEntry { user: Some("alice".into()), client: "cli".into(), method: "POST".into(), path: "/v1/stacks".into(), environment: Some(env.into()), status, ..Default::default() };
+            let entry = NewAuditEntry {
+                user: Some("alice".into()),
+                client: "cli".into(),
+                method: "POST".into(),
+                path: "/v1/stacks".into(),
+                environment: Some(env.into()),
+                status,
+                ..Default::default()
+            };
             store.record_audit(&entry).await.unwrap();
         }
         let ops = store.audit(&AuditFilter { environments: Some(vec!["ops".into()]), limit: 10 }).await.unwrap();

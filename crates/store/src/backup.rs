@@ -82,9 +82,7 @@ impl Store {
             return Err(bad("the file is not a SQLite database; a Corral backup is the .db file `corral backup` or GET /v1/backup wrote"));
         }
         let options = SqliteConnectOptions::from_str("sqlite://")?.filename(path).create_if_missing(false);
-        let mut conn = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .map_err(|e| bad(format!("the file cannot be opened as a database: {e}")))?;
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await.map_err(|e| bad(format!("the file cannot be opened as a database: {e}")))?;
         let facts = inspect(&mut conn).await;
         let _ = conn.close().await;
         facts
@@ -134,8 +132,7 @@ async fn inspect(conn: &mut sqlx::SqliteConnection) -> Result<BackupFacts> {
         let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
         return Err(bad(format!("the file is damaged (integrity check failed): {}", shown.join("; "))));
     }
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'").fetch_all(&mut *conn).await.map_err(damaged)?;
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'").fetch_all(&mut *conn).await.map_err(damaged)?;
     if let Some(missing) = CORRAL_TABLES.iter().find(|t| !tables.iter().any(|name| name == *t)) {
         return Err(bad(format!("the file is a SQLite database but not a Corral database (it has no {missing} table)")));
     }
@@ -161,15 +158,12 @@ async fn copy_tables(conn: &mut sqlx::SqliteConnection) -> Result<()> {
         // knows: their reports are newer than any backup's. Others get the backup's last report.
         let (quoted, columns) = (quote(live), columns(conn, live).await?);
         sqlx::query(&format!("DELETE FROM main.{quoted} WHERE host_id NOT IN (SELECT id FROM restored.hosts)")).execute(&mut *conn).await?;
-        sqlx::query(&format!(
-            "INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM restored.{quoted} WHERE host_id NOT IN (SELECT id FROM main.hosts)"
-        ))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&format!("INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM restored.{quoted} WHERE host_id NOT IN (SELECT id FROM main.hosts)"))
+            .execute(&mut *conn)
+            .await?;
     }
-    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-        .fetch_all(&mut *conn)
-        .await?;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetch_all(&mut *conn).await?;
     for table in tables.iter().filter(|t| !LIVE_TABLES.contains(&t.as_str()) && !KEPT_TABLES.contains(&t.as_str())) {
         let (quoted, columns) = (quote(table), columns(conn, table).await?);
         sqlx::query(&format!("DELETE FROM main.{quoted}")).execute(&mut *conn).await?;
@@ -187,7 +181,8 @@ async fn columns(conn: &mut sqlx::SqliteConnection, table: &str) -> Result<Strin
 /// Within the open transaction, after the copy: every reference in `main` holds.
 async fn broken_references(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let rows = sqlx::query("PRAGMA main.foreign_key_check").fetch_all(&mut *conn).await?;
-    let broken: Vec<String> = rows.iter().take(3).map(|r| format!("table {} refers to a row of {} that is not there", r.get::<String, _>(0), r.get::<String, _>(2))).collect();
+    let broken: Vec<String> =
+        rows.iter().take(3).map(|r| format!("table {} refers to a row of {} that is not there", r.get::<String, _>(0), r.get::<String, _>(2))).collect();
     if broken.is_empty() {
         return Ok(());
     }
@@ -308,7 +303,10 @@ mod tests {
             ("UPDATE services SET scale = 'many'", format!("table services, row id {id}: column scale holds text where a whole number belongs")),
             ("UPDATE services SET scale = 4294967296", format!("table services, row id {id}: column scale holds 4294967296, outside 0 to 4294967295")),
             ("UPDATE services SET kind = 'vm'", format!("table services, row id {id}: column kind holds \"vm\", not one of container, load-balancer")),
-            ("UPDATE services SET updated_at = 'yesterday'", format!("table services, row id {id}: column updated_at holds \"yesterday\", not a time (RFC 3339)")),
+            (
+                "UPDATE services SET updated_at = 'yesterday'",
+                format!("table services, row id {id}: column updated_at holds \"yesterday\", not a time (RFC 3339)"),
+            ),
             ("DELETE FROM stacks", format!("table services, row id {id}: refers to a row of stacks that is not in the backup")),
             ("DROP TABLE sessions", "table sessions: missing from the backup".to_string()),
             ("CREATE TABLE extra (x)", "table extra: table extra is not part of a Corral database".to_string()),

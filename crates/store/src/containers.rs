@@ -94,11 +94,7 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         for instance in remove {
-            sqlx::query("DELETE FROM containers WHERE service_id = ? AND instance = ?")
-                .bind(service_id)
-                .bind(*instance as i64)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM containers WHERE service_id = ? AND instance = ?").bind(service_id).bind(*instance as i64).execute(&mut *tx).await?;
         }
         let t = now();
         for (instance, host_id, name) in place {

@@ -95,20 +95,16 @@ impl Store {
 
     pub async fn create_environment(&self, name: &str) -> Result<Environment> {
         let token = NewJoinToken::random(self.sealing_key()?);
-        let result = sqlx::query(
-            "INSERT INTO environments (name, join_token, join_token_hash, created_at, label) VALUES (?1, ?2, ?3, ?4, ?1) RETURNING *",
-        )
-        .bind(name)
-        .bind(&token.sealed)
-        .bind(&token.hash)
-        .bind(now())
-        .fetch_one(&self.pool)
-        .await;
+        let result = sqlx::query("INSERT INTO environments (name, join_token, join_token_hash, created_at, label) VALUES (?1, ?2, ?3, ?4, ?1) RETURNING *")
+            .bind(name)
+            .bind(&token.sealed)
+            .bind(&token.hash)
+            .bind(now())
+            .fetch_one(&self.pool)
+            .await;
         match result {
             Ok(row) => Ok(row_to_env(row)),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("environment {name:?} already exists")))
-            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("environment {name:?} already exists"))),
             Err(e) => Err(e.into()),
         }
     }
@@ -128,12 +124,7 @@ impl Store {
     }
 
     pub async fn environment(&self, name: &str) -> Result<Environment> {
-        sqlx::query("SELECT * FROM environments WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(row_to_env)
-            .ok_or_else(|| not_found(name))
+        sqlx::query("SELECT * FROM environments WHERE name = ?").bind(name).fetch_optional(&self.pool).await?.map(row_to_env).ok_or_else(|| not_found(name))
     }
 
     pub async fn environment_by_id(&self, id: i64) -> Result<Environment> {
@@ -179,12 +170,11 @@ impl Store {
         if env.name.eq_ignore_ascii_case(DEFAULT_ENVIRONMENT) {
             return Err(StoreError::Conflict(format!("the default environment {DEFAULT_ENVIRONMENT:?} cannot be removed")));
         }
-        let (hosts, stacks): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM hosts WHERE environment_id = ?1), (SELECT COUNT(*) FROM stacks WHERE environment_id = ?1)",
-        )
-        .bind(env.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (hosts, stacks): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT COUNT(*) FROM hosts WHERE environment_id = ?1), (SELECT COUNT(*) FROM stacks WHERE environment_id = ?1)")
+                .bind(env.id)
+                .fetch_one(&mut *tx)
+                .await?;
         if hosts > 0 || stacks > 0 {
             return Err(StoreError::Conflict(format!(
                 "environment {:?} still has {hosts} host(s) and {stacks} stack(s); remove them first (e.g. `corral stack rm --env {} STACK`)",
@@ -206,17 +196,13 @@ impl Store {
                 "the default environment {DEFAULT_ENVIRONMENT:?} cannot be renamed: requests without --env use it by name; create another environment instead"
             )));
         }
-        let result = sqlx::query("UPDATE environments SET name = ? WHERE id = ? RETURNING *")
-            .bind(new_name)
-            .bind(env.id)
-            .fetch_optional(&self.pool)
-            .await;
+        let result = sqlx::query("UPDATE environments SET name = ? WHERE id = ? RETURNING *").bind(new_name).bind(env.id).fetch_optional(&self.pool).await;
         match result {
             Ok(Some(row)) => Ok(row_to_env(row)),
             Ok(None) => Err(not_found(name)),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "environment {new_name:?} already exists; choose another name, or remove that one first"
-            ))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("environment {new_name:?} already exists; choose another name, or remove that one first")))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -264,11 +250,7 @@ impl Store {
 
     /// The environment a join token belongs to, if any (found by the token's hash).
     pub async fn environment_by_join_token(&self, token: &str) -> Result<Option<Environment>> {
-        Ok(sqlx::query("SELECT * FROM environments WHERE join_token_hash = ?")
-            .bind(hash_secret(token))
-            .fetch_optional(&self.pool)
-            .await?
-            .map(row_to_env))
+        Ok(sqlx::query("SELECT * FROM environments WHERE join_token_hash = ?").bind(hash_secret(token)).fetch_optional(&self.pool).await?.map(row_to_env))
     }
 
     /// Brings every stored join token under this store's sealing key: plaintext ones (from an
@@ -435,8 +417,18 @@ mod tests {
         let plain = Store::open(&path).await.unwrap();
         assert!(matches!(plain.join_token(env.id).await, Err(StoreError::NoSealingKey)));
         assert!(matches!(plain.create_environment("DEV").await, Err(StoreError::NoSealingKey)));
-        sqlx::query("UPDATE environments SET join_token = ?, join_token_hash = NULL WHERE id = ?").bind(&token).bind(env.id).execute(plain.pool()).await.unwrap();
-        sqlx::query("UPDATE environments SET join_token = ? WHERE id = ?").bind(SealingKey::generate().seal("elsewhere")).bind(ops.id).execute(plain.pool()).await.unwrap();
+        sqlx::query("UPDATE environments SET join_token = ?, join_token_hash = NULL WHERE id = ?")
+            .bind(&token)
+            .bind(env.id)
+            .execute(plain.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE environments SET join_token = ? WHERE id = ?")
+            .bind(SealingKey::generate().seal("elsewhere"))
+            .bind(ops.id)
+            .execute(plain.pool())
+            .await
+            .unwrap();
         plain.close().await;
         assert!(file_holds(&token), "the test really left a plaintext token behind");
 

@@ -77,10 +77,7 @@ impl Store {
                 )));
             }
         }
-        let existing_env: Option<i64> = sqlx::query_scalar("SELECT environment_id FROM hosts WHERE id = ?")
-            .bind(host_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing_env: Option<i64> = sqlx::query_scalar("SELECT environment_id FROM hosts WHERE id = ?").bind(host_id).fetch_optional(&mut *tx).await?;
         if let Some(env) = existing_env {
             if env != environment_id {
                 return Err(StoreError::Conflict(format!(
@@ -137,10 +134,7 @@ impl Store {
 
     /// The host's credential, if the host is known.
     pub async fn host_credential(&self, host_id: &str) -> Result<Option<HostCredential>> {
-        let row = sqlx::query("SELECT environment_id, credential_hash, revoked_at FROM hosts WHERE id = ?")
-            .bind(host_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT environment_id, credential_hash, revoked_at FROM hosts WHERE id = ?").bind(host_id).fetch_optional(&self.pool).await?;
         Ok(row.map(|row| HostCredential {
             environment_id: row.get("environment_id"),
             hash: row.get("credential_hash"),
@@ -150,22 +144,14 @@ impl Store {
 
     /// Gives a host a new credential (after a join with the join token), lifting a revocation.
     pub async fn set_host_credential(&self, host_id: &str, credential_hash: &str) -> Result<()> {
-        sqlx::query("UPDATE hosts SET credential_hash = ?, revoked_at = NULL WHERE id = ?")
-            .bind(credential_hash)
-            .bind(host_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE hosts SET credential_hash = ?, revoked_at = NULL WHERE id = ?").bind(credential_hash).bind(host_id).execute(&self.pool).await?;
         Ok(())
     }
 
     /// Revokes a host's credential: its agent is refused until it joins with the join token again.
     pub async fn revoke_host(&self, environment_id: i64, name: &str) -> Result<Host> {
         let host = self.host(environment_id, name).await?;
-        sqlx::query("UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-            .bind(now())
-            .bind(&host.id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?").bind(now()).bind(&host.id).execute(&self.pool).await?;
         self.host(environment_id, name).await
     }
 
@@ -252,19 +238,13 @@ impl Store {
 
     /// At start-up no agent is connected yet: every host is disconnected until its agent says hello.
     pub async fn mark_all_hosts_disconnected(&self) -> Result<()> {
-        sqlx::query("UPDATE hosts SET state = 'disconnected', state_since = ? WHERE state != 'disconnected'")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE hosts SET state = 'disconnected', state_since = ? WHERE state != 'disconnected'").bind(now()).execute(&self.pool).await?;
         Ok(())
     }
 
     /// Hosts of one environment, or of all when `environment_id` is `None`, by name.
     pub async fn hosts(&self, environment_id: Option<i64>) -> Result<Vec<Host>> {
-        let rows = sqlx::query("SELECT * FROM hosts WHERE ?1 IS NULL OR environment_id = ?1 ORDER BY name")
-            .bind(environment_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM hosts WHERE ?1 IS NULL OR environment_id = ?1 ORDER BY name").bind(environment_id).fetch_all(&self.pool).await?;
         rows.into_iter().map(row_to_host).collect()
     }
 

@@ -212,10 +212,7 @@ impl Store {
             // Raw and minute rows outlive their window a little, so the coarser table above
             // can always be recomputed from complete buckets.
             let margin = resolution.seconds().max(60) * 10;
-            sqlx::query(&format!("DELETE FROM {} WHERE ts < ?", resolution.table()))
-                .bind(now - resolution.keep_seconds() - margin)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!("DELETE FROM {} WHERE ts < ?", resolution.table())).bind(now - resolution.keep_seconds() - margin).execute(&mut *tx).await?;
         }
         sqlx::query(
             "DELETE FROM metric_series WHERE id NOT IN (SELECT series FROM metric_raw)
@@ -275,7 +272,8 @@ mod tests {
         let id = store.metric_series_id(&key).await.unwrap();
         assert_eq!(store.metric_series_id(&key).await.unwrap(), id, "a series is created once");
 
-        let now = 1_800_000_000 - 1_800_000_000 % 3600 + 30; // 30 s into an hour
+        // 30 s into an hour (1,800,000,000 s is a whole number of hours).
+        let now = 1_800_000_000 + 30;
         // Two full minutes of samples every 5 s ending at the start of this minute: cpu 100 in
         // the first, 300 in the second; plus one sample two days old.
         let mut samples: Vec<(i64, Sample)> = (0..24).map(|i| (id, sample(now - 30 - 120 + i * 5, if i < 12 { 100 } else { 300 }))).collect();

@@ -66,15 +66,7 @@ impl Store {
         self.insert_service(stack, name, spec, scale, revision, Some(adopting_until)).await
     }
 
-    async fn insert_service(
-        &self,
-        stack: &Stack,
-        name: &str,
-        spec: &ServiceSpec,
-        scale: u32,
-        revision: u32,
-        adopting_until: Option<&str>,
-    ) -> Result<Service> {
+    async fn insert_service(&self, stack: &Stack, name: &str, spec: &ServiceSpec, scale: u32, revision: u32, adopting_until: Option<&str>) -> Result<Service> {
         let mut tx = self.write_tx().await?;
         let prefix = format!("{}-{}", stack.name, name);
         let clash: Option<(String, String)> = sqlx::query_as(
@@ -100,20 +92,18 @@ impl Store {
         .bind(stack.id)
         .bind(name);
         let result = bind_spec(query, spec)
-        .bind(scale as i64)
-        .bind(revision as i64)
-        .bind(spec.reschedule_after_secs as i64)
-        .bind(adopting_until)
-        .bind(spec.lb.as_ref().map(to_json))
-        .bind(&t)
-        .bind(&t)
-        .fetch_one(&mut *tx)
-        .await;
+            .bind(scale as i64)
+            .bind(revision as i64)
+            .bind(spec.reschedule_after_secs as i64)
+            .bind(adopting_until)
+            .bind(spec.lb.as_ref().map(to_json))
+            .bind(&t)
+            .bind(&t)
+            .fetch_one(&mut *tx)
+            .await;
         let id: i64 = match result {
             Ok(row) => row.get("id"),
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!("service {}/{name} already exists", stack.name)))
-            }
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict(format!("service {}/{name} already exists", stack.name))),
             Err(e) => return Err(e.into()),
         };
         tx.commit().await?;
@@ -151,21 +141,11 @@ impl Store {
             .await?
             .map(row_to_service)
             .transpose()?
-            .ok_or_else(|| {
-                StoreError::NotFound(format!(
-                    "service {}/{name} does not exist; `corral service ls {}` lists its services",
-                    stack.name, stack.name
-                ))
-            })
+            .ok_or_else(|| StoreError::NotFound(format!("service {}/{name} does not exist; `corral service ls {}` lists its services", stack.name, stack.name)))
     }
 
     pub async fn set_scale(&self, service_id: i64, scale: u32) -> Result<Service> {
-        sqlx::query("UPDATE services SET scale = ?, updated_at = ? WHERE id = ?")
-            .bind(scale as i64)
-            .bind(now())
-            .bind(service_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE services SET scale = ?, updated_at = ? WHERE id = ?").bind(scale as i64).bind(now()).bind(service_id).execute(&self.pool).await?;
         self.service_by_id(service_id).await
     }
 
@@ -189,14 +169,14 @@ impl Store {
              WHERE id = ? AND revision = ?",
         );
         bind_spec(query, spec)
-        .bind(spec.reschedule_after_secs as i64)
-        .bind(spec.lb.as_ref().map(to_json))
-        .bind(to_json(&current.spec))
-        .bind(now())
-        .bind(service_id)
-        .bind(current.revision as i64)
-        .execute(&self.pool)
-        .await?;
+            .bind(spec.reschedule_after_secs as i64)
+            .bind(spec.lb.as_ref().map(to_json))
+            .bind(to_json(&current.spec))
+            .bind(now())
+            .bind(service_id)
+            .bind(current.revision as i64)
+            .execute(&self.pool)
+            .await?;
         self.service_by_id(service_id).await
     }
 

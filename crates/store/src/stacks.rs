@@ -4,12 +4,7 @@ use crate::{is_unique_violation, now, Result, Stack, Store, StoreError};
 use sqlx::Row;
 
 fn row_to_stack(row: sqlx::sqlite::SqliteRow) -> Stack {
-    Stack {
-        id: row.get("id"),
-        environment_id: row.get("environment_id"),
-        name: row.get("name"),
-        created_at: row.get("created_at"),
-    }
+    Stack { id: row.get("id"), environment_id: row.get("environment_id"), name: row.get("name"), created_at: row.get("created_at") }
 }
 
 impl Store {
@@ -28,10 +23,7 @@ impl Store {
     }
 
     pub async fn stacks(&self, environment_id: i64) -> Result<Vec<Stack>> {
-        let rows = sqlx::query("SELECT * FROM stacks WHERE environment_id = ? ORDER BY name")
-            .bind(environment_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM stacks WHERE environment_id = ? ORDER BY name").bind(environment_id).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(row_to_stack).collect())
     }
 

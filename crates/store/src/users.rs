@@ -68,10 +68,7 @@ async fn hash_password(password: String) -> Result<String> {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt[..]);
         let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Corrupt(format!("salt: {e}")))?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| StoreError::Corrupt(format!("hashing a password: {e}")))
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| StoreError::Corrupt(format!("hashing a password: {e}")))
     })
     .await
     .map_err(|e| StoreError::Corrupt(format!("hashing a password: {e}")))?
@@ -204,9 +201,8 @@ impl Store {
 
     pub async fn groups(&self) -> Result<Vec<Group>> {
         let rows = sqlx::query("SELECT * FROM groups ORDER BY name").fetch_all(&self.pool).await?;
-        let members = sqlx::query("SELECT gm.group_id, u.name FROM group_members gm JOIN users u ON u.id = gm.user_id ORDER BY u.name")
-            .fetch_all(&self.pool)
-            .await?;
+        let members =
+            sqlx::query("SELECT gm.group_id, u.name FROM group_members gm JOIN users u ON u.id = gm.user_id ORDER BY u.name").fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|row| {

@@ -15,8 +15,7 @@ pub const IMAGE: &str = "corral-test/busybox:latest";
 pub const SCOPE: &str = "io.corral.test-scope";
 
 pub fn docker_host() -> String {
-    std::env::var("CORRAL_TEST_DOCKER_HOST")
-        .unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+    std::env::var("CORRAL_TEST_DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
 /// A test's own corner of the engine: a unique name prefix that is also the value of the scope
@@ -28,14 +27,8 @@ pub struct Scope {
 
 impl Scope {
     pub async fn new(test: &str) -> Scope {
-        let prefix = format!(
-            "agt-{test}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let engine = Engine::connect(Some(&docker_host()))
-            .await
-            .expect("these tests need a Docker engine at CORRAL_TEST_DOCKER_HOST")
-            .scoped(SCOPE, &prefix);
+        let prefix = format!("agt-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let engine = Engine::connect(Some(&docker_host())).await.expect("these tests need a Docker engine at CORRAL_TEST_DOCKER_HOST").scoped(SCOPE, &prefix);
         Scope { prefix, engine }
     }
 
@@ -70,23 +63,13 @@ pub fn is_running(c: &ContainerSummary) -> bool {
 
 async fn view(docker: &bollard::Docker, prefix: &str) -> HashMap<String, ContainerSummary> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{SCOPE}={prefix}")])]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     docker
         .list_containers(Some(opts))
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|c| {
-            (
-                c.names.as_ref().unwrap()[0]
-                    .trim_start_matches('/')
-                    .to_string(),
-                c,
-            )
-        })
+        .map(|c| (c.names.as_ref().unwrap()[0].trim_start_matches('/').to_string(), c))
         .collect()
 }
 
@@ -97,16 +80,11 @@ impl Drop for Scope {
         let docker = self.engine.docker().clone();
         let prefix = self.prefix.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 for c in view(&docker, &prefix).await.values() {
                     let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-                    let _ = docker
-                        .remove_container(c.id.as_deref().unwrap_or_default(), Some(opts))
-                        .await;
+                    let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(opts)).await;
                 }
             });
         })

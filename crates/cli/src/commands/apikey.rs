@@ -39,7 +39,9 @@ pub async fn run(cmd: Command, client: &Client, environment: Option<&str>, forma
         Command::Ls => {
             let keys: Vec<Value> = client.get("/apikeys", &[]).await?;
             output::print(format, &keys, &["NAME", "USER", "KIND", "ENVIRONMENT", "CREATED", "REVOKED"], |keys| {
-                keys.iter().map(|k| vec![text(k, "name"), text(k, "user"), text(k, "kind"), text(k, "environment"), text(k, "created_at"), text(k, "revoked_at")]).collect()
+                keys.iter()
+                    .map(|k| vec![text(k, "name"), text(k, "user"), text(k, "kind"), text(k, "environment"), text(k, "created_at"), text(k, "revoked_at")])
+                    .collect()
             });
         }
         Command::Revoke { name, user } => {

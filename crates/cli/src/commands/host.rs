@@ -12,7 +12,8 @@ pub enum Command {
     /// refused from each host's agent since its last hello (PROBLEM; all of it with -o json).
     Ls,
     /// Print the one-line command that adds a host to the environment.
-    JoinCommand {
+    #[command(name = "join-command")]
+    Join {
         /// Give the environment a new join token first (owners, admins): the old one is
         /// refused from then on; hosts that have joined stay connected.
         #[arg(long)]
@@ -61,9 +62,9 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                 hosts
                     .iter()
                     .map(|h| {
-                        let labels = h["labels"].as_object().map(|m| {
-                            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
-                        });
+                        let labels = h["labels"]
+                            .as_object()
+                            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","));
                         vec![
                             text(h, "name"),
                             text(h, "status"),
@@ -79,7 +80,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                     .collect()
             });
         }
-        Command::JoinCommand { rotate } => {
+        Command::Join { rotate } => {
             let join: Value = match rotate {
                 true => client.post("/hosts/join-command/rotate", &serde_json::json!({})).await?,
                 false => client.get("/hosts/join-command", &[]).await?,

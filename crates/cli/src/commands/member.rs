@@ -50,7 +50,9 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
         }
         Command::Ls { env } => {
             let members: Vec<Value> = client.in_environment(&env).get("/members", &[]).await?;
-            output::print(format, &members, &["NAME", "KIND", "ROLE"], |ms| ms.iter().map(|m| vec![text(m, "name"), text(m, "kind"), text(m, "role")]).collect());
+            output::print(format, &members, &["NAME", "KIND", "ROLE"], |ms| {
+                ms.iter().map(|m| vec![text(m, "name"), text(m, "kind"), text(m, "role")]).collect()
+            });
         }
         Command::Rm { env, user_or_group } => {
             let (kind, name) = match user_or_group.split_once(':') {
@@ -62,7 +64,9 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                     match kinds.as_slice() {
                         [one] => (one.clone(), user_or_group.clone()),
                         [] => anyhow::bail!("{user_or_group} has no role in {env}; `corral member ls {env}` lists who has"),
-                        _ => anyhow::bail!("both a user and a group named {user_or_group} have a role in {env}; say user:{user_or_group} or group:{user_or_group}"),
+                        _ => anyhow::bail!(
+                            "both a user and a group named {user_or_group} have a role in {env}; say user:{user_or_group} or group:{user_or_group}"
+                        ),
                     }
                 }
             };

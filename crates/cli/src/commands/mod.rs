@@ -15,8 +15,8 @@ mod ps;
 mod server;
 mod service;
 mod stack;
-mod user;
 mod stats;
+mod user;
 
 use crate::client::Client;
 use crate::Cli;
@@ -140,7 +140,5 @@ pub fn key_values(items: &[String], what: &str) -> Result<std::collections::BTre
 
 /// The path segment for a name (names are validated to be URL-safe; this guards odd input).
 pub fn seg(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) }).collect()
 }

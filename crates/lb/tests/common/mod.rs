@@ -23,19 +23,12 @@ use tokio::task::{JoinHandle, JoinSet};
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind((LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind((LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// An address nothing listens on: connecting to it is refused.
@@ -79,13 +72,7 @@ impl HttpBackend {
                 }
             }
         });
-        HttpBackend {
-            name: name.to_string(),
-            addr,
-            hits,
-            accepted,
-            task,
-        }
+        HttpBackend { name: name.to_string(), addr, hits, accepted, task }
     }
 
     pub fn hits(&self) -> usize {
@@ -103,31 +90,14 @@ impl HttpBackend {
     }
 }
 
-async fn answer(
-    name: String,
-    hits: Arc<AtomicUsize>,
-    req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    if let Some(ms) = req
-        .uri()
-        .query()
-        .and_then(|q| q.strip_prefix("delay_ms="))
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+async fn answer(name: String, hits: Arc<AtomicUsize>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(ms) = req.uri().query().and_then(|q| q.strip_prefix("delay_ms=")).and_then(|v| v.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     hits.fetch_add(1, Ordering::SeqCst);
-    let text = if body.is_empty() {
-        name
-    } else {
-        format!("{name}:{}", body.len())
-    };
+    let text = if body.is_empty() { name } else { format!("{name}:{}", body.len()) };
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     for (from, to) in [
         ("x-forwarded-for", "x-echo-xff"),
@@ -191,9 +161,7 @@ pub async fn tcp_round_trip(port: u16, line: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect((LOCALHOST, port)).await?;
     s.write_all(format!("{line}\n").as_bytes()).await?;
     let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
-        .await
-        .map_err(|_| std::io::Error::other("timed out"))??;
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.map_err(|_| std::io::Error::other("timed out"))??;
     Ok(out)
 }
 
@@ -214,61 +182,28 @@ pub async fn get(client: &TestClient, port: u16, host: &str, path: &str) -> Resu
     send(client, "GET", port, host, path, Bytes::new()).await
 }
 
-pub async fn send(
-    client: &TestClient,
-    method: &str,
-    port: u16,
-    host: &str,
-    path: &str,
-    body: Bytes,
-) -> Result<Reply, String> {
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("http://127.0.0.1:{port}{path}"))
-        .header("host", host)
-        .body(Full::new(body))
-        .unwrap();
+pub async fn send(client: &TestClient, method: &str, port: u16, host: &str, path: &str, body: Bytes) -> Result<Reply, String> {
+    let req = Request::builder().method(method).uri(format!("http://127.0.0.1:{port}{path}")).header("host", host).body(Full::new(body)).unwrap();
     let fut = async {
         let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e:?}"))?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            headers,
-        })
+        let body = resp.into_body().collect().await.map_err(|e| format!("body: {e:?}"))?.to_bytes();
+        Ok(Reply { status, body: String::from_utf8_lossy(&body).into_owned(), headers })
     };
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .map_err(|_| "timed out".to_string())?
+    tokio::time::timeout(Duration::from_secs(10), fut).await.map_err(|_| "timed out".to_string())?
 }
 
 pub fn route(host: Option<&str>, prefix: Option<&str>, backends: &[SocketAddr]) -> Route {
-    Route {
-        host: host.map(str::to_string),
-        path_prefix: prefix.map(str::to_string),
-        backends: backends.to_vec(),
-    }
+    Route { host: host.map(str::to_string), path_prefix: prefix.map(str::to_string), backends: backends.to_vec() }
 }
 
 pub fn http_listener(port: u16, routes: Vec<Route>) -> Listener {
-    Listener {
-        port,
-        mode: Mode::Http,
-        routes,
-    }
+    Listener { port, mode: Mode::Http, routes }
 }
 
 pub fn one_listener(port: u16, backends: &[SocketAddr]) -> LbConfig {
-    LbConfig {
-        listeners: vec![http_listener(port, vec![route(None, None, backends)])],
-    }
+    LbConfig { listeners: vec![http_listener(port, vec![route(None, None, backends)])] }
 }
 
 /// A running LB with `config` applied on a fresh port; panics if applying reported errors.

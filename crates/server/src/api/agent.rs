@@ -24,9 +24,6 @@ pub async fn binary(State(state): State<AppState>, request: Request) -> ApiResul
     if !path.is_file() {
         return Err(ApiError::NotFound(format!("the agent binary is not available on this control plane ({} is missing)", path.display())));
     }
-    let response = tower_http::services::ServeFile::new(path)
-        .oneshot(request)
-        .await
-        .map_err(|e| ApiError::Internal(format!("serving agent binary: {e}")))?;
+    let response = tower_http::services::ServeFile::new(path).oneshot(request).await.map_err(|e| ApiError::Internal(format!("serving agent binary: {e}")))?;
     Ok(response.into_response())
 }

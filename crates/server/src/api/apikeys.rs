@@ -67,7 +67,12 @@ pub struct RevokeQuery {
 /// Revokes one of the caller's keys, by name (admins: anyone's, with `?user=`); it opens
 /// nothing from now on. An environment key may revoke only keys of its own environment: it
 /// reaches no further than it could act, so it cannot lock its owner out of the account.
-pub async fn revoke(State(state): State<AppState>, Extension(p): Extension<Principal>, Path(name): Path<String>, Query(q): Query<RevokeQuery>) -> ApiResult<Json<ApiKey>> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(q): Query<RevokeQuery>,
+) -> ApiResult<Json<ApiKey>> {
     let not_found = || ApiError::NotFound(format!("API key {name:?} does not exist; `corral apikey ls` lists yours"));
     let owner = match q.user.as_deref() {
         Some(user) if !user.eq_ignore_ascii_case(&p.user) => {

@@ -1,9 +1,9 @@
 //! `GET /v1/backup` (a consistent copy of the database) and `POST /v1/restore`.
 
+use super::{Json, Query};
 use crate::backup::{self, BackupProgress, RestoreInfo, RestoreOptions, TempFile};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use super::{Json, Query};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -57,9 +57,7 @@ pub async fn restore(State(state): State<AppState>, Query(q): Query<RestoreQuery
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::BadBackup(format!("the upload did not arrive whole: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| ApiError::BadBackup(format!("the upload did not arrive whole: {e}")))?;
         received += chunk.len();
         if received > MAX_RESTORE_BYTES {
             return Err(ApiError::BadBackup(format!("the upload is larger than {} MiB, more than any Corral backup may be", MAX_RESTORE_BYTES >> 20)));

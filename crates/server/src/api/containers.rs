@@ -223,7 +223,13 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Que
 }
 
 /// A balancer instance runs inside its host's agent: its state is its listeners'.
-fn balancer_row(state: &AppState, service: &corral_store::Service, lb: &corral_store::LbSpec, host: &corral_store::Host, r: corral_store::ContainerRecord) -> ContainerOut {
+fn balancer_row(
+    state: &AppState,
+    service: &corral_store::Service,
+    lb: &corral_store::LbSpec,
+    host: &corral_store::Host,
+    r: corral_store::ContainerRecord,
+) -> ContainerOut {
     let listeners: Vec<_> = state.hub.load_balancer(&host.id).into_iter().filter(|l| lb.ports.iter().any(|p| p.listen == l.port)).collect();
     let errors: Vec<String> = listeners.iter().filter_map(|l| l.error.clone()).collect();
     let (state_word, reason) = match (listeners.len() == lb.ports.len(), errors.is_empty()) {

@@ -1,13 +1,13 @@
 //! Environments: list (with how many hosts and stacks each has), create, rename, remove.
 
 use super::{Json, Path};
+use crate::access::Principal;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::validate;
-use crate::access::Principal;
 use axum::extract::State;
-use axum::Extension;
 use axum::http::StatusCode;
+use axum::Extension;
 use corral_store::environments::EnvironmentSummary;
 use corral_store::Environment;
 use serde::{Deserialize, Serialize};

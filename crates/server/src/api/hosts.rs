@@ -109,12 +109,11 @@ fn host_address(ipv6: bool, interfaces: &[(String, IpAddr)]) -> IpAddr {
         IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
         IpAddr::V6(v6) => ipv6 && !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80,
     };
-    interfaces
-        .iter()
-        .filter(|(_, ip)| usable(ip))
-        .min_by_key(|(name, ip)| (is_bridge(name), ip.is_ipv6()))
-        .map(|(_, ip)| *ip)
-        .unwrap_or(if ipv6 { IpAddr::V6(Ipv6Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::LOCALHOST) })
+    interfaces.iter().filter(|(_, ip)| usable(ip)).min_by_key(|(name, ip)| (is_bridge(name), ip.is_ipv6())).map(|(_, ip)| *ip).unwrap_or(if ipv6 {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    })
 }
 
 /// One line to run on a host with Docker: fetch the agent from the control plane and start it.
@@ -204,9 +203,10 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>, Que
 /// fingerprint they were given before trusting it.
 pub async fn ca_pem(State(state): State<AppState>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let ca = state.ca.as_ref().ok_or_else(|| {
-        ApiError::NotFound("this control plane serves plain HTTP only (started with --tls off or on loopback): it has no CA to pin".into())
-    })?;
+    let ca = state
+        .ca
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this control plane serves plain HTTP only (started with --tls off or on loopback): it has no CA to pin".into()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.pem.clone()).into_response())
 }
 

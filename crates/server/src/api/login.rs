@@ -91,12 +91,7 @@ pub struct EnvironmentRole {
 }
 
 pub async fn whoami(State(state): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Json<WhoAmI>> {
-    let environments = state
-        .store
-        .environments()
-        .await?
-        .into_iter()
-        .filter_map(|env| Some(EnvironmentRole { role: p.grant(env.id)?.name(), name: env.name }))
-        .collect();
+    let environments =
+        state.store.environments().await?.into_iter().filter_map(|env| Some(EnvironmentRole { role: p.grant(env.id)?.name(), name: env.name })).collect();
     Ok(Json(WhoAmI { admin: p.is_admin(), user: p.user, key: p.key, environments }))
 }

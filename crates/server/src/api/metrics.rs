@@ -140,7 +140,10 @@ fn parse_instant(text: &str, now: i64, field: &'static str) -> ApiResult<i64> {
 
 fn bad_instant(field: &'static str, text: &str) -> ApiError {
     let shown: String = text.chars().take(40).collect();
-    ApiError::invalid(field, format!("{field} {shown:?} is not a time: use Unix seconds, RFC 3339 (2026-01-02T15:04:05Z), `now`, or an age like -15m, -2h, -7d"))
+    ApiError::invalid(
+        field,
+        format!("{field} {shown:?} is not a time: use Unix seconds, RFC 3339 (2026-01-02T15:04:05Z), `now`, or an age like -15m, -2h, -7d"),
+    )
 }
 
 /// The range, table and step a query asks for, with defaults: the last hour, ~360 points.
@@ -158,8 +161,9 @@ fn range(q: &StatsQuery) -> ApiResult<(i64, i64, Resolution, i64)> {
     let span = to - from;
     let step = match given(&q.step) {
         Some(text) => {
-            let seconds = parse_duration(text.trim())
-                .ok_or_else(|| ApiError::invalid("step", format!("step {:?} is not a duration: use seconds or e.g. 30s, 5m, 1h", text.chars().take(40).collect::<String>())))?;
+            let seconds = parse_duration(text.trim()).ok_or_else(|| {
+                ApiError::invalid("step", format!("step {:?} is not a duration: use seconds or e.g. 30s, 5m, 1h", text.chars().take(40).collect::<String>()))
+            })?;
             validate::duration_seconds("step", seconds)?
         }
         None => span / DEFAULT_POINTS,
@@ -186,7 +190,9 @@ async fn history(state: &AppState, env: &Environment, kind: &'static str, name: 
 fn sum_by_time(rows: &[(i64, Sample)]) -> Vec<Point> {
     let mut by_ts: BTreeMap<i64, Point> = BTreeMap::new();
     for (_, s) in rows {
-        let p = by_ts.entry(s.ts).or_insert_with(|| Point { containers: Some(0), ..Point::from_sample(&Sample { ts: s.ts, ..Default::default() }, SeriesKind::Container) });
+        let p = by_ts
+            .entry(s.ts)
+            .or_insert_with(|| Point { containers: Some(0), ..Point::from_sample(&Sample { ts: s.ts, ..Default::default() }, SeriesKind::Container) });
         p.cpu_percent += s.cpu as f64 / 100.0;
         p.memory_bytes += s.memory;
         p.memory_limit_bytes += s.memory_limit;
@@ -414,6 +420,9 @@ mod tests {
     fn service_points_sum_containers_per_time() {
         let s = |ts, cpu| Sample { ts, cpu, memory: 10, ..Default::default() };
         let points = sum_by_time(&[(1, s(0, 5000)), (1, s(60, 100)), (2, s(0, 2500))]);
-        assert_eq!(points.iter().map(|p| (p.ts, p.cpu_percent, p.memory_bytes, p.containers)).collect::<Vec<_>>(), [(0, 75.0, 20, Some(2)), (60, 1.0, 10, Some(1))]);
+        assert_eq!(
+            points.iter().map(|p| (p.ts, p.cpu_percent, p.memory_bytes, p.containers)).collect::<Vec<_>>(),
+            [(0, 75.0, 20, Some(2)), (60, 1.0, 10, Some(1))]
+        );
     }
 }

@@ -12,9 +12,9 @@ pub mod containers;
 pub mod environments;
 pub mod events;
 pub mod hosts;
-pub mod metrics;
 pub mod login;
 pub mod members;
+pub mod metrics;
 pub mod services;
 pub mod stacks;
 pub mod ui;
@@ -32,10 +32,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use std::collections::HashMap;
 use corral_store::environments::DEFAULT_ENVIRONMENT;
 use corral_store::Environment;
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// `axum::Json`, but a body that is not JSON (or not the right JSON) is an [`ApiError`].
 #[derive(FromRequest)]
@@ -237,7 +237,9 @@ pub fn endpoint(method: &Method, url_path: &str) -> Option<&'static Endpoint> {
 /// The API, the root routes and the web UI, for a listener speaking `scheme`.
 pub fn router(state: AppState, scheme: crate::access::Scheme) -> Router {
     let (at_root, under_v1): (Vec<_>, Vec<_>) = table().into_iter().partition(|(endpoint, _)| endpoint.root);
-    let routes = |table: Vec<(Endpoint, MethodRouter<AppState>)>| table.into_iter().fold(Router::new(), |router, (endpoint, handler)| router.route(endpoint.path, handler));
+    let routes = |table: Vec<(Endpoint, MethodRouter<AppState>)>| {
+        table.into_iter().fold(Router::new(), |router, (endpoint, handler)| router.route(endpoint.path, handler))
+    };
     // Innermost first: authorise, then tell event-stream clients what changed; the audit log
     // wraps both, so it records refusals too.
     let guarded = |router: Router<AppState>| {
@@ -331,7 +333,9 @@ mod tests {
 
     #[test]
     fn writes_that_may_take_access_away_are_announced() {
-        for path in ["/v1/logout", "/v1/users/ann", "/v1/groups/ops/members/ann", "/v1/members/user/ann", "/v1/apikeys/k", "/v1/environments/DEV", "/v1/restore"] {
+        for path in
+            ["/v1/logout", "/v1/users/ann", "/v1/groups/ops/members/ann", "/v1/members/user/ann", "/v1/apikeys/k", "/v1/environments/DEV", "/v1/restore"]
+        {
             assert!(changes_access(path), "{path}");
         }
         for path in ["/v1/login", "/v1/stacks", "/v1/hosts/h/revoke", "/v1/containers/c"] {

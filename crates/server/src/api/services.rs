@@ -80,7 +80,8 @@ async fn lb_spec(state: &AppState, env_id: i64, body: Option<NewLb>) -> ApiResul
     for target in body.targets.iter().chain(rules.iter().map(|r| &r.service)) {
         crate::lb::target_path(target)?;
         let (stack, service) = target.split_once('/').expect("checked above");
-        let stack = state.store.stack(env_id, stack).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: stack {stack:?} does not exist")))?;
+        let stack =
+            state.store.stack(env_id, stack).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: stack {stack:?} does not exist")))?;
         state.store.service(&stack, service).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: service does not exist")))?;
     }
     Ok(LbSpec { ports, targets: body.targets, rules, global: body.global })
@@ -152,9 +153,7 @@ async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<
                 Some(spec) => balancers.iter().filter(|b| b.listeners.len() == spec.ports.len() && b.listeners.iter().all(|l| l.error.is_none())).count(),
                 None => mine
                     .iter()
-                    .filter(|r| {
-                        observed.iter().any(|o| o.host_id == r.host_id && o.name == r.name && o.state == corral_proto::ContainerState::Running)
-                    })
+                    .filter(|r| observed.iter().any(|o| o.host_id == r.host_id && o.name == r.name && o.state == corral_proto::ContainerState::Running))
                     .count(),
             };
             ServiceOut {
@@ -334,4 +333,3 @@ pub async fn remove(State(state): State<AppState>, Path((stack, service)): Path<
     state.reconcile.trigger();
     Ok(StatusCode::NO_CONTENT)
 }
-

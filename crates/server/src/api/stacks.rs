@@ -32,12 +32,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> A
     let env = q.resolve(&state).await?;
     let services = state.store.services(Some(env.id), None).await?;
     let stacks = state.store.stacks(env.id).await?;
-    Ok(Json(
-        stacks
-            .into_iter()
-            .map(|stack| StackOut { services: services.iter().filter(|s| s.stack_id == stack.id).count(), stack })
-            .collect(),
-    ))
+    Ok(Json(stacks.into_iter().map(|stack| StackOut { services: services.iter().filter(|s| s.stack_id == stack.id).count(), stack }).collect()))
 }
 
 pub async fn get(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<StackOut>> {

@@ -106,7 +106,10 @@ pub fn address(value: &str) -> Result<(), ApiError> {
 pub fn hello(hello: &Hello) -> Result<(), ApiError> {
     host_id(&hello.host_id)?;
     if hello.token.len() > MAX_SECRET || hello.credential.as_ref().is_some_and(|c| c.len() > MAX_SECRET) {
-        return Err(ApiError::invalid("token", format!("the hello's token or credential is longer than {MAX_SECRET} bytes: it is none of this control plane's")));
+        return Err(ApiError::invalid(
+            "token",
+            format!("the hello's token or credential is longer than {MAX_SECRET} bytes: it is none of this control plane's"),
+        ));
     }
     facts(&hello.facts)
 }
@@ -347,7 +350,8 @@ mod tests {
         bad_ip.ip = Some("here".into());
         let mut bad_label = running("S-d-1");
         bad_label.labels.insert("team".into(), "a\nb".into());
-        let report = ObservedSet { containers: vec![running("S-a-1"), bad_status, bad_ip, bad_label, running("S-a-1"), running("\u{1b}x")], ..Default::default() };
+        let report =
+            ObservedSet { containers: vec![running("S-a-1"), bad_status, bad_ip, bad_label, running("S-a-1"), running("\u{1b}x")], ..Default::default() };
         let checked = observed(report).unwrap();
         assert_eq!(checked.observed.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["S-a-1"]);
         assert_eq!(checked.refused.len(), 5, "{:?}", checked.refused);
