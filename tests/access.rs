@@ -86,16 +86,7 @@ fn user_with_key(cp: &ControlPlane, name: &str) -> String {
 }
 
 fn create_user(cp: &ControlPlane, name: &str, password: &str) {
-    let mut child = cp
-        .cli(&["-o", "json", "user", "create", name, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let user = ok_json(&out);
+    let user = ok_json(&cp.cli_with_input(&["-o", "json", "user", "create", name, "--password-stdin"], &format!("{password}\n")));
     assert_eq!(user["name"], name);
 }
 
@@ -599,15 +590,7 @@ fn a_user_created_as_admin_manages_every_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&tmp.path().join("data"));
     cp.json(&["env", "create", "OPS"]);
-    let mut child = cp
-        .cli(&["-o", "json", "user", "create", "grace", "--admin", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"grace-password\n").unwrap();
-    let grace = ok_json(&child.wait_with_output().unwrap());
+    let grace = ok_json(&cp.cli_with_input(&["-o", "json", "user", "create", "grace", "--admin", "--password-stdin"], "grace-password\n"));
     assert_eq!((grace["name"].as_str(), grace["admin"].as_bool()), (Some("grace"), Some(true)), "{grace}");
     create_user(&cp, "hank", "hank-password");
     let users = cp.json(&["user", "ls"]);

@@ -9,8 +9,7 @@
 //! checks that the host's card says what was refused and why.
 
 use corral_e2e::{engines, exclusive, fake_agent, repo_root, start_agent, wait_for, ControlPlane, FakeAgent, Launch, TEST_IMAGE};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const STACK: &str = "ui-shop";
@@ -70,9 +69,7 @@ fn web_ui_drives_a_real_cluster() {
 
     // A member of OPS only, who signs in with a password in the browser.
     let (user, password) = ("ui-member", "correct horse battery");
-    let mut create = cp.cli(&["user", "create", user, "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    create.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let created = create.wait_with_output().unwrap();
+    let created = cp.cli_with_input(&["user", "create", user, "--password-stdin"], &format!("{password}\n"));
     assert!(created.status.success(), "corral user create: {}", String::from_utf8_lossy(&created.stderr));
     cp.json(&["member", "add", "OPS", user, "--role", "member"]);
 

@@ -306,10 +306,7 @@ fn passwords_need_eight_characters_that_are_not_all_whitespace() {
     assert_invalid(&admin(&cp, "PUT", "/v1/users/carol/password", Some(json!({ "password": "          " }))), "password", &["whitespace"]);
     session(&cp, "carol", "correct horse");
     for args in [&["user", "create", "dave", "--password-stdin"][..], &["user", "passwd", "carol", "--password-stdin"]] {
-        let mut child =
-            cp.cli(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(b"           \n").unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = cp.cli_with_input(args, "           \n");
         assert!(!out.status.success() && text(&out).contains("whitespace"), "corral {args:?}: {}", text(&out));
     }
     assert!(!cp.json(&["user", "ls"]).as_array().unwrap().iter().any(|u| u["name"] == "dave"));

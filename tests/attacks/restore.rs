@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Runs curl with `-w` printing the status last: the status and the JSON body (`Null` if none).
@@ -47,15 +47,7 @@ fn upload(cp: &ControlPlane, file: &Path, query: &str) -> (u16, Value) {
 }
 
 fn create_user(cp: &ControlPlane, name: &str) {
-    let mut child = cp
-        .cli(&["-o", "json", "user", "create", name, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"pass-word-1\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = cp.cli_with_input(&["-o", "json", "user", "create", name, "--password-stdin"], "pass-word-1\n");
     assert!(out.status.success(), "user create {name}: {}", text(&out));
 }
 

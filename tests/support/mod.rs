@@ -250,6 +250,14 @@ impl ControlPlane {
         cmd
     }
 
+    /// Runs a client command with `input` on its standard input (a password for
+    /// `--password-stdin`), and returns what it did.
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self.cli(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run corral");
+        std::io::Write::write_all(&mut child.stdin.take().expect("piped stdin"), input.as_bytes()).expect("write to corral's stdin");
+        child.wait_with_output().expect("wait for corral")
+    }
+
     /// Runs a client command with `-o json`, asserting success, and parses its answer.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut with_json = vec!["-o", "json"];
