@@ -507,7 +507,8 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
 
     // `corral login -o json` prints the token; without -o json the session is kept for later commands.
     let home = tmp.path().join("home");
-    let login = |user: &str, password: &str, json_out: bool| {
+    // A client with no token of its own: only what `corral login` keeps in its home.
+    let at_home = || {
         let mut cmd = Command::new(corral_bin());
         cmd.env("CORRAL_URL", &cp.url)
             .env_remove("CORRAL_TOKEN")
@@ -515,6 +516,10 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_DATA_HOME", home.join(".local/share"));
+        cmd
+    };
+    let login = |user: &str, password: &str, json_out: bool| {
+        let mut cmd = at_home();
         if json_out {
             cmd.args(["-o", "json"]);
         }
@@ -530,16 +535,7 @@ fn the_cli_logs_in_manages_groups_and_the_audit_log_says_who_did_what_from_where
     let session_file = home.join(".config/corral/session.json");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&session_file).unwrap().permissions().mode() & 0o777, 0o600);
-    let as_erin = |args: &[&str]| {
-        let mut cmd = Command::new(corral_bin());
-        cmd.env("CORRAL_URL", &cp.url)
-            .env_remove("CORRAL_TOKEN")
-            .env_remove("CORRAL_ENV")
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_DATA_HOME", home.join(".local/share"));
-        cmd.args(["-o", "json"]).args(args).output().unwrap()
-    };
+    let as_erin = |args: &[&str]| at_home().args(["-o", "json"]).args(args).output().unwrap();
     ok_json(&as_erin(&["--env", "OPS", "stack", "create", "WEB"]));
     let frank = printed["token"].as_str().unwrap();
     let refused = corral(&cp, Some(frank), &["--env", "OPS", "host", "join-command"]);
