@@ -10,22 +10,13 @@
 //                      (and none elsewhere): signs out and in again as that user
 //   The script also creates a user, a group and their role in the second environment itself
 //   (READER, GROUP below), and signs that user in in a second browser.
-//   CORRAL_UI_SCREENSHOTS=1  save docs/screenshots/*.png
+//   CORRAL_UI_SCREENSHOTS=1  save docs/screenshots/*.png (helpers shared with other browser tests: lib.mjs)
 //   CORRAL_UI_ONLY=scale     run only the synthetic scale check (=desktop: only the desktop
 //                            Settings page, with Tauri's commands stood in for)
 //
 // Exits 0 when every check passed; otherwise prints what failed and exits 1.
 
-import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..", "..");
-// playwright-core is a dev dependency of the UI (no browser download: the system Chromium runs).
-const { chromium } = createRequire(join(root, "ui", "package.json"))("playwright-core");
+import { T, apiClient, assert, fieldErrorText, launch, need, run, selectEnv, shot, step, waitInvalid } from "./lib.mjs";
 
 const URL_ = need("CORRAL_UI_URL").replace(/\/$/, "");
 const TOKEN = need("CORRAL_UI_TOKEN");
@@ -33,10 +24,8 @@ const ENVS = (process.env.CORRAL_UI_ENVS ?? "").split(",").filter(Boolean).map((
 const STACK = process.env.CORRAL_UI_STACK ?? "ui-test";
 const IMAGE = process.env.CORRAL_UI_IMAGE ?? "corral-test/busybox:latest";
 const [USER, PASSWORD] = (process.env.CORRAL_UI_USER ?? "").split(/:(.*)/s);
-const SHOTS = process.env.CORRAL_UI_SCREENSHOTS === "1";
 const ONLY = process.env.CORRAL_UI_ONLY ?? "";
 const PROBLEM_HOST = process.env.CORRAL_UI_PROBLEM_HOST ?? "";
-const T = 30_000;
 // The balancer listens on the agent's machine: a port nothing else of the test suite uses.
 const LB_PORT = 18931;
 // Created from the UI: a user, in a group that gets the read-only role in the second environment.
@@ -47,64 +36,7 @@ const GROUP = "ui-readers";
 const LOCKED = "ui-locked";
 const LOGIN_LIMIT_PER_USER = 10;
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-let stepNo = 0;
-async function step(name, fn) {
-  stepNo++;
-  const t0 = Date.now();
-  process.stdout.write(`[ui] ${stepNo}. ${name} … `);
-  await fn();
-  console.log(`ok (${Date.now() - t0} ms)`);
-}
-
-async function shot(page, name) {
-  if (!SHOTS) return;
-  const dir = join(root, "docs", "screenshots");
-  mkdirSync(dir, { recursive: true });
-  await page.waitForTimeout(300); // let transitions settle
-  await page.screenshot({ path: join(dir, `${name}.png`) });
-}
-
-async function apiGet(path, env) {
-  const sep = path.includes("?") ? "&" : "?";
-  const res = await fetch(`${URL_}/v1${path}${env ? `${sep}env=${encodeURIComponent(env)}` : ""}`, {
-    headers: { Authorization: `Bearer ${TOKEN}` },
-  });
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
-
-/** The text of the error Mantine shows under input `testId` (linked by aria-describedby). */
-async function fieldErrorText(page, testId) {
-  const input = page.getByTestId(testId);
-  return input.evaluate((el) => {
-    const ids = (el.getAttribute("aria-describedby") ?? "").split(/\s+/).filter((id) => id.endsWith("-error"));
-    return ids.map((id) => document.getElementById(id)?.textContent ?? "").join(" ");
-  });
-}
-
-/** Waits until input `testId` is marked invalid (Mantine shows an error under it). */
-async function waitInvalid(page, testId) {
-  await page.waitForFunction((id) => document.querySelector(`[data-testid=${id}]`)?.getAttribute("aria-invalid") === "true", testId, { timeout: T });
-}
-
-async function selectEnv(page, env) {
-  await page.getByTestId("env-switcher").click();
-  await page.getByRole("option", { name: env, exact: true }).click();
-  await page.waitForFunction((e) => document.title === `Corral — ${e}`, env, { timeout: T });
-}
+const apiGet = apiClient(URL_, TOKEN);
 
 async function realCluster(ctx) {
   assert(ENVS.length >= 2, "CORRAL_UI_ENVS needs two environments, e.g. OPS=h1,DEV=h2");
@@ -712,38 +644,9 @@ async function scaleCheck(ctx) {
   await page.close();
 }
 
-const userDataDirs = [];
-
-/** A browser with a fresh profile of its own (its own cookies: its own session). */
-async function launch() {
-  const dir = mkdtempSync(join(tmpdir(), "corral-ui-chromium-"));
-  userDataDirs.push(dir);
-  // A persistent context is how Playwright takes a fresh --user-data-dir of our choosing.
-  return chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CORRAL_CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1440, height: 900 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-}
-
-let browser;
-let failed = false;
-try {
-  browser = await launch();
+await run(async () => {
+  const browser = await launch();
   if (ONLY === "") await realCluster(browser);
   if (ONLY === "" || ONLY === "desktop") await desktopSettings(browser);
   if (ONLY === "" || ONLY === "scale") await scaleCheck(browser);
-  console.log("[ui] all UI checks passed");
-} catch (e) {
-  failed = true;
-  console.log("FAILED");
-  console.error(`[ui] ${e instanceof Error ? e.stack ?? e.message : e}`);
-} finally {
-  await browser?.close().catch(() => {});
-  for (const dir of userDataDirs) rmSync(dir, { recursive: true, force: true });
-}
-process.exit(failed ? 1 : 0);
+});
