@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer};
+use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer, PullPolicy};
+
+use crate::pull::{PullState, PullStatus};
 
 /// One step towards the desired set.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +28,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// The spec whose image must be on the host before this action can run. A promotion
+    /// needs none: its spare runs the image, and its refill is that spare's twin.
+    pub fn needs_image(&self) -> Option<&ContainerSpec> {
+        match self {
+            Action::Create { spec } | Action::Recreate { spec, .. } => Some(spec),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Action::Create { spec } | Action::Recreate { spec, .. } | Action::Promote { spec, .. } => &spec.name,
@@ -126,6 +137,47 @@ pub fn plan(desired: &[ContainerSpec], observed: &[ObservedContainer], restarts:
     actions.extend(starts);
     actions.extend(stops);
     Plan { actions, retry_in }
+}
+
+/// What to do about an action that needs an image, by the service's pull policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageGate {
+    /// The image is there: go ahead.
+    Go,
+    /// Start a pull, and wait for it.
+    Pull,
+    /// Wait: a pull runs, or failed and may be tried again at `retry_at`.
+    Wait { retry_at: Option<Instant> },
+    /// The image is not on the host and the policy is `never`.
+    Missing,
+}
+
+/// Decides whether a container can be created from its image now. `present`: the engine has
+/// the image; `pull`: where the image's last pull stands; `wanted_since`: when the container
+/// first waited for its image (under `always`, only a pull started since then counts, so
+/// containers created together share one pull and a later one pulls again).
+pub fn image_gate(policy: PullPolicy, present: bool, pull: Option<&PullStatus>, wanted_since: Instant, now: Instant) -> ImageGate {
+    let pull_unless_failed_recently = |pull: Option<&PullStatus>| match pull {
+        Some(PullStatus { state: PullState::Running { .. }, .. }) => ImageGate::Wait { retry_at: None },
+        Some(s @ PullStatus { state: PullState::Failed { .. }, .. }) => match s.retry_at() {
+            Some(at) if at > now => ImageGate::Wait { retry_at: Some(at) },
+            _ => ImageGate::Pull,
+        },
+        _ => ImageGate::Pull,
+    };
+    match policy {
+        PullPolicy::Never if present => ImageGate::Go,
+        PullPolicy::Never => ImageGate::Missing,
+        PullPolicy::Missing if present => ImageGate::Go,
+        PullPolicy::Missing => pull_unless_failed_recently(pull),
+        PullPolicy::Always => match pull {
+            Some(s) if s.started >= wanted_since && s.state == PullState::Done && present => ImageGate::Go,
+            Some(s) if s.started >= wanted_since => pull_unless_failed_recently(Some(s)),
+            // An older pull still running: let it end, then pull again.
+            Some(PullStatus { state: PullState::Running { .. }, .. }) => ImageGate::Wait { retry_at: None },
+            _ => ImageGate::Pull,
+        },
+    }
 }
 
 /// A spare renamed into an instance's place: it was made from the same template.
@@ -410,6 +462,33 @@ mod tests {
         );
         let replanned = plan_now(&desired, &[running(&keep, "k"), running(&stopped, "s"), running(&desired[2], "c2"), running(&desired[3], "m")]);
         assert_eq!(replanned, Plan::default(), "a converged host plans nothing");
+    }
+
+    #[test]
+    fn images_are_pulled_by_policy() {
+        use ImageGate::*;
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(1);
+        let status = |started: Instant, state: PullState| PullStatus { started, state };
+        let running = status(t0, PullState::Running { percent: 40 });
+        let done = status(t0, PullState::Done);
+        let failed = status(t0, PullState::Failed { failure: corral_proto::PullFailure::NotFound, message: "m".into(), at: t0, failures: 1 });
+
+        assert_eq!(image_gate(PullPolicy::Never, true, None, t0, t0), Go);
+        assert_eq!(image_gate(PullPolicy::Never, false, Some(&done), t0, t0), Missing, "never means never pulled");
+
+        assert_eq!(image_gate(PullPolicy::Missing, true, None, t0, t0), Go);
+        assert_eq!(image_gate(PullPolicy::Missing, false, None, t0, t0), Pull);
+        assert_eq!(image_gate(PullPolicy::Missing, false, Some(&running), t0, t0), Wait { retry_at: None }, "one pull per image");
+        let retry_at = t0 + crate::pull::RETRY_FIRST;
+        assert_eq!(image_gate(PullPolicy::Missing, false, Some(&failed), t0, later), Wait { retry_at: Some(retry_at) });
+        assert_eq!(image_gate(PullPolicy::Missing, false, Some(&failed), t0, retry_at), Pull, "tried again after the back-off");
+
+        // Always: a pull started before the container was wanted does not count.
+        assert_eq!(image_gate(PullPolicy::Always, true, Some(&done), later, later), Pull);
+        assert_eq!(image_gate(PullPolicy::Always, true, Some(&running), later, later), Wait { retry_at: None });
+        assert_eq!(image_gate(PullPolicy::Always, true, Some(&done), t0, later), Go, "containers wanted together share the pull");
+        assert_eq!(image_gate(PullPolicy::Always, true, Some(&failed), t0, later), Wait { retry_at: Some(retry_at) }, "a failed pull is not bypassed");
     }
 
     #[test]

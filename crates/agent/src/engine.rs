@@ -4,16 +4,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, EventMessage, HostConfig, PortBinding, PortSummaryTypeEnum, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
 use bollard::Docker;
-use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer, PortSpec, Protocol};
+use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer, PortSpec, Protocol, PullFailure};
 use futures_util::{Stream, StreamExt};
 
 use crate::error::{describe, AgentError};
+use crate::pull::PullError;
 
 const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
 /// A blackholed `tcp://` engine would otherwise hang startup for bollard's 2-minute default.
@@ -26,6 +31,8 @@ pub struct EngineEvent {
     pub action: String,
     pub container_id: String,
     pub container_name: String,
+    /// The exit code a `die` event carries.
+    pub exit_code: Option<i64>,
 }
 
 impl EngineEvent {
@@ -111,8 +118,70 @@ impl Engine {
         Ok(list.into_iter().map(observe).collect())
     }
 
+    /// Whether the engine has `image` (a name, `name:tag` or `name@digest`, as Docker reads it).
+    pub async fn has_image(&self, image: &str) -> Result<bool, AgentError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(AgentError::engine(format!("look up image {image}"), &e)),
+        }
+    }
+
+    /// Pulls `image` from its registry, with `auth` when the registry wants credentials, calling
+    /// `progress` with the percent done as it grows. The one place the agent pulls.
+    pub async fn pull(&self, image: &str, auth: Option<DockerCredentials>, progress: impl Fn(u8)) -> Result<(), PullError> {
+        let (name, tag) = corral_proto::image::pull_reference(image);
+        let options = CreateImageOptionsBuilder::default().from_image(name).tag(tag).build();
+        let mut stream = std::pin::pin!(self.docker.create_image(Some(options), None, auth));
+        let mut folded = crate::pull::Progress::default();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(percent) = folded.update(&info) {
+                        progress(percent);
+                    }
+                }
+                Err(e) => {
+                    let status = match &e {
+                        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+                        _ => None,
+                    };
+                    let message = match &e {
+                        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+                        DockerError::DockerStreamError { error } => error.clone(),
+                        other => describe(other),
+                    };
+                    return Err(PullError { failure: crate::pull::classify(status, &message), message });
+                }
+            }
+        }
+        // The stream can end without an error while the image is still not there (an engine
+        // that dropped the connection); only the engine's own word counts.
+        match self.has_image(image).await {
+            Ok(true) => {
+                progress(100);
+                Ok(())
+            }
+            Ok(false) => Err(PullError { failure: PullFailure::Other, message: "the engine ended the pull without the image".into() }),
+            Err(e) => Err(PullError { failure: PullFailure::Other, message: e.to_string() }),
+        }
+    }
+
+    /// The last `lines` lines a container printed (stdout and stderr), oldest first.
+    pub async fn log_tail(&self, id: &str, lines: usize) -> Result<Vec<String>, AgentError> {
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let mut out = Vec::new();
+        let mut logs = std::pin::pin!(self.docker.logs(id, Some(options)));
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk.map_err(|e| AgentError::engine(format!("read the log of {id}"), &e))?;
+            crate::logs::push_lines(&mut out, chunk);
+        }
+        let skip = out.len().saturating_sub(lines);
+        Ok(out.into_iter().skip(skip).map(|l| l.line).collect())
+    }
+
     /// Creates the container for `spec` and starts it unless its service is stopped; returns
-    /// its id. Never pulls the image.
+    /// its id. The image must be on the host: pulls are the reconciler's, before it gets here.
     pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, AgentError> {
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let created = self.docker.create_container(Some(opts), create_body(spec)).await.map_err(|e| match &e {
@@ -200,8 +269,10 @@ fn to_event(msg: EventMessage) -> Option<EngineEvent> {
     let action = msg.action?;
     let actor = msg.actor?;
     let container_id = actor.id.unwrap_or_default();
-    let container_name = actor.attributes.and_then(|mut a| a.remove("name")).unwrap_or_default();
-    Some(EngineEvent { action, container_id, container_name })
+    let mut attributes = actor.attributes.unwrap_or_default();
+    let container_name = attributes.remove("name").unwrap_or_default();
+    let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
+    Some(EngineEvent { action, container_id, container_name, exit_code })
 }
 
 /// The labels the container is created with: the spec's own plus the two the agent relies on.
@@ -390,7 +461,7 @@ mod tests {
 
     #[test]
     fn only_disruptive_events_trigger_a_converge() {
-        let ev = |a: &str| EngineEvent { action: a.into(), container_id: "x".into(), container_name: "n".into() };
+        let ev = |a: &str| EngineEvent { action: a.into(), container_id: "x".into(), container_name: "n".into(), exit_code: None };
         for a in ["destroy", "die", "stop", "kill", "oom"] {
             assert!(ev(a).needs_converge(), "{a}");
         }

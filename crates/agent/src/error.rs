@@ -13,12 +13,9 @@ pub enum AgentError {
     )]
     DockerUnreachable { socket: String, reason: String },
 
-    /// A container's image is not on this host. The agent never pulls (no registry is assumed
-    /// reachable), so the image has to be loaded by hand.
-    #[error(
-        "image {image} not found on this engine (needed by container {container}); Corral never \
-         pulls images: load it on this host with `docker load` or `docker import`"
-    )]
+    /// A container's image is not on this host when the container is created (it is pulled
+    /// first, by the service's pull policy; this is an image removed in between).
+    #[error("image {image} not found on this engine (needed by container {container})")]
     ImageNotFound { image: String, container: String },
 
     /// Any other engine call that failed; `action` says what the agent was doing.

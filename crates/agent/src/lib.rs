@@ -8,9 +8,13 @@
 //!   and enforced at startup before the control plane is dialled, so a host keeps its containers
 //!   while the control plane is away.
 //! - [`engine`]: the Docker engine through bollard, in proto types; only containers labelled
-//!   `io.corral.managed=true` are ever touched. Never pulls images.
-//! - [`converge`]: the pure diff from (desired, observed) to actions, plus the crash-loop
-//!   restart backoff. No I/O; unit-tested.
+//!   `io.corral.managed=true` are ever touched; [`engine::Engine::pull`] is the one place
+//!   images are pulled.
+//! - [`pull`]: the host's pulls, one per image, beside the converge loop, with progress and
+//!   failures read from the engine's answer.
+//! - [`issues`]: why a desired container is not running, in words a user can act on.
+//! - [`converge`]: the pure diff from (desired, observed) to actions, the crash-loop restart
+//!   backoff, and whether a container's image lets it be created yet. No I/O; unit-tested.
 //! - [`reconciler`]: the single converge task (level-triggered, bursts coalesce) and the engine
 //!   event watcher that makes a container removed by hand come back within a second.
 //! - `connection`: the WebSocket session to `{server_url}/v1/agent`: hello, welcome,
@@ -29,7 +33,9 @@ pub mod engine;
 mod error;
 pub mod facts;
 pub mod identity;
+pub mod issues;
 pub mod logs;
+pub mod pull;
 pub mod reconciler;
 pub mod state;
 pub mod stats;

@@ -84,7 +84,7 @@ async fn send(out: &mpsc::Sender<LogChunk>, id: u64, lines: &mut Vec<LogLine>, e
     out.send(LogChunk { id, lines: std::mem::take(lines), end }).await.is_ok()
 }
 
-fn push_lines(lines: &mut Vec<LogLine>, output: LogOutput) {
+pub(crate) fn push_lines(lines: &mut Vec<LogLine>, output: LogOutput) {
     let (stream, message) = match output {
         LogOutput::StdErr { message } => ("stderr", message),
         LogOutput::StdOut { message } | LogOutput::Console { message } => ("stdout", message),

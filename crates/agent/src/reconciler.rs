@@ -3,18 +3,21 @@
 //! and publishes what it observes. It needs no control plane, which is what keeps a host's
 //! containers up while the control plane is unreachable.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_proto::{DesiredSet, ObservedContainer, ObservedSet};
+use corral_proto::{ContainerIssue, DesiredSet, ImagePull, ObservedContainer, ObservedSet};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
-use crate::converge::{plan, Action, RestartBackoff};
+use crate::converge::{image_gate, plan, Action, ImageGate, RestartBackoff};
 use crate::engine::Engine;
 use crate::error::AgentError;
+use crate::issues::{Crashes, Waiting};
+use crate::pull::Pulls;
 
 /// Catches anything the event stream missed (e.g. while it was re-subscribing).
 pub const SAFETY_NET: Duration = Duration::from_secs(30);
@@ -33,42 +36,98 @@ pub struct ConvergeReport {
     pub actions: Vec<Action>,
     /// Per-container failures; the pass carried on with the other containers.
     pub failures: Vec<ConvergeFailure>,
-    /// Converge again after this long: some restarts were held back by the crash-loop backoff.
+    /// Converge again after this long: some restarts were held back by the crash-loop backoff,
+    /// or a failed pull may be tried again.
     pub retry_in: Option<Duration>,
     /// The managed containers as the engine reported them after the pass.
     pub observed: Vec<ObservedContainer>,
+    /// Desired containers held back until their image is on the host, by name.
+    pub waiting: BTreeMap<String, Waiting>,
+    /// The desired set's pull list, each with whether its image is ready.
+    pub asked: Vec<(ImagePull, bool)>,
 }
 
-/// Carries out converge plans against an engine. Holds the per-container restart backoff, so
-/// keep one per engine.
+/// Carries out converge plans against an engine. Holds the per-container restart backoff and
+/// the host's pulls, so keep one per engine.
 #[derive(Debug)]
 pub struct Reconciler {
     engine: Engine,
     restarts: RestartBackoff,
+    pulls: Pulls,
+    crashes: Crashes,
+    /// When each waiting container (or asked image, under its [`asked_key`]) first waited.
+    wanted_since: HashMap<String, Instant>,
 }
 
 impl Reconciler {
+    /// A reconciler whose pulls notify nobody: for one-off passes (tests, tools).
     pub fn new(engine: Engine) -> Self {
-        Reconciler { engine, restarts: RestartBackoff::default() }
+        Self::with(engine, Pulls::new(Arc::default(), Arc::default()), Crashes::default())
+    }
+
+    pub fn with(engine: Engine, pulls: Pulls, crashes: Crashes) -> Self {
+        Reconciler { engine, restarts: RestartBackoff::default(), pulls, crashes, wanted_since: HashMap::new() }
     }
 
     /// One level-triggered pass. Fails only if the engine cannot even list containers; a
-    /// container that cannot be created (say, its image is missing) is reported in
-    /// [`ConvergeReport::failures`] and the others are still converged.
+    /// container that cannot be created (say, its port is taken) is reported in
+    /// [`ConvergeReport::failures`] and the others are still converged. A container whose image
+    /// is not on the host waits for it in [`ConvergeReport::waiting`] while the image is pulled
+    /// beside the loop; an old container it replaces keeps running meanwhile.
     pub async fn converge_once(&mut self, desired: &DesiredSet) -> Result<ConvergeReport, AgentError> {
         let observed = self.engine.list_managed().await?;
-        self.restarts.observe(&observed, Instant::now());
-        let plan = plan(&desired.containers, &observed, &self.restarts, Instant::now());
+        let now = Instant::now();
+        self.restarts.observe(&observed, now);
+        let plan = plan(&desired.containers, &observed, &self.restarts, now);
         let mut report = ConvergeReport { retry_in: plan.retry_in, ..Default::default() };
 
-        let now = Instant::now();
-        for action in &plan.actions {
+        let images = plan.actions.iter().filter_map(Action::needs_image).map(|s| s.image.as_str()).chain(desired.pull.iter().map(|p| p.image.as_str()));
+        let present = self.images_present(images).await;
+        let mut retry_at: Option<Instant> = None;
+        let mut wanted = HashMap::new();
+        let mut actions = Vec::new();
+        for action in plan.actions {
+            let Some(spec) = action.needs_image() else {
+                actions.push(action);
+                continue;
+            };
+            let waiting = Waiting { image: spec.image.clone(), policy: spec.pull };
+            match self.gate(&spec.name, &waiting, &present, now, &mut wanted) {
+                ImageGate::Go => actions.push(action),
+                gate => {
+                    if let ImageGate::Wait { retry_at: Some(at) } = gate {
+                        retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+                    }
+                    report.waiting.insert(spec.name.clone(), waiting);
+                }
+            }
+        }
+        for p in &desired.pull {
+            let waiting = Waiting { image: p.image.clone(), policy: p.policy };
+            let key = asked_key(&p.image);
+            let gate = self.gate(&key, &waiting, &present, now, &mut wanted);
+            // Under `always`, the pull an asked image got stays its pull while it is asked.
+            let since = *self.wanted_since.get(&key).unwrap_or(&now);
+            wanted.entry(key).or_insert(since);
+            if let ImageGate::Wait { retry_at: Some(at) } = gate {
+                retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+            }
+            report.asked.push((p.clone(), gate == ImageGate::Go));
+        }
+        self.wanted_since = wanted;
+        if let Some(at) = retry_at {
+            let wait = at.saturating_duration_since(now);
+            report.retry_in = Some(report.retry_in.map_or(wait, |r| r.min(wait)));
+        }
+        self.pulls.retain(|image| desired.containers.iter().any(|c| c.image == image) || desired.pull.iter().any(|p| p.image == image));
+
+        for action in &actions {
             self.restarts.account(action, now);
         }
         // Engine calls for different containers are independent; running a few at once lets a
         // deploy go as fast as the engine itself (it creates in parallel, the CLI's floor).
         let engine = &self.engine;
-        let results: Vec<(Action, Result<(), AgentError>)> = futures_util::stream::iter(plan.actions)
+        let results: Vec<(Action, Result<(), AgentError>)> = futures_util::stream::iter(actions)
             .map(|action| async move {
                 let result = execute(engine, &action).await;
                 (action, result)
@@ -94,7 +153,59 @@ impl Reconciler {
 
         report.observed = if report.actions.is_empty() { observed } else { self.engine.list_managed().await? };
         self.restarts.observe(&report.observed, Instant::now());
+        self.read_exit_logs(&desired.containers, &report.observed).await;
         Ok(report)
+    }
+
+    /// Decides about one container's (or asked image's) image, starting a pull when one is due.
+    fn gate(&self, key: &str, waiting: &Waiting, present: &HashMap<String, bool>, now: Instant, wanted: &mut HashMap<String, Instant>) -> ImageGate {
+        let since = *self.wanted_since.get(key).unwrap_or(&now);
+        let has = present.get(&waiting.image).copied().unwrap_or(false);
+        let gate = image_gate(waiting.policy, has, self.pulls.status(&waiting.image).as_ref(), since, now);
+        match gate {
+            ImageGate::Go => {}
+            ImageGate::Pull => {
+                // Credentials for private registries are looked up here once they exist.
+                self.pulls.start(&self.engine, &waiting.image, None);
+                wanted.insert(key.to_string(), since);
+            }
+            ImageGate::Wait { .. } | ImageGate::Missing => {
+                wanted.insert(key.to_string(), since);
+            }
+        }
+        gate
+    }
+
+    /// Whether the engine has each image. An engine that cannot say counts as having it: the
+    /// create that follows then fails with the engine's own words.
+    async fn images_present<'a>(&self, images: impl Iterator<Item = &'a str>) -> HashMap<String, bool> {
+        let mut present = HashMap::new();
+        for image in images {
+            if present.contains_key(image) {
+                continue;
+            }
+            let has = match self.engine.has_image(image).await {
+                Ok(has) => has,
+                Err(e) => {
+                    tracing::warn!(%image, error = %e, "cannot tell whether the engine has the image");
+                    true
+                }
+            };
+            present.insert(image.to_string(), has);
+        }
+        present
+    }
+
+    /// Reads the last log lines of containers that stopped when they should run, once per death.
+    async fn read_exit_logs(&self, desired: &[corral_proto::ContainerSpec], observed: &[ObservedContainer]) {
+        self.crashes.retain(observed);
+        let stopped = crate::issues::stopped_unexpectedly(desired, observed);
+        for id in self.crashes.need_log(&stopped) {
+            match self.engine.log_tail(&id, crate::issues::LOG_LINES).await {
+                Ok(lines) => self.crashes.set_log(&id, lines.iter().map(|l| crate::issues::log_line(l)).collect()),
+                Err(e) => tracing::debug!(container = %id, error = %e, "cannot read the log of a stopped container"),
+            }
+        }
     }
 
     /// Lists what the engine has, without changing anything.
@@ -103,6 +214,11 @@ impl Reconciler {
         self.restarts.observe(&observed, Instant::now());
         Ok(observed)
     }
+}
+
+/// The key under which an image the control plane asked for waits, apart from containers.
+fn asked_key(image: &str) -> String {
+    format!("image:{image}")
 }
 
 /// How many engine calls one converge pass makes at once.
@@ -171,18 +287,25 @@ impl ReconcilerHandle {
         let (passes_tx, passes_rx) = watch::channel(0u64);
         let converge = Arc::new(Notify::new());
         let observe = Arc::new(Notify::new());
+        let progress = Arc::new(Notify::new());
+        let crashes = Crashes::default();
+        let pulls = Pulls::new(progress.clone(), converge.clone());
 
         let looped = ConvergeLoop {
-            reconciler: Reconciler::new(engine.clone()),
+            reconciler: Reconciler::with(engine.clone(), pulls.clone(), crashes.clone()),
             balancer: Default::default(),
             desired: desired_rx,
             observed: observed_tx,
             passes: passes_tx,
             converge: converge.clone(),
             observe: observe.clone(),
+            progress,
+            pulls,
+            crashes: crashes.clone(),
+            last: LastPass::default(),
         };
-        let tasks =
-            vec![tokio::spawn(looped.run(shutdown.resubscribe())), tokio::spawn(watch_events(engine, converge.clone(), observe, shutdown.resubscribe()))];
+        let watcher = watch_events(engine, Wake { converge: converge.clone(), observe }, crashes, shutdown.resubscribe());
+        let tasks = vec![tokio::spawn(looped.run(shutdown.resubscribe())), tokio::spawn(watcher)];
         // Converge (or observe) at once, without waiting for the control plane.
         converge.notify_one();
         ReconcilerHandle { desired: desired_tx, observed: observed_rx, passes: passes_rx, converge, tasks }
@@ -230,12 +353,30 @@ struct ConvergeLoop {
     passes: watch::Sender<u64>,
     converge: Arc<Notify>,
     observe: Arc<Notify>,
+    /// A pull made progress: report it, without asking the engine anything.
+    progress: Arc<Notify>,
+    pulls: Pulls,
+    crashes: Crashes,
+    last: LastPass,
+}
+
+/// What the latest passes found, kept so a report can be rebuilt when only a pull moved.
+#[derive(Default)]
+struct LastPass {
+    revision: u64,
+    desired: Vec<corral_proto::ContainerSpec>,
+    containers: Vec<ObservedContainer>,
+    waiting: BTreeMap<String, Waiting>,
+    asked: Vec<(ImagePull, bool)>,
+    /// The latest create or start failure of each container, until it runs or is tried anew.
+    failures: BTreeMap<String, ContainerIssue>,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Work {
     Converge,
     Observe,
+    Progress,
 }
 
 impl ConvergeLoop {
@@ -246,8 +387,13 @@ impl ConvergeLoop {
                 _ = shutdown.recv() => break,
                 _ = self.converge.notified() => Work::Converge,
                 _ = self.observe.notified() => Work::Observe,
+                _ = self.progress.notified() => Work::Progress,
                 _ = tokio::time::sleep_until(next_converge) => Work::Converge,
             };
+            if matches!(work, Work::Progress) {
+                self.publish();
+                continue;
+            }
             let retry_in = tokio::select! {
                 _ = shutdown.recv() => break,
                 r = self.pass(work) => r,
@@ -262,42 +408,98 @@ impl ConvergeLoop {
         tracing::debug!("converge loop stopped");
     }
 
-    /// Returns when to come back early for held-back restarts.
+    /// Returns when to come back early for held-back restarts or pulls to try again.
     async fn pass(&mut self, work: Work) -> Option<Duration> {
         let desired = self.desired.borrow().clone();
-        let (revision, result) = match (&desired, work) {
+        match (&desired, work) {
             (Some(d), Work::Converge) => {
                 // Balancers first: a container about to go is already out of their rotation.
                 self.balancer.apply(&d.load_balancer).await;
                 let started = Instant::now();
-                let result = self.reconciler.converge_once(d).await;
-                if let Ok(r) = &result {
-                    tracing::debug!(
-                        revision = d.revision,
-                        actions = r.actions.len(),
-                        failures = r.failures.len(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "converge pass done"
-                    );
-                    for f in &r.failures {
-                        tracing::error!(container = %f.container, error = %f.error, "container not converged");
+                match self.reconciler.converge_once(d).await {
+                    Ok(r) => {
+                        tracing::debug!(
+                            revision = d.revision,
+                            actions = r.actions.len(),
+                            failures = r.failures.len(),
+                            waiting = r.waiting.len(),
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "converge pass done"
+                        );
+                        for f in &r.failures {
+                            tracing::error!(container = %f.container, error = %f.error, "container not converged");
+                        }
+                        self.remember(d, r.actions, r.failures, r.observed, r.waiting, r.asked);
+                        self.publish();
+                        r.retry_in
                     }
+                    Err(e) => Self::unreadable(e),
                 }
-                (d.revision, result.map(|r| (r.observed, r.retry_in)))
             }
-            (d, _) => (d.as_ref().map_or(0, |d| d.revision), self.reconciler.observe().await.map(|o| (o, None))),
-        };
-        match result {
-            Ok((containers, retry_in)) => {
-                self.observed.send_replace(Some(ObservedSet { applied_revision: revision, containers, load_balancer: self.balancer.status() }));
-                retry_in
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the engine's containers; will retry");
-                // The engine may be restarting; come back sooner than the safety net.
-                Some(Duration::from_secs(2))
+            (d, _) => match self.reconciler.observe().await {
+                Ok(containers) => {
+                    self.last.revision = d.as_ref().map_or(0, |d| d.revision);
+                    self.last.containers = containers;
+                    self.publish();
+                    None
+                }
+                Err(e) => Self::unreadable(e),
+            },
+        }
+    }
+
+    fn unreadable(e: AgentError) -> Option<Duration> {
+        tracing::error!(error = %e, "cannot read the engine's containers; will retry");
+        // The engine may be restarting; come back sooner than the safety net.
+        Some(Duration::from_secs(2))
+    }
+
+    /// Keeps what a converge pass found. A failure stays until its container is tried again
+    /// (and then is replaced by the new outcome) or leaves the desired set.
+    fn remember(
+        &mut self,
+        desired: &DesiredSet,
+        actions: Vec<Action>,
+        failures: Vec<crate::ConvergeFailure>,
+        containers: Vec<ObservedContainer>,
+        waiting: BTreeMap<String, Waiting>,
+        asked: Vec<(ImagePull, bool)>,
+    ) {
+        let kept = &mut self.last.failures;
+        kept.retain(|name, _| desired.containers.iter().any(|c| &c.name == name) && !actions.iter().any(|a| a.name() == name));
+        for f in failures {
+            if let Some(spec) = desired.containers.iter().find(|c| c.name == f.container) {
+                kept.insert(f.container, crate::issues::failure_issue(spec, &f.error));
             }
         }
+        self.last.revision = desired.revision;
+        self.last.desired = desired.containers.clone();
+        self.last.containers = containers;
+        self.last.waiting = waiting;
+        self.last.asked = asked;
+    }
+
+    /// Reports what the latest passes found, with the pulls as they stand right now.
+    fn publish(&mut self) {
+        let pulls = self.pulls.snapshot();
+        let crashes = self.crashes.snapshot();
+        let last = &self.last;
+        let issues = crate::issues::container_issues(&crate::issues::Facts {
+            desired: &last.desired,
+            observed: &last.containers,
+            waiting: &last.waiting,
+            failures: &last.failures,
+            crashes: &crashes,
+            pulls: &pulls,
+            now: Instant::now(),
+        });
+        self.observed.send_replace(Some(ObservedSet {
+            applied_revision: last.revision,
+            containers: last.containers.clone(),
+            load_balancer: self.balancer.status(),
+            issues,
+            images: crate::issues::image_reports(&last.asked, &pulls),
+        }));
     }
 }
 
@@ -306,7 +508,14 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 /// Follows the engine's container events: disruptive ones trigger a converge at once (that is
 /// how a container removed by hand comes back within a second), all of them a fresh report.
-async fn watch_events(engine: Engine, converge: Arc<Notify>, observe: Arc<Notify>, mut shutdown: broadcast::Receiver<()>) {
+/// Who the event watcher wakes.
+struct Wake {
+    converge: Arc<Notify>,
+    observe: Arc<Notify>,
+}
+
+async fn watch_events(engine: Engine, wake: Wake, crashes: Crashes, mut shutdown: broadcast::Receiver<()>) {
+    let Wake { converge, observe } = wake;
     let mut backoff = Backoff::for_reconnect();
     loop {
         let mut events = Box::pin(engine.events());
@@ -321,6 +530,9 @@ async fn watch_events(engine: Engine, converge: Arc<Notify>, observe: Arc<Notify
                             backoff.reset();
                         }
                         tracing::debug!(action = %ev.action, container = %ev.container_name, "engine event");
+                        if ev.action == "die" {
+                            crashes.died(&ev.container_id, ev.exit_code, Instant::now());
+                        }
                         if ev.needs_converge() {
                             converge.notify_one();
                         } else {

@@ -87,8 +87,10 @@ mod tests {
                 ports: vec![PortSpec { host_port: Some(8080), container_port: 80, protocol: Protocol::Tcp }],
                 labels: [("io.corral.stack".to_string(), "s".to_string())].into(),
                 stopped: false,
+                pull: Default::default(),
             }],
             load_balancer: Default::default(),
+            pull: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //!
 //! - [`labels`]: the `io.corral.*` labels every managed container carries.
 //! - [`spec`]: the container spec shared by both sides ([`ContainerSpec`], [`PortSpec`]).
+//! - [`image`]: pull policies, pulls asked ahead, and why a desired container is not running.
 //! - [`lb`]: the built-in load balancer's configuration ([`lb::LbSet`]) and status.
 //! - [`stats`]: the resource usage agents report ([`stats::StatsReport`]).
 //!
@@ -18,6 +19,7 @@
 //! sends (host facts, observed containers, labels) before it stores, shows or logs it, and holds
 //! the agent to the limits below.
 
+pub mod image;
 pub mod labels;
 pub mod lb;
 pub mod spec;
@@ -26,6 +28,7 @@ pub mod stats;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use image::{ContainerIssue, ImagePull, ImageReport, ImageState, IssueKind, PullFailure, PullPolicy};
 pub use spec::{ContainerSpec, PortSpec, Protocol};
 
 /// Bumped on any incompatible change to the messages below.
@@ -184,6 +187,10 @@ pub struct DesiredSet {
     /// The load-balancer listeners this host's agent runs; absent from older control planes.
     #[serde(default, skip_serializing_if = "lb::LbSet::is_empty")]
     pub load_balancer: lb::LbSet,
+    /// Images to have on the host before the control plane goes on (an upgrade's new image on
+    /// every host involved); the agent says how each stands in [`ObservedSet::images`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull: Vec<ImagePull>,
 }
 
 /// What the agent sees on its engine.
@@ -194,6 +201,12 @@ pub struct ObservedSet {
     pub containers: Vec<ObservedContainer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancer: Vec<lb::LbListenerStatus>,
+    /// Desired containers that are not running as they should, and why (absent from older agents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issues: Vec<ContainerIssue>,
+    /// How each image of the desired set's `pull` list stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageReport>,
 }
 
 /// One Corral-managed container as the engine reports it.

@@ -26,6 +26,10 @@ pub struct ContainerSpec {
     /// hash, so stopping and starting never recreates a container.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// When the agent pulls the image. Not part of the spec hash: how an image is obtained
+    /// does not change the container made from it.
+    #[serde(default, skip_serializing_if = "crate::PullPolicy::is_default")]
+    pub pull: crate::PullPolicy,
 }
 
 impl ContainerSpec {
@@ -36,6 +40,7 @@ impl ContainerSpec {
         let mut hashed = self.clone();
         hashed.labels.remove(crate::labels::SPEC_HASH);
         hashed.stopped = false;
+        hashed.pull = Default::default();
         let bytes = serde_json::to_vec(&hashed).expect("a spec always serializes");
         hex::encode(&Sha256::digest(&bytes)[..8])
     }
@@ -49,6 +54,7 @@ impl ContainerSpec {
         let mut hashed = self.clone();
         hashed.name.clear();
         hashed.stopped = false;
+        hashed.pull = Default::default();
         for key in [crate::labels::SPEC_HASH, crate::labels::INSTANCE, crate::labels::SPARE, crate::labels::TEMPLATE_HASH] {
             hashed.labels.remove(key);
         }
@@ -168,6 +174,9 @@ mod tests {
         let mut c = a.clone();
         c.labels.insert(crate::labels::SPEC_HASH.into(), "whatever".into());
         assert_eq!(a.spec_hash(), c.spec_hash(), "the hash label itself does not change the hash");
+        let mut d = a.clone();
+        d.pull = crate::PullPolicy::Always;
+        assert_eq!(a.spec_hash(), d.spec_hash(), "the pull policy does not change the container");
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl Scope {
             ]
             .into(),
             stopped: false,
+            pull: Default::default(),
         }
     }
 
