@@ -217,6 +217,7 @@ async fn run(
         adopt_into,
         reported: false,
         last_fingerprint: None,
+        last_containers: None,
         running: HashMap::new(),
         refused_at_adoption: Vec::new(),
         refused_in_report: Vec::new(),
@@ -230,10 +231,15 @@ async fn run(
     let interval = state.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval(interval);
     let mut last_heard = Instant::now();
+    let mut responding = true;
     loop {
         tokio::select! {
             msg = next_message(socket) => {
                 last_heard = Instant::now();
+                if !responding {
+                    responding = true;
+                    session.responding(true);
+                }
                 match msg {
                     None => return Err("connection closed".into()),
                     Some(Err(e)) => return Err(format!("bad message: {e}")),
@@ -266,6 +272,11 @@ async fn run(
                     send(socket, &ServerMessage::Desired((*set).clone())).await?;
                 }
             }
+            // The session ends after three silent intervals; what users see follows sooner.
+            _ = tokio::time::sleep_until(last_heard + silent_after(interval)), if responding => {
+                responding = false;
+                session.responding(false);
+            }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > interval * 3 {
                     return Err(format!("no heartbeat for {:?}", last_heard.elapsed()));
@@ -294,6 +305,8 @@ struct Session<'a> {
     /// what the host already runs before it tells the agent what to keep.
     reported: bool,
     last_fingerprint: Option<String>,
+    /// The containers of the last report written to the database.
+    last_containers: Option<Vec<corral_proto::ObservedContainer>>,
     /// The containers of the last report kept, by name, with the stack and service their labels
     /// name: the only ones the host's stats may speak of.
     running: HashMap<String, (String, String)>,
@@ -311,6 +324,24 @@ impl Session<'_> {
         self.state.environment_names.get_or(self.env_id, &self.started_as)
     }
 
+    /// Says that the host's agent went silent, or was heard again: its containers' states
+    /// shown in lists follow at once, though nothing is moved before the grace period.
+    fn responding(&self, responding: bool) {
+        if !self.state.hub.set_responding(self.host_id, responding) {
+            return;
+        }
+        if responding {
+            tracing::info!(host_id = self.host_id, "agent heard again");
+        } else {
+            tracing::warn!(
+                host_id = self.host_id,
+                silent_ms = silent_after(self.state.config.heartbeat_interval).as_millis() as u64,
+                "agent silent; its host shows as not responding"
+            );
+        }
+        self.state.events.publish(&self.environment(), &[Resource::Hosts, Resource::Services, Resource::Containers]);
+    }
+
     /// Takes a report: checks it, keeps what passes, adopts what a new host brings, and records
     /// on the host what was refused.
     async fn observed(&mut self, observed: corral_proto::ObservedSet) -> Result<(), String> {
@@ -325,7 +356,19 @@ impl Session<'_> {
                 return self.record_problem().await;
             }
         };
-        state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+        // Pull progress comes several times a second: the database is written only when the
+        // containers themselves changed.
+        if self.last_containers.as_ref() != Some(&observed.containers) {
+            state.store.replace_observed(host_id, &observed.containers).await.map_err(|e| e.to_string())?;
+            self.last_containers = Some(observed.containers.clone());
+        }
+        let (issues_changed, readiness_changed) = state.hub.record_issues(host_id, observed.issues.clone(), observed.images.clone());
+        if issues_changed {
+            state.events.publish(&self.environment(), &[Resource::Containers, Resource::Services]);
+        }
+        if readiness_changed {
+            state.reconcile.trigger();
+        }
         self.running = observed
             .containers
             .iter()
@@ -378,6 +421,12 @@ impl Session<'_> {
         self.state.events.publish(&self.environment(), &[Resource::Hosts]);
         Ok(())
     }
+}
+
+/// How long an agent may be silent before its host shows as not responding: one heartbeat
+/// missed, and half an interval's leeway for a busy machine.
+pub fn silent_after(heartbeat: Duration) -> Duration {
+    heartbeat * 3 / 2
 }
 
 /// The next protocol message; `None` when the peer has gone.

@@ -5,7 +5,7 @@
 //! so reconciling often costs the agents nothing.
 
 use corral_proto::lb::{LbListenerStatus, LbSet};
-use corral_proto::{ContainerSpec, DesiredSet, LogChunk, LogsRequest, ServerMessage};
+use corral_proto::{ContainerIssue, ContainerSpec, DesiredSet, ImagePull, ImageReport, ImageState, LogChunk, LogsRequest, ServerMessage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,11 +29,27 @@ struct Slot {
     applied_revision: u64,
     /// The agent's last report on its load-balancer listeners.
     load_balancer: Vec<LbListenerStatus>,
+    /// Why desired containers are not running, by container name, as the agent last said.
+    issues: HashMap<String, ContainerIssue>,
+    /// How the images of the desired set's pull list stand, by image.
+    images: HashMap<String, ImageState>,
+    /// Cleared when the live session has not heard from its agent for a while: the host may be
+    /// gone, well before the session gives up on it.
+    responding: bool,
 }
 
 impl Slot {
     fn new() -> Self {
-        Slot { desired: watch::channel(None).0, session: None, outbox: None, applied_revision: 0, load_balancer: Vec::new() }
+        Slot {
+            desired: watch::channel(None).0,
+            session: None,
+            outbox: None,
+            applied_revision: 0,
+            load_balancer: Vec::new(),
+            issues: HashMap::new(),
+            images: HashMap::new(),
+            responding: true,
+        }
     }
 }
 
@@ -104,6 +120,7 @@ impl Hub {
         }
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         slot.session = Some(session);
+        slot.responding = true;
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         slot.outbox = Some(outbox);
         Ok(Attachment { session, desired: slot.desired.subscribe(), outbox: outbox_rx })
@@ -116,6 +133,10 @@ impl Hub {
             if slot.session == Some(session) {
                 slot.session = None;
                 slot.outbox = None;
+                // What a gone agent said about its containers no longer holds.
+                slot.issues.clear();
+                slot.images.clear();
+                slot.responding = true;
             }
         }
     }
@@ -180,18 +201,77 @@ impl Hub {
     }
 
     /// Publishes the host's full desired set; a new revision only if it changed.
-    pub fn publish(&self, host_id: &str, mut containers: Vec<ContainerSpec>, load_balancer: LbSet) {
+    pub fn publish(&self, host_id: &str, mut containers: Vec<ContainerSpec>, load_balancer: LbSet, mut pull: Vec<ImagePull>) {
         containers.sort_by(|a, b| a.name.cmp(&b.name));
+        pull.sort_by(|a, b| a.image.cmp(&b.image));
+        pull.dedup();
         let mut slots = self.slots.lock().expect("hub lock");
         let slot = slots.entry(host_id.to_string()).or_insert_with(Slot::new);
         slot.desired.send_if_modified(|current| {
-            if current.as_ref().is_some_and(|set| set.containers == containers && set.load_balancer == load_balancer) {
+            if current.as_ref().is_some_and(|set| set.containers == containers && set.load_balancer == load_balancer && set.pull == pull) {
                 return false;
             }
             let revision = self.next_revision.fetch_add(1, Ordering::Relaxed);
-            *current = Some(Arc::new(DesiredSet { revision, containers, load_balancer }));
+            *current = Some(Arc::new(DesiredSet { revision, containers, load_balancer, pull }));
             true
         });
+    }
+
+    /// Keeps what the host's agent says about its containers' issues and asked images; returns
+    /// `(anything changed, an image's readiness changed)`: the first is news for the lists, the
+    /// second for the control loop (an upgrade may go on, or must stop).
+    pub fn record_issues(&self, host_id: &str, issues: Vec<ContainerIssue>, images: Vec<ImageReport>) -> (bool, bool) {
+        let mut slots = self.slots.lock().expect("hub lock");
+        let Some(slot) = slots.get_mut(host_id) else { return (false, false) };
+        let issues: HashMap<String, ContainerIssue> = issues.into_iter().map(|i| (i.name.clone(), i)).collect();
+        let images: HashMap<String, ImageState> = images.into_iter().map(|r| (r.image, r.state)).collect();
+        // The control loop cares whether each image is there, coming, or not coming; not by how much.
+        let readiness = |m: &HashMap<String, ImageState>| -> std::collections::BTreeMap<String, u8> {
+            m.iter()
+                .map(|(image, s)| {
+                    (
+                        image.clone(),
+                        match s {
+                            ImageState::Present => 0,
+                            ImageState::Pulling { .. } => 1,
+                            _ => 2,
+                        },
+                    )
+                })
+                .collect()
+        };
+        let readiness_changed = readiness(&slot.images) != readiness(&images);
+        let changed = slot.issues != issues || slot.images != images;
+        slot.issues = issues;
+        slot.images = images;
+        (changed, readiness_changed)
+    }
+
+    /// Why the host's desired containers are not running, by name, as its agent last said.
+    pub fn issues(&self, host_id: &str) -> HashMap<String, ContainerIssue> {
+        self.slots.lock().expect("hub lock").get(host_id).map(|s| s.issues.clone()).unwrap_or_default()
+    }
+
+    /// How an image the control plane asked the host for stands (`None`: no word yet).
+    pub fn image_state(&self, host_id: &str, image: &str) -> Option<ImageState> {
+        self.slots.lock().expect("hub lock").get(host_id).and_then(|s| s.images.get(image).cloned())
+    }
+
+    /// Marks whether the host's agent is heard from; returns whether that changed.
+    pub fn set_responding(&self, host_id: &str, responding: bool) -> bool {
+        let mut slots = self.slots.lock().expect("hub lock");
+        match slots.get_mut(host_id) {
+            Some(slot) if slot.session.is_some() && slot.responding != responding => {
+                slot.responding = responding;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Connected and heard from lately.
+    pub fn is_responding(&self, host_id: &str) -> bool {
+        self.slots.lock().expect("hub lock").get(host_id).is_some_and(|s| s.session.is_some() && s.responding)
     }
 
     pub fn record_applied(&self, host_id: &str, revision: u64, load_balancer: Vec<LbListenerStatus>) {
@@ -241,13 +321,13 @@ mod tests {
         let hub = Hub::default();
         let mut rx = hub.attach("h").unwrap().desired;
         assert!(rx.borrow().is_none(), "nothing is sent before the first reconcile");
-        hub.publish("h", vec![spec("b"), spec("a")], LbSet::default());
+        hub.publish("h", vec![spec("b"), spec("a")], LbSet::default(), Vec::new());
         assert!(rx.has_changed().unwrap());
         let first = rx.borrow_and_update().clone().unwrap();
         assert_eq!(first.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        hub.publish("h", vec![spec("a"), spec("b")], LbSet::default());
+        hub.publish("h", vec![spec("a"), spec("b")], LbSet::default(), Vec::new());
         assert!(!rx.has_changed().unwrap(), "same set in another order is no change");
-        hub.publish("h", vec![spec("a")], LbSet::default());
+        hub.publish("h", vec![spec("a")], LbSet::default(), Vec::new());
         let second = rx.borrow_and_update().clone().unwrap();
         assert!(second.revision > first.revision);
         assert_eq!(hub.in_sync("h"), Some(false));

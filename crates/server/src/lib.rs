@@ -9,6 +9,7 @@
 //! - [`hub`]: which agents are connected and the desired set each should run.
 //! - [`events`]: which resource lists changed, for the `/v1/events` stream.
 //! - [`backup`]: online backups of the database and restoring one without a restart.
+//! - [`status`]: one state word and reason per container and service, as lists show them.
 //! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
 //! - [`lb`]: load-balancer services: rule syntax, and listeners with backends from observed state.
 //! - [`metrics`]: monitoring: agents' stats, history roll-ups, the Prometheus page.
@@ -29,6 +30,7 @@ pub mod lb;
 pub mod metrics;
 pub mod reconcile;
 pub mod state;
+pub mod status;
 pub mod tls;
 pub mod validate;
 

@@ -113,6 +113,8 @@ impl Reconciler {
         self.avoid.lock().expect("avoid lock").retain(|_, (_, at)| at.elapsed() < AVOID_HINT_TTL);
         let by_id: HashMap<i64, &Service> = services.iter().map(|s| (s.id, s)).collect();
         let mut unplaced = HashMap::new();
+        // Images each host must have before an upgrade goes on, by host id.
+        let mut pull_lists: HashMap<String, Vec<corral_proto::ImagePull>> = HashMap::new();
         // Environments whose container records this pass changed, for the event stream.
         let mut touched = std::collections::BTreeSet::new();
 
@@ -202,7 +204,12 @@ impl Reconciler {
                 unplaced.insert(service.id, plan.unplaced);
             }
             let lb_target = lb_targets.contains(&(service.environment_id, service.path()));
-            let step = upgrade_step(service, &records, &observed, lb_target, now);
+            let pulls = upgrade_pulls(service, &records);
+            let pulled = pulls.iter().all(|(host, p)| self.hub.image_state(host, &p.image) == Some(corral_proto::ImageState::Present));
+            for (host, p) in pulls {
+                pull_lists.entry(host).or_default().push(p);
+            }
+            let step = if pulled { upgrade_step(service, &records, &observed, lb_target, now) } else { None };
             if step.is_some() {
                 touched.insert(service.environment_id);
             }
@@ -252,7 +259,7 @@ impl Reconciler {
             });
             specs.extend(spares.map(|s| spare_spec(env, s)));
             lb.listeners.sort_by_key(|l| l.port);
-            self.hub.publish(&host.id, specs, lb);
+            self.hub.publish(&host.id, specs, lb, pull_lists.remove(&host.id).unwrap_or_default());
         }
         Ok(())
     }
@@ -346,6 +353,7 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         ports: spec.ports.clone(),
         labels: all_labels,
         stopped: service.is_stopped(),
+        pull: spec.pull,
     }
 }
 
@@ -371,6 +379,7 @@ pub fn spare_spec(environment: &str, service: &Service) -> ContainerSpec {
         ports: spec.ports.clone(),
         labels: all_labels,
         stopped: false,
+        pull: spec.pull,
     }
 }
 
@@ -401,6 +410,22 @@ pub fn instance_labels<'s>(
         (labels::SERVICE_SPEC.to_string(), serde_json::to_string(spec).expect("specs serialize")),
     ]);
     (spec, all_labels)
+}
+
+/// The pulls an upgrade waits for: its new image on every host that runs an instance still on
+/// an older revision, so that no old container is stopped before its replacement's image is
+/// there, and a pull that fails stops the upgrade with every old container running. Nothing
+/// when the upgrade keeps the image.
+pub fn upgrade_pulls(service: &Service, records: &[ContainerRecord]) -> Vec<(String, corral_proto::ImagePull)> {
+    let Some(previous) = &service.previous_spec else { return Vec::new() };
+    if previous.image == service.spec.image || service.spec.lb.is_some() {
+        return Vec::new();
+    }
+    let mut hosts: Vec<&str> = records.iter().filter(|r| r.service_id == service.id && r.revision < service.revision).map(|r| r.host_id.as_str()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let pull = corral_proto::ImagePull { image: service.spec.image.clone(), policy: service.spec.pull };
+    hosts.into_iter().map(|h| (h.to_string(), pull.clone())).collect()
 }
 
 /// The next move of a rolling upgrade, one instance at a time.

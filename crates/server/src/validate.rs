@@ -113,6 +113,16 @@ pub fn reschedule_after(value: Option<i64>) -> Result<u32, ApiError> {
 }
 
 /// A Docker image reference: `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, as the engine's grammar has it.
+/// A pull policy: `missing` (the default), `always` or `never`.
+pub fn pull_policy(value: Option<&str>) -> Result<corral_proto::PullPolicy, ApiError> {
+    match value {
+        None => Ok(Default::default()),
+        Some(v) => {
+            v.parse().map_err(|why: String| ApiError::invalid("pull_policy", format!("{why}; e.g. --pull never for images loaded on the hosts by hand")))
+        }
+    }
+}
+
 pub fn image(value: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {
         Err(ApiError::invalid(
@@ -421,6 +431,7 @@ mod tests {
             reschedule_after_secs: 60,
             lb: None,
             hot_spare: false,
+            pull: Default::default(),
         }
     }
 
@@ -550,6 +561,7 @@ mod tests {
             reschedule_after_secs: 60,
             lb: None,
             hot_spare: false,
+            pull: corral_proto::PullPolicy::Never,
         };
         assert!(service_spec(&spec).is_ok());
         let broken = |change: fn(&mut ServiceSpec)| {

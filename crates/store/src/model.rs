@@ -115,6 +115,10 @@ pub struct ServiceSpec {
     /// milliseconds. Left out of the JSON when off, so older specs hash the same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hot_spare: bool,
+    /// When agents pull the image. Left out of the JSON when `missing` (the default), so older
+    /// specs hash the same.
+    #[serde(default, rename = "pull_policy", skip_serializing_if = "corral_proto::PullPolicy::is_default")]
+    pub pull: corral_proto::PullPolicy,
 }
 
 /// A load balancer: listeners on host ports, spreading over the running containers of targets.

@@ -25,6 +25,7 @@ pub(crate) fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
             reschedule_after_secs: row.get::<i64, _>("reschedule_after_secs") as u32,
             lb: row.get::<Option<String>, _>("lb").map(|j| json_field(&j, "service lb")).transpose()?,
             hot_spare: row.get::<i64, _>("hot_spare") != 0,
+            pull: pull_policy(row.get("pull_policy"))?,
         },
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
@@ -39,7 +40,7 @@ pub(crate) fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 /// Binds the spec's columns in their table order: kind, image, command, env, ports, labels,
-/// constraints, hot_spare.
+/// constraints, hot_spare, pull_policy.
 fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'q> {
     query
         .bind(spec.kind.as_str())
@@ -50,6 +51,11 @@ fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'
         .bind(to_json(&spec.labels))
         .bind(to_json(&spec.constraints))
         .bind(spec.hot_spare)
+        .bind(spec.pull.as_str())
+}
+
+fn pull_policy(text: &str) -> Result<corral_proto::PullPolicy> {
+    text.parse().map_err(|e: String| StoreError::Corrupt(format!("service pull policy: {e}")))
 }
 
 impl Store {
@@ -85,9 +91,9 @@ impl Store {
         }
         let t = now();
         let query = sqlx::query(
-            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, hot_spare, scale, revision,
+            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, hot_spare, pull_policy, scale, revision,
                                    reschedule_after_secs, adopting_until, lb, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(stack.id)
         .bind(name);
@@ -164,7 +170,7 @@ impl Store {
     pub async fn upgrade_service(&self, service_id: i64, spec: &ServiceSpec) -> Result<Service> {
         let current = self.service_by_id(service_id).await?;
         let query = sqlx::query(
-            "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?, hot_spare = ?,
+            "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?, hot_spare = ?, pull_policy = ?,
                                  reschedule_after_secs = ?, lb = ?, previous_spec = ?, revision = revision + 1, updated_at = ?
              WHERE id = ? AND revision = ?",
         );
@@ -216,6 +222,7 @@ pub(crate) mod tests {
             reschedule_after_secs: 60,
             lb: None,
             hot_spare: false,
+            pull: corral_proto::PullPolicy::Always,
         }
     }
 

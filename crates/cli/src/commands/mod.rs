@@ -12,6 +12,7 @@ mod lb;
 pub(crate) mod login;
 mod member;
 mod ps;
+mod rollout;
 mod server;
 mod service;
 mod stack;

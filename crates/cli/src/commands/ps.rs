@@ -29,11 +29,16 @@ pub async fn run(args: Args, client: &Client, format: Format) -> Result<()> {
             .iter()
             .map(|c| {
                 let host_state = text(c, "host_state");
-                let host = if host_state == "active" { text(c, "host") } else { format!("{} ({host_state})", text(c, "host")) };
+                let host = match (host_state.as_str(), c["host_responding"].as_bool()) {
+                    ("active", Some(false)) => format!("{} (not responding)", text(c, "host")),
+                    ("active", _) => text(c, "host"),
+                    _ => format!("{} ({host_state})", text(c, "host")),
+                };
                 let ports = c["ports"].as_array().map(|p| p.iter().filter_map(super::service::port_text).collect::<Vec<_>>().join(","));
-                let state = match c["reason"].as_str() {
-                    Some(why) => format!("{}: {why}", text(c, "state")),
-                    None => text(c, "state"),
+                let state = match (c["progress"].as_u64(), c["reason"].as_str()) {
+                    (Some(percent), _) if text(c, "state") == "pulling" => format!("pulling {percent} %"),
+                    (_, Some(why)) => format!("{}: {why}", text(c, "state")),
+                    _ => text(c, "state"),
                 };
                 vec![text(c, "name"), host, state, text(c, "status"), text(c, "ip"), ports.unwrap_or_default()]
             })

@@ -35,6 +35,12 @@ pub enum Command {
         /// replaced by renaming the spare (milliseconds) instead of creating and starting one.
         #[arg(long)]
         hot_spare: bool,
+        /// When hosts pull the image: missing (pull if the host lacks it), always (before every
+        /// container is created), never (the image must be on the hosts already).
+        #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
+        pull: String,
+        #[command(flatten)]
+        wait: Wait,
         /// Command and arguments, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -49,12 +55,17 @@ pub enum Command {
         scale: i64,
     },
     /// Roll the service onto a new image, command or environment, one container at a time
-    /// (each taken out of load balancers first; the next waits until the new one runs).
+    /// (each taken out of load balancers first; the next waits until the new one runs). A new
+    /// image is pulled on every host involved before the first old container is stopped; a pull
+    /// that fails stops the upgrade and leaves the old containers running.
     Upgrade {
         /// STACK/NAME
         path: String,
         #[arg(long)]
         image: Option<String>,
+        /// New pull policy: missing, always or never.
+        #[arg(long = "pull", value_name = "POLICY")]
+        pull: Option<String>,
         /// Replaces the whole environment, KEY=VALUE; repeatable.
         #[arg(short = 'e', long = "env-var", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -79,36 +90,71 @@ pub enum Command {
     },
 }
 
+/// Whether and how long `create` follows the new service.
+#[derive(clap::Args)]
+pub struct Wait {
+    /// Return as soon as the service is created, without following its containers (the
+    /// default with `-o json`).
+    #[arg(short, long, conflicts_with = "wait")]
+    detach: bool,
+    /// Follow the containers until they run or fail, also with `-o json` (the default for tables).
+    #[arg(long)]
+    wait: bool,
+    /// Give up following after this many seconds (the service goes on regardless).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    timeout: u64,
+}
+
+impl Wait {
+    fn wanted(&self, format: Format) -> bool {
+        !self.detach && (self.wait || format == Format::Table)
+    }
+}
+
 fn service_path(stack: &str, service: &str) -> String {
     format!("/stacks/{}/services/{}", seg(stack), seg(service))
 }
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
-        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, hot_spare, command } => {
+        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, hot_spare, pull, wait, command } => {
             let (stack, name) = stack_service(&path)?;
             let body = json!({
                 "name": name, "image": image, "scale": scale, "ports": ports, "env": env,
                 "labels": key_values(&labels, "label")?, "constraints": constraints, "command": command,
-                "reschedule_after": reschedule_after, "hot_spare": hot_spare,
+                "reschedule_after": reschedule_after, "hot_spare": hot_spare, "pull_policy": pull,
             });
             let service: Value = client.post(&format!("/stacks/{}/services", seg(stack)), &body).await?;
-            output::done(format, &service, &format!("created service {path} with scale {scale}"));
+            let created = format!("created service {path} with scale {scale}");
+            if !wait.wanted(format) {
+                output::done(format, &service, &created);
+                return Ok(());
+            }
+            if format == Format::Table {
+                println!("{created}; waiting for its containers (Ctrl-C stops waiting, not the service)");
+            }
+            let (service, summary) =
+                super::rollout::follow(client, &service_path(stack, name), std::time::Duration::from_secs(wait.timeout), format == Format::Table)
+                    .await
+                    .map_err(|e| e.context(format!("service {path} was created, but its containers do not run")))?;
+            output::done(format, &service, &summary);
         }
         Command::Ls { stack } => {
             let query: Vec<(&str, &str)> = stack.as_deref().map(|s| ("stack", s)).into_iter().collect();
             let services: Vec<Value> = client.get("/services", &query).await?;
-            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "RUNNING", "UPGRADED", "PORTS", "NOTES"], |services| {
+            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "STATE", "RUNNING", "UPGRADED", "PORTS", "NOTES"], |services| {
                 services
                     .iter()
                     .map(|s| {
                         let ports = s["ports"].as_array().map(|p| p.iter().filter_map(port_text).collect::<Vec<_>>().join(","));
                         let stopped = s["state"] == "stopped";
-                        let notes = s["unplaced"].as_array().and_then(|u| u.first()).and_then(|u| u.as_str()).unwrap_or_default().to_string();
+                        let unplaced = s["unplaced"].as_array().and_then(|u| u.first()).and_then(|u| u.as_str());
+                        let notes = s["reason"].as_str().or(unplaced).unwrap_or_default().to_string();
                         vec![
                             format!("{}/{}", text(s, "stack"), text(s, "name")),
                             text(s, "image"),
                             text(s, "scale"),
+                            text(s, "status"),
                             if stopped { "stopped".to_string() } else { text(s, "running") },
                             format!("{}/{} at rev {}", text(s, "upgraded"), text(s, "placed"), text(s, "revision")),
                             ports.unwrap_or_default(),
@@ -123,10 +169,11 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
             let service: Value = client.put(&format!("{}/scale", service_path(stack, name)), &json!({ "scale": scale })).await?;
             output::done(format, &service, &format!("scaled {path} to {scale}"));
         }
-        Command::Upgrade { path, image, env, command } => {
+        Command::Upgrade { path, image, pull, env, command } => {
             let (stack, name) = stack_service(&path)?;
             let body = json!({
                 "image": image,
+                "pull_policy": pull,
                 "env": (!env.is_empty()).then_some(env),
                 "command": (!command.is_empty()).then_some(command),
             });

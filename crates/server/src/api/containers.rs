@@ -5,10 +5,11 @@ use super::{EnvQuery, Json, Path, Query};
 use crate::access::{AccessWatch, Admission};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::status::{self, HostLink};
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::Extension;
-use corral_proto::PortSpec;
+use corral_proto::{ContainerIssue, PortSpec};
 use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -28,11 +29,22 @@ pub struct ContainerOut {
     pub instance: u32,
     pub host: String,
     pub host_state: HostState,
-    /// The engine's state word, or `pending` before the host has reported the container.
+    /// The host's agent has been heard from lately (`false`: the host may be gone).
+    pub host_responding: bool,
+    /// The engine's state word; `pending` before the host has reported the container, `pulling`
+    /// while its image is on its way, `failed` when it could not be created.
     pub state: String,
     pub status: String,
-    /// Why a container is not simply running, e.g. `exited 137`, `host disconnected`.
+    /// Why a container is not simply running, e.g. `pulling nginx:1.27: 63 %`,
+    /// `exited with code 3: …`, `host disconnected`.
     pub reason: Option<String>,
+    /// Percent of its image pulled, while it waits for it.
+    pub progress: Option<u8>,
+    /// The reason is a failure to act on, not something under way.
+    pub failing: bool,
+    /// The last lines it printed, when it exited.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
     pub ip: Option<String>,
     pub ports: Vec<PortSpec>,
     pub docker_id: Option<String>,
@@ -52,6 +64,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
     let hosts: HashMap<String, _> = state.store.hosts(Some(env.id)).await?.into_iter().map(|h| (h.id.clone(), h)).collect();
     let all_observed = state.store.observed(Some(env.id)).await?;
     let observed: HashMap<(String, String), &ObservedRecord> = all_observed.iter().map(|o| ((o.host_id.clone(), o.name.clone()), o)).collect();
+    let issues: HashMap<&str, HashMap<String, ContainerIssue>> = hosts.keys().map(|id| (id.as_str(), state.hub.issues(id))).collect();
     let mut out: Vec<ContainerOut> = state
         .store
         .container_records(Some(env.id))
@@ -61,7 +74,8 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
             let service = services.get(&r.service_id)?;
             let host = hosts.get(&r.host_id)?;
             let seen = observed.get(&(r.host_id.clone(), r.name.clone())).copied();
-            Some(row(&state, service, host, seen, r))
+            let issue = issues.get(r.host_id.as_str()).and_then(|i| i.get(&r.name));
+            Some(row(&state, service, host, seen, issue, r))
         })
         .collect();
     out.sort_by(|a, b| (&a.stack, &a.service, a.instance).cmp(&(&b.stack, &b.service, b.instance)));
@@ -69,19 +83,32 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter
 }
 
 /// One container as a list row: placement joined with what its engine last reported.
-fn row(state: &AppState, service: &Service, host: &Host, seen: Option<&ObservedRecord>, r: ContainerRecord) -> ContainerOut {
+pub fn row(
+    state: &AppState,
+    service: &Service,
+    host: &Host,
+    seen: Option<&ObservedRecord>,
+    issue: Option<&ContainerIssue>,
+    r: ContainerRecord,
+) -> ContainerOut {
     if let Some(lb) = &service.spec.lb {
         return balancer_row(state, service, lb, host, r);
     }
+    let responding = state.hub.is_responding(&host.id);
+    let view = status::container_view(HostLink::of(host.state, responding), seen, issue);
     ContainerOut {
         stack: service.stack.clone(),
         service: service.name.clone(),
         instance: r.instance,
         host: host.name.clone(),
         host_state: host.state,
-        state: seen.map_or("pending".into(), |o| o.state.to_string()),
+        host_responding: host.state == HostState::Active && responding,
+        state: view.state,
         status: seen.map_or_else(String::new, |o| o.status.clone()),
-        reason: reason(host.state, seen.map(|o| o.status.as_str())),
+        reason: view.reason,
+        progress: view.progress,
+        failing: view.failing,
+        log: view.log,
         ip: seen.and_then(|o| o.ip.clone()),
         ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
         docker_id: seen.map(|o| o.docker_id.clone()),
@@ -118,6 +145,7 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>, Query(
     let env = q.resolve(&state).await?;
     let (record, service, host, seen) = find(&state, &env, &name).await?;
     let spec = crate::reconcile::container_spec(&env.label, &service, &record);
+    let issue = state.hub.issues(&host.id).remove(&record.name);
     Ok(Json(ContainerDetail {
         image: seen.as_ref().map_or_else(|| spec.image.clone(), |o| o.image.clone()),
         labels: seen.as_ref().map_or_else(|| spec.labels.clone(), |o| o.labels.clone()),
@@ -125,7 +153,7 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>, Query(
         env: spec.env,
         revision: record.revision,
         host_address: host.address.clone(),
-        summary: row(&state, &service, &host, seen.as_ref(), record),
+        summary: row(&state, &service, &host, seen.as_ref(), issue.as_ref(), record),
     }))
 }
 
@@ -232,8 +260,10 @@ fn balancer_row(
 ) -> ContainerOut {
     let listeners: Vec<_> = state.hub.load_balancer(&host.id).into_iter().filter(|l| lb.ports.iter().any(|p| p.listen == l.port)).collect();
     let errors: Vec<String> = listeners.iter().filter_map(|l| l.error.clone()).collect();
+    let responding = state.hub.is_responding(&host.id);
     let (state_word, reason) = match (listeners.len() == lb.ports.len(), errors.is_empty()) {
         _ if host.state == HostState::Disconnected => ("unknown", Some("host disconnected".to_string())),
+        _ if !responding => ("unknown", Some("host not responding".to_string())),
         (true, true) => ("running", None),
         (_, false) => ("error", Some(errors.join("; "))),
         (false, true) => ("pending", None),
@@ -249,38 +279,16 @@ fn balancer_row(
         instance: r.instance,
         host: host.name.clone(),
         host_state: host.state,
+        host_responding: host.state == HostState::Active && responding,
+        failing: reason.is_some(),
         state: state_word.into(),
         status: format!("load balancer {status}").trim().to_string(),
         reason,
+        progress: None,
+        log: Vec::new(),
         ip: Some(host.address.clone()),
         ports: lb.ports.iter().map(|p| PortSpec { host_port: Some(p.listen), container_port: p.target, protocol: corral_proto::Protocol::Tcp }).collect(),
         docker_id: None,
         name: r.name,
-    }
-}
-
-/// The reason worth showing next to a container's state: the host being gone outranks
-/// anything the engine last said; otherwise the exit code of an exited or restarting container.
-pub fn reason(host: HostState, engine_status: Option<&str>) -> Option<String> {
-    if host == HostState::Disconnected {
-        return Some("host disconnected; last reported state shown".into());
-    }
-    let status = engine_status?;
-    // The engine's words: "Exited (137) 2 seconds ago", "Restarting (1) 3 seconds ago".
-    let code = status.split_once('(')?.1.split_once(')')?.0;
-    code.parse::<i32>().ok().map(|code| format!("exited {code}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_say_why() {
-        assert_eq!(reason(HostState::Active, Some("Exited (137) 2 seconds ago")).as_deref(), Some("exited 137"));
-        assert_eq!(reason(HostState::Active, Some("Restarting (1) 1 second ago")).as_deref(), Some("exited 1"));
-        assert_eq!(reason(HostState::Active, Some("Up 3 minutes")), None);
-        assert_eq!(reason(HostState::Active, None), None);
-        assert!(reason(HostState::Disconnected, Some("Up 3 minutes")).unwrap().contains("host disconnected"));
     }
 }

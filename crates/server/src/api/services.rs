@@ -3,6 +3,7 @@
 use super::{EnvQuery, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::status::{ContainerView, HostLink, ServiceFacts};
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -43,6 +44,8 @@ pub struct NewService {
     /// by renaming it rather than by creating and starting a container.
     #[serde(default)]
     pub hot_spare: bool,
+    /// When agents pull the image: `missing` (default), `always`, `never`.
+    pub pull_policy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +101,7 @@ pub struct Upgrade {
     pub image: Option<String>,
     pub command: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
+    pub pull_policy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,8 +115,6 @@ pub struct ServiceOut {
     pub service: Service,
     /// Containers placed on hosts.
     pub placed: usize,
-    /// Placed containers the engines report running.
-    pub running: usize,
     /// Placed containers already on the current revision; below `placed` while an upgrade rolls.
     pub upgraded: usize,
     /// Why instances could not be placed, if any could not.
@@ -120,6 +122,11 @@ pub struct ServiceOut {
     /// Load balancers: each instance's listeners and their backends, as the agents report them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub balancers: Vec<BalancerOut>,
+    /// What the service's containers add up to: `active`, `starting`, `pulling`, `degraded`,
+    /// `failing` or `stopped`, with the reason that matters most, how many instances fail, and
+    /// each host's pull of the image (see `status::ServiceView`).
+    #[serde(flatten)]
+    pub view: crate::status::ServiceView,
 }
 
 #[derive(Serialize)]
@@ -133,7 +140,14 @@ async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<
     let records = state.store.container_records(env).await?;
     let observed = state.store.observed(env).await?;
     let unplaced = state.unplaced.lock().expect("unplaced lock").clone();
-    let hosts: std::collections::HashMap<String, String> = state.store.hosts(env).await?.into_iter().map(|h| (h.id, h.name)).collect();
+    let all_hosts = state.store.hosts(env).await?;
+    let hosts: std::collections::HashMap<String, String> = all_hosts.iter().map(|h| (h.id.clone(), h.name.clone())).collect();
+    let links: std::collections::HashMap<&str, HostLink> =
+        all_hosts.iter().map(|h| (h.id.as_str(), HostLink::of(h.state, state.hub.is_responding(&h.id)))).collect();
+    let issues: std::collections::HashMap<&str, std::collections::HashMap<String, corral_proto::ContainerIssue>> =
+        all_hosts.iter().map(|h| (h.id.as_str(), state.hub.issues(&h.id))).collect();
+    let seen: std::collections::HashMap<(&str, &str), &corral_store::ObservedRecord> =
+        observed.iter().map(|o| ((o.host_id.as_str(), o.name.as_str()), o)).collect();
     Ok(services
         .into_iter()
         .map(|service| {
@@ -148,24 +162,50 @@ async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<
                     })
                     .collect(),
             };
-            let running = match &service.spec.lb {
-                // A balancer instance runs when its agent reports every listener bound.
-                Some(spec) => balancers.iter().filter(|b| b.listeners.len() == spec.ports.len() && b.listeners.iter().all(|l| l.error.is_none())).count(),
+            let views: Vec<(&str, ContainerView)> = match &service.spec.lb {
+                Some(spec) => balancers.iter().map(|b| (b.host.as_str(), balancer_view(spec, b))).collect(),
                 None => mine
                     .iter()
-                    .filter(|r| observed.iter().any(|o| o.host_id == r.host_id && o.name == r.name && o.state == corral_proto::ContainerState::Running))
-                    .count(),
+                    .map(|r| {
+                        let link = links.get(r.host_id.as_str()).copied().unwrap_or(HostLink::Disconnected);
+                        let issue = issues.get(r.host_id.as_str()).and_then(|i| i.get(&r.name));
+                        let host = hosts.get(&r.host_id).map_or("", String::as_str);
+                        (host, crate::status::container_view(link, seen.get(&(r.host_id.as_str(), r.name.as_str())).copied(), issue))
+                    })
+                    .collect(),
             };
-            ServiceOut {
-                balancers,
-                upgraded: mine.iter().filter(|r| r.revision == service.revision).count(),
-                placed: mine.len(),
-                running,
-                unplaced: unplaced.get(&service.id).into_iter().flatten().map(|u| format!("instance {}: {}", u.instance, u.reason)).collect(),
-                service,
-            }
+            let unplaced: Vec<String> = unplaced.get(&service.id).into_iter().flatten().map(|u| format!("instance {}: {}", u.instance, u.reason)).collect();
+            let upgrade_hosts: Vec<(&str, &str, corral_proto::ImageState)> = crate::reconcile::upgrade_pulls(&service, &records)
+                .iter()
+                .filter_map(|(host, p)| {
+                    let name = hosts.get(host).map_or("", String::as_str);
+                    state.hub.image_state(host, &p.image).map(|s| (name, service.spec.image.as_str(), s))
+                })
+                .collect();
+            let view = crate::status::service_view(&ServiceFacts {
+                stopped: service.is_stopped(),
+                scale: service.scale as usize,
+                containers: &views,
+                unplaced: &unplaced,
+                upgrade: (!upgrade_hosts.is_empty()).then_some((service.revision, upgrade_hosts)),
+            });
+            ServiceOut { balancers, upgraded: mine.iter().filter(|r| r.revision == service.revision).count(), placed: mine.len(), unplaced, view, service }
         })
         .collect())
+}
+
+/// A balancer instance as lists show it: running when its agent reports every listener bound.
+fn balancer_view(spec: &LbSpec, b: &BalancerOut) -> ContainerView {
+    let errors: Vec<&str> = b.listeners.iter().filter_map(|l| l.error.as_deref()).collect();
+    let bound = b.listeners.len() == spec.ports.len() && errors.is_empty();
+    ContainerView {
+        state: if bound { "running" } else { "pending" }.into(),
+        reason: (!errors.is_empty()).then(|| errors.join("; ")),
+        progress: None,
+        failing: !errors.is_empty(),
+        log: Vec::new(),
+        pulling: None,
+    }
 }
 
 pub async fn create(
@@ -187,6 +227,7 @@ pub async fn create(
     let constraints = validate::constraints(&body.constraints)?;
     let scale = validate::scale(body.scale)?;
     let reschedule_after_secs = validate::reschedule_after(body.reschedule_after)?;
+    let pull = validate::pull_policy(body.pull_policy.as_deref())?;
     let env = q.resolve(&state).await?;
     let stack = state.store.stack(env.id, &stack).await?;
     let lb = match body.kind {
@@ -214,6 +255,7 @@ pub async fn create(
         constraints,
         reschedule_after_secs,
         lb,
+        pull,
     };
     validate::service_spec(&spec)?;
     let service = state.store.create_service(&stack, &body.name, &spec, scale).await?;
@@ -284,8 +326,8 @@ pub async fn upgrade(
         // The roll waits for each new instance to run, which a stopped service never does.
         return Err(ApiError::Conflict(format!("{} is stopped; start it before upgrading it", service.path())));
     }
-    if body.image.is_none() && body.command.is_none() && body.env.is_none() {
-        return Err(ApiError::invalid("image", "nothing to upgrade: give a new image, command or environment"));
+    if body.image.is_none() && body.command.is_none() && body.env.is_none() && body.pull_policy.is_none() {
+        return Err(ApiError::invalid("image", "nothing to upgrade: give a new image, command, environment or pull policy"));
     }
     let mut spec = service.spec.clone();
     if let Some(image) = body.image {
@@ -299,6 +341,9 @@ pub async fn upgrade(
     if let Some(env) = body.env {
         validate::env(&env)?;
         spec.env = env;
+    }
+    if body.pull_policy.is_some() {
+        spec.pull = validate::pull_policy(body.pull_policy.as_deref())?;
     }
     if spec == service.spec {
         return Err(ApiError::invalid("image", "the upgrade changes nothing: the service already runs this spec"));

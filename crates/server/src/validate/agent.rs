@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use corral_proto::lb::LbListenerStatus;
-use corral_proto::{Hello, HostFacts, ObservedContainer, ObservedSet, MAX_OBSERVED_CONTAINERS};
+use corral_proto::{ContainerIssue, Hello, HostFacts, ImageReport, ImageState, IssueKind, ObservedContainer, ObservedSet, MAX_OBSERVED_CONTAINERS};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
@@ -29,6 +29,13 @@ pub const MAX_PORTS: usize = 1024;
 /// Most balancer listeners one host may report, and backends one listener may report.
 pub const MAX_LISTENERS: usize = 1024;
 pub const MAX_BACKENDS: usize = 10_000;
+/// Longest explanation an agent may give for a container or an image.
+pub const MAX_ISSUE_MESSAGE: usize = 1024;
+/// Most log lines an issue may quote, and the longest line.
+pub const MAX_ISSUE_LOG_LINES: usize = 20;
+pub const MAX_ISSUE_LOG_LINE: usize = 512;
+/// Longest image reference an agent may name (the API takes no longer one).
+pub const MAX_IMAGE: usize = 512;
 /// Longest join token or credential worth comparing.
 const MAX_SECRET: usize = 256;
 
@@ -198,6 +205,30 @@ pub fn observed(mut observed: ObservedSet) -> Result<Checked, String> {
             false
         }
     });
+    if observed.issues.len() > MAX_OBSERVED_CONTAINERS || observed.images.len() > MAX_LISTENERS {
+        refused.push(format!(
+            "{} container issues and {} image reports not kept: more than the {MAX_OBSERVED_CONTAINERS} and {MAX_LISTENERS} a host may report",
+            observed.issues.len(),
+            observed.images.len()
+        ));
+        observed.issues.clear();
+        observed.images.clear();
+    }
+    let mut issue_names = HashSet::new();
+    observed.issues.retain(|i| match issue(i).and_then(|()| if issue_names.insert(i.name.clone()) { Ok(()) } else { Err("it is listed twice".into()) }) {
+        Ok(()) => true,
+        Err(why) => {
+            refused.push(format!("issue of container {} not kept from the report: {why}", preview(&i.name)));
+            false
+        }
+    });
+    observed.images.retain(|r| match image_report(r) {
+        Ok(()) => true,
+        Err(why) => {
+            refused.push(format!("report on image {} not kept: {why}", preview(&r.image)));
+            false
+        }
+    });
     Ok(Checked { observed, refused })
 }
 
@@ -220,6 +251,44 @@ fn container(c: &ObservedContainer) -> Result<(), String> {
         return Err(format!("it publishes {} ports, more than {MAX_PORTS}", c.ports.len()));
     }
     container_labels(&c.labels)
+}
+
+/// Why a container is not running, as an agent says it: a name it may run, printable words of
+/// bounded length, a percent that is one.
+fn issue(i: &ContainerIssue) -> Result<(), String> {
+    if !plain_name(&i.name, 255) {
+        return Err("a container name is 1-255 letters, digits, '-', '_' or '.'".into());
+    }
+    if let Some(why) = text_problem(&i.message, MAX_ISSUE_MESSAGE) {
+        return Err(format!("its message is refused: {why}"));
+    }
+    let (image, log) = match &i.kind {
+        IssueKind::Pulling { image, percent } if *percent > 100 => return Err(format!("pulling {}: {percent} % is not a percent", preview(image))),
+        IssueKind::Pulling { image, .. } | IssueKind::PullFailed { image, .. } | IssueKind::ImageMissing { image } => (Some(image), &[][..]),
+        IssueKind::Exited { log, .. } | IssueKind::CrashLooping { log, .. } => (None, log.as_slice()),
+        IssueKind::PortTaken { .. } | IssueKind::EngineError | IssueKind::Unknown => (None, &[][..]),
+    };
+    if let Some(why) = image.and_then(|image| text_problem(image, MAX_IMAGE)) {
+        return Err(format!("its image is refused: {why}"));
+    }
+    if log.len() > MAX_ISSUE_LOG_LINES {
+        return Err(format!("it quotes {} log lines, more than {MAX_ISSUE_LOG_LINES}", log.len()));
+    }
+    if let Some(why) = log.iter().find_map(|line| text_problem(line, MAX_ISSUE_LOG_LINE)) {
+        return Err(format!("a log line it quotes is refused: {why}"));
+    }
+    Ok(())
+}
+
+fn image_report(r: &ImageReport) -> Result<(), String> {
+    if let Some(why) = text_problem(&r.image, MAX_IMAGE) {
+        return Err(format!("its image is refused: {why}"));
+    }
+    match &r.state {
+        ImageState::Pulling { percent } if *percent > 100 => Err(format!("{percent} % is not a percent")),
+        ImageState::Failed { message, .. } => text_problem(message, MAX_ISSUE_MESSAGE).map_or(Ok(()), |why| Err(format!("its message is refused: {why}"))),
+        _ => Ok(()),
+    }
 }
 
 fn container_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
@@ -360,6 +429,34 @@ mod tests {
 
         let many = ObservedSet { containers: (0..=MAX_OBSERVED_CONTAINERS).map(|i| running(&format!("c-{i}"))).collect(), ..Default::default() };
         assert!(observed(many).unwrap_err().contains(&format!("{} containers", MAX_OBSERVED_CONTAINERS + 1)));
+    }
+
+    #[test]
+    fn issues_and_image_reports_are_checked_like_the_rest() {
+        let issue = |name: &str, kind: IssueKind, message: &str| ContainerIssue { name: name.into(), kind, message: message.into() };
+        let report = ObservedSet {
+            issues: vec![
+                issue("S-a-1", IssueKind::Pulling { image: "r:5000/a:1".into(), percent: 63 }, "pulling r:5000/a:1: 63 %"),
+                issue("S-a-2", IssueKind::Pulling { image: "r:5000/a:1".into(), percent: 163 }, "pulling"),
+                issue("S-a-3", IssueKind::EngineError, "engine error\n2030 ERROR forged"),
+                issue("S-a-4", IssueKind::Exited { code: 3, log: vec!["ok".into(), "\u{1b}[2J".into()] }, "exited with code 3"),
+                issue("S-a-5", IssueKind::CrashLooping { restarts: 4, code: Some(1), log: vec!["l".into(); 21] }, "crash-looping"),
+                issue("S-a-6", IssueKind::EngineError, &"x".repeat(MAX_ISSUE_MESSAGE + 1)),
+                issue("a b", IssueKind::EngineError, "m"),
+                issue("S-a-1", IssueKind::EngineError, "again"),
+            ],
+            images: vec![
+                ImageReport { image: "r:5000/a:2".into(), state: ImageState::Present },
+                ImageReport { image: "r:5000/a:3".into(), state: ImageState::Pulling { percent: 101 } },
+                ImageReport { image: "r\n".into(), state: ImageState::Present },
+            ],
+            ..Default::default()
+        };
+        let checked = observed(report).unwrap();
+        assert_eq!(checked.observed.issues.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["S-a-1"]);
+        assert_eq!(checked.observed.images.len(), 1);
+        assert_eq!(checked.refused.len(), 9, "{:#?}", checked.refused);
+        assert!(checked.refused.iter().all(|r| !r.chars().any(char::is_control)), "{:?}", checked.refused);
     }
 
     #[test]
