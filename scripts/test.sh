@@ -25,6 +25,7 @@ step "Docker engines"
 cleanup() {
     local rc=$?
     step "test hosts down"
+    "$here/test-registry-open.sh" down || log "test-registry-open.sh down failed"
     "$here/test-hosts.sh" down || log "test-hosts.sh down failed"
     exit "$rc"
 }

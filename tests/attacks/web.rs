@@ -217,7 +217,7 @@ async fn fake_agent(cp: &ControlPlane, join_token: &str, name: &str, containers:
                 }
                 message = agent.inbox.recv() => match message {
                     None => return,
-                    Some(ServerMessage::Desired(set)) => agent.send(&AgentMessage::Observed(ObservedSet { applied_revision: set.revision, containers: runs.clone(), load_balancer: vec![] })),
+                    Some(ServerMessage::Desired(set)) => agent.send(&AgentMessage::Observed(ObservedSet { applied_revision: set.revision, containers: runs.clone(), ..Default::default() })),
                     Some(ServerMessage::Logs(request)) => agent.send(&AgentMessage::Logs(LogChunk {
                         id: request.id,
                         lines: vec![LogLine { stream: "stdout".into(), line: format!("a line from {name}") }],

@@ -132,7 +132,7 @@ impl FakeAgent {
     }
 
     pub fn report(&self, containers: Vec<ObservedContainer>) {
-        self.send(&AgentMessage::Observed(ObservedSet { applied_revision: 0, containers, load_balancer: Vec::new() }));
+        self.send(&AgentMessage::Observed(ObservedSet { applied_revision: 0, containers, ..Default::default() }));
     }
 
     /// Every message received within `window`; `None` once the control plane closed the session.

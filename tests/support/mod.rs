@@ -473,3 +473,80 @@ impl Drop for Cluster {
 pub fn instance_names(prefix: &str, n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}-{i}")).collect()
 }
+
+/// The open test registry, without logins (`scripts/test-registry-open.sh`): HTTPS on the test bridge with a CA the
+/// engines trust. Started (idempotently) on first use; holds `corral-test/busybox:1` and
+/// `corral-test/bulky:1` (24 MiB more, for pulls long enough to watch behind a [`SlowProxy`]).
+pub fn open_registry() -> String {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS
+        .get_or_init(|| {
+            let out = Command::new("bash").arg(repo_root().join("scripts/test-registry-open.sh")).arg("up").output().expect("run test-registry-open.sh");
+            assert!(out.status.success(), "scripts/test-registry-open.sh up failed: {}", text(&out));
+            String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("ADDRESS CA_FILE").to_string()
+        })
+        .clone()
+}
+
+/// The address engines trust for a [`SlowProxy`] in front of the [`open_registry`].
+pub const SLOW_REGISTRY: &str = "10.213.0.1:5001";
+
+/// A TCP proxy on [`SLOW_REGISTRY`] to the [`open_registry`] that sends at most `bytes_per_sec` per
+/// connection towards the engines, so a pull lasts long enough to watch. Stops when dropped.
+pub struct SlowProxy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowProxy {
+    pub fn start(bytes_per_sec: usize) -> SlowProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let target = open_registry();
+        let listener = TcpListener::bind(SLOW_REGISTRY).expect("bind the slow registry proxy on the test bridge");
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        // One direction of a connection; towards the engine it is paced in 10 ms slices.
+        fn pipe(mut from: TcpStream, mut to: TcpStream, per_slice: Option<usize>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+            let mut buf = vec![0u8; per_slice.unwrap_or(64 << 10).max(1)];
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+                if per_slice.is_some() {
+                    std::thread::sleep(Duration::from_millis(10).saturating_sub(started.elapsed()));
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(upstream) = TcpStream::connect(&target) else { continue };
+                        let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                        let (s1, s2) = (stopped.clone(), stopped.clone());
+                        std::thread::spawn(move || pipe(client, upstream, None, s1));
+                        std::thread::spawn(move || pipe(u2, c2, Some(bytes_per_sec / 100), s2));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        SlowProxy { stop }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
