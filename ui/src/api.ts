@@ -159,9 +159,20 @@ export interface Service {
   /** `active` or `stopped`; older control planes do not send it. */
   state?: string;
   placed: number;
+  /** Instances running on hosts that are heard from, and not failing. */
   running: number;
   upgraded: number;
   unplaced: string[];
+  /** `missing` (also when absent), `always` or `never`. */
+  pull_policy?: string;
+  /** What its containers add up to: `active`, `starting`, `pulling`, `degraded`, `failing`, `stopped`. */
+  status?: string;
+  /** The reason that matters most, e.g. `h1: cannot pull app:2: image not found in the registry (…)`. */
+  reason?: string | null;
+  /** Instances with a failure reason. */
+  failing?: number;
+  /** Hosts pulling the service's image, and how far each is. */
+  pulls?: { host: string; image: string; percent: number }[];
   created_at: string;
   updated_at: string;
 }
@@ -173,9 +184,18 @@ export interface Container {
   instance: number;
   host: string;
   host_state: string;
+  /** The host's agent has been heard from lately (false: the host may be gone). */
+  host_responding?: boolean;
+  /** The engine's word, or `pending`, `pulling` (its image is on its way), `failed` (it could not be made). */
   state: string;
   status: string;
   reason?: string | null;
+  /** Percent of its image pulled, while it waits for it. */
+  progress?: number | null;
+  /** The reason is a failure to act on (shown red). */
+  failing?: boolean;
+  /** The last lines it printed, when it exited. */
+  log?: string[];
   ip: string | null;
   ports: Port[];
   docker_id: string | null;
@@ -201,6 +221,8 @@ export interface NewService {
   ports?: string[];
   constraints?: string[];
   scale: number;
+  /** `missing` (default), `always` or `never`. */
+  pull_policy?: string;
 }
 
 export interface NewLoadBalancer {

@@ -10,12 +10,12 @@ export function formatBytes(n: number): string {
   return `${n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
 }
 
-/** An RFC 3339 time as "3 min ago (14:02:11)". */
-export function formatSince(iso: string | null | undefined): string {
+/** An RFC 3339 time as "3 min ago (14:02:11)"; `<Ago>` (clock.tsx) keeps it ticking. */
+export function formatSince(iso: string | null | undefined, now: number = Date.now()): string {
   if (!iso) return "—";
   const t = Date.parse(iso);
   if (Number.isNaN(t)) return iso;
-  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  const s = Math.max(0, Math.round((now - t) / 1000));
   const ago = s < 60 ? `${s} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 86400 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} d ago`;
   return `${ago} (${new Date(t).toLocaleString()})`;
 }
@@ -26,6 +26,8 @@ export function stateColor(state: string): string {
     case "running":
     case "active":
       return "green";
+    case "pulling":
+      return "blue";
     case "pending":
     case "created":
     case "restarting":

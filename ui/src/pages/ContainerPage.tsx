@@ -4,7 +4,8 @@ import { Link, useParams } from "react-router";
 import { ApiError, api, openLogs, type ContainerDetails } from "../api.ts";
 import { ErrorBanner, ListSkeleton } from "../components/common.tsx";
 import { StatsPanel } from "../components/StatsPanel.tsx";
-import { formatPort, formatSince, stateColor } from "../format.ts";
+import { Ago } from "../clock.tsx";
+import { formatPort, stateColor } from "../format.ts";
 import { useLive, useLiveState } from "../live.tsx";
 
 /** Details from `GET /v1/containers/{name}`; from the list when the control plane predates it. */
@@ -58,15 +59,20 @@ function shellQuote(arg: string): string {
 }
 
 function Details({ c }: { c: ContainerDetails }) {
-  const facts: [string, string][] = [
+  const facts: [string, React.ReactNode][] = [
     ["Service", `${c.stack}/${c.service} #${c.instance}`],
-    ["Host", `${c.host} (${c.host_state})`],
-    ["Status", c.reason || c.status || "—"],
+    ["Host", `${c.host} (${c.host_state === "active" && c.host_responding === false ? "not responding" : c.host_state})`],
+    [
+      "Status",
+      <Text span size="sm" c={c.failing ? "red" : undefined} data-testid="container-reason" key="status">
+        {c.reason || c.status || "—"}
+      </Text>,
+    ],
     ["IP", c.ip ?? "—"],
     ["Ports", c.ports.map(formatPort).join(", ") || "—"],
     ["Image", c.image ?? "—"],
     ["Command", c.command && c.command.length ? c.command.map(shellQuote).join(" ") : "image default"],
-    ["Started", c.started_at ? formatSince(c.started_at) : "—"],
+    ["Started", c.started_at ? <Ago iso={c.started_at} key="started" /> : "—"],
     ["Exit code", c.exit_code == null ? "—" : String(c.exit_code)],
     ["Restarts", c.restart_count == null ? "—" : String(c.restart_count)],
     ["Docker id", c.docker_id ? c.docker_id.slice(0, 12) : "not created yet"],
@@ -79,12 +85,22 @@ function Details({ c }: { c: ContainerDetails }) {
             <Text size="xs" c="dimmed">
               {k}
             </Text>
-            <Text size="sm" style={{ wordBreak: "break-all" }}>
+            <Text size="sm" component="div" style={{ wordBreak: "break-all" }}>
               {v}
             </Text>
           </div>
         ))}
       </SimpleGrid>
+      {c.log && c.log.length > 0 && (
+        <div>
+          <Text size="xs" c="dimmed" mt="sm">
+            Last lines it printed
+          </Text>
+          <Code block data-testid="exit-log">
+            {c.log.join("\n")}
+          </Code>
+        </div>
+      )}
       {c.env && c.env.length > 0 && (
         <Group gap={4} mt="sm">
           {c.env.map((e) => (

@@ -2,7 +2,7 @@ import { Badge, Button, Card, Group, Modal, Stack, Table, Text, TextInput, Title
 import { useState, type FormEvent } from "react";
 import { api, selectEnv, selectedEnv, type Environment } from "../api.ts";
 import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, notifyDone, useFormSubmit } from "../components/common.tsx";
-import { formatSince } from "../format.ts";
+import { Ago } from "../clock.tsx";
 import { useLive } from "../live.tsx";
 import { useSession } from "../session.tsx";
 
@@ -59,7 +59,7 @@ export function EnvironmentsPage() {
                     <Table.Td>{e.role && <Badge variant="light">{e.role}</Badge>}</Table.Td>
                     <Table.Td>
                       <Text size="sm" c="dimmed">
-                        {formatSince(e.created_at)}
+                        <Ago iso={e.created_at} />
                       </Text>
                     </Table.Td>
                     <Table.Td>

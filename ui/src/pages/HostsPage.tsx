@@ -4,7 +4,8 @@ import { memo, useCallback, useMemo, useRef, useState } from "react";
 import { Link } from "react-router";
 import { api, type Container, type Host, type JoinCommand as Join } from "../api.ts";
 import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "../components/common.tsx";
-import { formatBytes, formatSince, stateColor } from "../format.ts";
+import { Ago } from "../clock.tsx";
+import { formatBytes, stateColor } from "../format.ts";
 import { useLive, useLiveState } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 
@@ -182,7 +183,7 @@ const HostCard = memo(function HostCard({ host, containers, rights, onAction }: 
       </Group>
       {host.state !== "active" && (
         <Text size="sm" c="red" mb="xs" data-testid="host-reason">
-          {host.state} since {formatSince(host.state_since)}
+          {host.state} since <Ago iso={host.state_since} />
           {host.state === "disconnected" && " — its agent is not connected; containers keep running on the engine"}
         </Text>
       )}

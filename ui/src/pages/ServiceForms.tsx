@@ -2,7 +2,7 @@
 // field it is about (`{code, message, field}`) and is shown next to that field; anything else is
 // a notification.
 
-import { Button, Checkbox, Group, Modal, NumberInput, Stack, TagsInput, TextInput, Textarea } from "@mantine/core";
+import { Button, Checkbox, Group, Modal, NumberInput, Select, Stack, TagsInput, TextInput, Textarea } from "@mantine/core";
 import { useState, type FormEvent, type ReactNode } from "react";
 import { api, type NewLoadBalancer, type NewService } from "../api.ts";
 import { fieldError, notifyDone, notifyError } from "../components/common.tsx";
@@ -40,7 +40,13 @@ function FormModal({ opened, onClose, title, children, testId }: { opened: boole
   );
 }
 
-const SERVICE_FIELDS = ["name", "image", "command", "env", "ports", "constraints", "scale"] as const;
+const SERVICE_FIELDS = ["name", "image", "command", "env", "ports", "constraints", "scale", "pull_policy"] as const;
+
+const PULL_POLICIES = [
+  { value: "missing", label: "When the host lacks it (missing)" },
+  { value: "always", label: "Before every container is created (always)" },
+  { value: "never", label: "Never: the image is on the hosts already (never)" },
+];
 
 export function ServiceFormModal({ stack, opened, onClose }: { stack: string; opened: boolean; onClose: () => void }) {
   return (
@@ -58,6 +64,7 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
   const [ports, setPorts] = useState("");
   const [constraints, setConstraints] = useState<string[]>([]);
   const [scale, setScale] = useState<number | string>(1);
+  const [pull, setPull] = useState<string>("missing");
   const { errors, setErrors, busy, run } = useSubmit(SERVICE_FIELDS, onDone);
 
   const submit = (e: FormEvent) => {
@@ -77,6 +84,7 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
       ports: splitList(ports),
       constraints,
       scale: typeof scale === "number" ? scale : Number(scale),
+      pull_policy: pull,
     };
     void run(`service ${stack}/${body.name}`, () => api.createService(stack, body));
   };
@@ -86,6 +94,16 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
       <Stack gap="sm">
         <TextInput label="Name" required placeholder="e.g. web" value={name} onChange={(e) => setName(e.currentTarget.value)} error={errors.name} data-testid="svc-name" />
         <TextInput label="Image" required placeholder="e.g. nginx:1.27" value={image} onChange={(e) => setImage(e.currentTarget.value)} error={errors.image} data-testid="svc-image" />
+        <Select
+          label="Pull the image"
+          description="Hosts pull it from its registry, with progress shown on the service"
+          data={PULL_POLICIES}
+          value={pull}
+          onChange={(v) => setPull(v ?? "missing")}
+          allowDeselect={false}
+          error={errors.pull_policy}
+          data-testid="svc-pull"
+        />
         <TextInput
           label="Command"
           description="Overrides the image's command; quote arguments as in a shell"

@@ -6,6 +6,7 @@ import { api, type Container, type Service } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "../components/common.tsx";
 import { formatPort, stateColor } from "../format.ts";
 import { HEALTH_COLOR, serviceHealth } from "../health.ts";
+import { ContainerStateCell, ServicePulls, ServiceReason, ServiceStatusBadge, serviceStatus } from "../components/Status.tsx";
 import { useLive } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 import { LoadBalancerFormModal, ServiceFormModal } from "./ServiceForms.tsx";
@@ -188,7 +189,7 @@ function ServiceRow({ service: s }: { service: Service }) {
   };
   const lb = s.lb;
   return (
-    <Table.Tr data-testid="service-row" data-service={s.name}>
+    <Table.Tr data-testid="service-row" data-service={s.name} data-status={serviceStatus(s)}>
       <Table.Td>
         <Group gap={6} wrap="nowrap">
           <Anchor component={Link} to={`/stacks/${encodeURIComponent(s.stack)}/services/${encodeURIComponent(s.name)}`} fw={600} data-testid="service-link">
@@ -211,11 +212,12 @@ function ServiceRow({ service: s }: { service: Service }) {
             {s.image}
           </Text>
         )}
-        {s.unplaced.length > 0 && (
+        {s.unplaced.length > 0 && !s.reason && (
           <Text size="xs" c="orange" data-testid="unplaced">
             {s.unplaced.join("; ")}
           </Text>
         )}
+        <ServiceReason s={s} />
       </Table.Td>
       <Table.Td>
         <Badge color={HEALTH_COLOR[health]} variant="light" tt="none" style={{ overflow: "visible" }} data-testid="service-running">
@@ -224,6 +226,7 @@ function ServiceRow({ service: s }: { service: Service }) {
         <Text size="xs" c="dimmed">
           {s.placed} placed
         </Text>
+        <ServicePulls s={s} />
       </Table.Td>
       <Table.Td>
         <Group gap={4} wrap="nowrap">
@@ -243,9 +246,7 @@ function ServiceRow({ service: s }: { service: Service }) {
         </Group>
       </Table.Td>
       <Table.Td>
-        <Badge color={stopped ? "gray" : "teal"} variant="outline" tt="none" style={{ overflow: "visible" }}>
-          {s.state ?? "active"}
-        </Badge>
+        <ServiceStatusBadge s={s} />
       </Table.Td>
       <Table.Td>
         <Group gap={4} justify="flex-end" wrap="nowrap">
@@ -309,27 +310,28 @@ export function ContainerTable({ containers }: { containers: Container[] }) {
 
 // Plain elements styled by CSS, memoised: tens of thousands of rows scroll past this component.
 const ContainerRow = memo(function ContainerRow({ c, top }: { c: Container; top: number }) {
-  const hostDown = c.host_state !== "active";
+  const hostDown = c.host_state !== "active" || c.host_responding === false;
   return (
     <div
       className="grid-row"
       data-testid="container-row"
       data-state={c.state}
+      data-failing={c.failing ? "true" : "false"}
       style={{ gridTemplateColumns: COLUMNS, position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${top}px)` }}
     >
       <Link to={`/containers/${encodeURIComponent(c.name)}`} className="cell link">
         {c.name}
       </Link>
       <span className="cell">{c.service}</span>
-      <span className={hostDown ? "cell down" : "cell"} title={hostDown ? `host ${c.host_state}` : undefined}>
+      <span className={hostDown ? "cell down" : "cell"} title={hostDown ? (c.host_state === "active" ? "host not responding" : `host ${c.host_state}`) : undefined}>
         {c.host}
       </span>
       <span className="cell">
-        <span className={`chip chip-${stateColor(c.state)}`}>{c.state}</span>
+        <ContainerStateCell c={c} chipColor={stateColor(c.state)} />
       </span>
       <span className="cell mono">{c.ip ?? "—"}</span>
       <span className="cell">{c.ports.map(formatPort).join(", ") || "—"}</span>
-      <span className="cell dim" title={c.reason || c.status}>
+      <span className={c.failing ? "cell bad" : "cell dim"} title={[c.reason || c.status, ...(c.log ?? [])].join("\n")} data-testid="container-reason">
         {c.reason || c.status || "—"}
       </span>
     </div>

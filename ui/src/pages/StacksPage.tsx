@@ -2,7 +2,7 @@ import { Anchor, Card, Stack, Table, Text, Title } from "@mantine/core";
 import { Link, useNavigate } from "react-router";
 import { api } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton, NameForm } from "../components/common.tsx";
-import { formatSince } from "../format.ts";
+import { Ago } from "../clock.tsx";
 import { useLive } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 
@@ -43,7 +43,7 @@ export function StacksPage() {
                     <Table.Td>{s.services}</Table.Td>
                     <Table.Td>
                       <Text size="sm" c="dimmed">
-                        {formatSince(s.created_at)}
+                        <Ago iso={s.created_at} />
                       </Text>
                     </Table.Td>
                   </Table.Tr>

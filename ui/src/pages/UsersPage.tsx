@@ -5,7 +5,7 @@ import { ActionIcon, Badge, Button, Card, Checkbox, CloseButton, Group, Modal, P
 import { useState, type FormEvent } from "react";
 import { api, type Group as UserGroup, type User } from "../api.ts";
 import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, NameForm, notifyDone, notifyError, useFormSubmit } from "../components/common.tsx";
-import { formatSince } from "../format.ts";
+import { Ago } from "../clock.tsx";
 import { useLive } from "../live.tsx";
 
 /** The user every control plane has; the API keeps it. */
@@ -59,7 +59,7 @@ export function UsersPage() {
                   </Table.Td>
                   <Table.Td>
                     <Text size="sm" c="dimmed">
-                      {formatSince(u.created_at)}
+                      <Ago iso={u.created_at} />
                     </Text>
                   </Table.Td>
                   <Table.Td>
