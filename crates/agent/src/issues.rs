@@ -35,8 +35,10 @@ pub struct Waiting {
 pub struct Crash {
     pub dies: VecDeque<Instant>,
     pub code: Option<i64>,
-    /// The last lines of its log; `None` until read after the latest death.
+    /// The last lines of its log, as last read (`None`: never read).
     pub log: Option<Vec<String>>,
+    /// It died again since the log was read.
+    pub log_stale: bool,
 }
 
 /// Deaths per container id, fed by the event watcher, read by the reconciler.
@@ -52,17 +54,20 @@ impl Crashes {
             crash.dies.pop_front();
         }
         crash.code = code.or(crash.code);
-        crash.log = None;
+        crash.log_stale = true;
     }
 
     /// Ids of stopped containers whose log has not been read since they last died (or at all).
     pub fn need_log(&self, stopped: &[&ObservedContainer]) -> Vec<String> {
         let all = self.0.lock().expect("crashes lock");
-        stopped.iter().filter(|c| all.get(&c.docker_id).is_none_or(|crash| crash.log.is_none())).map(|c| c.docker_id.clone()).collect()
+        stopped.iter().filter(|c| all.get(&c.docker_id).is_none_or(|crash| crash.log.is_none() || crash.log_stale)).map(|c| c.docker_id.clone()).collect()
     }
 
     pub fn set_log(&self, id: &str, log: Vec<String>) {
-        self.0.lock().expect("crashes lock").entry(id.to_string()).or_default().log = Some(log);
+        let mut all = self.0.lock().expect("crashes lock");
+        let crash = all.entry(id.to_string()).or_default();
+        crash.log = Some(log);
+        crash.log_stale = false;
     }
 
     /// Forgets containers the engine no longer has.
@@ -185,9 +190,23 @@ pub fn failure_issue(spec: &ContainerSpec, error: &AgentError) -> ContainerIssue
             let which = port.map_or_else(|| "a host port it publishes".to_string(), |p| format!("host port {p}"));
             (IssueKind::PortTaken { port }, format!("{which} is already taken on this host ({}); free it or publish another port", printable(reason, 300)))
         }
-        other => (IssueKind::EngineError, format!("engine error: {}", printable(&other.to_string(), 400))),
+        other => (IssueKind::EngineError, format!("engine error: {}", printable(&engine_words(&other.to_string()), 400))),
     };
     ContainerIssue { name, kind, message }
+}
+
+/// The engine's message without the client library's preamble (`Docker responded with status
+/// code 400: `), which says nothing a user can act on.
+fn engine_words(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(start) = out.find("Docker responded with status code ") {
+        let rest = &out[start..];
+        match rest.find(": ") {
+            Some(end) => out.replace_range(start..start + end + 2, ""),
+            None => break,
+        }
+    }
+    out
 }
 
 fn port_taken(reason: &str) -> bool {
@@ -317,10 +336,13 @@ mod tests {
         let issue = failure_issue(&s, &taken);
         assert_eq!(issue.kind, IssueKind::PortTaken { port: Some(18080) });
         assert!(issue.message.starts_with("host port 18080 is already taken on this host"), "{}", issue.message);
-        let other = AgentError::Engine { action: "create container S-a-1".into(), reason: "invalid mount config\nfor type bind".into() };
+        let other = AgentError::Engine {
+            action: "create container S-a-1".into(),
+            reason: "Docker responded with status code 400: invalid mount config\nfor type bind".into(),
+        };
         let issue = failure_issue(&s, &other);
         assert_eq!(issue.kind, IssueKind::EngineError);
-        assert!(issue.message.contains("invalid mount config\\nfor type bind"), "{}", issue.message);
+        assert_eq!(issue.message, "engine error: Docker engine failed to create container S-a-1: invalid mount config\\nfor type bind");
     }
 
     #[test]

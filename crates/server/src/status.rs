@@ -130,6 +130,10 @@ pub struct ServiceView {
     pub pulls: Vec<PullView>,
 }
 
+/// An upgrade under way: the revision rolled out and, per host (by name), how its new image
+/// stands there: `(host, image, state)`.
+pub type UpgradePulls<'a> = (u32, Vec<(&'a str, &'a str, ImageState)>);
+
 /// Everything a service's state is made from.
 pub struct ServiceFacts<'a> {
     pub stopped: bool,
@@ -138,8 +142,7 @@ pub struct ServiceFacts<'a> {
     pub containers: &'a [(&'a str, ContainerView)],
     /// Why instances could not be placed.
     pub unplaced: &'a [String],
-    /// The revision being rolled out and, per host, how its new image stands there.
-    pub upgrade: Option<(u32, Vec<(&'a str, &'a str, ImageState)>)>,
+    pub upgrade: Option<UpgradePulls<'a>>,
 }
 
 /// One state per service, with counts and the top reason.
