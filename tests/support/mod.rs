@@ -473,3 +473,28 @@ impl Drop for Cluster {
 pub fn instance_names(prefix: &str, n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}-{i}")).collect()
 }
+
+/// A control plane on a free loopback port serving the built web UI (`ui/dist`): the browser
+/// tests' control plane.
+pub fn control_plane_with_ui(data_dir: &Path) -> ControlPlane {
+    let ui_dir = repo_root().join("ui/dist");
+    assert!(ui_dir.join("index.html").is_file(), "the web UI is not built: run `npm --prefix ui run build` (scripts/setup.sh does)");
+    ControlPlane::launch(data_dir, &Launch { args: vec!["--ui-dir".into(), ui_dir.display().to_string()], ..Launch::default() })
+}
+
+/// Runs the browser script `tests/ui/SCRIPT` with Node.js against `cp` (`CORRAL_UI_URL`,
+/// `CORRAL_UI_TOKEN` with the admin token) and `env`, prints what it printed, and fails the test
+/// with that and the control plane's log unless it passed. Returns what it printed.
+pub fn run_browser_script(cp: &ControlPlane, script: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new("node")
+        .arg(repo_root().join("tests/ui").join(script))
+        .env("CORRAL_UI_URL", &cp.url)
+        .env("CORRAL_UI_TOKEN", cp.admin_token())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run node tests/ui/{script} (Node.js is installed by scripts/setup.sh): {e}"));
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{log}");
+    assert!(out.status.success(), "the browser checks failed:\n{log}\ncontrol plane log:\n{}", cp.proc.output());
+    log
+}

@@ -237,7 +237,7 @@ async function realCluster(ctx) {
 
   await step("a container page streams its log", async () => {
     await page.getByTestId("tab-containers").click();
-    await page.getByTestId("container-row").first().getByRole("link").click();
+    await page.getByTestId("container-row").first().getByRole("link").first().click();
     await page.getByTestId("container-details").waitFor({ timeout: T });
     await page.getByTestId("logs").filter({ hasText: "hello-from-corral" }).waitFor({ timeout: T });
     await shot(page, "container-logs");

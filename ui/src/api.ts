@@ -107,6 +107,8 @@ export interface AuditEntry {
   target: string | null;
   /** The HTTP status of the answer: 2xx done, 4xx refused, 5xx failed. */
   status: number;
+  /** The entry as a sentence: "ann scaled WEB-Server/web to 4". */
+  summary?: string;
 }
 
 export interface Stack {
@@ -390,6 +392,7 @@ export const api = {
   removeEnvironment: (name: string) => request<void>("DELETE", `/environments/${seg(name)}`),
   renameEnvironment: (name: string, to: string) => request<Environment>("PATCH", `/environments/${seg(name)}`, { name: to }),
   hosts: (signal?: AbortSignal) => request<Host[]>("GET", "/hosts", undefined, signal),
+  host: (name: string, signal?: AbortSignal) => request<Host>("GET", `/hosts/${seg(name)}`, undefined, signal),
   deactivateHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/deactivate`),
   activateHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/activate`),
   removeHost: (name: string) => request<void>("DELETE", `/hosts/${seg(name)}`),

@@ -49,6 +49,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       });
       ws.onclose = () => {
         if (stopped) return;
+        // The stream also ends when its environment is removed: let the environment list
+        // refetch, so the UI can notice and show one that exists (envFallback.ts).
+        emit(new Set(["environments"]));
         attempt++;
         setState("reconnecting");
         const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt - 1, 5));

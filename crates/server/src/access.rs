@@ -19,12 +19,12 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use corral_store::access::Role;
-use corral_store::audit::NewAuditEntry;
+use corral_store::audit::{AuditDetail, NewAuditEntry};
 use corral_store::environments::DEFAULT_ENVIRONMENT;
 use corral_store::logins::{LoginAttempt, LoginLimits};
 use corral_store::Environment;
 use corral_store::StoreError;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -598,8 +598,15 @@ fn merge_actor(response: &mut Response, actor: Actor) {
     response.extensions_mut().insert(merged);
 }
 
-/// Largest JSON body whose `name` is read for the audit log's target.
+/// Largest JSON body whose fields are read for the audit log.
 const AUDIT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Body fields an audit entry keeps, to tell what the request asked for: names, and the few
+/// values that make an action (a scale, an image, a role). Passwords and other fields never.
+const AUDIT_BODY_FIELDS: [&str; 9] = ["name", "user", "group", "role", "scale", "image", "kind", "admin", "environment"];
+
+/// Longest text kept of one body field: they are names, untrusted until the handler checked them.
+const AUDIT_FIELD_CHARS: usize = 256;
 
 /// Records every request that may change something (all but GET/HEAD/OPTIONS), refused or not.
 pub async fn audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -614,14 +621,18 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     let method = request.method().to_string();
     // The full path: under `nest("/v1")` the request's own URI has lost the prefix.
     let path = request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| request.uri().path().to_string(), |u| u.path().to_string());
-    // The names in the path (`/stacks/WEB/services/web` → WEB, web), then the one in the body.
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    // The names in the path (`/stacks/WEB/services/web` → stack WEB, service web), then the body's.
     let (mut parts, body) = request.into_parts();
-    let mut target: Vec<String> = match axum::extract::RawPathParams::from_request_parts(&mut parts, &state).await {
-        Ok(params) => params.iter().map(|(_, v)| v.to_string()).collect(),
-        Err(_) => Vec::new(),
-    };
-    let (request, body_name) = body_name(Request::from_parts(parts, body)).await;
-    target.extend(body_name);
+    let mut detail = AuditDetail::default();
+    if let Ok(params) = axum::extract::RawPathParams::from_request_parts(&mut parts, &state).await {
+        detail.path = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+    let request;
+    (request, detail.body) = body_fields(Request::from_parts(parts, body)).await;
+    // What it named: the path's names in their order, then the body's name.
+    let mut target: Vec<String> = route.iter().flat_map(|r| route_params(r)).filter_map(|p| detail.path.get(p).cloned()).collect();
+    target.extend(["name", "user", "group"].iter().find_map(|k| detail.body_text(k)));
     let response = next.run(request).await;
     let actor = response.extensions().get::<Actor>().cloned().unwrap_or_default();
     let entry = NewAuditEntry {
@@ -634,6 +645,8 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
         environment: actor.environment,
         target: (!target.is_empty()).then(|| target.join("/")),
         status: response.status().as_u16(),
+        route,
+        detail,
     };
     if let Err(e) = state.store.record_audit(&entry).await {
         tracing::error!(error = %e, "could not write the audit log");
@@ -641,23 +654,39 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-/// For a small JSON body: the request back unchanged, and the name it carries (`name`, or `user`
-/// for a login). Passwords and other fields are never read out.
-async fn body_name(request: Request) -> (Request, Option<String>) {
+/// The parameter names of a route, in order: `/v1/stacks/{stack}/services/{service}` → stack, service.
+fn route_params(route: &str) -> impl Iterator<Item = &str> {
+    route.split('/').filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// For a small JSON body: the request back unchanged, and the [`AUDIT_BODY_FIELDS`] it carries
+/// as strings, numbers or booleans (text cut to [`AUDIT_FIELD_CHARS`]).
+async fn body_fields(request: Request) -> (Request, BTreeMap<String, serde_json::Value>) {
     let is_json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     let small = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n <= AUDIT_BODY_LIMIT);
     if !is_json || !small {
-        return (request, None);
+        return (request, BTreeMap::new());
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, AUDIT_BODY_LIMIT).await else {
         // The body did not arrive whole; the handler answers that.
-        return (Request::from_parts(parts, axum::body::Body::empty()), None);
+        return (Request::from_parts(parts, axum::body::Body::empty()), BTreeMap::new());
     };
-    let name = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| ["name", "user", "group"].iter().find_map(|k| v.get(*k).and_then(|n| n.as_str()).map(str::to_string)));
-    (Request::from_parts(parts, axum::body::Body::from(bytes)), name)
+    let fields = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(body)) => AUDIT_BODY_FIELDS
+            .iter()
+            .filter_map(|k| {
+                let value = match body.get(*k)? {
+                    serde_json::Value::String(s) => serde_json::Value::String(s.chars().take(AUDIT_FIELD_CHARS).collect()),
+                    v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => v.clone(),
+                    _ => return None,
+                };
+                Some((k.to_string(), value))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    (Request::from_parts(parts, axum::body::Body::from(bytes)), fields)
 }
 
 /// Failed logins, counted in the database (a restart forgets none): each failure answers

@@ -1,5 +1,5 @@
 import { Alert, Anchor, Badge, Breadcrumbs, Button, Card, Code, Group, SimpleGrid, Stack, Switch, Text, Title } from "@mantine/core";
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useRef, useState, type ReactNode } from "react";
 import { Link, useParams } from "react-router";
 import { ApiError, api, openLogs, type ContainerDetails } from "../api.ts";
 import { ErrorBanner, ListSkeleton } from "../components/common.tsx";
@@ -58,9 +58,25 @@ function shellQuote(arg: string): string {
 }
 
 function Details({ c }: { c: ContainerDetails }) {
-  const facts: [string, string][] = [
-    ["Service", `${c.stack}/${c.service} #${c.instance}`],
-    ["Host", `${c.host} (${c.host_state})`],
+  const facts: [string, ReactNode][] = [
+    [
+      "Service",
+      <>
+        <Anchor component={Link} to={`/stacks/${encodeURIComponent(c.stack)}/services/${encodeURIComponent(c.service)}`} inherit data-testid="container-service-link">
+          {c.stack}/{c.service}
+        </Anchor>{" "}
+        #{c.instance}
+      </>,
+    ],
+    [
+      "Host",
+      <>
+        <Anchor component={Link} to={`/hosts/${encodeURIComponent(c.host)}`} inherit data-testid="container-host-link">
+          {c.host}
+        </Anchor>{" "}
+        ({c.host_state})
+      </>,
+    ],
     ["Status", c.reason || c.status || "—"],
     ["IP", c.ip ?? "—"],
     ["Ports", c.ports.map(formatPort).join(", ") || "—"],
