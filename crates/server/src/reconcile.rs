@@ -186,16 +186,24 @@ impl Reconciler {
                 tracing::info!(service = %service.path(), placed = place.len(), removed = remove.len(), "placement changed");
                 touched.insert(service.environment_id);
                 self.store.apply_placement(service.id, &place, &remove).await?;
+                // A moved instance keeps what was asked of it alone (stopped, restarts), as its row does.
+                let kept: HashMap<u32, (bool, u64)> =
+                    records.iter().filter(|r| r.service_id == service.id).map(|r| (r.instance, (r.stopped, r.restart_generation))).collect();
                 records.retain(|r| !(r.service_id == service.id && (remove.contains(&r.instance) || place.iter().any(|p| p.0 == r.instance))));
-                records.extend(place.into_iter().map(|(instance, host_id, name)| ContainerRecord {
-                    id: 0,
-                    service_id: service.id,
-                    instance,
-                    host_id,
-                    name,
-                    created_at: String::new(),
-                    draining_since: None,
-                    revision: service.revision,
+                records.extend(place.into_iter().map(|(instance, host_id, name)| {
+                    let (stopped, restart_generation) = kept.get(&instance).copied().unwrap_or_default();
+                    ContainerRecord {
+                        id: 0,
+                        service_id: service.id,
+                        instance,
+                        host_id,
+                        name,
+                        created_at: String::new(),
+                        draining_since: None,
+                        revision: service.revision,
+                        stopped,
+                        restart_generation,
+                    }
                 }));
             }
             if !plan.unplaced.is_empty() {
@@ -345,7 +353,8 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         env: spec.env.clone(),
         ports: spec.ports.clone(),
         labels: all_labels,
-        stopped: service.is_stopped(),
+        stopped: service.is_stopped() || record.stopped,
+        restart_generation: record.restart_generation,
     }
 }
 
@@ -371,6 +380,7 @@ pub fn spare_spec(environment: &str, service: &Service) -> ContainerSpec {
         ports: spec.ports.clone(),
         labels: all_labels,
         stopped: false,
+        restart_generation: 0,
     }
 }
 
@@ -424,7 +434,8 @@ fn upgrade_step(
     let mine: Vec<&ContainerRecord> = records.iter().filter(|r| r.service_id == service.id).collect();
     let next = mine.iter().filter(|r| r.revision < service.revision).min_by_key(|r| (r.draining_since.is_none(), r.instance))?;
     let current = service.revision.to_string();
-    let settling = mine.iter().filter(|r| r.revision == service.revision).any(|r| {
+    // A container stopped on its own is not waited for: it will not run until started again.
+    let settling = mine.iter().filter(|r| r.revision == service.revision && !r.stopped).any(|r| {
         !observed
             .iter()
             .any(|o| o.host_id == r.host_id && o.name == r.name && o.state == ContainerState::Running && o.labels.get(labels::REVISION) == Some(&current))
