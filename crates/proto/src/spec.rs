@@ -60,7 +60,7 @@ impl ContainerSpec {
         hashed.name.clear();
         hashed.stopped = false;
         hashed.restart_generation = 0;
-        for key in [crate::labels::SPEC_HASH, crate::labels::INSTANCE, crate::labels::SPARE, crate::labels::TEMPLATE_HASH] {
+        for key in [crate::labels::SPEC_HASH, crate::labels::INSTANCE, crate::labels::SPARE, crate::labels::TEMPLATE_HASH, crate::labels::INCARNATION] {
             hashed.labels.remove(key);
         }
         let bytes = serde_json::to_vec(&hashed).expect("a spec always serializes");

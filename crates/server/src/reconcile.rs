@@ -163,12 +163,11 @@ impl Reconciler {
                 .filter(|(i, _)| !current.get(i).is_some_and(|h| in_grace(h)))
                 .map(|(i, host)| (i, host, service.container_name(i)))
                 .collect();
-            {
+            // Instances removed on request are made anew, wherever they land (see `labels::INCARNATION`).
+            let renewed: Vec<u32> = {
                 let mut hints = self.avoid.lock().expect("avoid lock");
-                for (i, _, _) in &place {
-                    hints.remove(&(service.id, *i));
-                }
-            }
+                place.iter().filter_map(|(i, _, _)| hints.remove(&(service.id, *i)).map(|_| *i)).collect()
+            };
             if !drain.is_empty() || !undrain.is_empty() {
                 touched.insert(service.environment_id);
                 self.store.set_draining(service.id, &drain, true).await?;
@@ -187,11 +186,16 @@ impl Reconciler {
                 touched.insert(service.environment_id);
                 self.store.apply_placement(service.id, &place, &remove).await?;
                 // A moved instance keeps what was asked of it alone (stopped, restarts), as its row does.
-                let kept: HashMap<u32, (bool, u64)> =
-                    records.iter().filter(|r| r.service_id == service.id).map(|r| (r.instance, (r.stopped, r.restart_generation))).collect();
+                let kept: HashMap<u32, (bool, u64, u64)> =
+                    records.iter().filter(|r| r.service_id == service.id).map(|r| (r.instance, (r.stopped, r.restart_generation, r.incarnation))).collect();
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+                for i in &renewed {
+                    self.store.set_incarnation(service.id, *i, now_ms).await?;
+                }
                 records.retain(|r| !(r.service_id == service.id && (remove.contains(&r.instance) || place.iter().any(|p| p.0 == r.instance))));
                 records.extend(place.into_iter().map(|(instance, host_id, name)| {
-                    let (stopped, restart_generation) = kept.get(&instance).copied().unwrap_or_default();
+                    let (stopped, restart_generation, incarnation) = kept.get(&instance).copied().unwrap_or_default();
+                    let incarnation = if renewed.contains(&instance) { now_ms } else { incarnation };
                     ContainerRecord {
                         id: 0,
                         service_id: service.id,
@@ -203,6 +207,7 @@ impl Reconciler {
                         revision: service.revision,
                         stopped,
                         restart_generation,
+                        incarnation,
                     }
                 }));
             }
@@ -345,7 +350,10 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
 /// The container an instance of `service` is, at the revision it runs, with the labels that let
 /// it be traced back. An instance not yet upgraded keeps the previous spec.
 pub fn container_spec(environment: &str, service: &Service, record: &ContainerRecord) -> ContainerSpec {
-    let (spec, all_labels) = instance_labels(environment, service, Some(record.instance), record.revision);
+    let (spec, mut all_labels) = instance_labels(environment, service, Some(record.instance), record.revision);
+    if record.incarnation != 0 {
+        all_labels.insert(labels::INCARNATION.to_string(), record.incarnation.to_string());
+    }
     ContainerSpec {
         name: service.container_name(record.instance),
         image: spec.image.clone(),

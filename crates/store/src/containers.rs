@@ -15,6 +15,7 @@ fn row_to_record(row: sqlx::sqlite::SqliteRow) -> ContainerRecord {
         revision: row.get::<i64, _>("revision") as u32,
         stopped: row.get("stopped"),
         restart_generation: row.get::<i64, _>("restart_generation") as u64,
+        incarnation: row.get::<i64, _>("incarnation") as u64,
     }
 }
 
@@ -91,6 +92,17 @@ impl Store {
             .await?
             .map(row_to_record)
             .ok_or_else(|| crate::StoreError::NotFound(format!("container {name:?} does not exist; `corral ps` lists the containers")))
+    }
+
+    /// Makes instance `instance` of a service a new container (see [`ContainerRecord::incarnation`]).
+    pub async fn set_incarnation(&self, service_id: i64, instance: u32, incarnation: u64) -> Result<()> {
+        sqlx::query("UPDATE containers SET incarnation = ? WHERE service_id = ? AND instance = ?")
+            .bind(i64::try_from(incarnation).unwrap_or(i64::MAX))
+            .bind(service_id)
+            .bind(i64::from(instance))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Starts or stops draining instances of a service; a placed (moved) instance never drains.
@@ -202,6 +214,8 @@ mod tests {
         assert_eq!((restarted.stopped, restarted.restart_generation), (false, 1_000), "a restart runs it again");
         assert_eq!(store.restart_container(env.id, "S-web-1", 5).await.unwrap().restart_generation, 1_001, "generations only grow");
         assert!(matches!(store.set_container_stopped(env.id, "S-web-9", true).await, Err(crate::StoreError::NotFound(_))));
+        store.set_incarnation(svc.id, 1, 42).await.unwrap();
+        assert_eq!(store.container_record(env.id, "S-web-1").await.unwrap().unwrap().incarnation, 42);
         store.delete_service(svc.id).await.unwrap();
         assert!(store.container_records(None).await.unwrap().is_empty());
     }

@@ -230,6 +230,9 @@ pub struct ContainerRecord {
     /// Bumped by each restart asked for; the agent restarts the container when it changes.
     #[serde(default)]
     pub restart_generation: u64,
+    /// Set when the instance replaces one removed on request: a new container, not the old one.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A managed container as its host's agent last reported it.

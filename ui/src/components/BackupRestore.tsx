@@ -94,6 +94,9 @@ function RestoreForm() {
       setDone(info);
       setFile(null);
       notifyDone(`Restored ${file.name}`);
+      // The backup's users and sessions apply now: one that no longer holds this session signs
+      // the UI out at once (a 401 does), rather than at the next click.
+      void api.whoami().catch(() => undefined);
     } catch (e) {
       if (e instanceof ApiError && e.code === "restore_would_lock_out") setLockout(e.message);
       else if (e instanceof ApiError && e.code === "bad_backup") setRefused(e.message);
