@@ -498,3 +498,14 @@ pub fn run_browser_script(cp: &ControlPlane, script: &str, env: &[(&str, &str)])
     assert!(out.status.success(), "the browser checks failed:\n{log}\ncontrol plane log:\n{}", cp.proc.output());
     log
 }
+
+/// A WebSocket handshake to the API's `path_and_query` (e.g. `/v1/events?env=OPS`) at `base_url`,
+/// signed with `token` in the `Authorization` header as the CLI signs it: a token in the URL is
+/// no credential.
+pub fn ws_request(base_url: &str, path_and_query: &str, token: &str) -> tokio_tungstenite::tungstenite::http::Request<()> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path_and_query}", base_url.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1));
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
+    request
+}

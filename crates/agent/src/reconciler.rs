@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::converge::{plan, Action, RestartBackoff};
 use crate::engine::Engine;
 use crate::error::AgentError;
+use crate::restarts::AppliedRestarts;
 
 /// Catches anything the event stream missed (e.g. while it was re-subscribing).
 pub const SAFETY_NET: Duration = Duration::from_secs(30);
@@ -45,11 +46,18 @@ pub struct ConvergeReport {
 pub struct Reconciler {
     engine: Engine,
     restarts: RestartBackoff,
+    /// Restart generations applied, so each restart asked for happens once.
+    applied: AppliedRestarts,
 }
 
 impl Reconciler {
     pub fn new(engine: Engine) -> Self {
-        Reconciler { engine, restarts: RestartBackoff::default() }
+        Reconciler { engine, restarts: RestartBackoff::default(), applied: AppliedRestarts::default() }
+    }
+
+    /// The same, keeping the restart generations it applied in `state_dir`.
+    pub fn in_state_dir(engine: Engine, state_dir: &std::path::Path) -> Self {
+        Reconciler { applied: AppliedRestarts::load(state_dir), ..Self::new(engine) }
     }
 
     /// One level-triggered pass. Fails only if the engine cannot even list containers; a
@@ -58,7 +66,9 @@ impl Reconciler {
     pub async fn converge_once(&mut self, desired: &DesiredSet) -> Result<ConvergeReport, AgentError> {
         let observed = self.engine.list_managed().await?;
         self.restarts.observe(&observed, Instant::now());
-        let plan = plan(&desired.containers, &observed, &self.restarts, Instant::now());
+        let mut plan = plan(&desired.containers, &observed, &self.restarts, Instant::now());
+        let restarts = self.applied.due(&desired.containers, &observed, &plan.actions);
+        plan.actions.extend(restarts);
         let mut report = ConvergeReport { retry_in: plan.retry_in, ..Default::default() };
 
         let now = Instant::now();
@@ -92,6 +102,10 @@ impl Reconciler {
             report.actions.push(action);
         }
 
+        let failed_restarts = report.failures.iter().map(|f| f.container.as_str()).collect();
+        if let Err(e) = self.applied.record(&desired.containers, &failed_restarts) {
+            tracing::warn!(error = %e, "cannot keep the applied restart generations; a restart may be repeated after the agent restarts");
+        }
         report.observed = if report.actions.is_empty() { observed } else { self.engine.list_managed().await? };
         self.restarts.observe(&report.observed, Instant::now());
         Ok(report)
@@ -123,6 +137,7 @@ async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
             engine.create_and_start(refill).await.map(drop)
         }
         Action::Remove { id, .. } => engine.remove(id).await,
+        Action::Restart { id, .. } => engine.restart(id).await,
     }
 }
 
@@ -135,6 +150,7 @@ enum ActionKind {
     Stop,
     Promote,
     Remove,
+    Restart,
 }
 
 impl From<&Action> for ActionKind {
@@ -146,6 +162,7 @@ impl From<&Action> for ActionKind {
             Action::Stop { .. } => ActionKind::Stop,
             Action::Promote { .. } => ActionKind::Promote,
             Action::Remove { .. } => ActionKind::Remove,
+            Action::Restart { .. } => ActionKind::Restart,
         }
     }
 }
@@ -166,6 +183,13 @@ impl ReconcilerHandle {
     /// (from `desired.json`); `None` means none was ever received, and then the loop only
     /// observes: an unknown desired set must not be read as "remove everything".
     pub fn spawn(engine: Engine, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
+        Self::spawn_with(Reconciler::new(engine), initial, shutdown)
+    }
+
+    /// [`ReconcilerHandle::spawn`] with a reconciler made by the caller (one that keeps its
+    /// restart generations in the state dir).
+    pub fn spawn_with(reconciler: Reconciler, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
+        let engine = reconciler.engine.clone();
         let (desired_tx, desired_rx) = watch::channel(initial.map(Arc::new));
         let (observed_tx, observed_rx) = watch::channel(None);
         let (passes_tx, passes_rx) = watch::channel(0u64);
@@ -173,7 +197,7 @@ impl ReconcilerHandle {
         let observe = Arc::new(Notify::new());
 
         let looped = ConvergeLoop {
-            reconciler: Reconciler::new(engine.clone()),
+            reconciler,
             balancer: Default::default(),
             desired: desired_rx,
             observed: observed_tx,

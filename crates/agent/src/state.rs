@@ -87,6 +87,7 @@ mod tests {
                 ports: vec![PortSpec { host_port: Some(8080), container_port: 80, protocol: Protocol::Tcp }],
                 labels: [("io.corral.stack".to_string(), "s".to_string())].into(),
                 stopped: false,
+                restart_generation: 0,
             }],
             load_balancer: Default::default(),
         }

@@ -3,8 +3,9 @@ import { useEffect, useRef, useState, type ReactNode } from "react";
 import { Link, useParams } from "react-router";
 import { ApiError, api, openLogs, type ContainerDetails } from "../api.ts";
 import { ErrorBanner, ListSkeleton } from "../components/common.tsx";
+import { ContainerActions } from "../components/ContainerActions.tsx";
 import { StatsPanel } from "../components/StatsPanel.tsx";
-import { formatPort, formatSince, stateColor } from "../format.ts";
+import { formatPort, formatSince, shellQuote, stateColor } from "../format.ts";
 import { useLive, useLiveState } from "../live.tsx";
 
 /** Details from `GET /v1/containers/{name}`; from the list when the control plane predates it. */
@@ -35,13 +36,16 @@ export function ContainerPage() {
         )}
         <Text>{name}</Text>
       </Breadcrumbs>
-      <Group gap="sm">
-        <Title order={2}>{name}</Title>
-        {c.data && (
-          <Badge color={stateColor(c.data.state)} variant="light" data-testid="container-state">
-            {c.data.state}
-          </Badge>
-        )}
+      <Group gap="sm" justify="space-between">
+        <Group gap="sm">
+          <Title order={2}>{name}</Title>
+          {c.data && (
+            <Badge color={stateColor(c.data.state)} variant="light" data-testid="container-state">
+              {c.data.state}
+            </Badge>
+          )}
+        </Group>
+        {c.data && <ContainerActions c={c.data} />}
       </Group>
       {c.error && <ErrorBanner error={c.error} what={`container ${name}`} onRetry={c.reload} />}
       {c.loading && <ListSkeleton rows={2} height={80} />}
@@ -50,11 +54,6 @@ export function ContainerPage() {
       {c.data && <Logs name={name} hostState={c.data.host_state} host={c.data.host} />}
     </Stack>
   );
-}
-
-/** An argument as a shell user would type it: quoted when it has spaces or shell characters. */
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 function Details({ c }: { c: ContainerDetails }) {

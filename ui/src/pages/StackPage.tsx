@@ -11,6 +11,7 @@ import { HEALTH_COLOR, serviceHealth } from "../health.ts";
 import { useLive } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 import { LoadBalancerFormModal, ServiceFormModal } from "./ServiceForms.tsx";
+import { ServiceUpgradeModal } from "../components/ServiceUpgrade.tsx";
 
 // The graph pulls in the layout engine (large): load it only when the tab is opened.
 const StackGraph = lazy(() => import("./StackGraph.tsx"));
@@ -186,6 +187,7 @@ function ServiceRows({ services }: { services: Service[] }) {
 
 function ServiceRow({ service: s }: { service: Service }) {
   const [confirming, setConfirming] = useState(false);
+  const [editing, setEditing] = useState(false);
   const [busy, setBusy] = useState(false);
   // A role that may only look sees the controls greyed out rather than refused after a click.
   const readOnly = !useEnvRights().change;
@@ -259,10 +261,16 @@ function ServiceRow({ service: s }: { service: Service }) {
               Stop
             </Button>
           )}
+          {s.kind !== "load-balancer" && (
+            <Button size="xs" variant="light" disabled={readOnly || stopped} title={stopped ? "Start the service before upgrading it" : undefined} onClick={() => setEditing(true)} data-testid="service-edit">
+              Edit
+            </Button>
+          )}
           <Button size="xs" variant="subtle" color="red" disabled={readOnly} onClick={() => setConfirming(true)}>
             Remove
           </Button>
         </Group>
+        <ServiceUpgradeModal service={s} opened={editing} onClose={() => setEditing(false)} />
         <Confirm
           opened={confirming}
           onClose={() => setConfirming(false)}

@@ -48,6 +48,7 @@ impl Scope {
             ]
             .into(),
             stopped: false,
+            restart_generation: 0,
         }
     }
 
