@@ -117,6 +117,9 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("POST", "/login"), Public),
         (("POST", "/logout"), Public),
         (("GET", "/whoami"), SignedIn),
+        (("POST", "/ws-ticket"), SignedIn),
+        (("GET", "/settings"), SignedIn),
+        (("PATCH", "/settings"), Admin),
         (("GET", "/environments"), SignedIn),
         (("POST", "/environments"), Admin),
         (("PATCH", "/environments/{name}"), Admin),
@@ -164,6 +167,9 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("GET", "/containers"), ro),
         (("GET", "/containers/{name}"), ro),
         (("DELETE", "/containers/{name}"), restricted),
+        (("POST", "/containers/{name}/stop"), restricted),
+        (("POST", "/containers/{name}/start"), restricted),
+        (("POST", "/containers/{name}/restart"), restricted),
         (("GET", "/containers/{name}/logs"), ro),
         (("GET", "/containers/{name}/stats"), ro),
         (("GET", "/stats/summary"), ro),
@@ -177,8 +183,15 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
     .collect()
 }
 
-/// The WebSocket routes browsers open, the only ones that take `?token=` (paths as requested).
+/// The WebSocket routes browsers open, the only ones that take `?ticket=` (paths as requested).
 const SOCKETS: [&str; 3] = ["/v1/events", "/v1/containers/{name}/logs", "/v1/stats/live"];
+
+/// A single-use ticket (`POST /v1/ws-ticket`) for `key` to open the WebSocket at `path`, as the
+/// web UI gets one when it signs its requests with a token.
+fn ticket(cp: &ControlPlane, key: &str, path: &str) -> String {
+    let answer = request(None, cp, "POST", "/v1/ws-ticket", Some(key), Some(&json!({ "path": path })), &[]);
+    answer.body["ticket"].as_str().unwrap_or_else(|| panic!("a ticket for {path}: {} {}", answer.status, answer.body)).to_string()
+}
 
 /// A WebSocket handshake to `url_path`; its refusal as an [`Answer`], a 101 as status 101.
 fn upgrade(cp: &ControlPlane, url_path: &str) -> Answer {
@@ -223,8 +236,8 @@ fn outcome(answer: &Answer, env: &str) -> Outcome {
 /// Every route × every role × own and other environment: allowed, 403, or 404 as specified.
 /// Path names point at things that do not exist and bodies are empty, so an allowed call fails
 /// after the access check (404/400) and changes nothing. WebSocket routes are walked again as
-/// real upgrades with the credential in `?token=`, as browsers open them; on every other route
-/// a `?token=`, even on an upgrade, is no credential at all.
+/// real upgrades with a ticket for the credential in `?ticket=`, as browsers open them; a token in
+/// the URL is no credential anywhere, nor is a ticket on any other route, even on an upgrade.
 #[test]
 fn every_route_answers_every_role_as_specified() {
     let tmp = tempfile::tempdir().unwrap();
@@ -237,7 +250,7 @@ fn every_route_answers_every_role_as_specified() {
     let stale: Vec<_> = expected.keys().filter(|k| !listed.contains(k)).collect();
     assert!(stale.is_empty(), "expectations for routes the API no longer has: {stale:?}");
     let sockets: Vec<String> = routes.iter().filter(|r| r.websocket).map(|r| r.url_path()).collect();
-    assert_eq!(sockets, SOCKETS, "the routes that take ?token=");
+    assert_eq!(sockets, SOCKETS, "the routes that take ?ticket=");
 
     cp.json(&["env", "create", "OPS"]);
     cp.json(&["env", "create", "DEV"]);
@@ -252,6 +265,7 @@ fn every_route_answers_every_role_as_specified() {
 
     let mut failures = Vec::new();
     let admin_token = cp.admin_token();
+    let unused_ticket = ticket(&cp, &admin_token, "/v1/events");
     for route in &routes {
         let need = expected[&(route.method.as_str(), route.path)];
         let path = route.url_path().replace("{kind}", "user").split('/').map(|s| if s.starts_with('{') { "nope" } else { s }).collect::<Vec<_>>().join("/");
@@ -263,12 +277,19 @@ fn every_route_answers_every_role_as_specified() {
         if anonymous != want {
             failures.push(format!("{method} {path} anonymous: {anonymous:?}, want {want:?}"));
         }
-        if !route.websocket && need != Need::Public {
-            // The admin's token in the query, on a request dressed as an upgrade: ignored.
+        if need != Need::Public {
+            // The admin's token in the query, on a request dressed as an upgrade: ignored; and a
+            // ticket (for the event stream) on any route but its own: no credential either.
             let upgrade_headers = ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="];
-            let answer = request(None, &cp, method, &format!("{path}?env=OPS&token={admin_token}"), None, body.as_ref(), &upgrade_headers);
-            if outcome(&answer, "OPS") != Outcome::Unauthorized {
-                failures.push(format!("{method} {path} with ?token= on an upgrade: {} {}, want Unauthorized", answer.status, answer.body));
+            let token_answer = request(None, &cp, method, &format!("{path}?env=OPS&token={admin_token}"), None, body.as_ref(), &upgrade_headers);
+            // Only a WebSocket route tries (and so uses up) a ticket; the others ignore it.
+            let elsewhere = if route.websocket { ticket(&cp, &admin_token, "/v1/events") } else { unused_ticket.clone() };
+            let ticket_answer = (path != "/v1/events")
+                .then(|| request(None, &cp, method, &format!("{path}?env=OPS&ticket={elsewhere}"), None, body.as_ref(), &upgrade_headers));
+            for (how, answer) in [("?token=", Some(token_answer)), ("another route's ?ticket=", ticket_answer)] {
+                if let Some(answer) = answer.filter(|a| outcome(a, "OPS") != Outcome::Unauthorized) {
+                    failures.push(format!("{method} {path} with {how} on an upgrade: {} {}, want Unauthorized", answer.status, answer.body));
+                }
             }
         }
         for (name, role, key) in &principals {
@@ -288,7 +309,8 @@ fn every_route_answers_every_role_as_specified() {
                 };
                 let mut answers = vec![("", request(None, &cp, method, &format!("{path}?env={env}"), Some(key), body.as_ref(), &[]))];
                 if route.websocket {
-                    answers.push((" (upgrade, ?token=)", upgrade(&cp, &format!("{path}?env={env}&token={key}"))));
+                    let ticket = ticket(&cp, key, &path);
+                    answers.push((" (upgrade, ?ticket=)", upgrade(&cp, &format!("{path}?env={env}&ticket={ticket}"))));
                 }
                 for (how, answer) in answers {
                     let got = outcome(&answer, env);
@@ -386,11 +408,15 @@ async fn a_dev_member_sees_nothing_of_ops_and_join_tokens_stay_in_their_environm
 
     // WebSocket: the OPS stream is refused like a missing environment; the DEV stream carries no OPS change.
     let ws = |query: String| format!("{}/v1/events?{query}", cp.url.replacen("http://", "ws://", 1));
-    match tokio_tungstenite::connect_async(ws(format!("env=OPS&token={dev_key}"))).await {
+    let ticketed = |env: &str| {
+        let ticket = tokio::task::block_in_place(|| ticket(&cp, &dev_key, "/v1/events"));
+        ws(format!("env={env}&ticket={ticket}"))
+    };
+    match tokio_tungstenite::connect_async(ticketed("OPS")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 404),
         other => panic!("the OPS event stream should be refused, got {:?}", other.map(|_| ())),
     }
-    let (mut dev_events, _) = tokio_tungstenite::connect_async(ws(format!("env=DEV&token={dev_key}"))).await.expect("DEV events");
+    let (mut dev_events, _) = tokio_tungstenite::connect_async(ticketed("DEV")).await.expect("DEV events");
     tokio::task::block_in_place(|| {
         cp.json(&["--env", "OPS", "stack", "create", "OPS-db"]);
         cp.json(&["--env", "DEV", "stack", "create", "DEV-web"]);

@@ -230,8 +230,7 @@ async fn an_event_stream_follows_its_environment_through_a_rename() {
         cp.json(&["env", "create", "OPS"]);
         cp
     });
-    let url = format!("{}/v1/events?env=OPS&token={}", cp.url.replacen("http://", "ws://", 1), cp.admin_token());
-    let (mut events, _) = tokio_tungstenite::connect_async(url).await.expect("the OPS event stream");
+    let (mut events, _) = tokio_tungstenite::connect_async(ws_request(&cp.url, "/v1/events?env=OPS", &cp.admin_token())).await.expect("the OPS event stream");
     // Frames until `done` says enough, or the stream ends (`None` in the list).
     async fn frames_until(
         events: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),

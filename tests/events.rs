@@ -16,8 +16,8 @@ fn ws_url(cp: &ControlPlane, query: &str) -> String {
 }
 
 async fn connect(cp: &ControlPlane, env: &str) -> Socket {
-    let url = ws_url(cp, &format!("env={env}&token={}", cp.admin_token()));
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /v1/events");
+    let request = ws_request(&cp.url, &format!("/v1/events?env={env}"), &cp.admin_token());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("connect to /v1/events");
     let hello = next_frame(&mut socket, Duration::from_secs(5)).await.expect("a hello frame");
     assert_eq!(hello, json!({"type": "hello", "environment": env}));
     socket
@@ -116,8 +116,8 @@ async fn clients_hear_which_lists_changed_in_their_environment_only() {
 async fn refusals_come_before_the_upgrade_as_json() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = tokio::task::block_in_place(|| ControlPlane::start(&tmp.path().join("data")));
-    let refused = |url: String| async move {
-        match tokio_tungstenite::connect_async(url).await {
+    let refused = |request: tokio_tungstenite::tungstenite::http::Request<()>| async move {
+        match tokio_tungstenite::connect_async(request).await {
             Err(WsError::Http(response)) => {
                 let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("a JSON error body");
                 (response.status().as_u16(), body)
@@ -126,11 +126,16 @@ async fn refusals_come_before_the_upgrade_as_json() {
             Ok(_) => panic!("the upgrade should have been refused"),
         }
     };
-    let (status, body) = refused(ws_url(&cp, "token=wrong")).await;
+    let url = |query: &str| ws_url(&cp, query).into_client_request().unwrap();
+    let (status, body) = refused(ws_request(&cp.url, "/v1/events", "wrong")).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{body}");
-    let (status, _) = refused(ws_url(&cp, "")).await;
+    let (status, _) = refused(url("")).await;
     assert_eq!(status, 401, "no token at all");
-    let (status, body) = refused(ws_url(&cp, &format!("env=Nowhere&token={}", cp.admin_token()))).await;
+    let (status, _) = refused(url(&format!("token={}", cp.admin_token()))).await;
+    assert_eq!(status, 401, "a token in the URL is no credential");
+    let (status, body) = refused(url("ticket=corral_t_made_up")).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("bad_ticket")), "{body}");
+    let (status, body) = refused(ws_request(&cp.url, "/v1/events?env=Nowhere", &cp.admin_token())).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("environment \"Nowhere\" does not exist"), "{body}");
 }

@@ -16,7 +16,7 @@ fn points(history: &Value) -> Vec<Value> {
 }
 
 /// Waits until `check` accepts the container's recent history; returns that history.
-fn wait_stats(cp: &ControlPlane, args: &[&str], what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn wait_stats(cp: &ControlPlane, args: &[&str], what: &str, mut check: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
     let mut last = Vec::new();
     let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for(what, WAIT, || {
@@ -53,12 +53,22 @@ fn usage_is_measured_stored_and_exported() {
     let fetch = format!("while :; do wget -q -O /dev/null http://{web_ip}:8080/blob; sleep 0.1; done");
     cp.json(&["service", "create", "mon/fetch", "--image", TEST_IMAGE, "--", "sh", "-c", &fetch]);
 
-    let burn = wait_stats(cp, &["stats", "container", "mon-burn-1", "--since", "2m"], "the burner near one core", |p| {
-        p.iter().rev().take(2).filter(|x| x["cpu_percent"].as_f64().unwrap_or(0.0) >= 60.0).count() == 2
+    // A busy loop gets one core on a quiet machine, less when other work takes the cores: the
+    // engine's own figure, read alongside, is what Corral's must match.
+    let engine_cpu = || {
+        let out = cluster.engines[0].docker(&["stats", "--no-stream", "--format", "{{.CPUPerc}}", "mon-burn-1"]);
+        String::from_utf8_lossy(&out.stdout).trim().trim_end_matches('%').parse::<f64>().ok()
+    };
+    let mut engine_saw = Vec::new();
+    let burn = wait_stats(cp, &["stats", "container", "mon-burn-1", "--since", "2m"], "the burner's usage to match the engine's", |p| {
+        let Some(engine) = engine_cpu() else { return false };
+        engine_saw.push(engine);
+        let ours: Vec<f64> = p.iter().rev().take(2).filter_map(|x| x["cpu_percent"].as_f64()).collect();
+        ours.len() == 2 && ours.iter().all(|c| *c >= 20.0 && (c - engine).abs() <= 25.0 + engine * 0.25)
     });
     for p in burn.iter().rev().take(2) {
         let cpu = p["cpu_percent"].as_f64().unwrap();
-        assert!((60.0..=130.0).contains(&cpu), "a busy loop is about one core: {cpu} in {burn:?}");
+        assert!((20.0..=130.0).contains(&cpu), "a busy loop is up to about one core: {cpu} in {burn:?} (the engine saw {engine_saw:?})");
     }
     assert!(burn.windows(2).all(|w| w[0]["ts"].as_i64() < w[1]["ts"].as_i64()), "points are ordered: {burn:?}");
 

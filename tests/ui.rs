@@ -8,8 +8,7 @@
 //! environment, is a fake agent whose report the control plane refuses in part: the browser
 //! checks that the host's card says what was refused and why.
 
-use corral_e2e::{engines, exclusive, fake_agent, repo_root, start_agent, wait_for, ControlPlane, FakeAgent, Launch, TEST_IMAGE};
-use std::process::Command;
+use corral_e2e::{control_plane_with_ui, engines, exclusive, fake_agent, run_browser_script, start_agent, wait_for, FakeAgent, TEST_IMAGE};
 use std::time::Duration;
 
 const STACK: &str = "ui-shop";
@@ -24,10 +23,7 @@ fn web_ui_drives_a_real_cluster() {
         e.clear();
     }
     let tmp = tempfile::tempdir().unwrap();
-    let ui_dir = repo_root().join("ui/dist");
-    assert!(ui_dir.join("index.html").is_file(), "the web UI is not built: run `npm --prefix ui run build` (scripts/setup.sh does)");
-    let launch = Launch { args: vec!["--ui-dir".into(), ui_dir.display().to_string()], ..Launch::default() };
-    let cp = ControlPlane::launch(&tmp.path().join("data"), &launch);
+    let cp = control_plane_with_ui(&tmp.path().join("data"));
 
     // One host in each environment, joined with that environment's own join token.
     let envs = [("OPS", &engines[0]), ("DEV", &engines[1])];
@@ -73,20 +69,17 @@ fn web_ui_drives_a_real_cluster() {
     assert!(created.status.success(), "corral user create: {}", String::from_utf8_lossy(&created.stderr));
     cp.json(&["member", "add", "OPS", user, "--role", "member"]);
 
-    let out = Command::new("node")
-        .arg(repo_root().join("tests/ui/e2e.mjs"))
-        .env("CORRAL_UI_URL", &cp.url)
-        .env("CORRAL_UI_TOKEN", cp.admin_token())
-        .env("CORRAL_UI_ENVS", format!("OPS={},DEV={}", engines[0].name, engines[1].name))
-        .env("CORRAL_UI_STACK", STACK)
-        .env("CORRAL_UI_IMAGE", TEST_IMAGE)
-        .env("CORRAL_UI_USER", format!("{user}:{password}"))
-        .env("CORRAL_UI_PROBLEM_HOST", PROBLEM_HOST)
-        .output()
-        .expect("run node tests/ui/e2e.mjs (Node.js is installed by scripts/setup.sh)");
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{log}");
-    assert!(out.status.success(), "the browser checks failed:\n{log}\ncontrol plane log:\n{}", cp.proc.output());
+    run_browser_script(
+        &cp,
+        "e2e.mjs",
+        &[
+            ("CORRAL_UI_ENVS", &format!("OPS={},DEV={}", engines[0].name, engines[1].name)),
+            ("CORRAL_UI_STACK", STACK),
+            ("CORRAL_UI_IMAGE", TEST_IMAGE),
+            ("CORRAL_UI_USER", &format!("{user}:{password}")),
+            ("CORRAL_UI_PROBLEM_HOST", PROBLEM_HOST),
+        ],
+    );
 
     // What the form created is what the OPS engine runs (the balancer lives inside the agent).
     let want: Vec<String> = (1..=3).map(|i| format!("{STACK}-web-{i}")).collect();

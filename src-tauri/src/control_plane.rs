@@ -56,21 +56,6 @@ fn addr_from_env(var: &str) -> Result<Option<SocketAddr>, DesktopError> {
     }
 }
 
-/// The address agents use: the listen address itself when it names one interface, else the
-/// machine's first non-loopback IPv4 address (loopback when it has none).
-pub fn agent_ip(listen: IpAddr) -> IpAddr {
-    if !listen.is_unspecified() {
-        return listen;
-    }
-    if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|iface| !iface.is_loopback())
-        .map(|iface| iface.ip())
-        .find(IpAddr::is_ipv4)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
 /// Opens the control plane on `data_dir` and starts serving, its admin token kept in `keyring`.
 /// When the wanted port is taken (another control plane on this machine), a free port is used
 /// instead.
@@ -97,7 +82,9 @@ pub async fn start(data_dir: &Path, wanted: SocketAddr, keyring: Backend) -> Res
     let state = control_plane.state().clone();
     let port = control_plane.local_addr().port();
     let ca_fingerprint = control_plane.ca_fingerprint().map(str::to_string);
-    let agent_url = url(wanted.ip(), port, ca_fingerprint.is_some());
+    // What join commands name: the machine's LAN address (the control plane detects it, as
+    // `corral server` does), or the URL an administrator set in Settings.
+    let agent_url = corral_server::api::hosts::agent_url(&state).await.map_err(|e| DesktopError::Listen(format!("the URL agents join at: {e}")))?.url;
     let api = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), control_plane.local_addr_plain().map_or(port, |a| a.port()));
     let (stop, shutdown) = broadcast::channel(1);
     let task = tokio::spawn(control_plane.run(shutdown));
@@ -204,14 +191,9 @@ fn config(data_dir: &Path, listen: SocketAddr, local: SocketAddr) -> Config {
     if tls {
         config.local_listen = Some(local);
     }
-    // The UI asks for the join command over loopback; agents need the LAN address instead.
-    config.advertise_url = Some(url(listen.ip(), listen.port(), tls));
+    // No advertised URL: the control plane names its LAN address in join commands whatever
+    // listener the UI asks on, and an administrator can set another in Settings.
     config
-}
-
-fn url(listen: IpAddr, port: u16, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://{}", SocketAddr::new(agent_ip(listen), port))
 }
 
 impl RunningControlPlane {
@@ -345,12 +327,5 @@ mod tests {
         let plain_to_tls = get(cp.port, "/v1/health").await.unwrap();
         assert!(!plain_to_tls.starts_with("HTTP/1.1 200"), "plain HTTP on the LAN port: {plain_to_tls}");
         cp.shutdown().await.unwrap();
-    }
-
-    #[test]
-    fn agents_get_a_lan_address_when_listening_everywhere() {
-        assert_eq!(agent_ip("10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
-        let ip = agent_ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        assert!(ip.is_ipv4() && !ip.is_unspecified(), "{ip}");
     }
 }

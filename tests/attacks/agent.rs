@@ -389,8 +389,8 @@ async fn log_lines_come_only_from_the_containers_own_host() {
             ps.as_array()?.iter().any(|c| c["name"] == "App-web-1" && c["host"] == "owner").then_some(())
         })
     });
-    let url = format!("{}/v1/containers/App-web-1/logs?token={}", cp.url.replacen("http://", "ws://", 1), cp.admin_token());
-    let (mut reader, _) = tokio_tungstenite::connect_async(url).await.expect("open the log stream");
+    let request = ws_request(&cp.url, "/v1/containers/App-web-1/logs", &cp.admin_token());
+    let (mut reader, _) = tokio_tungstenite::connect_async(request).await.expect("open the log stream");
     let id = loop {
         match owner.inbox.recv().await.expect("the session stays open") {
             ServerMessage::Logs(request) => break request.id,

@@ -120,6 +120,14 @@ async fn key(cp: &ControlPlane, credential: &str, name: &str, env: Option<&str>)
     answer.body["secret"].as_str().unwrap().to_string()
 }
 
+/// A single-use ticket (`POST /v1/ws-ticket`) for `credential` to open the WebSocket at `path`
+/// once, as the web UI asks for one when it signs its requests with a token.
+async fn ticket(cp: &ControlPlane, credential: &str, path: &str) -> String {
+    let answer = exchange(&cp.url, "POST", "/v1/ws-ticket", &[("Authorization", &bearer(credential))], Some(&json!({ "path": path }))).await;
+    assert_eq!(answer.status, 200, "a ticket for {path}: {answer:?}");
+    answer.body["ticket"].as_str().unwrap().to_string()
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a WebSocket at `path` with extra request headers; a refusal gives its status and body.
@@ -339,13 +347,20 @@ where
     }
 }
 
-/// A principal's three kinds of long-lived socket, opened with `headers` and `query` (`&token=…`).
-async fn open_three(cp: &ControlPlane, who: &str, headers: &[(&str, &str)], query: &str) -> Vec<Watched> {
+/// A principal's three kinds of long-lived socket, opened with `headers`, or with a ticket for
+/// each (`&ticket=…`) issued to the credential `ticketed`.
+async fn open_three(cp: &ControlPlane, who: &str, headers: &[(&str, &str)], ticketed: Option<&str>) -> Vec<Watched> {
     let mut sockets = Vec::new();
-    for (kind, path) in
-        [("events", "/v1/events?env=Default"), ("live stats", "/v1/stats/live?env=Default"), ("logs", "/v1/containers/WEB-web-1/logs?env=Default&tail=5")]
-    {
-        let socket = open(&cp.url, &format!("{path}{query}"), headers).await.unwrap_or_else(|e| panic!("{who}'s {kind} socket: {e:?}"));
+    for (kind, path, query) in [
+        ("events", "/v1/events", "?env=Default"),
+        ("live stats", "/v1/stats/live", "?env=Default"),
+        ("logs", "/v1/containers/WEB-web-1/logs", "?env=Default&tail=5"),
+    ] {
+        let ticket = match ticketed {
+            Some(credential) => format!("&ticket={}", ticket(cp, credential, path).await),
+            None => String::new(),
+        };
+        let socket = open(&cp.url, &format!("{path}{query}{ticket}"), headers).await.unwrap_or_else(|e| panic!("{who}'s {kind} socket: {e:?}"));
         sockets.push(watch(&format!("{who}'s {kind} socket"), socket));
     }
     for s in &sockets {
@@ -390,23 +405,24 @@ async fn revoking_access_ends_open_sockets_within_a_second() {
 
     // Bystanders: the admin and another read-only user keep their sockets through it all.
     let (bystander, _) = login(&cp, "bystander").await;
-    let mut bystanders = open_three(&cp, "the bystander", &[], &format!("&token={bystander}")).await;
+    let mut bystanders = open_three(&cp, "the bystander", &[], Some(&bystander)).await;
     bystanders.push(watch("the admin's event socket", open(&cp.url, "/v1/events?env=Default", &[("Authorization", &token)]).await.unwrap()));
 
     // logout: the browser's cookie session, ended by the browser's own logout.
     let (_, cookie) = login(&cp, "lou").await;
-    let lou = open_three(&cp, "lou (cookie session)", &[("Cookie", &cookie), ("Origin", &own_origin)], "").await;
+    let lou = open_three(&cp, "lou (cookie session)", &[("Cookie", &cookie), ("Origin", &own_origin)], None).await;
     // membership removal: an account key in the Authorization header, as the CLI sends it.
     let (mem_session, _) = login(&cp, "mem").await;
     let mem_key = key(&cp, &mem_session, "mem-key", None).await;
-    let mem = open_three(&cp, "mem (account key)", &[("Authorization", &bearer(&mem_key))], "").await;
-    // key revocation: the key in `?token=`, as a browser passes it; revoked by its owner.
+    let mem = open_three(&cp, "mem (account key)", &[("Authorization", &bearer(&mem_key))], None).await;
+    // key revocation: sockets opened with tickets issued to the key, as a browser signed in by a
+    // token opens them; revoked by its owner.
     let (kay_session, _) = login(&cp, "kay").await;
     let kay_key = key(&cp, &kay_session, "kay-key", None).await;
-    let kay = open_three(&cp, "kay (key in ?token=)", &[], &format!("&token={kay_key}")).await;
+    let kay = open_three(&cp, "kay (tickets for a key)", &[], Some(&kay_key)).await;
     // user deletion: a session token in the header.
     let (del_session, _) = login(&cp, "del").await;
-    let del = open_three(&cp, "del (session token)", &[("Authorization", &bearer(&del_session))], "").await;
+    let del = open_three(&cp, "del (session token)", &[("Authorization", &bearer(&del_session))], None).await;
 
     let admin_auth = bearer(&cp.admin_token());
     let kay_auth = bearer(&kay_session);
@@ -561,57 +577,79 @@ async fn login_from_another_origin_is_refused() {
 }
 
 /// WebSocket upgrades check Origin too (browsers apply no same-origin rule to them): a foreign
-/// page cannot open the event stream with the cookie, nor with a token in the query.
+/// page cannot open the event stream with the cookie, nor with a ticket it got hold of.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrades_from_another_origin_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = start_cp(&tmp, &[]);
     user(&cp, "wes", "Default", Some("read-only")).await;
     let (session, cookie) = login(&cp, "wes").await;
-    let query = format!("/v1/events?token={session}");
+    let ticketed = || async { format!("/v1/events?ticket={}", ticket(&cp, &session, "/v1/events").await) };
     for (what, path, headers) in [
-        ("cookie", "/v1/events", vec![("Cookie", cookie.as_str()), ("Origin", FOREIGN)]),
-        ("?token=", query.as_str(), vec![("Origin", FOREIGN)]),
-        ("cookie, another port of this host", "/v1/events", vec![("Cookie", cookie.as_str()), ("Origin", "http://127.0.0.1:1")]),
+        ("cookie", "/v1/events".to_string(), vec![("Cookie", cookie.as_str()), ("Origin", FOREIGN)]),
+        ("?ticket=", ticketed().await, vec![("Origin", FOREIGN)]),
+        ("cookie, another port of this host", "/v1/events".to_string(), vec![("Cookie", cookie.as_str()), ("Origin", "http://127.0.0.1:1")]),
     ] {
-        match open(&cp.url, path, &headers).await {
+        match open(&cp.url, &path, &headers).await {
             Err((403, body)) => assert!(body.to_lowercase().contains("origin"), "{what}: {body}"),
             Err(other) => panic!("{what}: want 403, got {other:?}"),
             Ok(_) => panic!("{what}: a foreign page opened the event stream"),
         }
     }
     for (what, path, headers) in [
-        ("cookie from the UI", "/v1/events", vec![("Cookie", cookie.as_str()), ("Origin", cp.url.as_str())]),
-        ("?token= from the UI", query.as_str(), vec![("Origin", cp.url.as_str())]),
-        ("?token= from the desktop app", query.as_str(), vec![("Origin", "tauri://localhost")]),
-        ("a client that sends no Origin", query.as_str(), vec![]),
+        ("cookie from the UI", "/v1/events".to_string(), vec![("Cookie", cookie.as_str()), ("Origin", cp.url.as_str())]),
+        ("?ticket= from the UI", ticketed().await, vec![("Origin", cp.url.as_str())]),
+        ("?ticket= from the desktop app", ticketed().await, vec![("Origin", "tauri://localhost")]),
+        ("a client that sends no Origin", ticketed().await, vec![]),
     ] {
-        let socket = open(&cp.url, path, &headers).await.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let socket = open(&cp.url, &path, &headers).await.unwrap_or_else(|e| panic!("{what}: {e:?}"));
         watch(what, socket).streaming().await;
     }
 }
 
-/// `?token=` opens only the WebSocket routes that need it, and only on a real upgrade; anywhere
-/// else (even with an `Upgrade` header) it is ignored, so the request is unauthenticated.
+/// No credential ever travels in a URL: `?token=` opens nothing, not even a WebSocket. A ticket
+/// opens one WebSocket, once, on the path it was issued for, and only on a real upgrade; on any
+/// other route (even with an `Upgrade` header) it is ignored, so the request is unauthenticated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_tokens_open_only_websockets() {
+async fn tickets_open_one_websocket_once_and_query_tokens_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = start_cp(&tmp, &[]);
     let token = cp.admin_token();
     let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
-    let with_token = |path: &str| format!("{path}{}token={token}", if path.contains('?') { "&" } else { "?" });
+    let with = |path: &str, param: &str| format!("{path}{}{param}", if path.contains('?') { "&" } else { "?" });
+    let spare = ticket(&cp, &token, "/v1/events").await;
     for (method, path) in [("GET", "/v1/stacks"), ("GET", "/v1/users"), ("GET", "/v1/backup"), ("POST", "/v1/stacks"), ("GET", "/metrics")] {
-        let answer = exchange(&cp.url, method, &with_token(path), &upgrade, (method == "POST").then(|| json!({"name": "SNEAKY"})).as_ref()).await;
-        assert_eq!(answer.status, 401, "{method} {path} with ?token= and an Upgrade header: {}", answer.status);
+        for param in [format!("token={token}"), format!("ticket={spare}")] {
+            let body = (method == "POST").then(|| json!({"name": "SNEAKY"}));
+            let answer = exchange(&cp.url, method, &with(path, &param), &upgrade, body.as_ref()).await;
+            assert_eq!(answer.status, 401, "{method} {path} with {param} and an Upgrade header: {}", answer.status);
+        }
     }
-    // A WebSocket route, but not a WebSocket handshake: the token is ignored there too.
-    let half = exchange(&cp.url, "GET", &with_token("/v1/events"), &[("Upgrade", "websocket")], None).await;
+    // The WebSocket route itself: a token in the URL is refused, and so is a half handshake.
+    match open(&cp.url, &with("/v1/events", &format!("token={token}")), &[]).await {
+        Err((401, _)) => {}
+        other => panic!("?token= on a real upgrade: want 401, got {:?}", other.map(|_| ())),
+    }
+    let half = exchange(&cp.url, "GET", &with("/v1/events", &format!("ticket={spare}")), &[("Upgrade", "websocket")], None).await;
     assert_eq!(half.status, 401, "{half:?}");
     let stacks = exchange(&cp.url, "GET", "/v1/stacks", &[("Authorization", &bearer(&token))], None).await;
     assert_eq!(stacks.body, json!([]), "nothing was created");
-    // The real thing still works.
-    let socket = open(&cp.url, &with_token("/v1/events"), &[]).await.expect("a real upgrade with ?token= opens the event stream");
+    // A ticket opens its own path once; on another WebSocket path it is spent and refused.
+    let events = ticket(&cp, &token, "/v1/events").await;
+    let socket = open(&cp.url, &with("/v1/events", &format!("ticket={events}")), &[]).await.expect("a real upgrade with a ticket opens the event stream");
     watch("events", socket).streaming().await;
+    for (what, path) in [("used twice", "/v1/events"), ("for another path", "/v1/stats/live")] {
+        let ticket = if what == "used twice" { events.clone() } else { ticket(&cp, &token, "/v1/events").await };
+        match open(&cp.url, &with(path, &format!("ticket={ticket}")), &[]).await {
+            Err((401, body)) => assert!(body.contains("bad_ticket"), "a ticket {what}: {body}"),
+            other => panic!("a ticket {what}: want 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    // Only the API's WebSocket paths get tickets, and a ticket is no credential for another.
+    let refused = exchange(&cp.url, "POST", "/v1/ws-ticket", &[("Authorization", &bearer(&token))], Some(&json!({"path": "/v1/backup"}))).await;
+    assert_eq!((refused.status, refused.body["field"].as_str()), (400, Some("path")), "{refused:?}");
+    let no_credential = exchange(&cp.url, "POST", "/v1/ws-ticket", &[], Some(&json!({"path": "/v1/events"}))).await;
+    assert_eq!(no_credential.status, 401, "{no_credential:?}");
 }
 
 /// Over TLS the session cookie is `Secure`, so a browser never sends it over plain HTTP; the

@@ -550,3 +550,39 @@ impl Drop for SlowProxy {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// A control plane on a free loopback port serving the built web UI (`ui/dist`): the browser
+/// tests' control plane.
+pub fn control_plane_with_ui(data_dir: &Path) -> ControlPlane {
+    let ui_dir = repo_root().join("ui/dist");
+    assert!(ui_dir.join("index.html").is_file(), "the web UI is not built: run `npm --prefix ui run build` (scripts/setup.sh does)");
+    ControlPlane::launch(data_dir, &Launch { args: vec!["--ui-dir".into(), ui_dir.display().to_string()], ..Launch::default() })
+}
+
+/// Runs the browser script `tests/ui/SCRIPT` with Node.js against `cp` (`CORRAL_UI_URL`,
+/// `CORRAL_UI_TOKEN` with the admin token) and `env`, prints what it printed, and fails the test
+/// with that and the control plane's log unless it passed. Returns what it printed.
+pub fn run_browser_script(cp: &ControlPlane, script: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new("node")
+        .arg(repo_root().join("tests/ui").join(script))
+        .env("CORRAL_UI_URL", &cp.url)
+        .env("CORRAL_UI_TOKEN", cp.admin_token())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run node tests/ui/{script} (Node.js is installed by scripts/setup.sh): {e}"));
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{log}");
+    assert!(out.status.success(), "the browser checks failed:\n{log}\ncontrol plane log:\n{}", cp.proc.output());
+    log
+}
+
+/// A WebSocket handshake to the API's `path_and_query` (e.g. `/v1/events?env=OPS`) at `base_url`,
+/// signed with `token` in the `Authorization` header as the CLI signs it: a token in the URL is
+/// no credential.
+pub fn ws_request(base_url: &str, path_and_query: &str, token: &str) -> tokio_tungstenite::tungstenite::http::Request<()> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path_and_query}", base_url.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1));
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
+    request
+}

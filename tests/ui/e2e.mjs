@@ -237,7 +237,7 @@ async function realCluster(ctx) {
 
   await step("a container page streams its log", async () => {
     await page.getByTestId("tab-containers").click();
-    await page.getByTestId("container-row").first().getByRole("link").click();
+    await page.getByTestId("container-row").first().getByRole("link").first().click();
     await page.getByTestId("container-details").waitFor({ timeout: T });
     await page.getByTestId("logs").filter({ hasText: "hello-from-corral" }).waitFor({ timeout: T });
     await shot(page, "container-logs");
@@ -504,10 +504,13 @@ async function desktopSettings(ctx) {
     [URL_, TOKEN, agentUrl],
   );
 
-  await step("desktop (simulated Tauri): Settings shows the LAN agent URL and changes the agent port", async () => {
+  await step("desktop (simulated Tauri): Settings shows the API's agent URL and changes the agent port", async () => {
     await page.goto(`${URL_}/#/settings`);
+    // The API's, which follows a change made in Settings; the one the window got at start is a fallback.
+    const want = (await apiGet("/settings")).agent_url;
+    await page.waitForFunction((w) => document.querySelector("[data-testid=agent-url]")?.textContent.trim() === w, want, { timeout: T }).catch(() => {});
     const shown = (await page.getByTestId("agent-url").textContent({ timeout: T })).trim();
-    assert(shown === agentUrl, `agent URL shown in the desktop: ${shown}, want ${agentUrl}`);
+    assert(shown === want, `agent URL shown in the desktop: ${shown}, want the API's ${want} (not the start-up ${agentUrl})`);
     assert((await page.getByTestId("sign-out").count()) === 0, "the desktop offers no sign-out");
     const port = page.getByTestId("agent-port");
     assert((await port.inputValue({ timeout: T })) === "7070", `agent port shown: ${await port.inputValue()}`);

@@ -1,8 +1,10 @@
-import { ActionIcon, AppShell, Badge, Button, Group, MantineProvider, Menu, NavLink, Select, Text, Title, Tooltip, createTheme } from "@mantine/core";
+import { ActionIcon, AppShell, Badge, Burger, Button, Group, MantineProvider, Menu, NavLink, Select, Text, Title, Tooltip, createTheme } from "@mantine/core";
+import { useDisclosure } from "@mantine/hooks";
 import { Notifications } from "@mantine/notifications";
 import { useEffect, type ReactNode } from "react";
-import { HashRouter, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
+import { HashRouter, Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
 import { api, inDesktop, selectEnv, selectedEnv } from "./api.ts";
+import { useEnvironmentFallback } from "./envFallback.ts";
 import { LiveProvider, useLive, useLiveState } from "./live.tsx";
 import { AuditPage } from "./pages/AuditPage.tsx";
 import { ContainerPage } from "./pages/ContainerPage.tsx";
@@ -57,23 +59,21 @@ const NAV: NavItem[] = [
 
 function Shell() {
   const location = useLocation();
-  const navigate = useNavigate();
   const rights = useEnvRights();
+  // Below the `sm` breakpoint the navigation is a drawer behind a burger; choosing a page closes it.
+  const [navOpened, nav] = useDisclosure(false);
+  const closeNav = nav.close;
+  useEffect(() => closeNav(), [location.pathname, closeNav]);
   return (
-    <AppShell header={{ height: 56 }} navbar={{ width: 180, breakpoint: "xs" }} padding="md">
+    <AppShell header={{ height: 56 }} navbar={{ width: 180, breakpoint: "sm", collapsed: { mobile: !navOpened } }} padding="md">
       <AppShell.Header>
         <SessionRefresh />
-        <TopBar />
+        <TopBar navOpened={navOpened} onBurger={nav.toggle} />
       </AppShell.Header>
-      <AppShell.Navbar p="xs">
+      <AppShell.Navbar p="xs" data-testid="navbar" data-opened={navOpened}>
+        {/* Real links: Tab reaches them, and a middle click opens the page in a new tab. */}
         {NAV.filter((item) => item.shown?.(rights) ?? true).map((item) => (
-          <NavLink
-            key={item.path}
-            label={item.label}
-            data-testid={item.testId}
-            active={location.pathname.startsWith(item.path)}
-            onClick={() => navigate(item.path)}
-          />
+          <NavLink key={item.path} component={Link} to={item.path} label={item.label} data-testid={item.testId} active={location.pathname.startsWith(item.path)} />
         ))}
       </AppShell.Navbar>
       <AppShell.Main>
@@ -96,11 +96,12 @@ function Shell() {
   );
 }
 
-function TopBar() {
+function TopBar({ navOpened, onBurger }: { navOpened: boolean; onBurger: () => void }) {
   return (
-    <Group h="100%" px="md" justify="space-between" wrap="nowrap">
+    <Group h="100%" px={{ base: "xs", sm: "md" }} justify="space-between" wrap="nowrap" gap="xs">
       <Group gap="sm" wrap="nowrap">
-        <Title order={3} c="teal">
+        <Burger opened={navOpened} onClick={onBurger} hiddenFrom="sm" size="sm" aria-label={navOpened ? "Close the navigation" : "Open the navigation"} data-testid="nav-burger" />
+        <Title order={3} c="teal" visibleFrom="xs">
           Corral
         </Title>
         <Text size="sm" c="dimmed" visibleFrom="sm">
@@ -118,10 +119,9 @@ function TopBar() {
 }
 
 function SettingsLink() {
-  const navigate = useNavigate();
   return (
     <Tooltip label="Settings">
-      <ActionIcon variant="subtle" size="lg" aria-label="Settings" onClick={() => navigate("/settings")} data-testid="nav-settings">
+      <ActionIcon component={Link} to="/settings" variant="subtle" size="lg" aria-label="Settings" data-testid="nav-settings" visibleFrom="xs">
         <span style={{ fontSize: 20, lineHeight: 1 }}>⚙</span>
       </ActionIcon>
     </Tooltip>
@@ -131,19 +131,22 @@ function SettingsLink() {
 /** Who is signed in, and signing out (the desktop app signs itself in, so it has no sign-out). */
 function UserMenu() {
   const { who, signOut } = useSession();
-  const navigate = useNavigate();
   if (!who) return null;
   return (
     <Menu position="bottom-end" withinPortal>
       <Menu.Target>
-        <Button variant="default" size="sm" data-testid="user-menu" data-user={who.user}>
+        <Button variant="default" size="sm" maw={{ base: 96, sm: 240 }} data-testid="user-menu" data-user={who.user}>
           {who.user}
         </Button>
       </Menu.Target>
       <Menu.Dropdown>
         <Menu.Label>{who.admin ? "Administrator" : "Signed in"}{who.key ? ` with key ${who.key}` : ""}</Menu.Label>
-        <Menu.Item onClick={() => navigate("/settings")}>Settings</Menu.Item>
-        <Menu.Item onClick={() => navigate("/environments")}>Environments</Menu.Item>
+        <Menu.Item component={Link} to="/settings">
+          Settings
+        </Menu.Item>
+        <Menu.Item component={Link} to="/environments">
+          Environments
+        </Menu.Item>
         {!inDesktop && (
           <Menu.Item color="red" onClick={() => void signOut()} data-testid="sign-out">
             Sign out
@@ -200,12 +203,9 @@ function EnvironmentSwitcher() {
     return () => window.removeEventListener("corral:select-env", onSelect);
   });
 
-  // A remembered environment that no longer exists falls back to the default one.
-  useEffect(() => {
-    if (!envs.data || envs.data.length === 0) return;
-    if (env && names.includes(env)) return;
-    selectEnv(names.includes("Default") ? "Default" : names[0]!);
-  }, [envs.data, env, names]);
+  // An environment that is gone (removed elsewhere, or not in a restored database) falls back
+  // to one that exists, and the user is told.
+  useEnvironmentFallback(envs.data, env, switchTo);
 
   useEffect(() => {
     document.title = env ? `Corral — ${env}` : "Corral";
@@ -215,7 +215,7 @@ function EnvironmentSwitcher() {
     <Select
       aria-label="Environment"
       data-testid="env-switcher"
-      w={200}
+      w={{ base: 130, sm: 200 }}
       size="sm"
       allowDeselect={false}
       placeholder={envs.error ? "environments unavailable" : "Environment"}

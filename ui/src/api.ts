@@ -107,6 +107,8 @@ export interface AuditEntry {
   target: string | null;
   /** The HTTP status of the answer: 2xx done, 4xx refused, 5xx failed. */
   status: number;
+  /** The entry as a sentence: "ann scaled WEB-Server/web to 4". */
+  summary?: string;
 }
 
 export interface Stack {
@@ -199,6 +201,8 @@ export interface Container {
   ip: string | null;
   ports: Port[];
   docker_id: string | null;
+  /** Kept stopped on its own (Stop on the container) until started again. */
+  stopped?: boolean;
 }
 
 /** `GET /v1/containers/{name}`: a list item plus what the engine knows about it. */
@@ -232,6 +236,36 @@ export interface NewLoadBalancer {
   constraints?: string[];
   lb: { ports: string[]; targets: string[]; rules: string[]; global: boolean };
 }
+
+/** `POST …/upgrade`: what changes; anything left out stays as it is. */
+export interface ServiceUpgrade {
+  image?: string;
+  command?: string[];
+  env?: string[];
+}
+
+/** `GET /v1/settings`: the URL hosts join at, and where it comes from. */
+export interface Settings {
+  agent_url: string;
+  /** `command-line` (`--advertise-url`), `settings` (stored, editable here) or `detected`. */
+  agent_url_source: "command-line" | "settings" | "detected";
+  advertise_url: string | null;
+  detected_url: string;
+  notes: string[];
+  updated_at: string | null;
+}
+
+/** `POST /v1/restore`: what the restore did. */
+export interface RestoreInfo {
+  restored: boolean;
+  schema_version: number;
+  /** The database as it was before, kept in the data dir (restore it to undo). */
+  safety_copy: string;
+  join_tokens_replaced: string[];
+}
+
+/** Bytes done of a transfer, and the whole when known. */
+export type Progress = { done: number; total: number | null };
 
 /** The API answered with an error status: `{code, message, field?}`. */
 export class ApiError extends Error {
@@ -339,15 +373,44 @@ function withQuery(path: string, query: Record<string, string | number | boolean
 
 const seg = encodeURIComponent;
 
+/** What every request carries: JSON wanted, the UI named for the audit log, the token when there is one. */
+function baseHeaders(): Record<string, string> {
+  const headers: Record<string, string> = { Accept: "application/json", "X-Corral-Client": "ui" };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  return headers;
+}
+
+/** The ApiError of a failed answer (`{code, message, field}`, or its text); a 401 tells the session. */
+function failure(status: number, statusText: string, text: string, path: string): ApiError {
+  let code = "error";
+  let message = text.trim() || statusText || `HTTP ${status}`;
+  let field: string | null = null;
+  try {
+    const j = JSON.parse(text) as { code?: string; message?: string; field?: string };
+    code = j.code ?? code;
+    message = j.message ?? message;
+    field = j.field ?? null;
+  } catch {
+    /* not JSON: keep the text */
+  }
+  // A refused login is the login form's to show; any other 401 means signing in (again).
+  if (status === 401 && path !== "/login") {
+    if (inDesktop || unauthorizedListeners.size === 0) {
+      message = `${message} — open the link the control plane printed (it carries the token)`;
+    }
+    unauthorizedListeners.forEach((l) => l());
+  }
+  return new ApiError(status, code, message, field);
+}
+
 async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   const url = BASE + withQuery(path, { env: currentEnv });
   let res: Response;
   try {
     // The client header marks the UI's changes as such in the audit log.
-    const headers: Record<string, string> = { Accept: "application/json", "X-Corral-Client": "ui" };
+    const headers = baseHeaders();
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const t = token();
-    if (t) headers.Authorization = `Bearer ${t}`;
     res = await fetch(url, {
       method,
       headers,
@@ -360,27 +423,7 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
     throw new ApiUnreachable(`cannot reach the control plane (${e instanceof Error ? e.message : String(e)})`);
   }
   const text = await res.text();
-  if (!res.ok) {
-    let code = "error";
-    let message = text.trim() || res.statusText || `HTTP ${res.status}`;
-    let field: string | null = null;
-    try {
-      const j = JSON.parse(text) as { code?: string; message?: string; field?: string };
-      code = j.code ?? code;
-      message = j.message ?? message;
-      field = j.field ?? null;
-    } catch {
-      /* not JSON: keep the text */
-    }
-    // A refused login is the login form's to show; any other 401 means signing in (again).
-    if (res.status === 401 && path !== "/login") {
-      if (inDesktop || unauthorizedListeners.size === 0) {
-        message = `${message} — open the link the control plane printed (it carries the token)`;
-      }
-      unauthorizedListeners.forEach((l) => l());
-    }
-    throw new ApiError(res.status, code, message, field);
-  }
+  if (!res.ok) throw failure(res.status, res.statusText, text, path);
   if (text === "") return undefined as T;
   try {
     return JSON.parse(text) as T;
@@ -412,6 +455,7 @@ export const api = {
   removeEnvironment: (name: string) => request<void>("DELETE", `/environments/${seg(name)}`),
   renameEnvironment: (name: string, to: string) => request<Environment>("PATCH", `/environments/${seg(name)}`, { name: to }),
   hosts: (signal?: AbortSignal) => request<Host[]>("GET", "/hosts", undefined, signal),
+  host: (name: string, signal?: AbortSignal) => request<Host>("GET", `/hosts/${seg(name)}`, undefined, signal),
   deactivateHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/deactivate`),
   activateHost: (name: string) => request<Host>("POST", `/hosts/${seg(name)}/activate`),
   removeHost: (name: string) => request<void>("DELETE", `/hosts/${seg(name)}`),
@@ -457,15 +501,111 @@ export const api = {
   container: (name: string, signal?: AbortSignal) =>
     request<ContainerDetails>("GET", `/containers/${seg(name)}`, undefined, signal),
   removeContainer: (name: string) => request<void>("DELETE", `/containers/${seg(name)}`),
+  restartContainer: (name: string) => request<Container>("POST", `/containers/${seg(name)}/restart`),
+  stopContainer: (name: string) => request<Container>("POST", `/containers/${seg(name)}/stop`),
+  startContainer: (name: string) => request<Container>("POST", `/containers/${seg(name)}/start`),
+  /** A rolling upgrade to a new image, command or environment, one container at a time. */
+  upgradeService: (stack: string, service: string, change: ServiceUpgrade) =>
+    request<Service>("POST", `/stacks/${seg(stack)}/services/${seg(service)}/upgrade`, change),
+  settings: (signal?: AbortSignal) => request<Settings>("GET", "/settings", undefined, signal),
+  /** Stores the URL hosts join at (`null` forgets it: the detected one applies again). */
+  setAdvertiseUrl: (url: string | null) => request<Settings>("PATCH", "/settings", { advertise_url: url }),
+  backup: (onProgress: (p: Progress) => void) => downloadBackup(onProgress),
+  restore: (file: Blob, force: boolean, onProgress: (p: Progress) => void) => uploadRestore(file, force, onProgress),
 };
 
-// ---------------------------------------------------------------------------------------------
-// WebSockets. Browsers cannot set headers on a WebSocket, so the token travels as `?token=`.
+/** `GET /v1/backup`, read as it arrives (with progress), as a file named as the API names it. */
+async function downloadBackup(onProgress: (p: Progress) => void): Promise<{ blob: Blob; name: string }> {
+  let res: Response;
+  try {
+    res = await fetch(BASE + "/backup", { headers: baseHeaders(), credentials: "same-origin" });
+  } catch (e) {
+    throw new ApiUnreachable(`cannot reach the control plane (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!res.ok) throw failure(res.status, res.statusText, await res.text(), "/backup");
+  const total = Number(res.headers.get("Content-Length")) || null;
+  const name = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") ?? "")?.[1] ?? "corral-backup.db";
+  const chunks: Uint8Array[] = [];
+  let done = 0;
+  const reader = res.body!.getReader();
+  for (;;) {
+    const { done: end, value } = await reader.read();
+    if (end) break;
+    chunks.push(value);
+    done += value.length;
+    onProgress({ done, total });
+  }
+  return { blob: new Blob(chunks as BlobPart[], { type: "application/vnd.sqlite3" }), name };
+}
 
-function socketUrl(path: string, query: Record<string, string | number | boolean | null | undefined>): string {
-  const url = new URL(BASE + withQuery(path, { ...query, token: token() }), window.location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  return url.toString();
+/** `POST /v1/restore[?force=true]` with the file as the body; XHR, since fetch reports no upload progress. */
+function uploadRestore(file: Blob, force: boolean, onProgress: (p: Progress) => void): Promise<RestoreInfo> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", BASE + withQuery("/restore", { force: force || null }));
+    for (const [k, v] of Object.entries(baseHeaders())) xhr.setRequestHeader(k, v);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = (e) => onProgress({ done: e.loaded, total: e.lengthComputable ? e.total : null });
+    xhr.onerror = () => reject(new ApiUnreachable("cannot reach the control plane (the upload was cut off)"));
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try {
+          resolve(JSON.parse(xhr.responseText) as RestoreInfo);
+        } catch {
+          reject(new ApiUnreachable("the restore's answer is not JSON: is the control plane running?"));
+        }
+      } else {
+        reject(failure(xhr.status, xhr.statusText, xhr.responseText, "/restore"));
+      }
+    };
+    xhr.send(file);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSockets. A browser sends the session cookie with a WebSocket by itself; signed in by a token
+// instead (the desktop window, a `#token=` link), the UI asks for a single-use ticket right before
+// connecting and passes that: the token itself never goes into a URL.
+
+type Query = Record<string, string | number | boolean | null | undefined>;
+
+/** One of the API's WebSockets, opened once a ticket (when one is needed) is in hand. */
+export class ApiSocket {
+  onopen: (() => void) | null = null;
+  onclose: (() => void) | null = null;
+  onmessage: ((m: MessageEvent) => void) | null = null;
+  private ws: WebSocket | null = null;
+  private closed = false;
+
+  constructor(path: string, query: Query) {
+    void this.open(path, query);
+  }
+
+  private async open(path: string, query: Query) {
+    let ticket: string | undefined;
+    if (token()) {
+      try {
+        ticket = (await request<{ ticket: string }>("POST", "/ws-ticket", { path: new URL(BASE + path, window.location.href).pathname })).ticket;
+      } catch {
+        // Said like a dropped connection: the caller reconnects (or shows it ended).
+        if (!this.closed) this.onclose?.();
+        return;
+      }
+    }
+    if (this.closed) return;
+    const url = new URL(BASE + withQuery(path, { ...query, ticket }), window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url.toString());
+    ws.onopen = () => this.onopen?.();
+    ws.onclose = () => this.onclose?.();
+    ws.onmessage = (m) => this.onmessage?.(m);
+    this.ws = ws;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ws?.close();
+  }
 }
 
 /** Which resource lists of an environment changed (`/v1/events`). */
@@ -474,8 +614,8 @@ export type EventFrame =
   | { type: "changed"; environment: string | null; resources: string[] };
 
 /** Opens the event stream of the selected environment; the caller reconnects when it closes. */
-export function openEvents(onFrame: (f: EventFrame) => void): WebSocket {
-  const ws = new WebSocket(socketUrl("/events", { env: currentEnv }));
+export function openEvents(onFrame: (f: EventFrame) => void): ApiSocket {
+  const ws = new ApiSocket("/events", { env: currentEnv });
   ws.onmessage = (m) => {
     try {
       onFrame(JSON.parse(String(m.data)) as EventFrame);
@@ -489,10 +629,8 @@ export function openEvents(onFrame: (f: EventFrame) => void): WebSocket {
 export type LogFrame = { stream: "stdout" | "stderr"; line: string } | { type: "end"; reason: string };
 
 /** Streams a container's log (`/v1/containers/{name}/logs`), last `tail` lines first. */
-export function openLogs(name: string, onFrame: (f: LogFrame) => void, tail = 200): WebSocket {
-  const ws = new WebSocket(
-    socketUrl(`/containers/${seg(name)}/logs`, { env: currentEnv, tail, follow: true }),
-  );
+export function openLogs(name: string, onFrame: (f: LogFrame) => void, tail = 200): ApiSocket {
+  const ws = new ApiSocket(`/containers/${seg(name)}/logs`, { env: currentEnv, tail, follow: true });
   ws.onmessage = (m) => {
     try {
       onFrame(JSON.parse(String(m.data)) as LogFrame);
@@ -606,8 +744,8 @@ export const statsApi = {
 };
 
 /** Live host frames (`/v1/stats/live`); while it is open, agents report every second. */
-export function openLiveStats(onFrame: (f: LiveStatsFrame) => void): WebSocket {
-  const ws = new WebSocket(socketUrl("/stats/live", { env: currentEnv }));
+export function openLiveStats(onFrame: (f: LiveStatsFrame) => void): ApiSocket {
+  const ws = new ApiSocket("/stats/live", { env: currentEnv });
   ws.onmessage = (m) => {
     try {
       onFrame(JSON.parse(String(m.data)) as LiveStatsFrame);

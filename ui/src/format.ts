@@ -98,3 +98,8 @@ export function splitLines(text: string): string[] {
     .map((s) => s.trim())
     .filter(Boolean);
 }
+
+/** An argument as a shell user would type it: quoted when it has spaces or shell characters. */
+export function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}

@@ -4,7 +4,7 @@
 // reconnecting it refetches everything, since changes may have been missed meanwhile.
 
 import { createContext, useCallback, useContext, useEffect, useRef, useState, type ReactNode } from "react";
-import { onEnvChange, openEvents, selectedEnv } from "./api.ts";
+import { onEnvChange, openEvents, selectedEnv, type ApiSocket } from "./api.ts";
 
 export type Resource = "environments" | "hosts" | "stacks" | "services" | "containers";
 export type LinkState = "connecting" | "live" | "reconnecting";
@@ -30,7 +30,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   useEffect(() => onEnvChange(setEnv), []);
 
   useEffect(() => {
-    let ws: WebSocket | null = null;
+    let ws: ApiSocket | null = null;
     let timer: number | undefined;
     let attempt = 0;
     let stopped = false;
@@ -49,6 +49,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       });
       ws.onclose = () => {
         if (stopped) return;
+        // The stream also ends when its environment is removed: let the environment list
+        // refetch, so the UI can notice and show one that exists (envFallback.ts).
+        emit(new Set(["environments"]));
         attempt++;
         setState("reconnecting");
         const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt - 1, 5));

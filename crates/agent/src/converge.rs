@@ -25,6 +25,8 @@ pub enum Action {
     Promote { id: String, spec: ContainerSpec, refill: ContainerSpec },
     /// A managed container that is not in the desired set.
     Remove { id: String, name: String },
+    /// A restart was asked for through the control plane (see [`crate::restarts`]).
+    Restart { id: String, name: String },
 }
 
 impl Action {
@@ -40,7 +42,7 @@ impl Action {
     pub fn name(&self) -> &str {
         match self {
             Action::Create { spec } | Action::Recreate { spec, .. } | Action::Promote { spec, .. } => &spec.name,
-            Action::Start { name, .. } | Action::Stop { name, .. } | Action::Remove { name, .. } => name,
+            Action::Start { name, .. } | Action::Stop { name, .. } | Action::Remove { name, .. } | Action::Restart { name, .. } => name,
         }
     }
 }
@@ -235,6 +237,11 @@ impl RestartBackoff {
                 }
             }
             Action::Start { name, .. } => self.record_start(name, now),
+            // Asked for by a person: a fresh start, not a crash to hold back.
+            Action::Restart { name, .. } => {
+                self.forget(name);
+                self.record_start(name, now);
+            }
             Action::Stop { name, .. } | Action::Remove { name, .. } => self.forget(name),
         }
     }

@@ -230,6 +230,11 @@ impl Engine {
         }
     }
 
+    /// Restarts a container (stopped as [`Engine::stop`] does, then started again).
+    pub async fn restart(&self, id: &str) -> Result<(), AgentError> {
+        self.docker.restart_container(id, None).await.map_err(|e| AgentError::engine(format!("restart container {id}"), &e))
+    }
+
     /// Force-removes (kills first if running); a container that is already gone is fine.
     pub async fn remove(&self, id: &str) -> Result<(), AgentError> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();

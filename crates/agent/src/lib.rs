@@ -15,6 +15,8 @@
 //! - [`issues`]: why a desired container is not running, in words a user can act on.
 //! - [`converge`]: the pure diff from (desired, observed) to actions, the crash-loop restart
 //!   backoff, and whether a container's image lets it be created yet. No I/O; unit-tested.
+//! - [`restarts`]: restarts asked for through the control plane, each carried out once; the
+//!   generations applied are kept in `state_dir/restarts.json`.
 //! - [`reconciler`]: the single converge task (level-triggered, bursts coalesce) and the engine
 //!   event watcher that makes a container removed by hand come back within a second.
 //! - `connection`: the WebSocket session to `{server_url}/v1/agent`: hello, welcome,
@@ -37,6 +39,7 @@ pub mod issues;
 pub mod logs;
 pub mod pull;
 pub mod reconciler;
+pub mod restarts;
 pub mod state;
 pub mod stats;
 pub mod tls;
@@ -56,7 +59,8 @@ pub use reconciler::{ConvergeFailure, ConvergeReport, Reconciler, ReconcilerHand
 pub struct AgentConfig {
     /// Control plane base URL, e.g. `http://10.0.0.5:7070`; the agent dials `{url}/v1/agent`.
     pub server_url: String,
-    /// The environment's join token, used until the control plane issues this host's own credential.
+    /// The environment's join token, used until the control plane issues this host's own
+    /// credential; empty once the state dir holds that credential (`corral agent` without `--token`).
     pub token: String,
     /// The control plane's CA, pinned; required for an `https://` server URL.
     pub ca_fingerprint: Option<tls::Fingerprint>,
@@ -111,7 +115,7 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
         "agent starting"
     );
 
-    let reconciler = ReconcilerHandle::spawn(engine.clone(), desired, &shutdown);
+    let reconciler = ReconcilerHandle::spawn_with(Reconciler::in_state_dir(engine.clone(), &config.state_dir), desired, &shutdown);
     // Enforce the saved set before dialling, and have a fresh observed set for the first report.
     let stopped = tokio::select! {
         _ = shutdown.recv() => true,

@@ -18,6 +18,7 @@ use crate::engine::Engine;
 use crate::error::AgentError;
 use crate::issues::{Crashes, Waiting};
 use crate::pull::Pulls;
+use crate::restarts::AppliedRestarts;
 
 /// Catches anything the event stream missed (e.g. while it was re-subscribing).
 pub const SAFETY_NET: Duration = Duration::from_secs(30);
@@ -57,6 +58,8 @@ pub struct Reconciler {
     crashes: Crashes,
     /// When each waiting container (or asked image, under its [`asked_key`]) first waited.
     wanted_since: HashMap<String, Instant>,
+    /// Restart generations applied, so each restart asked for happens once.
+    applied: AppliedRestarts,
 }
 
 impl Reconciler {
@@ -66,7 +69,12 @@ impl Reconciler {
     }
 
     pub fn with(engine: Engine, pulls: Pulls, crashes: Crashes) -> Self {
-        Reconciler { engine, restarts: RestartBackoff::default(), pulls, crashes, wanted_since: HashMap::new() }
+        Reconciler { engine, restarts: RestartBackoff::default(), pulls, crashes, wanted_since: HashMap::new(), applied: AppliedRestarts::default() }
+    }
+
+    /// The same, keeping the restart generations it applied in `state_dir`.
+    pub fn in_state_dir(engine: Engine, state_dir: &std::path::Path) -> Self {
+        Reconciler { applied: AppliedRestarts::load(state_dir), ..Self::new(engine) }
     }
 
     /// One level-triggered pass. Fails only if the engine cannot even list containers; a
@@ -78,7 +86,9 @@ impl Reconciler {
         let observed = self.engine.list_managed().await?;
         let now = Instant::now();
         self.restarts.observe(&observed, now);
-        let plan = plan(&desired.containers, &observed, &self.restarts, now);
+        let mut plan = plan(&desired.containers, &observed, &self.restarts, now);
+        let restarts = self.applied.due(&desired.containers, &observed, &plan.actions);
+        plan.actions.extend(restarts);
         let mut report = ConvergeReport { retry_in: plan.retry_in, ..Default::default() };
 
         let images = plan.actions.iter().filter_map(Action::needs_image).map(|s| s.image.as_str()).chain(desired.pull.iter().map(|p| p.image.as_str()));
@@ -151,6 +161,10 @@ impl Reconciler {
             report.actions.push(action);
         }
 
+        let failed_restarts = report.failures.iter().map(|f| f.container.as_str()).collect();
+        if let Err(e) = self.applied.record(&desired.containers, &failed_restarts) {
+            tracing::warn!(error = %e, "cannot keep the applied restart generations; a restart may be repeated after the agent restarts");
+        }
         report.observed = if report.actions.is_empty() { observed } else { self.engine.list_managed().await? };
         self.restarts.observe(&report.observed, Instant::now());
         self.read_exit_logs(&desired.containers, &report.observed).await;
@@ -239,6 +253,7 @@ async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
             engine.create_and_start(refill).await.map(drop)
         }
         Action::Remove { id, .. } => engine.remove(id).await,
+        Action::Restart { id, .. } => engine.restart(id).await,
     }
 }
 
@@ -251,6 +266,7 @@ enum ActionKind {
     Stop,
     Promote,
     Remove,
+    Restart,
 }
 
 impl From<&Action> for ActionKind {
@@ -262,6 +278,7 @@ impl From<&Action> for ActionKind {
             Action::Stop { .. } => ActionKind::Stop,
             Action::Promote { .. } => ActionKind::Promote,
             Action::Remove { .. } => ActionKind::Remove,
+            Action::Restart { .. } => ActionKind::Restart,
         }
     }
 }
@@ -282,6 +299,13 @@ impl ReconcilerHandle {
     /// (from `desired.json`); `None` means none was ever received, and then the loop only
     /// observes: an unknown desired set must not be read as "remove everything".
     pub fn spawn(engine: Engine, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
+        Self::spawn_with(Reconciler::new(engine), initial, shutdown)
+    }
+
+    /// [`ReconcilerHandle::spawn`] with a reconciler made by the caller (one that keeps its
+    /// restart generations in the state dir).
+    pub fn spawn_with(reconciler: Reconciler, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
+        let engine = reconciler.engine.clone();
         let (desired_tx, desired_rx) = watch::channel(initial.map(Arc::new));
         let (observed_tx, observed_rx) = watch::channel(None);
         let (passes_tx, passes_rx) = watch::channel(0u64);
@@ -292,7 +316,8 @@ impl ReconcilerHandle {
         let pulls = Pulls::new(progress.clone(), converge.clone());
 
         let looped = ConvergeLoop {
-            reconciler: Reconciler::with(engine.clone(), pulls.clone(), crashes.clone()),
+            // The loop's pulls and crash records are shared with its reports and event watcher.
+            reconciler: Reconciler { pulls: pulls.clone(), crashes: crashes.clone(), ..reconciler },
             balancer: Default::default(),
             desired: desired_rx,
             observed: observed_tx,

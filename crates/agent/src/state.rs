@@ -88,6 +88,7 @@ mod tests {
                 labels: [("io.corral.stack".to_string(), "s".to_string())].into(),
                 stopped: false,
                 pull: Default::default(),
+                restart_generation: 0,
             }],
             load_balancer: Default::default(),
             pull: Vec::new(),

@@ -13,8 +13,9 @@ pub struct Cli {
     /// Control plane URL.
     #[arg(long, global = true, env = "CORRAL_URL", default_value = "http://127.0.0.1:7070")]
     server: String,
-    /// API token (client commands) or join token (`agent`). Client commands fall back to the
-    /// local control plane's DATA_DIR/admin-token.
+    /// API token (client commands) or join token (`agent`, needed only until the host has
+    /// joined: then its own credential in the state dir is used). Client commands fall back to
+    /// the local control plane's DATA_DIR/admin-token.
     #[arg(long, global = true, env = "CORRAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The control plane's CA fingerprint (`sha256:HEX`, from `corral host join-command`) for an

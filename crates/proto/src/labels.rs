@@ -24,5 +24,11 @@ pub const SPARE: &str = "io.corral.spare";
 /// [`crate::ContainerSpec::template_hash`]); a promoted spare matches the instance by it.
 pub const TEMPLATE_HASH: &str = "io.corral.template-hash";
 
+/// Set on a container made anew, on request, in place of one removed through the control
+/// plane (`corral container rm`): a new value is a new spec hash, so the agent creates a fresh
+/// container even when the replacement lands on the same host with the same spec. Adoption reads
+/// it back, so a rebuilt database recreates nothing.
+pub const INCARNATION: &str = "io.corral.incarnation";
+
 /// Name suffix of a service's hot spare: `STACK-SERVICE-spare`.
 pub const SPARE_SUFFIX: &str = "spare";

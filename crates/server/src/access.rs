@@ -2,8 +2,9 @@
 //! route goes through, the audit log of changes, and the limit on failed logins.
 //!
 //! - Credentials: `Authorization: Bearer` (an API key or a session token), the `corral_session`
-//!   cookie of the web UI, or `?token=` on the upgrade of the WebSocket routes the table marks
-//!   (browsers cannot set headers there); anywhere else a `?token=` is ignored.
+//!   cookie of the web UI, or a [`Tickets`] ticket as `?ticket=` on the upgrade of the WebSocket
+//!   routes the table marks (browsers cannot set headers there, and a credential in a URL ends
+//!   up in logs and histories); a token in the URL is no credential anywhere.
 //! - Each route has one [`Policy`] in the table of [`crate::api`]; [`authorize`] applies it. A
 //!   route without a policy is refused, so a forgotten entry fails closed.
 //! - Environments the principal may not see answer 404, exactly like ones that do not exist.
@@ -19,12 +20,12 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use corral_store::access::Role;
-use corral_store::audit::NewAuditEntry;
+use corral_store::audit::{AuditDetail, NewAuditEntry};
 use corral_store::environments::DEFAULT_ENVIRONMENT;
 use corral_store::logins::{LoginAttempt, LoginLimits};
 use corral_store::Environment;
 use corral_store::StoreError;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -156,20 +157,20 @@ pub struct Actor {
 pub enum CredentialSource {
     /// `Authorization: Bearer`: a page of another origin cannot send it without CORS allowing it.
     Bearer,
-    /// `?token=` on a WebSocket upgrade.
-    Query,
+    /// A ticket (`?ticket=`) on a WebSocket upgrade, standing for the credential it was issued to.
+    Ticket,
     /// The session cookie, which the browser adds by itself, whichever page made the request.
     Cookie,
 }
 
-/// The credential a request carries, wherever it carries it; `query_token` is only given for a
-/// real upgrade of a WebSocket route that takes one.
-fn credential<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<(&'a str, CredentialSource)> {
+/// The credential a request carries, wherever it carries it; `ticketed` is the credential a
+/// redeemed ticket stands for, only ever given for a real upgrade of a WebSocket route.
+fn credential<'a>(headers: &'a HeaderMap, ticketed: Option<&'a str>) -> Option<(&'a str, CredentialSource)> {
     if let Some(token) = crate::api::bearer(headers) {
         return Some((token, CredentialSource::Bearer));
     }
-    if let Some(token) = query_token {
-        return Some((token, CredentialSource::Query));
+    if let Some(token) = ticketed {
+        return Some((token, CredentialSource::Ticket));
     }
     session_cookie(headers).map(|t| (t, CredentialSource::Cookie))
 }
@@ -201,8 +202,56 @@ pub async fn principal_for(state: &AppState, token: &str) -> ApiResult<Principal
 }
 
 #[derive(serde::Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
+struct TicketQuery {
+    ticket: Option<String>,
+}
+
+/// How long a WebSocket ticket may wait for its connection.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Unused tickets one credential may hold at once, and all credentials together.
+const TICKETS_PER_CREDENTIAL: usize = 64;
+const MAX_TICKETS: usize = 10_000;
+
+/// Short-lived, single-use tickets that open one WebSocket route for the credential they were
+/// issued to (`POST /v1/ws-ticket`): a browser that signs its requests with a bearer token (the
+/// desktop window, a `#token=` link) cannot put headers on a WebSocket, and a token in the URL
+/// would end up in logs, proxies and histories. A ticket is worth one connection, to the path it
+/// names, within [`TICKET_TTL`]; the connection is then checked and re-checked like any other,
+/// against the credential behind it.
+#[derive(Default)]
+pub struct Tickets(std::sync::Mutex<HashMap<String, Ticket>>);
+
+struct Ticket {
+    credential: String,
+    path: String,
+    expires: tokio::time::Instant,
+}
+
+impl Tickets {
+    /// A new ticket for `credential` to open `path` once; refused when the credential (or
+    /// everyone together) holds too many unused ones.
+    pub fn issue(&self, credential: &str, path: &str) -> ApiResult<String> {
+        let now = tokio::time::Instant::now();
+        let mut tickets = self.0.lock().expect("tickets lock");
+        tickets.retain(|_, t| t.expires > now);
+        let held = tickets.values().filter(|t| t.credential == credential).count();
+        if held >= TICKETS_PER_CREDENTIAL || tickets.len() >= MAX_TICKETS {
+            return Err(ApiError::TooManyAttempts {
+                message: format!("too many unused WebSocket tickets ({held} for this credential); each is good for {} s", TICKET_TTL.as_secs()),
+                retry_after: TICKET_TTL,
+            });
+        }
+        let ticket = format!("corral_t_{}", corral_store::environments::random_secret(24));
+        tickets.insert(ticket.clone(), Ticket { credential: credential.to_string(), path: path.to_string(), expires: now + TICKET_TTL });
+        Ok(ticket)
+    }
+
+    /// The credential behind `ticket`, if it is unexpired and for `path`; a ticket is used up by
+    /// its first try, whatever comes of it.
+    pub fn redeem(&self, ticket: &str, path: &str) -> Option<String> {
+        let found = self.0.lock().expect("tickets lock").remove(ticket)?;
+        (found.expires > tokio::time::Instant::now() && found.path == path).then_some(found.credential)
+    }
 }
 
 /// The request asks for a WebSocket (what the origin check looks at: any such header counts).
@@ -427,6 +476,11 @@ impl From<Refusal> for Revoked {
 }
 
 impl Admission {
+    /// The credential the request was admitted on (a ticket's is the one it stands for).
+    pub fn credential(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Checks the admission again as [`authorize`] would now: the credential still opens a
     /// principal, the environment still exists, and the policy still admits it there.
     pub async fn check(&self, state: &AppState) -> Result<(), Revoked> {
@@ -510,10 +564,21 @@ pub async fn authorize(State(state): State<AppState>, mut request: Request, next
         );
     };
     let policy = endpoint.policy;
-    let query_token = (endpoint.websocket && is_websocket_handshake(&request))
-        .then(|| axum::extract::Query::<TokenQuery>::try_from_uri(request.uri()).ok().and_then(|q| q.0.token))
+    let ticket = (endpoint.websocket && is_websocket_handshake(&request))
+        .then(|| axum::extract::Query::<TicketQuery>::try_from_uri(request.uri()).ok().and_then(|q| q.0.ticket))
         .flatten();
-    let credential = credential(request.headers(), query_token.as_deref()).map(|(t, source)| (t.to_string(), source));
+    let ticketed = match ticket {
+        Some(ticket) => {
+            // The full path: under `nest("/v1")` the request's own URI has lost the prefix.
+            let path = request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| request.uri().path().to_string(), |u| u.path().to_string());
+            match state.tickets.redeem(&ticket, &path) {
+                Some(credential) => Some(credential),
+                None => return respond(ApiError::BadTicket, Actor::default()),
+            }
+        }
+        None => None,
+    };
+    let credential = credential(request.headers(), ticketed.as_deref()).map(|(t, source)| (t.to_string(), source));
     let mut own = Vec::new();
     if let Some(why) = origin_refusal(&origin_check(&state, &request, credential.as_ref().map(|c| c.1), &mut own)) {
         tracing::warn!(%method, path = matched, "refused a request from another origin");
@@ -598,12 +663,23 @@ fn merge_actor(response: &mut Response, actor: Actor) {
     response.extensions_mut().insert(merged);
 }
 
-/// Largest JSON body whose `name` is read for the audit log's target.
+/// Largest JSON body whose fields are read for the audit log.
 const AUDIT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Body fields an audit entry keeps, to tell what the request asked for: names, and the few
+/// values that make an action (a scale, an image, a role). Passwords and other fields never.
+const AUDIT_BODY_FIELDS: [&str; 10] = ["name", "user", "group", "role", "scale", "image", "kind", "admin", "environment", "advertise_url"];
+
+/// Longest text kept of one body field: they are names, untrusted until the handler checked them.
+const AUDIT_FIELD_CHARS: usize = 256;
+
+/// Requests that change nothing although they are POSTs: a ticket for a WebSocket the UI opens
+/// on every page (the connection itself is checked like any request).
+pub(crate) const UNAUDITED: [&str; 1] = ["/ws-ticket"];
 
 /// Records every request that may change something (all but GET/HEAD/OPTIONS), refused or not.
 pub async fn audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) || UNAUDITED.contains(&request.uri().path()) {
         return next.run(request).await;
     }
     let client = match request.headers().get("x-corral-client").and_then(|v| v.to_str().ok()) {
@@ -614,14 +690,18 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     let method = request.method().to_string();
     // The full path: under `nest("/v1")` the request's own URI has lost the prefix.
     let path = request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| request.uri().path().to_string(), |u| u.path().to_string());
-    // The names in the path (`/stacks/WEB/services/web` → WEB, web), then the one in the body.
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    // The names in the path (`/stacks/WEB/services/web` → stack WEB, service web), then the body's.
     let (mut parts, body) = request.into_parts();
-    let mut target: Vec<String> = match axum::extract::RawPathParams::from_request_parts(&mut parts, &state).await {
-        Ok(params) => params.iter().map(|(_, v)| v.to_string()).collect(),
-        Err(_) => Vec::new(),
-    };
-    let (request, body_name) = body_name(Request::from_parts(parts, body)).await;
-    target.extend(body_name);
+    let mut detail = AuditDetail::default();
+    if let Ok(params) = axum::extract::RawPathParams::from_request_parts(&mut parts, &state).await {
+        detail.path = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+    let request;
+    (request, detail.body) = body_fields(Request::from_parts(parts, body)).await;
+    // What it named: the path's names in their order, then the body's name.
+    let mut target: Vec<String> = route.iter().flat_map(|r| route_params(r)).filter_map(|p| detail.path.get(p).cloned()).collect();
+    target.extend(["name", "user", "group"].iter().find_map(|k| detail.body_text(k)));
     let response = next.run(request).await;
     let actor = response.extensions().get::<Actor>().cloned().unwrap_or_default();
     let entry = NewAuditEntry {
@@ -634,6 +714,8 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
         environment: actor.environment,
         target: (!target.is_empty()).then(|| target.join("/")),
         status: response.status().as_u16(),
+        route,
+        detail,
     };
     if let Err(e) = state.store.record_audit(&entry).await {
         tracing::error!(error = %e, "could not write the audit log");
@@ -641,23 +723,39 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-/// For a small JSON body: the request back unchanged, and the name it carries (`name`, or `user`
-/// for a login). Passwords and other fields are never read out.
-async fn body_name(request: Request) -> (Request, Option<String>) {
+/// The parameter names of a route, in order: `/v1/stacks/{stack}/services/{service}` → stack, service.
+fn route_params(route: &str) -> impl Iterator<Item = &str> {
+    route.split('/').filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// For a small JSON body: the request back unchanged, and the [`AUDIT_BODY_FIELDS`] it carries
+/// as strings, numbers or booleans (text cut to [`AUDIT_FIELD_CHARS`]).
+async fn body_fields(request: Request) -> (Request, BTreeMap<String, serde_json::Value>) {
     let is_json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     let small = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n <= AUDIT_BODY_LIMIT);
     if !is_json || !small {
-        return (request, None);
+        return (request, BTreeMap::new());
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, AUDIT_BODY_LIMIT).await else {
         // The body did not arrive whole; the handler answers that.
-        return (Request::from_parts(parts, axum::body::Body::empty()), None);
+        return (Request::from_parts(parts, axum::body::Body::empty()), BTreeMap::new());
     };
-    let name = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| ["name", "user", "group"].iter().find_map(|k| v.get(*k).and_then(|n| n.as_str()).map(str::to_string)));
-    (Request::from_parts(parts, axum::body::Body::from(bytes)), name)
+    let fields = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(body)) => AUDIT_BODY_FIELDS
+            .iter()
+            .filter_map(|k| {
+                let value = match body.get(*k)? {
+                    serde_json::Value::String(s) => serde_json::Value::String(s.chars().take(AUDIT_FIELD_CHARS).collect()),
+                    v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => v.clone(),
+                    _ => return None,
+                };
+                Some((k.to_string(), value))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    (Request::from_parts(parts, axum::body::Body::from(bytes)), fields)
 }
 
 /// Failed logins, counted in the database (a restart forgets none): each failure answers
@@ -728,12 +826,12 @@ mod tests {
         // The UI's own page, by Origin or Referer (default ports and case do not matter), and the desktop window.
         assert_eq!(check(true, false, Some(Cookie), Some("http://127.0.0.1:7070")), None);
         assert_eq!(check(true, false, Some(Cookie), Some("http://127.0.0.1:7070/#/stacks")), None);
-        assert_eq!(check(true, true, Some(Query), Some("tauri://localhost")), None);
+        assert_eq!(check(true, true, Some(Ticket), Some("tauri://localhost")), None);
         // Another origin: another site, another port or scheme of this host, an opaque origin.
         for page in ["http://evil.example", "http://127.0.0.1:8080", "https://127.0.0.1:7070", "null"] {
             let why = check(true, false, Some(Cookie), Some(page)).unwrap_or_else(|| panic!("{page} was let through"));
             assert!(why.contains("origin") && why.contains("http://127.0.0.1:7070"), "{why}");
-            assert!(check(false, true, Some(Query), Some(page)).is_some(), "a WebSocket from {page}");
+            assert!(check(false, true, Some(Ticket), Some(page)).is_some(), "a WebSocket from {page}");
             assert!(check(true, false, None, Some(page)).is_some(), "a login from {page}");
         }
         // The cookie on a state-changing request that names no page: refused, saying how to do it.
@@ -741,7 +839,7 @@ mod tests {
         // Not the browser's doing: bearer tokens, reads, clients that name no page.
         assert_eq!(check(true, false, Some(Bearer), Some("http://evil.example")), None);
         assert_eq!(check(false, false, Some(Cookie), Some("http://evil.example")), None);
-        assert_eq!(check(false, true, Some(Query), None), None);
+        assert_eq!(check(false, true, Some(Ticket), None), None);
         assert_eq!(check(true, false, None, None), None);
     }
 

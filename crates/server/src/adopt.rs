@@ -76,6 +76,10 @@ pub async fn adopt(state: &AppState, env: &Environment, host_id: &str, observed:
         }
         let place: Placement = (found.instance, host_id.to_string(), name.clone());
         state.store.apply_placement(service.id, &[place], &[]).await?;
+        if found.incarnation != 0 {
+            // The container's spec hash counts it: without it, the container would be recreated.
+            state.store.set_incarnation(service.id, found.instance, found.incarnation).await?;
+        }
         state.store.raise_scale(service.id, found.instance).await?;
         adopted += 1;
     }
@@ -151,6 +155,8 @@ struct Labelled {
     instance: u32,
     revision: u32,
     spec: ServiceSpec,
+    /// `io.corral.incarnation`: 0 when absent.
+    incarnation: u64,
 }
 
 impl Labelled {
@@ -195,6 +201,10 @@ impl Labelled {
             service: get(labels::SERVICE)?.clone(),
             instance,
             revision: number("revision", get(labels::REVISION)?)?,
+            incarnation: match labels.get(labels::INCARNATION) {
+                Some(text) => text.parse().map_err(|_| format!("its incarnation {} is not a whole number", preview(text)))?,
+                None => 0,
+            },
             spec,
         })
     }
@@ -283,5 +293,18 @@ mod tests {
         assert!(decision.refused.iter().any(|r| r.contains("T-web-1") && r.contains("image")));
         assert!(decision.refused.iter().any(|r| r.contains("U-web-1") && r.contains("Other-web-1")));
         assert!(decision.refused.iter().all(|r| !r.chars().any(char::is_control)), "{:?}", decision.refused);
+    }
+
+    #[test]
+    fn a_container_made_anew_keeps_its_incarnation() {
+        let mut renewed = container("S-web-2", "S", "2", spec());
+        renewed.labels.insert(labels::INCARNATION.into(), "1733220000000".into());
+        let mut garbled = container("S-web-3", "S", "3", spec());
+        garbled.labels.insert(labels::INCARNATION.into(), "soon".into());
+        let observed = ObservedSet { containers: vec![container("S-web-1", "S", "1", spec()), renewed, garbled], ..Default::default() };
+        let decision = decide(&observed);
+        let adopted: Vec<(&str, u64)> = decision.adopt.iter().map(|(n, f)| (n.as_str(), f.incarnation)).collect();
+        assert_eq!(adopted, [("S-web-1", 0), ("S-web-2", 1_733_220_000_000)]);
+        assert!(decision.refused.len() == 1 && decision.refused[0].contains("incarnation"), "{:?}", decision.refused);
     }
 }

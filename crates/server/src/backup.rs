@@ -302,6 +302,9 @@ async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
     for key in copy.api_keys(None, None).await? {
         check("api_tokens", &key.id, validate::name("name", "API key", &key.name));
     }
+    if let Some(url) = copy.settings().await?.advertise_url {
+        check("settings", &1, validate::advertise_url(&url).map(|_| ()));
+    }
     Ok(problems)
 }
 

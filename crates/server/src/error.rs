@@ -18,6 +18,9 @@ pub enum ApiError {
     TooLarge,
     #[error("missing or wrong API token, or an expired session: log in with `corral login`, or pass --token or set CORRAL_TOKEN (the first start wrote the admin token to DATA_DIR/admin-token)")]
     Unauthorized,
+    /// A WebSocket ticket that is unknown, used, expired or for another path.
+    #[error("the WebSocket ticket is unknown, used up, expired or for another path; ask for a new one (POST /v1/ws-ticket) right before connecting")]
+    BadTicket,
     /// A login with a wrong user name or password; which of the two is not said.
     #[error("wrong user name or password")]
     LoginFailed,
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::BadTicket => (StatusCode::UNAUTHORIZED, "bad_ticket"),
             ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),

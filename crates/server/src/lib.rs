@@ -190,7 +190,9 @@ impl ControlPlane {
         let listener = bind(config.listen).await?;
         let config = Config { listen: listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?, ..config };
         let tls = if config.tls.serves_tls(config.listen) {
-            let names: Vec<String> = config.advertise_url.as_deref().and_then(url_host).into_iter().collect();
+            // The URL an administrator stored names a host agents dial too.
+            let stored = store.settings().await?.advertise_url;
+            let names: Vec<String> = [config.advertise_url.as_deref(), stored.as_deref()].into_iter().flatten().filter_map(url_host).collect();
             Some(tls::load_or_create(&data_dir, &names)?)
         } else {
             None
@@ -223,10 +225,12 @@ impl ControlPlane {
             avoid,
             events,
             access: Arc::default(),
+            tickets: Arc::default(),
             environment_names: Arc::default(),
             shutdown: broadcast::channel(1).0,
             metrics: Arc::default(),
             ca: tls.as_ref().map(|t| Arc::new(t.ca.clone())),
+            tls: tls.as_ref().map(|t| t.certs.clone()),
         };
         Ok(ControlPlane { state, listener, local_listener, tls, reconciler, new_admin_token })
     }
@@ -318,7 +322,7 @@ pub fn log_sealing(report: &corral_store::SealReport) {
 }
 
 /// The host part of a URL such as `https://cp.lan:7070/`, for the server certificate.
-fn url_host(url: &str) -> Option<String> {
+pub(crate) fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split('/').next()?;
     let host = match authority.strip_prefix('[') {

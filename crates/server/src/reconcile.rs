@@ -165,12 +165,11 @@ impl Reconciler {
                 .filter(|(i, _)| !current.get(i).is_some_and(|h| in_grace(h)))
                 .map(|(i, host)| (i, host, service.container_name(i)))
                 .collect();
-            {
+            // Instances removed on request are made anew, wherever they land (see `labels::INCARNATION`).
+            let renewed: Vec<u32> = {
                 let mut hints = self.avoid.lock().expect("avoid lock");
-                for (i, _, _) in &place {
-                    hints.remove(&(service.id, *i));
-                }
-            }
+                place.iter().filter_map(|(i, _, _)| hints.remove(&(service.id, *i)).map(|_| *i)).collect()
+            };
             if !drain.is_empty() || !undrain.is_empty() {
                 touched.insert(service.environment_id);
                 self.store.set_draining(service.id, &drain, true).await?;
@@ -188,16 +187,30 @@ impl Reconciler {
                 tracing::info!(service = %service.path(), placed = place.len(), removed = remove.len(), "placement changed");
                 touched.insert(service.environment_id);
                 self.store.apply_placement(service.id, &place, &remove).await?;
+                // A moved instance keeps what was asked of it alone (stopped, restarts), as its row does.
+                let kept: HashMap<u32, (bool, u64, u64)> =
+                    records.iter().filter(|r| r.service_id == service.id).map(|r| (r.instance, (r.stopped, r.restart_generation, r.incarnation))).collect();
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+                for i in &renewed {
+                    self.store.set_incarnation(service.id, *i, now_ms).await?;
+                }
                 records.retain(|r| !(r.service_id == service.id && (remove.contains(&r.instance) || place.iter().any(|p| p.0 == r.instance))));
-                records.extend(place.into_iter().map(|(instance, host_id, name)| ContainerRecord {
-                    id: 0,
-                    service_id: service.id,
-                    instance,
-                    host_id,
-                    name,
-                    created_at: String::new(),
-                    draining_since: None,
-                    revision: service.revision,
+                records.extend(place.into_iter().map(|(instance, host_id, name)| {
+                    let (stopped, restart_generation, incarnation) = kept.get(&instance).copied().unwrap_or_default();
+                    let incarnation = if renewed.contains(&instance) { now_ms } else { incarnation };
+                    ContainerRecord {
+                        id: 0,
+                        service_id: service.id,
+                        instance,
+                        host_id,
+                        name,
+                        created_at: String::new(),
+                        draining_since: None,
+                        revision: service.revision,
+                        stopped,
+                        restart_generation,
+                        incarnation,
+                    }
                 }));
             }
             if !plan.unplaced.is_empty() {
@@ -344,7 +357,10 @@ fn host_views(hosts: &[Host], service: &Service, records: &[ContainerRecord], se
 /// The container an instance of `service` is, at the revision it runs, with the labels that let
 /// it be traced back. An instance not yet upgraded keeps the previous spec.
 pub fn container_spec(environment: &str, service: &Service, record: &ContainerRecord) -> ContainerSpec {
-    let (spec, all_labels) = instance_labels(environment, service, Some(record.instance), record.revision);
+    let (spec, mut all_labels) = instance_labels(environment, service, Some(record.instance), record.revision);
+    if record.incarnation != 0 {
+        all_labels.insert(labels::INCARNATION.to_string(), record.incarnation.to_string());
+    }
     ContainerSpec {
         name: service.container_name(record.instance),
         image: spec.image.clone(),
@@ -352,8 +368,9 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         env: spec.env.clone(),
         ports: spec.ports.clone(),
         labels: all_labels,
-        stopped: service.is_stopped(),
+        stopped: service.is_stopped() || record.stopped,
         pull: spec.pull,
+        restart_generation: record.restart_generation,
     }
 }
 
@@ -380,6 +397,7 @@ pub fn spare_spec(environment: &str, service: &Service) -> ContainerSpec {
         labels: all_labels,
         stopped: false,
         pull: spec.pull,
+        restart_generation: 0,
     }
 }
 
@@ -449,7 +467,8 @@ fn upgrade_step(
     let mine: Vec<&ContainerRecord> = records.iter().filter(|r| r.service_id == service.id).collect();
     let next = mine.iter().filter(|r| r.revision < service.revision).min_by_key(|r| (r.draining_since.is_none(), r.instance))?;
     let current = service.revision.to_string();
-    let settling = mine.iter().filter(|r| r.revision == service.revision).any(|r| {
+    // A container stopped on its own is not waited for: it will not run until started again.
+    let settling = mine.iter().filter(|r| r.revision == service.revision && !r.stopped).any(|r| {
         !observed
             .iter()
             .any(|o| o.host_id == r.host_id && o.name == r.name && o.state == ContainerState::Running && o.labels.get(labels::REVISION) == Some(&current))

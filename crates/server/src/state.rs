@@ -22,6 +22,8 @@ pub struct AppState {
     pub events: crate::events::Events,
     /// Says that credentials or roles may have changed; open WebSockets check theirs again.
     pub access: Arc<crate::access::AccessChanges>,
+    /// Single-use tickets browsers open WebSockets with instead of a token in the URL.
+    pub tickets: Arc<crate::access::Tickets>,
     /// Current names of environments for connections that outlive a rename.
     pub environment_names: Arc<EnvironmentNames>,
     /// Fires once when the control plane stops; sessions and loops listen to it.
@@ -30,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The CA agents and the CLI pin, when the main listener speaks TLS.
     pub ca: Option<Arc<crate::tls::CaInfo>>,
+    /// The LAN listener's server certificate, when it speaks TLS: it can name more hosts.
+    pub tls: Option<Arc<crate::tls::ServerCerts>>,
 }
 
 /// The current name of each environment by id, for long-lived connections (agent sessions,

@@ -50,6 +50,8 @@ pub struct CaInfo {
 pub struct Tls {
     pub ca: CaInfo,
     pub acceptor: TlsAcceptor,
+    /// The server certificate, which can name more hosts while serving.
+    pub certs: Arc<ServerCerts>,
 }
 
 /// `sha256:HEX` of a certificate's DER, the form `--ca-fingerprint` takes.
@@ -64,29 +66,80 @@ pub fn load_or_create(data_dir: &Path, names: &[String]) -> Result<Tls, TlsError
     std::fs::create_dir_all(&dir).map_err(|source| TlsError::Io { path: dir.clone(), source })?;
     let (ca_key, ca_pem) = load_or_create_ca(&dir)?;
     let ca_der = pem_to_der(&ca_pem).map_err(|reason| TlsError::BadCa { path: dir.join(CA_CERT_FILE), reason })?;
+    let names = subject_alt_names(names);
     let issuer = Issuer::new(ca_params(), ca_key);
+    let current = sign(&issuer, &ca_der, &dir, &names)?;
+    let certs = Arc::new(ServerCerts { issuer, ca_der: ca_der.clone(), dir, names: std::sync::Mutex::new(names), current: std::sync::RwLock::new(current) });
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(generate)?
+        .with_no_client_auth()
+        .with_cert_resolver(certs.clone());
+    Ok(Tls { ca: CaInfo { fingerprint: fingerprint(&ca_der), pem: ca_pem }, acceptor: TlsAcceptor::from(Arc::new(config)), certs })
+}
 
+/// The server certificate, signed by the CA again whenever it must name one more host (an
+/// administrator set an advertised URL with a new name), so agents that dial that name are
+/// served a certificate for it at once, without a restart.
+pub struct ServerCerts {
+    issuer: Issuer<'static, KeyPair>,
+    ca_der: Vec<u8>,
+    dir: PathBuf,
+    names: std::sync::Mutex<Vec<String>>,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl std::fmt::Debug for ServerCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCerts").field("names", &self.names).finish_non_exhaustive()
+    }
+}
+
+impl ServerCerts {
+    /// Makes the certificate name `name` too (a host name or an address); nothing when it does.
+    pub fn add_name(&self, name: &str) -> Result<(), TlsError> {
+        let mut names = self.names.lock().expect("certificate names lock");
+        if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return Ok(());
+        }
+        let mut more = names.clone();
+        more.push(name.to_string());
+        let signed = sign(&self.issuer, &self.ca_der, &self.dir, &more)?;
+        *self.current.write().expect("server certificate lock") = signed;
+        *names = more;
+        tracing::info!(%name, "the server certificate names a new host");
+        Ok(())
+    }
+
+    /// The names the certificate is valid for now.
+    pub fn names(&self) -> Vec<String> {
+        self.names.lock().expect("certificate names lock").clone()
+    }
+}
+
+/// A new key and certificate for `names`, signed by the CA and kept in the tls folder.
+fn sign(issuer: &Issuer<'static, KeyPair>, ca_der: &[u8], dir: &Path, names: &[String]) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
     let server_key = KeyPair::generate().map_err(generate)?;
-    let mut params = CertificateParams::new(subject_alt_names(names)).map_err(generate)?;
+    let mut params = CertificateParams::new(names.to_vec()).map_err(generate)?;
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, "Corral control plane");
     params.is_ca = IsCa::NoCa;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    let server_cert = params.signed_by(&server_key, &issuer).map_err(generate)?;
+    let server_cert = params.signed_by(&server_key, issuer).map_err(generate)?;
     write_file(&dir.join(SERVER_CERT_FILE), &server_cert.pem(), false)?;
     write_file(&dir.join(SERVER_KEY_FILE), &server_key.serialize_pem(), true)?;
-
     // The CA goes in the chain too: clients find the pinned certificate among what is presented.
-    let chain = vec![server_cert.der().clone(), CertificateDer::from(ca_der.clone())];
+    let chain = vec![server_cert.der().clone(), CertificateDer::from(ca_der.to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(generate)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(generate)?;
-    Ok(Tls { ca: CaInfo { fingerprint: fingerprint(&ca_der), pem: ca_pem }, acceptor: TlsAcceptor::from(Arc::new(config)) })
+    let certified = rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider()).map_err(generate)?;
+    Ok(Arc::new(certified))
+}
+
+impl rustls::server::ResolvesServerCert for ServerCerts {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.read().expect("server certificate lock").clone())
+    }
 }
 
 fn generate(e: impl std::fmt::Display) -> TlsError {

@@ -313,6 +313,37 @@ pub fn duration_seconds(field: &'static str, value: i64) -> Result<i64, ApiError
     }
 }
 
+/// Longest URL hosts may be told to join at.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// The URL hosts reach the control plane at, as join commands name it: `http` or `https`, a
+/// host, an optional port, nothing else (agents add `/v1/agent` themselves). Returned in its
+/// normal form, without a trailing `/`.
+pub fn advertise_url(value: &str) -> Result<String, ApiError> {
+    const FIELD: &str = "advertise_url";
+    let example = "e.g. https://192.168.1.20:7070 or https://corral.example.lan:7070";
+    if value.len() > MAX_URL_BYTES {
+        return Err(ApiError::invalid(FIELD, format!("the URL is {} bytes long; at most {MAX_URL_BYTES} are allowed", value.len())));
+    }
+    let bad = |why: String| {
+        ApiError::invalid(FIELD, format!("invalid URL {}: {why}; give the scheme, host and port hosts reach this control plane at ({example})", preview(value)))
+    };
+    let url = url::Url::parse(value.trim()).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("the scheme must be http or https, not {:?}", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it names no host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it may not carry a user name or password".into()));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it may have no path, query or fragment (agents add /v1/agent themselves)".into()));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
 /// A whole service spec, by the rules the API applies to each of its fields: for a spec that
 /// arrives whole (rebuilt from container labels), and as the last check on one the API built.
 pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
@@ -398,6 +429,29 @@ mod tests {
             let err = image(bad).unwrap_err().to_string();
             assert!(err.contains("invalid image reference"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn advertised_urls() {
+        assert_eq!(advertise_url("https://CP.lan:7070/").unwrap(), "https://cp.lan:7070");
+        assert_eq!(advertise_url("http://192.168.1.20:7070").unwrap(), "http://192.168.1.20:7070");
+        assert_eq!(advertise_url("https://[2001:db8::1]:7070").unwrap(), "https://[2001:db8::1]:7070");
+        assert_eq!(advertise_url("https://cp.lan:443").unwrap(), "https://cp.lan", "the default port is implied");
+        for bad in [
+            "",
+            "cp.lan:7070",
+            "ftp://cp.lan",
+            "https://",
+            "https://ann:pw@cp.lan",
+            "https://cp.lan/corral",
+            "https://cp.lan?x=1",
+            "http://cp lan",
+            "javascript:alert(1)",
+        ] {
+            let e = advertise_url(bad).unwrap_err();
+            assert!(matches!(e, ApiError::Invalid { field: "advertise_url", .. }) && e.to_string().contains("e.g. https://"), "{bad}: {e}");
+        }
+        assert!(advertise_url(&format!("https://{}.lan", "a".repeat(3000))).unwrap_err().to_string().contains("at most"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The audit log: every change made through the API, who made it, from where, and how it ended.
 
 use crate::{now, Result, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use std::collections::BTreeMap;
 
 /// One entry, as it is written and as `GET /v1/audit` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +24,43 @@ pub struct AuditEntry {
     pub target: Option<String>,
     /// The HTTP status of the answer: 2xx done, 4xx refused, 5xx failed.
     pub status: u16,
+    /// The route the request matched, as the route table names it
+    /// (`/v1/stacks/{stack}/services/{service}/scale`); `None` for entries written before it
+    /// was recorded, and for requests that matched no route.
+    pub route: Option<String>,
+    /// What the request named and asked for, to tell it as an action.
+    pub detail: AuditDetail,
+}
+
+/// The names in a request's path (by their parameter names in the route) and the few fields of
+/// its JSON body that say what it asked for (a scale, an image, a role); never a secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditDetail {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub path: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub body: BTreeMap<String, serde_json::Value>,
+}
+
+impl AuditDetail {
+    pub fn is_empty(&self) -> bool {
+        self.path.is_empty() && self.body.is_empty()
+    }
+
+    /// A path parameter or, failing that, a body field, as text.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.path.get(name).cloned().or_else(|| self.body_text(name))
+    }
+
+    /// A body field as text (strings as they are, numbers and booleans written out).
+    pub fn body_text(&self, name: &str) -> Option<String> {
+        match self.body.get(name)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// What to write; the id and time are the store's.
@@ -37,6 +75,8 @@ pub struct NewAuditEntry {
     pub environment: Option<String>,
     pub target: Option<String>,
     pub status: u16,
+    pub route: Option<String>,
+    pub detail: AuditDetail,
 }
 
 /// Which entries to read, newest first.
@@ -50,8 +90,8 @@ pub struct AuditFilter {
 impl Store {
     pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_log (at, user_name, key_name, client, remote, method, path, environment, target, status)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, user_name, key_name, client, remote, method, path, environment, target, status, route, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now())
         .bind(&entry.user)
@@ -63,6 +103,8 @@ impl Store {
         .bind(&entry.environment)
         .bind(&entry.target)
         .bind(entry.status as i64)
+        .bind(&entry.route)
+        .bind((!entry.detail.is_empty()).then(|| serde_json::to_string(&entry.detail).expect("details serialize")))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -93,6 +135,9 @@ impl Store {
                 environment: row.get("environment"),
                 target: row.get("target"),
                 status: row.get::<i64, _>("status") as u16,
+                route: row.get("route"),
+                // Only this store writes it; a backup's odd value reads as no detail.
+                detail: row.get::<Option<String>, _>("detail").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
             })
             .collect())
     }
@@ -123,5 +168,28 @@ mod tests {
         let all = store.audit(&AuditFilter { environments: None, limit: 2 }).await.unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].user.as_deref(), Some("alice"));
+        assert_eq!((all[0].route.as_deref(), all[0].detail.is_empty()), (None, true));
+    }
+
+    #[tokio::test]
+    async fn route_and_detail_are_kept() {
+        let (store, _dir) = store().await;
+        let detail = AuditDetail {
+            path: [("stack".to_string(), "WEB".to_string()), ("service".to_string(), "web".to_string())].into(),
+            body: [("scale".to_string(), serde_json::json!(4))].into(),
+        };
+        let entry = NewAuditEntry {
+            method: "PUT".into(),
+            path: "/v1/stacks/WEB/services/web/scale".into(),
+            route: Some("/v1/stacks/{stack}/services/{service}/scale".into()),
+            detail: detail.clone(),
+            status: 200,
+            ..Default::default()
+        };
+        store.record_audit(&entry).await.unwrap();
+        let read = store.audit(&AuditFilter { environments: None, limit: 1 }).await.unwrap().remove(0);
+        assert_eq!(read.route, entry.route);
+        assert_eq!(read.detail, detail);
+        assert_eq!((read.detail.text("stack"), read.detail.body_text("scale")), (Some("WEB".into()), Some("4".into())));
     }
 }

@@ -13,6 +13,9 @@ fn row_to_record(row: sqlx::sqlite::SqliteRow) -> ContainerRecord {
         created_at: row.get("created_at"),
         draining_since: row.get("draining_since"),
         revision: row.get::<i64, _>("revision") as u32,
+        stopped: row.get("stopped"),
+        restart_generation: row.get::<i64, _>("restart_generation") as u64,
+        incarnation: row.get::<i64, _>("incarnation") as u64,
     }
 }
 
@@ -58,6 +61,48 @@ impl Store {
         .await?
         .map(row_to_record)
         .ok_or_else(|| crate::StoreError::NotFound(format!("container {name:?} does not exist; `corral ps` lists the containers")))
+    }
+
+    /// Keeps the container named `name` stopped (`true`), or lets it run again (`false`), and
+    /// returns its record.
+    pub async fn set_container_stopped(&self, environment_id: i64, name: &str, stopped: bool) -> Result<ContainerRecord> {
+        self.update_container(environment_id, name, "stopped = ?3", i64::from(stopped)).await
+    }
+
+    /// Asks for a restart of the container named `name`: it runs again (not stopped) and gets a
+    /// new restart generation, larger than its last and than `at_least` (a clock reading, so a
+    /// container whose record was made anew never reuses a generation its agent already applied).
+    pub async fn restart_container(&self, environment_id: i64, name: &str, at_least: u64) -> Result<ContainerRecord> {
+        let at_least = i64::try_from(at_least).unwrap_or(i64::MAX);
+        self.update_container(environment_id, name, "stopped = 0, restart_generation = MAX(restart_generation + 1, ?3)", at_least).await
+    }
+
+    /// `UPDATE containers SET {set}` for one container of the environment, `?3` bound to `value`.
+    async fn update_container(&self, environment_id: i64, name: &str, set: &str, value: i64) -> Result<ContainerRecord> {
+        let sql = format!(
+            "UPDATE containers SET {set} WHERE name = ?1 AND service_id IN
+               (SELECT s.id FROM services s JOIN stacks st ON st.id = s.stack_id WHERE st.environment_id = ?2)
+             RETURNING *"
+        );
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(environment_id)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(row_to_record)
+            .ok_or_else(|| crate::StoreError::NotFound(format!("container {name:?} does not exist; `corral ps` lists the containers")))
+    }
+
+    /// Makes instance `instance` of a service a new container (see [`ContainerRecord::incarnation`]).
+    pub async fn set_incarnation(&self, service_id: i64, instance: u32, incarnation: u64) -> Result<()> {
+        sqlx::query("UPDATE containers SET incarnation = ? WHERE service_id = ? AND instance = ?")
+            .bind(i64::try_from(incarnation).unwrap_or(i64::MAX))
+            .bind(service_id)
+            .bind(i64::from(instance))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Starts or stops draining instances of a service; a placed (moved) instance never drains.
@@ -160,6 +205,17 @@ mod tests {
         assert!(store.container_records(None).await.unwrap()[0].draining_since.is_some());
         store.apply_placement(svc.id, &[(1, "a".into(), svc.container_name(1))], &[]).await.unwrap();
         assert!(store.container_records(None).await.unwrap()[0].draining_since.is_none(), "a placed instance does not drain");
+        // Stopping and restarting one container survive its move to another host.
+        let stopped = store.set_container_stopped(env.id, "S-web-1", true).await.unwrap();
+        assert!(stopped.stopped && stopped.restart_generation == 0);
+        store.apply_placement(svc.id, &[(1, "b".into(), svc.container_name(1))], &[]).await.unwrap();
+        assert!(store.container_record(env.id, "S-web-1").await.unwrap().unwrap().stopped, "a moved instance stays stopped");
+        let restarted = store.restart_container(env.id, "S-web-1", 1_000).await.unwrap();
+        assert_eq!((restarted.stopped, restarted.restart_generation), (false, 1_000), "a restart runs it again");
+        assert_eq!(store.restart_container(env.id, "S-web-1", 5).await.unwrap().restart_generation, 1_001, "generations only grow");
+        assert!(matches!(store.set_container_stopped(env.id, "S-web-9", true).await, Err(crate::StoreError::NotFound(_))));
+        store.set_incarnation(svc.id, 1, 42).await.unwrap();
+        assert_eq!(store.container_record(env.id, "S-web-1").await.unwrap().unwrap().incarnation, 42);
         store.delete_service(svc.id).await.unwrap();
         assert!(store.container_records(None).await.unwrap().is_empty());
     }

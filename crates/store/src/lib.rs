@@ -4,7 +4,7 @@
 //!
 //! - [`model`]: the records the rest of the system reads.
 //! - [`environments`], [`tokens`], [`hosts`], [`stacks`], [`services`], [`containers`],
-//!   [`observed`]: one module per table, each a set of `impl Store` methods.
+//!   [`observed`], [`settings`]: one module per table, each a set of `impl Store` methods.
 //! - [`metrics`]: resource usage history with roll-ups.
 //! - [`backup`]: consistent copies, checks on a copy, restoring one.
 //! - [`sealing`]: join tokens encrypted at rest with a key kept outside the database file.
@@ -25,6 +25,7 @@ pub mod model;
 pub mod observed;
 pub mod sealing;
 pub mod services;
+pub mod settings;
 pub mod stacks;
 pub mod tokens;
 pub mod users;

@@ -228,6 +228,15 @@ pub struct ContainerRecord {
     pub draining_since: Option<String>,
     /// The service revision this instance runs.
     pub revision: u32,
+    /// Stopped on its own (not with its service): kept, not running, until started again.
+    #[serde(default)]
+    pub stopped: bool,
+    /// Bumped by each restart asked for; the agent restarts the container when it changes.
+    #[serde(default)]
+    pub restart_generation: u64,
+    /// Set when the instance replaces one removed on request: a new container, not the old one.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A managed container as its host's agent last reported it.

@@ -1,8 +1,7 @@
 // History charts of a host, container or service, refreshed while shown.
 import { Group, SegmentedControl, SimpleGrid, Stack, Text, Title } from "@mantine/core";
 import { useEffect, useMemo, useState } from "react";
-import { statsApi, type StatsHistory, type StatsTarget } from "../api.ts";
-import { formatBytes } from "../format.ts";
+import { api, statsApi, type StatsHistory, type StatsTarget } from "../api.ts";
 import { Chart } from "./Chart.tsx";
 
 const RANGES = [
@@ -15,15 +14,38 @@ const RANGES = [
 /** New 5 s samples arrive all the time; the short ranges are worth refreshing often. */
 const REFRESH_MS = 10_000;
 
-const percent = (v: number) => `${v.toFixed(v < 10 ? 1 : 0)} %`;
-const bytes = (v: number) => (v > 0 ? formatBytes(v) : "0");
-const rate = (v: number) => (v > 0 ? `${formatBytes(v)}/s` : "0");
+/**
+ * Agents report a container without a memory limit as limited to its host's memory: a limit
+ * counts only when it is below that (with room for rounding between Docker and the host's facts).
+ */
+const REAL_LIMIT_SHARE = 0.98;
+
+/** A container's host memory, to tell a real memory limit from none; null until known. */
+function useHostMemory(target: StatsTarget): number | null {
+  const [memory, setMemory] = useState<number | null>(null);
+  const name = target.kind === "container" ? target.name : null;
+  useEffect(() => {
+    setMemory(null);
+    if (name === null) return;
+    const ctl = new AbortController();
+    api
+      .container(name, ctl.signal)
+      .then((c) => api.host(c.host, ctl.signal))
+      .then((h) => setMemory(h.memory_bytes))
+      .catch(() => {
+        /* unknown: no limit line is drawn */
+      });
+    return () => ctl.abort();
+  }, [name]);
+  return memory;
+}
 
 export function StatsPanel({ target }: { target: StatsTarget }) {
   const [range, setRange] = useState("15m");
   const [history, setHistory] = useState<StatsHistory | null>(null);
   const [error, setError] = useState<string | null>(null);
   const key = JSON.stringify(target);
+  const hostMemory = useHostMemory(target);
 
   useEffect(() => {
     let stop = false;
@@ -51,18 +73,27 @@ export function StatsPanel({ target }: { target: StatsTarget }) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key, range]);
 
+  const isHost = target.kind === "host";
+  // A host's total memory is always worth the line; a service's limits (a sum over hosts) never
+  // are; a container's only when it has a limit of its own.
+  const showLimit = useMemo(() => {
+    if (isHost) return true;
+    if (target.kind !== "container" || hostMemory === null) return false;
+    return (history?.points ?? []).some((p) => p.memory_limit_bytes > 0 && p.memory_limit_bytes < hostMemory * REAL_LIMIT_SHARE);
+  }, [isHost, target.kind, hostMemory, history]);
+
   const data = useMemo(() => {
     const p = history?.points ?? [];
+    const used = p.map((x) => x.memory_bytes);
     return {
       times: p.map((x) => x.ts),
       cpu: [p.map((x) => x.cpu_percent)],
-      memory: [p.map((x) => x.memory_bytes), p.map((x) => x.memory_limit_bytes)],
+      memory: showLimit ? [used, p.map((x) => x.memory_limit_bytes)] : [used],
       network: [p.map((x) => x.network_rx_bytes_per_second), p.map((x) => x.network_tx_bytes_per_second)],
       io: [p.map((x) => x.io_read_bytes_per_second), p.map((x) => x.io_write_bytes_per_second)],
     };
-  }, [history]);
+  }, [history, showLimit]);
 
-  const isHost = target.kind === "host";
   return (
     <Stack gap="xs" data-testid="stats-panel">
       <Group justify="space-between">
@@ -86,17 +117,15 @@ export function StatsPanel({ target }: { target: StatsTarget }) {
           times={data.times}
           values={data.cpu}
           series={[{ label: "CPU", color: "#12b886" }]}
-          format={percent}
+          unit="percent"
         />
         <Chart
           title="Memory"
           times={data.times}
           values={data.memory}
-          series={[
-            { label: "used", color: "#228be6" },
-            { label: isHost ? "total" : "limit", color: "#adb5bd" },
-          ]}
-          format={bytes}
+          testId="memory-chart"
+          series={[{ label: "used", color: "#228be6" }, ...(showLimit ? [{ label: isHost ? "total" : "limit", color: "#adb5bd" }] : [])]}
+          unit="bytes"
         />
         <Chart
           title="Network"
@@ -106,7 +135,7 @@ export function StatsPanel({ target }: { target: StatsTarget }) {
             { label: "received", color: "#7950f2" },
             { label: "sent", color: "#f76707" },
           ]}
-          format={rate}
+          unit="rate"
         />
         <Chart
           title={isHost ? "Disk I/O" : "Block I/O"}
@@ -116,7 +145,7 @@ export function StatsPanel({ target }: { target: StatsTarget }) {
             { label: "read", color: "#15aabf" },
             { label: "written", color: "#e64980" },
           ]}
-          format={rate}
+          unit="rate"
         />
       </SimpleGrid>
     </Stack>

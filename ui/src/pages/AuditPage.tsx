@@ -1,19 +1,22 @@
 // The audit log of the selected environment, newest first: who did what, when, from where, and
-// whether it was done. A virtualised grid, so thousands of entries scroll smoothly; more are
-// fetched on demand up to the API's limit.
+// whether it was done. Each entry reads as the sentence the API makes of it ("ann scaled
+// WEB/web to 4"), with the request itself in its tooltip. A virtualised grid, so thousands of
+// entries scroll smoothly; more are fetched on demand up to the API's limit.
 
 import { Badge, Button, Card, Group, Stack, Text, Title } from "@mantine/core";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { memo, useRef, useState } from "react";
 import { api, type AuditEntry } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton } from "../components/common.tsx";
+import { FilterInput, NoMatch, useFilter } from "../components/Filter.tsx";
 import { useLive, useLiveState } from "../live.tsx";
 
 const PAGE = 200;
 /** The most `GET /v1/audit` returns in one request. */
 const MAX = 10_000;
 const ROW_HEIGHT = 40;
-const COLUMNS = "minmax(150px, 1.1fr) minmax(120px, 1fr) minmax(240px, 2.4fr) minmax(110px, 0.9fr) 100px";
+/** The entry as a sentence; from a control plane too old to make one, who, method and path. */
+const summary = (e: AuditEntry) => e.summary ?? `${e.user ?? "no valid credential"}: ${e.method} ${e.path}`;
 
 export function AuditPage() {
   const { env } = useLiveState();
@@ -22,6 +25,7 @@ export function AuditPage() {
   const audit = useLive(`audit/${limit}`, ["hosts", "stacks", "services", "containers", "environments"], (s) => api.audit(limit, s));
   const entries = audit.data;
   const more = entries !== undefined && entries.length >= limit && limit < MAX;
+  const filter = useFilter(entries, (e) => [summary(e), e.user, e.key, e.client, e.remote, e.method, e.path].filter(Boolean).join(" "));
   return (
     <Stack gap="md" h="calc(100vh - 56px - 2 * var(--mantine-spacing-md))">
       <Group justify="space-between">
@@ -33,7 +37,11 @@ export function AuditPage() {
       {audit.error && <ErrorBanner error={audit.error} what={`the audit log of ${env}`} onRetry={audit.reload} />}
       {audit.loading && !entries && <ListSkeleton rows={4} height={36} />}
       {entries && entries.length === 0 && <EmptyState title="Nothing recorded yet" testId="audit-empty">Every change made in this environment, and every refused attempt, is listed here.</EmptyState>}
-      {entries && entries.length > 0 && <AuditTable entries={entries} />}
+      {entries && entries.length > 0 && (
+        <FilterInput value={filter.query} onChange={filter.setQuery} placeholder="Filter by who, what or address" testId="audit-filter" count={filter.shown.length} total={entries.length} />
+      )}
+      {entries && entries.length > 0 && filter.shown.length === 0 && <NoMatch query={filter.query} />}
+      {filter.shown.length > 0 && <AuditTable entries={filter.shown} />}
       {entries && (
         <Group justify="space-between">
           <Text size="sm" c="dimmed" data-testid="audit-count">
@@ -55,11 +63,11 @@ function AuditTable({ entries }: { entries: AuditEntry[] }) {
   const virtual = useVirtualizer({ count: entries.length, getScrollElement: () => parent.current, estimateSize: () => ROW_HEIGHT, overscan: 10 });
   return (
     <Card withBorder padding={0} style={{ flex: 1, minHeight: 0, display: "flex", flexDirection: "column" }}>
-      <div className="grid-row grid-head" style={{ gridTemplateColumns: COLUMNS }}>
+      <div className="grid-row grid-head audit-grid">
         <span>When</span>
-        <span>Who</span>
         <span>What</span>
-        <span>From</span>
+        <span className="wide-only">Via</span>
+        <span className="wide-only">From</span>
         <span>Outcome</span>
       </div>
       <div ref={parent} style={{ flex: 1, minHeight: 0, overflow: "auto" }} data-testid="audit-scroll">
@@ -86,26 +94,24 @@ const AuditRow = memo(function AuditRow({ e, top }: { e: AuditEntry; top: number
   const via = [e.key && `key ${e.key}`, e.client].filter(Boolean).join(", ");
   return (
     <div
-      className="grid-row"
+      className="grid-row audit-grid"
       data-testid="audit-row"
       data-method={e.method}
       data-path={e.path}
       data-user={e.user ?? ""}
       data-status={e.status}
-      style={{ gridTemplateColumns: COLUMNS, position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${top}px)` }}
+      style={{ position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${top}px)` }}
     >
       <span className="cell" title={e.at}>
         {new Date(e.at).toLocaleString()}
       </span>
-      <span className="cell" title={via ? `${who} (${via})` : who}>
-        {who}
-        {via && <span className="muted"> · {via}</span>}
+      <span className="cell" title={`${summary(e)}\n${e.method} ${e.path}`} data-testid="audit-summary">
+        {summary(e)}
       </span>
-      <span className="cell" title={`${e.method} ${e.path}`}>
-        <b>{e.method}</b> {e.path}
-        {e.target && <span className="muted"> ({e.target})</span>}
+      <span className="cell wide-only" title={via ? `${who} (${via})` : who}>
+        {via || "—"}
       </span>
-      <span className="cell">{e.remote ?? "—"}</span>
+      <span className="cell wide-only">{e.remote ?? "—"}</span>
       <span className="cell" title={`HTTP ${e.status}`} data-testid="audit-outcome">
         <Badge size="sm" variant="light" color={o.color}>
           {o.label}

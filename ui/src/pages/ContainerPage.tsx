@@ -1,11 +1,12 @@
 import { Alert, Anchor, Badge, Breadcrumbs, Button, Card, Code, Group, SimpleGrid, Stack, Switch, Text, Title } from "@mantine/core";
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useRef, useState, type ReactNode } from "react";
 import { Link, useParams } from "react-router";
 import { ApiError, api, openLogs, type ContainerDetails } from "../api.ts";
 import { ErrorBanner, ListSkeleton } from "../components/common.tsx";
+import { ContainerActions } from "../components/ContainerActions.tsx";
 import { StatsPanel } from "../components/StatsPanel.tsx";
 import { Ago } from "../clock.tsx";
-import { formatPort, stateColor } from "../format.ts";
+import { formatPort, shellQuote, stateColor } from "../format.ts";
 import { useLive, useLiveState } from "../live.tsx";
 
 /** Details from `GET /v1/containers/{name}`; from the list when the control plane predates it. */
@@ -36,13 +37,16 @@ export function ContainerPage() {
         )}
         <Text>{name}</Text>
       </Breadcrumbs>
-      <Group gap="sm">
-        <Title order={2}>{name}</Title>
-        {c.data && (
-          <Badge color={stateColor(c.data.state)} variant="light" data-testid="container-state">
-            {c.data.state}
-          </Badge>
-        )}
+      <Group gap="sm" justify="space-between">
+        <Group gap="sm">
+          <Title order={2}>{name}</Title>
+          {c.data && (
+            <Badge color={stateColor(c.data.state)} variant="light" data-testid="container-state">
+              {c.data.state}
+            </Badge>
+          )}
+        </Group>
+        {c.data && <ContainerActions c={c.data} />}
       </Group>
       {c.error && <ErrorBanner error={c.error} what={`container ${name}`} onRetry={c.reload} />}
       {c.loading && <ListSkeleton rows={2} height={80} />}
@@ -53,15 +57,26 @@ export function ContainerPage() {
   );
 }
 
-/** An argument as a shell user would type it: quoted when it has spaces or shell characters. */
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-
 function Details({ c }: { c: ContainerDetails }) {
-  const facts: [string, React.ReactNode][] = [
-    ["Service", `${c.stack}/${c.service} #${c.instance}`],
-    ["Host", `${c.host} (${c.host_state === "active" && c.host_responding === false ? "not responding" : c.host_state})`],
+  const facts: [string, ReactNode][] = [
+    [
+      "Service",
+      <>
+        <Anchor component={Link} to={`/stacks/${encodeURIComponent(c.stack)}/services/${encodeURIComponent(c.service)}`} inherit data-testid="container-service-link">
+          {c.stack}/{c.service}
+        </Anchor>{" "}
+        #{c.instance}
+      </>,
+    ],
+    [
+      "Host",
+      <>
+        <Anchor component={Link} to={`/hosts/${encodeURIComponent(c.host)}`} inherit data-testid="container-host-link">
+          {c.host}
+        </Anchor>{" "}
+        ({c.host_state === "active" && c.host_responding === false ? "not responding" : c.host_state})
+      </>,
+    ],
     [
       "Status",
       <Text span size="sm" c={c.failing ? "red" : undefined} data-testid="container-reason" key="status">

@@ -100,7 +100,7 @@ const HOST_COLUMNS: Column<HostNow>[] = [
 
 const CONTAINER_COLUMNS: Column<ContainerNow>[] = [
   { header: "Container", cell: (c) => entityLink("containers", c.name) },
-  { header: "Host", cell: (c) => c.host },
+  { header: "Host", cell: (c) => entityLink("hosts", c.host) },
   { header: "CPU", cell: (c) => `${c.cpu_percent.toFixed(1)} %` },
   { header: "Memory", cell: (c) => formatBytes(c.memory_bytes) },
 ];

@@ -6,6 +6,7 @@ import { api, type Container, type Host, type JoinCommand as Join } from "../api
 import { ConfirmDialog, EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "../components/common.tsx";
 import { Ago } from "../clock.tsx";
 import { formatBytes, stateColor } from "../format.ts";
+import { FilterInput, NoMatch, useFilter } from "../components/Filter.tsx";
 import { useLive, useLiveState } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 
@@ -18,6 +19,10 @@ interface HostRights {
 }
 
 type OnHostAction = (host: Host, action: HostAction) => void;
+
+/** What the hosts filter looks in. */
+const hostText = (h: Host) =>
+  [h.name, h.address, h.state, h.status, h.deactivated && "deactivated", h.os, h.docker_version, ...Object.entries(h.labels ?? {}).map(([k, v]) => `${k}=${v}`)].filter(Boolean).join(" ");
 
 /** A host that gets no new containers, or whose agent is gone, may be removed. */
 const removable = (h: Host) => h.deactivated === true || h.state === "disconnected";
@@ -54,6 +59,7 @@ export function HostsPage() {
     );
   }, []);
 
+  const filter = useFilter(hosts.data, hostText);
   const pending = confirming?.host.name ?? "";
   return (
     <Stack gap="md" h="calc(100vh - 56px - 2 * var(--mantine-spacing-md))">
@@ -79,7 +85,11 @@ export function HostsPage() {
           Add a Docker host: run the join command on it and it appears here within seconds.
         </EmptyState>
       )}
-      {hosts.data && hosts.data.length > 0 && <HostList hosts={hosts.data} byHost={byHost} rights={rights} onAction={onAction} />}
+      {hosts.data && hosts.data.length > 0 && (
+        <FilterInput value={filter.query} onChange={filter.setQuery} placeholder="Filter hosts by name, address, state, label…" testId="hosts-filter" count={filter.shown.length} total={hosts.data.length} />
+      )}
+      {hosts.data && hosts.data.length > 0 && filter.shown.length === 0 && <NoMatch query={filter.query} />}
+      {filter.shown.length > 0 && <HostList hosts={filter.shown} byHost={byHost} rights={rights} onAction={onAction} />}
       <AddHostDialog opened={adding} onClose={() => setAdding(false)} canRotate={manageEnv} />
       <ConfirmDialog
         title={confirming?.action === "revoke" ? `Revoke the credential of ${pending}?` : `Remove host ${pending}?`}
@@ -144,8 +154,8 @@ const HostCard = memo(function HostCard({ host, containers, rights, onAction }: 
   const labels = Object.entries(host.labels ?? {});
   return (
     <Card withBorder radius="md" padding="md" data-testid="host-card" data-host={host.name}>
-      <Group justify="space-between" mb="xs" wrap="nowrap">
-        <Group gap="sm" wrap="nowrap">
+      <Group justify="space-between" mb="xs" wrap="nowrap" align="flex-start">
+        <Group gap="sm" style={{ minWidth: 0 }}>
           <Title order={4}>
             <Anchor component={Link} to={`/hosts/${encodeURIComponent(host.name)}`} inherit data-testid="host-link">
               {host.name}

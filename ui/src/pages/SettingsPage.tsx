@@ -1,14 +1,18 @@
-import { Alert, Button, Card, Code, CopyButton, Group, Input, NumberInput, SegmentedControl, Skeleton, Stack, Text, Title } from "@mantine/core";
+import { Alert, Badge, Button, Card, Code, CopyButton, Group, Input, NumberInput, SegmentedControl, Skeleton, Stack, Text, TextInput, Title } from "@mantine/core";
 import { useEffect, useState, type FormEvent } from "react";
-import { api, desktopAgentUrl, desktopApi, hasDesktopSettings, inDesktop, type DesktopSettings, type OnClose } from "../api.ts";
-import { notifyDone } from "../components/common.tsx";
+import { api, desktopAgentUrl, desktopApi, hasDesktopSettings, inDesktop, type DesktopSettings, type OnClose, type Settings } from "../api.ts";
+import { BackupRestore } from "../components/BackupRestore.tsx";
+import { notifyDone, useFormSubmit } from "../components/common.tsx";
 import { useLive } from "../live.tsx";
+import { useSession } from "../session.tsx";
 
 export function SettingsPage() {
+  const { who } = useSession();
   return (
     <Stack gap="md" maw={720}>
       <Title order={2}>Settings</Title>
       <AgentEndpoint />
+      {(who === null || who.admin) && <BackupRestore />}
       {hasDesktopSettings ? (
         <DesktopSettingsCard />
       ) : (
@@ -22,15 +26,21 @@ export function SettingsPage() {
   );
 }
 
-/** Where hosts connect when they join: the desktop knows its LAN URL; otherwise the API says it. */
+/** Where hosts connect when they join: the URL join commands name, which administrators may set. */
 function AgentEndpoint() {
-  // The join command needs a role that may add hosts; only ask for it when there is no other source.
-  const join = useLive("join-command", ["environments"], (s) => (desktopAgentUrl ? Promise.resolve(null) : api.joinCommand(s)));
-  const url = desktopAgentUrl ?? join.data?.server_url;
+  const { who } = useSession();
+  const admin = who === null || who.admin;
+  const settings = useLive("settings", ["environments"], (s) => api.settings(s));
+  const [editing, setEditing] = useState(false);
+  // The desktop told the window its LAN URL at start: shown if the API cannot say.
+  const url = settings.data?.agent_url ?? (settings.error ? desktopAgentUrl : undefined);
   return (
-    <Card withBorder>
+    <Card withBorder data-testid="agent-endpoint">
       <Stack gap="xs">
-        <Text fw={600}>Agent endpoint</Text>
+        <Group justify="space-between">
+          <Text fw={600}>Agent endpoint</Text>
+          {settings.data && <Badge variant="light" color={SOURCE[settings.data.agent_url_source].color} data-testid="agent-url-source">{SOURCE[settings.data.agent_url_source].label}</Badge>}
+        </Group>
         <Text size="sm" c="dimmed">
           The URL hosts connect to when they join (it is part of the join command under Hosts → Add Host).
         </Text>
@@ -46,16 +56,78 @@ function AgentEndpoint() {
                 </Button>
               )}
             </CopyButton>
+            {admin && settings.data && !editing && (
+              <Button size="xs" variant="subtle" onClick={() => setEditing(true)} data-testid="agent-url-edit">
+                Change…
+              </Button>
+            )}
           </Group>
-        ) : join.error ? (
+        ) : settings.error ? (
           <Text size="sm" c="red" data-testid="agent-url-error">
-            {join.error.message}
+            {settings.error.message}
           </Text>
         ) : (
           <Skeleton height={24} width={280} />
         )}
+        {settings.data?.notes.map((note) => (
+          <Alert key={note} color="yellow" p="xs" data-testid="agent-url-note">
+            <Text size="sm">{note}</Text>
+          </Alert>
+        ))}
+        {editing && settings.data && <AdvertiseUrlForm current={settings.data} onDone={() => setEditing(false)} reload={settings.reload} />}
       </Stack>
     </Card>
+  );
+}
+
+const SOURCE: Record<Settings["agent_url_source"], { label: string; color: string }> = {
+  "command-line": { label: "from --advertise-url", color: "grape" },
+  settings: { label: "set here", color: "blue" },
+  detected: { label: "this machine's address", color: "gray" },
+};
+
+/** Sets the URL hosts join at (admins); empty goes back to the detected one. */
+function AdvertiseUrlForm({ current, onDone, reload }: { current: Settings; onDone: () => void; reload: () => void }) {
+  const [value, setValue] = useState(current.advertise_url ?? "");
+  const { errors, busy, run } = useFormSubmit(["advertise_url"], "Could not change the agent endpoint");
+  const save = (url: string | null) =>
+    run(async () => {
+      const next = await api.setAdvertiseUrl(url);
+      notifyDone(next.advertise_url ? `Hosts join at ${next.agent_url} from now on` : `Hosts join at ${next.agent_url}, this machine's address`);
+      reload();
+      onDone();
+    });
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    void save(value.trim() === "" ? null : value.trim());
+  };
+  return (
+    <form onSubmit={submit} data-testid="advertise-url-form" noValidate>
+      <Stack gap="xs">
+        <TextInput
+          label="URL hosts reach this control plane at"
+          description={`Scheme, host and port, e.g. https://corral.example.lan:7070. Empty: this machine's address (${current.detected_url}).`}
+          placeholder={current.detected_url}
+          value={value}
+          onChange={(e) => setValue(e.currentTarget.value)}
+          error={errors.advertise_url}
+          data-testid="advertise-url"
+        />
+        <Group gap="xs">
+          <Button type="submit" size="xs" loading={busy} data-testid="advertise-url-save">
+            Save
+          </Button>
+          {current.advertise_url && (
+            <Button size="xs" variant="light" color="gray" disabled={busy} onClick={() => void save(null)} data-testid="advertise-url-reset">
+              Use this machine's address
+            </Button>
+          )}
+          <Button size="xs" variant="default" disabled={busy} onClick={onDone}>
+            Cancel
+          </Button>
+        </Group>
+      </Stack>
+    </form>
   );
 }
 

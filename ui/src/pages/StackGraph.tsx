@@ -1,11 +1,13 @@
 // The stack as a graph: one node per service, coloured by health, and an edge from each load
 // balancer to every service it sends requests to (its default targets and its rules). elkjs lays
 // it out again only when nodes or edges change; a change in running counts just recolours.
+// Each node is a link to its service's page: a click, Enter (Tab reaches it) or a middle click.
 
 import { Badge, Group, Paper, Stack, Text } from "@mantine/core";
 import { Background, Controls, Handle, MarkerType, Position, ReactFlow, type Edge, type Node, type NodeProps } from "@xyflow/react";
 import ELK from "elkjs/lib/elk.bundled.js";
 import { useEffect, useMemo, useState } from "react";
+import { Link } from "react-router";
 import type { Service } from "../api.ts";
 import { EmptyState } from "../components/common.tsx";
 import { HEALTH_COLOR, serviceHealth, type Health } from "../health.ts";
@@ -19,7 +21,15 @@ interface ServiceNodeData extends Record<string, unknown> {
   detail: string;
   health: Health | "external";
   lb: boolean;
+  /** The service's page. */
+  href: string;
 }
+
+/** `STACK/NAME` → the service's page. */
+const servicePage = (id: string) => {
+  const [stack = "", ...rest] = id.split("/");
+  return `/stacks/${encodeURIComponent(stack)}/services/${encodeURIComponent(rest.join("/"))}`;
+};
 
 type ServiceNode = Node<ServiceNodeData, "service">;
 
@@ -27,11 +37,17 @@ function ServiceNodeView({ data }: NodeProps<ServiceNode>) {
   const color = data.health === "external" ? "gray" : HEALTH_COLOR[data.health];
   return (
     <Paper
+      component={Link}
+      to={data.href}
+      aria-label={`Service ${data.name}: ${data.detail}`}
       withBorder
       shadow="xs"
       p="xs"
       w={NODE_W}
       h={NODE_H}
+      display="block"
+      c="inherit"
+      td="none"
       data-testid="graph-node"
       data-service={data.name}
       data-health={data.health}
@@ -72,6 +88,7 @@ function buildGraph(services: Service[]): { nodes: ServiceNode[]; edges: Edge[] 
         name: s.name,
         lb: s.kind === "load-balancer",
         health,
+        href: servicePage(id),
         detail: `${s.running}/${s.scale} running${s.state === "stopped" ? " · stopped" : ""} · ${s.kind === "load-balancer" ? (s.lb?.ports ?? []).map((p) => p.listen).join(", ") : s.image}`,
       },
     });
@@ -80,7 +97,7 @@ function buildGraph(services: Service[]): { nodes: ServiceNode[]; edges: Edge[] 
   const edge = (from: string, to: string, label?: string) => {
     // A target in another stack (or not created yet) still gets a node, drawn dashed.
     if (!nodes.has(to)) {
-      nodes.set(to, { id: to, type: "service", position: { x: 0, y: 0 }, data: { name: to, lb: false, health: "external", detail: "not in this stack" } });
+      nodes.set(to, { id: to, type: "service", position: { x: 0, y: 0 }, data: { name: to, lb: false, health: "external", detail: "not in this stack", href: servicePage(to) } });
     }
     edges.push({
       id: `${from}->${to}${label ? `#${label}` : ""}`,
@@ -182,6 +199,9 @@ export default function StackGraph({ services }: { services: Service[] }) {
             fitViewOptions={{ padding: 0.2, maxZoom: 1.2 }}
             nodesDraggable={false}
             nodesConnectable={false}
+            // The links inside the nodes take the focus, and Enter follows them.
+            nodesFocusable={false}
+            edgesFocusable={false}
             proOptions={{ hideAttribution: true }}
           >
             <Background />

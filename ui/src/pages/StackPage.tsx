@@ -1,15 +1,18 @@
-import { ActionIcon, Anchor, Badge, Breadcrumbs, Button, Card, Group, Modal, Stack, Table, Tabs, Text, Title, Tooltip } from "@mantine/core";
+import { Anchor, Badge, Breadcrumbs, Button, Card, Group, Modal, Stack, Table, Tabs, Text, Title } from "@mantine/core";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { lazy, memo, Suspense, useMemo, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { api, type Container, type Service } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton, notifyDone, notifyError } from "../components/common.tsx";
+import { FilterInput, NoMatch, useFilter } from "../components/Filter.tsx";
+import { ScaleControl } from "../components/ScaleControl.tsx";
 import { formatPort, stateColor } from "../format.ts";
 import { HEALTH_COLOR, serviceHealth } from "../health.ts";
 import { ContainerStateCell, ServicePulls, ServiceReason, ServiceStatusBadge, serviceStatus } from "../components/Status.tsx";
 import { useLive } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 import { LoadBalancerFormModal, ServiceFormModal } from "./ServiceForms.tsx";
+import { ServiceUpgradeModal } from "../components/ServiceUpgrade.tsx";
 
 // The graph pulls in the layout engine (large): load it only when the tab is opened.
 const StackGraph = lazy(() => import("./StackGraph.tsx"));
@@ -146,9 +149,21 @@ function Confirm({ opened, onClose, title, action, onConfirm, children }: { open
 }
 
 function ServiceTable({ services }: { services: Service[] }) {
-  const sorted = [...services].sort((a, b) => a.name.localeCompare(b.name));
+  const filter = useFilter(services, (s) => [s.name, s.image, s.kind, s.state, ...s.unplaced].join(" "));
+  const sorted = filter.shown.sort((a, b) => a.name.localeCompare(b.name));
+  return (
+    <Stack gap="sm">
+      <FilterInput value={filter.query} onChange={filter.setQuery} placeholder="Filter services by name or image" testId="services-filter" count={sorted.length} total={services.length} />
+      {sorted.length === 0 ? <NoMatch query={filter.query} /> : <ServiceRows services={sorted} />}
+    </Stack>
+  );
+}
+
+function ServiceRows({ services }: { services: Service[] }) {
   return (
     <Card withBorder padding={0}>
+      {/* Narrow screens scroll the table sideways rather than squeeze its controls. */}
+      <Table.ScrollContainer minWidth={760} type="native">
       <Table verticalSpacing="sm" data-testid="services-table">
         <Table.Thead>
           <Table.Tr>
@@ -161,17 +176,19 @@ function ServiceTable({ services }: { services: Service[] }) {
           </Table.Tr>
         </Table.Thead>
         <Table.Tbody>
-          {sorted.map((s) => (
+          {services.map((s) => (
             <ServiceRow key={s.name} service={s} />
           ))}
         </Table.Tbody>
       </Table>
+      </Table.ScrollContainer>
     </Card>
   );
 }
 
 function ServiceRow({ service: s }: { service: Service }) {
   const [confirming, setConfirming] = useState(false);
+  const [editing, setEditing] = useState(false);
   const [busy, setBusy] = useState(false);
   // A role that may only look sees the controls greyed out rather than refused after a click.
   const readOnly = !useEnvRights().change;
@@ -229,21 +246,7 @@ function ServiceRow({ service: s }: { service: Service }) {
         <ServicePulls s={s} />
       </Table.Td>
       <Table.Td>
-        <Group gap={4} wrap="nowrap">
-          <Tooltip label="Scale down">
-            <ActionIcon variant="default" disabled={readOnly || busy || s.scale === 0} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale - 1))} data-testid="scale-down" aria-label="Scale down">
-              −
-            </ActionIcon>
-          </Tooltip>
-          <Text w={36} ta="center" data-testid="scale">
-            {s.scale}
-          </Text>
-          <Tooltip label="Scale up">
-            <ActionIcon variant="default" disabled={readOnly || busy} onClick={() => act("scale", () => api.scaleService(s.stack, s.name, s.scale + 1))} data-testid="scale-up" aria-label="Scale up">
-              +
-            </ActionIcon>
-          </Tooltip>
-        </Group>
+        <ScaleControl stack={s.stack} service={s.name} scale={s.scale} disabled={readOnly} />
       </Table.Td>
       <Table.Td>
         <ServiceStatusBadge s={s} />
@@ -259,10 +262,16 @@ function ServiceRow({ service: s }: { service: Service }) {
               Stop
             </Button>
           )}
+          {s.kind !== "load-balancer" && (
+            <Button size="xs" variant="light" disabled={readOnly || stopped} title={stopped ? "Start the service before upgrading it" : undefined} onClick={() => setEditing(true)} data-testid="service-edit">
+              Edit
+            </Button>
+          )}
           <Button size="xs" variant="subtle" color="red" disabled={readOnly} onClick={() => setConfirming(true)}>
             Remove
           </Button>
         </Group>
+        <ServiceUpgradeModal service={s} opened={editing} onClose={() => setEditing(false)} />
         <Confirm
           opened={confirming}
           onClose={() => setConfirming(false)}
@@ -279,32 +288,46 @@ function ServiceRow({ service: s }: { service: Service }) {
 }
 
 const ROW_HEIGHT = 40;
-const COLUMNS = "minmax(220px, 2fr) minmax(100px, 1fr) minmax(90px, 1fr) minmax(110px, 1fr) minmax(120px, 1fr) minmax(120px, 1.5fr) minmax(140px, 1.5fr)";
 
-/** Every container of the stack: a virtualised grid, so tens of thousands of rows scroll smoothly. */
+/** What the containers filter looks in. */
+const containerText = (c: Container) => [c.name, c.service, c.host, c.state, c.ip, c.status, c.reason].filter(Boolean).join(" ");
+
+/**
+ * Every container of the stack: a virtualised grid, so tens of thousands of rows scroll smoothly.
+ * Its columns are CSS's (`.containers-grid`): narrow screens keep name, state and status.
+ */
 export function ContainerTable({ containers }: { containers: Container[] }) {
   const parent = useRef<HTMLDivElement>(null);
-  const rows = useMemo(() => [...containers].sort((a, b) => a.service.localeCompare(b.service) || a.instance - b.instance), [containers]);
+  const sorted = useMemo(() => [...containers].sort((a, b) => a.service.localeCompare(b.service) || a.instance - b.instance), [containers]);
+  const filter = useFilter(sorted, containerText);
+  const rows = filter.shown;
   const virtual = useVirtualizer({ count: rows.length, getScrollElement: () => parent.current, estimateSize: () => ROW_HEIGHT, overscan: 10 });
   return (
-    <Card withBorder padding={0}>
-      <div className="grid-row grid-head" style={{ gridTemplateColumns: COLUMNS }}>
-        <span>Name</span>
-        <span>Service</span>
-        <span>Host</span>
-        <span>State</span>
-        <span>IP</span>
-        <span>Ports</span>
-        <span>Status</span>
-      </div>
-      <div ref={parent} style={{ height: "min(60vh, 640px)", overflow: "auto" }} data-testid="containers-scroll">
-        <div style={{ height: virtual.getTotalSize(), position: "relative" }}>
-          {virtual.getVirtualItems().map((item) => (
-            <ContainerRow key={rows[item.index]!.name} c={rows[item.index]!} top={item.start} />
-          ))}
-        </div>
-      </div>
-    </Card>
+    <Stack gap="sm">
+      <FilterInput value={filter.query} onChange={filter.setQuery} placeholder="Filter containers by name, service, host, state…" testId="containers-filter" count={rows.length} total={containers.length} />
+      {rows.length === 0 ? (
+        <NoMatch query={filter.query} />
+      ) : (
+        <Card withBorder padding={0}>
+          <div className="grid-row grid-head containers-grid">
+            <span>Name</span>
+            <span className="wide-only">Service</span>
+            <span className="wide-only">Host</span>
+            <span>State</span>
+            <span className="wide-only">IP</span>
+            <span className="wide-only">Ports</span>
+            <span>Status</span>
+          </div>
+          <div ref={parent} style={{ height: "min(60vh, 640px)", overflow: "auto" }} data-testid="containers-scroll">
+            <div style={{ height: virtual.getTotalSize(), position: "relative" }}>
+              {virtual.getVirtualItems().map((item) => (
+                <ContainerRow key={rows[item.index]!.name} c={rows[item.index]!} top={item.start} />
+              ))}
+            </div>
+          </div>
+        </Card>
+      )}
+    </Stack>
   );
 }
 
@@ -313,24 +336,30 @@ const ContainerRow = memo(function ContainerRow({ c, top }: { c: Container; top:
   const hostDown = c.host_state !== "active" || c.host_responding === false;
   return (
     <div
-      className="grid-row"
+      className="grid-row containers-grid"
       data-testid="container-row"
       data-state={c.state}
       data-failing={c.failing ? "true" : "false"}
-      style={{ gridTemplateColumns: COLUMNS, position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${top}px)` }}
+      style={{ position: "absolute", top: 0, left: 0, right: 0, height: ROW_HEIGHT, transform: `translateY(${top}px)` }}
     >
       <Link to={`/containers/${encodeURIComponent(c.name)}`} className="cell link">
         {c.name}
       </Link>
-      <span className="cell">{c.service}</span>
-      <span className={hostDown ? "cell down" : "cell"} title={hostDown ? (c.host_state === "active" ? "host not responding" : `host ${c.host_state}`) : undefined}>
+      <Link to={`/stacks/${encodeURIComponent(c.stack)}/services/${encodeURIComponent(c.service)}`} className="cell link wide-only">
+        {c.service}
+      </Link>
+      <Link
+        to={`/hosts/${encodeURIComponent(c.host)}`}
+        className={hostDown ? "cell link down wide-only" : "cell link wide-only"}
+        title={hostDown ? (c.host_state === "active" ? "host not responding" : `host ${c.host_state}`) : undefined}
+      >
         {c.host}
-      </span>
+      </Link>
       <span className="cell">
         <ContainerStateCell c={c} chipColor={stateColor(c.state)} />
       </span>
-      <span className="cell mono">{c.ip ?? "—"}</span>
-      <span className="cell">{c.ports.map(formatPort).join(", ") || "—"}</span>
+      <span className="cell mono wide-only">{c.ip ?? "—"}</span>
+      <span className="cell wide-only">{c.ports.map(formatPort).join(", ") || "—"}</span>
       <span className={c.failing ? "cell bad" : "cell dim"} title={[c.reason || c.status, ...(c.log ?? [])].join("\n")} data-testid="container-reason">
         {c.reason || c.status || "—"}
       </span>

@@ -3,12 +3,14 @@ import { Link, useNavigate } from "react-router";
 import { api } from "../api.ts";
 import { EmptyState, ErrorBanner, ListSkeleton, NameForm } from "../components/common.tsx";
 import { Ago } from "../clock.tsx";
+import { FilterInput, NoMatch, useFilter } from "../components/Filter.tsx";
 import { useLive } from "../live.tsx";
 import { useEnvRights } from "../session.tsx";
 
 export function StacksPage() {
   const stacks = useLive("stacks", ["stacks", "services"], (s) => api.stacks(s));
   const { change } = useEnvRights();
+  const filter = useFilter(stacks.data, (s) => s.name);
   return (
     <Stack gap="md">
       <Title order={2}>Stacks</Title>
@@ -21,6 +23,10 @@ export function StacksPage() {
         </EmptyState>
       )}
       {stacks.data && stacks.data.length > 0 && (
+        <FilterInput value={filter.query} onChange={filter.setQuery} placeholder="Filter stacks by name" testId="stacks-filter" count={filter.shown.length} total={stacks.data.length} />
+      )}
+      {stacks.data && stacks.data.length > 0 && filter.shown.length === 0 && <NoMatch query={filter.query} />}
+      {stacks.data && filter.shown.length > 0 && (
         <Card withBorder padding={0}>
           <Table highlightOnHover data-testid="stacks-table">
             <Table.Thead>
@@ -31,7 +37,7 @@ export function StacksPage() {
               </Table.Tr>
             </Table.Thead>
             <Table.Tbody>
-              {[...stacks.data]
+              {filter.shown
                 .sort((a, b) => a.name.localeCompare(b.name))
                 .map((s) => (
                   <Table.Tr key={s.name}>

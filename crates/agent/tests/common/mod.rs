@@ -49,6 +49,7 @@ impl Scope {
             .into(),
             stopped: false,
             pull: Default::default(),
+            restart_generation: 0,
         }
     }
 

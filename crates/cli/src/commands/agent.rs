@@ -1,6 +1,6 @@
 //! `corral agent`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -24,7 +24,7 @@ pub struct Args {
 
 pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint: Option<corral_agent::tls::Fingerprint>) -> Result<()> {
     init_logging();
-    let token = token.context("the agent needs the environment's join token: pass --token (see `corral host join-command`)")?;
+    let token = join_token(token, &args.state_dir)?;
     let config = corral_agent::AgentConfig {
         server_url: server.to_string(),
         token,
@@ -42,6 +42,22 @@ pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint
     });
     corral_agent::run(config, shutdown).await?;
     Ok(())
+}
+
+/// The join token, which a host that has joined no longer needs: its own credential, kept in the
+/// state dir, speaks for it from then on.
+fn join_token(token: Option<String>, state_dir: &std::path::Path) -> Result<String> {
+    if let Some(token) = token {
+        return Ok(token);
+    }
+    match corral_agent::identity::load_credential(state_dir)? {
+        Some(_) => Ok(String::new()),
+        None => anyhow::bail!(
+            "this host has not joined yet (no credential in {}): pass --token with the environment's join token (see `corral host join-command`), \
+             or --state-dir with the directory it joined with",
+            state_dir.display()
+        ),
+    }
 }
 
 pub fn init_logging() {

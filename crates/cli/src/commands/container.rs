@@ -1,4 +1,4 @@
-//! `corral container inspect|logs|rm`.
+//! `corral container inspect|logs|rm|restart|stop|start`.
 
 use super::seg;
 use crate::client::Client;
@@ -26,6 +26,14 @@ pub enum Command {
     /// Remove a container by name (see `corral ps`). The service keeps its scale, so a
     /// replacement starts at once, on another host when one is eligible.
     Rm { name: String },
+    /// Restart a container in place (stopped, then started again; a stopped one is started).
+    /// Carried out once by its host's agent, also if the agent restarts meanwhile.
+    Restart { name: String },
+    /// Stop a container and keep it stopped (not replaced, not restarted, across agent restarts
+    /// and reconnects) until `corral container start`. Its service keeps its scale.
+    Stop { name: String },
+    /// Start a container stopped with `corral container stop` again.
+    Start { name: String },
 }
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
@@ -60,6 +68,17 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
             client.delete(&format!("/containers/{}", seg(&name))).await?;
             output::done(format, &json!({ "removed": name }), &format!("removed container {name}; its service starts a replacement"));
         }
+        Command::Restart { name } => act(client, format, &name, "restart", "restarting").await?,
+        Command::Stop { name } => act(client, format, &name, "stop", "stopping").await?,
+        Command::Start { name } => act(client, format, &name, "start", "starting").await?,
     }
+    Ok(())
+}
+
+/// `POST /v1/containers/NAME/VERB`; the answer is the container as the API then sees it.
+async fn act(client: &Client, format: Format, name: &str, verb: &str, doing: &str) -> Result<()> {
+    let container: Value = client.post(&format!("/containers/{}/{verb}", seg(name)), &json!({})).await?;
+    let host = container["host"].as_str().unwrap_or_default();
+    output::done(format, &container, &format!("{doing} container {name} on {host} (see `corral ps`)"));
     Ok(())
 }

@@ -15,6 +15,7 @@ mod ps;
 mod rollout;
 mod server;
 mod service;
+mod settings;
 mod stack;
 mod stats;
 mod user;
@@ -59,9 +60,13 @@ pub enum Command {
     Stats(stats::Command),
     /// Live CPU, memory and I/O of hosts and the busiest containers, refreshed in place.
     Top(stats::TopArgs),
-    /// Containers: remove one (its service starts a replacement).
+    /// Containers: inspect, logs, restart, stop and start one, or remove it (its service
+    /// starts a replacement).
     #[command(subcommand)]
     Container(container::Command),
+    /// Control-plane settings: the URL hosts join at.
+    #[command(subcommand)]
+    Settings(settings::Command),
     /// Log in with a user name and password; later commands use the session.
     Login(login::LoginArgs),
     /// End the stored session, and the streams open with it (events, logs, live stats).
@@ -96,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Service(cmd) => service::run(cmd, &client(), cli.output).await,
         Command::Ps(args) => ps::run(args, &client(), cli.output).await,
         Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
+        Command::Settings(cmd) => settings::run(cmd, &client(), cli.output).await,
         Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
         Command::Stats(cmd) => stats::run(cmd, &client(), cli.output).await,
         Command::Top(args) => stats::top(args, &client(), cli.output).await,

@@ -20,8 +20,10 @@ pub struct Args {
     /// Where the database and the admin token live [default: $XDG_DATA_HOME/corral].
     #[arg(long, env = "CORRAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// URL hosts use to reach this control plane, put in join commands [default: the --listen
-    /// address, or this machine's LAN address when listening on every interface].
+    /// URL hosts use to reach this control plane, put in join commands; wins over the one an
+    /// administrator sets in Settings (`corral settings set advertise-url`) [default: that one,
+    /// else the --listen address, or this machine's LAN address when listening on every
+    /// interface].
     #[arg(long)]
     advertise_url: Option<String>,
     /// Built web UI to serve at / [default: ui/dist when present].

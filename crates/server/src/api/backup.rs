@@ -1,13 +1,15 @@
 //! `GET /v1/backup` (a consistent copy of the database) and `POST /v1/restore`.
 
 use super::{Json, Query};
+use crate::access::Admission;
 use crate::backup::{self, BackupProgress, RestoreInfo, RestoreOptions, TempFile};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::StreamExt;
 
 /// Largest backup `POST /v1/restore` takes (the body is streamed to disk, not held in memory).
@@ -49,7 +51,12 @@ pub struct RestoreQuery {
     pub force: bool,
 }
 
-pub async fn restore(State(state): State<AppState>, Query(q): Query<RestoreQuery>, headers: HeaderMap, body: Body) -> ApiResult<Json<RestoreInfo>> {
+pub async fn restore(
+    State(state): State<AppState>,
+    Extension(admission): Extension<Admission>,
+    Query(q): Query<RestoreQuery>,
+    body: Body,
+) -> ApiResult<Json<RestoreInfo>> {
     use tokio::io::AsyncWriteExt;
     let upload = TempFile::new(&state, "upload");
     let internal = |e: std::io::Error| ApiError::Internal(format!("storing the uploaded backup: {e}"));
@@ -69,7 +76,8 @@ pub async fn restore(State(state): State<AppState>, Query(q): Query<RestoreQuery
     if received == 0 {
         return Err(ApiError::BadBackup("the request body is empty; send the backup file itself (application/octet-stream)".into()));
     }
-    // The credential this request was authorised with, wherever it came from (see `authorize`).
-    let options = RestoreOptions { force: q.force, caller: super::bearer(&headers).map(str::to_string) };
+    // The credential this request was authorised with, wherever it came from (a header, or the
+    // web UI's session cookie): whether the restore would lock its holder out is checked too.
+    let options = RestoreOptions { force: q.force, caller: admission.credential().map(str::to_string) };
     Ok(Json(backup::restore(&state, upload, &options).await?))
 }

@@ -48,6 +48,8 @@ pub struct ContainerOut {
     pub ip: Option<String>,
     pub ports: Vec<PortSpec>,
     pub docker_id: Option<String>,
+    /// Kept stopped on its own (`corral container stop`) until started again.
+    pub stopped: bool,
 }
 
 pub async fn list(State(state): State<AppState>, Query(q): Query<ContainerFilter>) -> ApiResult<Json<Vec<ContainerOut>>> {
@@ -96,6 +98,8 @@ pub fn row(
     }
     let responding = state.hub.is_responding(&host.id);
     let view = status::container_view(HostLink::of(host.state, responding), seen, issue);
+    // Asked for: said instead of an exit code that is the stop's own doing, and not a failure.
+    let stop = stop_reason(host.state, service, &r, seen);
     ContainerOut {
         stack: service.stack.clone(),
         service: service.name.clone(),
@@ -105,15 +109,94 @@ pub fn row(
         host_responding: host.state == HostState::Active && responding,
         state: view.state,
         status: seen.map_or_else(String::new, |o| o.status.clone()),
-        reason: view.reason,
+        reason: stop.clone().or(view.reason),
         progress: view.progress,
-        failing: view.failing,
+        failing: view.failing && stop.is_none(),
         log: view.log,
         ip: seen.and_then(|o| o.ip.clone()),
         ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
         docker_id: seen.map(|o| o.docker_id.clone()),
+        stopped: r.stopped,
         name: r.name,
     }
+}
+
+/// Why a container that was asked to stop is not running: said instead of its exit code, which
+/// is the stop's own doing. A lost host still outranks it.
+fn stop_reason(host: HostState, service: &Service, r: &ContainerRecord, seen: Option<&ObservedRecord>) -> Option<String> {
+    let running = seen.is_some_and(|o| o.state == corral_proto::ContainerState::Running);
+    match (host, service.is_stopped(), r.stopped) {
+        (HostState::Disconnected, _, _) => None,
+        (_, true, _) => Some(format!("stopped with its service (`corral service start {}` runs it again)", service.path())),
+        (_, false, true) if running => Some("stopping".into()),
+        (_, false, true) => Some(format!("stopped on request (`corral container start {}` runs it again)", r.name)),
+        _ => None,
+    }
+}
+
+/// What `POST /v1/containers/{name}/{action}` asks of one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerAction {
+    Stop,
+    Start,
+    Restart,
+}
+
+/// Whether `action` may be done to a container of `service` on a host in `host_state`; the
+/// refusal says why and what to do instead.
+pub fn check_action(action: ContainerAction, name: &str, service: &Service, host_state: HostState) -> ApiResult<()> {
+    if service.spec.lb.is_some() {
+        return Err(ApiError::invalid(
+            "name",
+            format!("{name} is a load balancer instance, which runs inside its host's agent: stop, start or scale its service {} instead", service.path()),
+        ));
+    }
+    if service.is_stopped() && action != ContainerAction::Stop {
+        return Err(ApiError::Conflict(format!("service {} is stopped; start it first (`corral service start {}`)", service.path(), service.path())));
+    }
+    // A restart is an act for now: held for a host that may come back hours later, it would
+    // surprise. Stopping and starting are states the host takes on whenever it is back.
+    if action == ContainerAction::Restart && host_state == HostState::Disconnected {
+        return Err(ApiError::Conflict(format!(
+            "container {name}'s host is disconnected, so it cannot be restarted now; it is replaced elsewhere if its host stays away (see `corral host ls`)"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/containers/{name}/stop`: the container is stopped and kept stopped (across agent
+/// restarts and reconnects) until started again; its service's scale is unchanged.
+pub async fn stop(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ContainerOut>> {
+    act(state, name, q, ContainerAction::Stop).await
+}
+
+/// `POST /v1/containers/{name}/start`: runs a container stopped on its own again.
+pub async fn start(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ContainerOut>> {
+    act(state, name, q, ContainerAction::Start).await
+}
+
+/// `POST /v1/containers/{name}/restart`: the same container is stopped and started once (a
+/// stopped one is started).
+pub async fn restart(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<EnvQuery>) -> ApiResult<Json<ContainerOut>> {
+    act(state, name, q, ContainerAction::Restart).await
+}
+
+async fn act(state: AppState, name: String, q: EnvQuery, action: ContainerAction) -> ApiResult<Json<ContainerOut>> {
+    let env = q.resolve(&state).await?;
+    let (_, service, host, seen) = find(&state, &env, &name).await?;
+    check_action(action, &name, &service, host.state)?;
+    let record = match action {
+        ContainerAction::Stop => state.store.set_container_stopped(env.id, &name, true).await?,
+        ContainerAction::Start => state.store.set_container_stopped(env.id, &name, false).await?,
+        ContainerAction::Restart => {
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            state.store.restart_container(env.id, &name, now_ms).await?
+        }
+    };
+    tracing::info!(container = %name, environment = %env.name, ?action, "container action");
+    state.reconcile.trigger();
+    let issue = state.hub.issues(&host.id).remove(&record.name);
+    Ok(Json(row(&state, &service, &host, seen.as_ref(), issue.as_ref(), record)))
 }
 
 #[derive(Serialize)]
@@ -289,6 +372,61 @@ fn balancer_row(
         ip: Some(host.address.clone()),
         ports: lb.ports.iter().map(|p| PortSpec { host_port: Some(p.listen), container_port: p.target, protocol: corral_proto::Protocol::Tcp }).collect(),
         docker_id: None,
+        stopped: false,
         name: r.name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(stopped: bool, lb: bool) -> Service {
+        let spec = corral_store::ServiceSpec {
+            kind: if lb { corral_store::ServiceKind::LoadBalancer } else { corral_store::ServiceKind::Container },
+            image: String::new(),
+            command: vec![],
+            env: vec![],
+            ports: vec![],
+            labels: Default::default(),
+            constraints: vec![],
+            reschedule_after_secs: 60,
+            lb: lb.then(|| corral_store::LbSpec { ports: vec![], targets: vec!["S/web".into()], rules: vec![], global: false }),
+            hot_spare: false,
+            pull: Default::default(),
+        };
+        Service {
+            id: 1,
+            stack_id: 1,
+            stack: "S".into(),
+            environment_id: 1,
+            name: "web".into(),
+            spec,
+            scale: 1,
+            revision: 1,
+            state: if stopped { corral_store::ServiceState::Stopped } else { corral_store::ServiceState::Active },
+            adopting_until: None,
+            previous_spec: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn container_actions_say_when_they_cannot_be_done() {
+        use ContainerAction::*;
+        let active = HostState::Active;
+        for action in [Stop, Start, Restart] {
+            assert!(check_action(action, "S-web-1", &service(false, false), active).is_ok(), "{action:?}");
+            let lb = check_action(action, "S-lb-1", &service(false, true), active).unwrap_err().to_string();
+            assert!(lb.contains("load balancer") && lb.contains("S/web"), "{lb}");
+        }
+        assert!(check_action(Stop, "S-web-1", &service(true, false), active).is_ok(), "stopping within a stopped service changes nothing that runs");
+        for action in [Start, Restart] {
+            let why = check_action(action, "S-web-1", &service(true, false), active).unwrap_err().to_string();
+            assert!(why.contains("corral service start S/web"), "{why}");
+        }
+        assert!(check_action(Restart, "S-web-1", &service(false, false), HostState::Disconnected).unwrap_err().to_string().contains("disconnected"));
+        assert!(check_action(Stop, "S-web-1", &service(false, false), HostState::Disconnected).is_ok());
     }
 }

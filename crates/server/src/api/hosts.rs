@@ -67,7 +67,7 @@ pub struct JoinCommand {
 pub async fn join_command(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
     let token = state.store.join_token(env.id).await?;
-    Ok(Json(join_command_for(&state, env, token)))
+    Ok(Json(join_command_for(&state, env, token).await?))
 }
 
 /// Gives the environment a new join token and answers the new join command. The old token is
@@ -75,17 +75,56 @@ pub async fn join_command(State(state): State<AppState>, Query(q): Query<EnvQuer
 pub async fn rotate_join_token(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> ApiResult<Json<JoinCommand>> {
     let env = q.resolve(&state).await?;
     let token = state.store.rotate_join_token(env.id).await?;
-    Ok(Json(join_command_for(&state, env, token)))
+    Ok(Json(join_command_for(&state, env, token).await?))
 }
 
 /// The join command is built from configuration only: never from the request (its `Host`
 /// header is whatever the caller typed, and it ends up in a line people paste into a root shell).
-fn join_command_for(state: &AppState, env: Environment, token: String) -> JoinCommand {
-    let interfaces: Vec<(String, IpAddr)> = if_addrs::get_if_addrs().unwrap_or_default().into_iter().map(|i| (i.name.clone(), i.ip())).collect();
-    let server_url = server_url(state.config.advertise_url.as_deref(), state.config.listen, state.ca.is_some(), &interfaces);
+async fn join_command_for(state: &AppState, env: Environment, token: String) -> ApiResult<JoinCommand> {
+    let server_url = agent_url(state).await?.url;
     let ca_fingerprint = state.ca.as_ref().map(|ca| ca.fingerprint.clone());
     let command = command_line(&server_url, ca_fingerprint.as_deref(), &token);
-    JoinCommand { environment: env.name, server_url, token, ca_fingerprint, command }
+    Ok(JoinCommand { environment: env.name, server_url, token, ca_fingerprint, command })
+}
+
+/// The URL hosts join at, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentUrl {
+    pub url: String,
+    pub source: UrlSource,
+    /// What this machine's configuration alone gives (the listen address, or this machine's
+    /// address when listening on every interface).
+    pub detected: String,
+}
+
+/// Where the URL in join commands comes from, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UrlSource {
+    /// `--advertise-url` on the control plane's command line.
+    CommandLine,
+    /// Set by an administrator (Settings, `corral settings set`), kept in the database.
+    Settings,
+    /// The listen address, or this machine's address.
+    Detected,
+}
+
+/// The URL join commands name: `--advertise-url` when given, else the one stored in the
+/// settings, else the one [`server_url`] detects. Never anything from a request.
+pub async fn agent_url(state: &AppState) -> ApiResult<AgentUrl> {
+    let stored = state.store.settings().await?.advertise_url;
+    let interfaces: Vec<(String, IpAddr)> = if_addrs::get_if_addrs().unwrap_or_default().into_iter().map(|i| (i.name.clone(), i.ip())).collect();
+    let detected = server_url(None, state.config.listen, state.ca.is_some(), &interfaces);
+    Ok(choose_agent_url(state.config.advertise_url.as_deref(), stored.as_deref(), detected))
+}
+
+fn choose_agent_url(command_line: Option<&str>, stored: Option<&str>, detected: String) -> AgentUrl {
+    let (url, source) = match (command_line, stored) {
+        (Some(url), _) => (url, UrlSource::CommandLine),
+        (None, Some(url)) => (url, UrlSource::Settings),
+        (None, None) => (detected.as_str(), UrlSource::Detected),
+    };
+    AgentUrl { url: url.trim_end_matches('/').to_string(), source, detected: detected.clone() }
 }
 
 /// The URL hosts reach this control plane at: the advertised URL when one is configured; else
@@ -251,6 +290,19 @@ mod tests {
         let bridges_only = ifaces(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1")]);
         assert_eq!(server_url(None, "0.0.0.0:7070".parse().unwrap(), false, &bridges_only), "http://172.17.0.1:7070");
         assert_eq!(server_url(None, "0.0.0.0:7070".parse().unwrap(), false, &ifaces(&[("lo", "127.0.0.1")])), "http://127.0.0.1:7070");
+    }
+
+    #[test]
+    fn the_command_line_url_wins_then_the_stored_one() {
+        let detected = || "https://192.168.1.20:7070".to_string();
+        let chosen = |flag, stored| {
+            let u = choose_agent_url(flag, stored, detected());
+            (u.url, u.source)
+        };
+        assert_eq!(chosen(Some("https://cp.lan:7070/"), Some("https://other:7070")), ("https://cp.lan:7070".into(), UrlSource::CommandLine));
+        assert_eq!(chosen(None, Some("https://other:7070")), ("https://other:7070".into(), UrlSource::Settings));
+        assert_eq!(chosen(None, None), (detected(), UrlSource::Detected));
+        assert_eq!(choose_agent_url(None, Some("https://other:7070"), detected()).detected, detected(), "what detection gives is said too");
     }
 
     #[test]

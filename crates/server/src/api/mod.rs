@@ -16,7 +16,9 @@ pub mod login;
 pub mod members;
 pub mod metrics;
 pub mod services;
+pub mod settings;
 pub mod stacks;
+pub mod tickets;
 pub mod ui;
 pub mod users;
 
@@ -104,7 +106,7 @@ pub struct Endpoint {
     /// Under `/v1`, or at the root for a [`root`] route.
     pub path: &'static str,
     pub policy: Policy,
-    /// A WebSocket that browsers open: the one kind of route that takes `?token=` (on a real
+    /// A WebSocket that browsers open: the one kind of route that takes `?ticket=` (on a real
     /// upgrade only), since a browser cannot set headers there.
     pub websocket: bool,
     /// Served at the root, not under `/v1`.
@@ -135,7 +137,7 @@ where
     (Endpoint { method, path, policy, websocket: false, root: false }, on(filter, handler))
 }
 
-/// A WebSocket route browsers open: [`ep`], taking `?token=` on its upgrade.
+/// A WebSocket route browsers open: [`ep`], taking `?ticket=` on its upgrade.
 fn ws<H, T>(method: Method, path: &'static str, policy: Policy, handler: H) -> (Endpoint, MethodRouter<AppState>)
 where
     H: Handler<T, AppState>,
@@ -165,6 +167,9 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::POST, "/login", Public, login::login),
         ep(M::POST, "/logout", Public, login::logout),
         ep(M::GET, "/whoami", Authenticated, login::whoami),
+        ep(M::POST, "/ws-ticket", Authenticated, tickets::issue),
+        ep(M::GET, "/settings", Authenticated, settings::get),
+        ep(M::PATCH, "/settings", Admin, settings::change),
         ep(M::GET, "/environments", Authenticated, environments::list),
         ep(M::POST, "/environments", Admin, environments::create),
         ep(M::PATCH, "/environments/{name}", Admin, environments::rename),
@@ -210,6 +215,9 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::GET, "/containers", Env(Read), containers::list),
         ep(M::GET, "/containers/{name}", Env(Read), containers::get),
         ep(M::DELETE, "/containers/{name}", Env(ManageServices), containers::remove),
+        ep(M::POST, "/containers/{name}/stop", Env(ManageServices), containers::stop),
+        ep(M::POST, "/containers/{name}/start", Env(ManageServices), containers::start),
+        ep(M::POST, "/containers/{name}/restart", Env(ManageServices), containers::restart),
         ws(M::GET, "/containers/{name}/logs", Env(ReadLogs), containers::logs),
         ep(M::GET, "/hosts/{host}/stats", Env(Read), metrics::host_stats),
         ep(M::GET, "/containers/{name}/stats", Env(Read), metrics::container_stats),
@@ -323,6 +331,8 @@ fn changed_by(path: &str) -> &'static [Resource] {
         "hosts" => &[Resource::Hosts, Resource::Containers],
         // A restore announces everything itself, also when it runs in-process.
         "restore" => &[],
+        // Neither changes a list the stream announces.
+        "settings" | "ws-ticket" => &[],
         _ => &Resource::IN_ENVIRONMENT,
     }
 }
@@ -344,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_browser_websockets_take_query_tokens() {
+    fn only_the_browser_websockets_take_tickets() {
         let sockets: Vec<String> = routes().into_iter().filter(|e| e.websocket).map(|e| e.url_path()).collect();
         assert_eq!(sockets, ["/v1/events", "/v1/containers/{name}/logs", "/v1/stats/live"]);
         assert_eq!(endpoint(&Method::GET, "/metrics").map(|e| e.policy), Some(Policy::Authenticated));

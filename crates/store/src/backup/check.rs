@@ -38,12 +38,14 @@ impl std::fmt::Display for Problem {
 }
 
 /// Integer columns the store reads into narrower types, with the largest value each may hold.
-const NARROWED: [(&str, &str, i64); 7] = [
+const NARROWED: [(&str, &str, i64); 9] = [
     ("services", "scale", u32::MAX as i64),
     ("services", "revision", u32::MAX as i64),
     ("services", "reschedule_after_secs", u32::MAX as i64),
     ("containers", "instance", u32::MAX as i64),
     ("containers", "revision", u32::MAX as i64),
+    ("containers", "restart_generation", i64::MAX),
+    ("containers", "incarnation", i64::MAX),
     ("hosts", "cpus", u32::MAX as i64),
     ("hosts", "memory_bytes", i64::MAX),
 ];
