@@ -13,6 +13,8 @@
 //! - [`spec`]: the container spec shared by both sides ([`ContainerSpec`], [`PortSpec`]).
 //! - [`lb`]: the built-in load balancer's configuration ([`lb::LbSet`]) and status.
 //! - [`stats`]: the resource usage agents report ([`stats::StatsReport`]).
+//! - [`registry`]: the registries a host's agent is told about, and which registry an image
+//!   comes from.
 //!
 //! The control plane trusts an agent with its own host only: it checks every string an agent
 //! sends (host facts, observed containers, labels) before it stores, shows or logs it, and holds
@@ -20,6 +22,7 @@
 
 pub mod labels;
 pub mod lb;
+pub mod registry;
 pub mod spec;
 pub mod stats;
 
@@ -184,6 +187,10 @@ pub struct DesiredSet {
     /// The load-balancer listeners this host's agent runs; absent from older control planes.
     #[serde(default, skip_serializing_if = "lb::LbSet::is_empty")]
     pub load_balancer: lb::LbSet,
+    /// The registries of the host's environment: each with its CA, and with credentials only
+    /// when an image in `containers` comes from it. Absent from older control planes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<registry::RegistryEntry>,
 }
 
 /// What the agent sees on its engine.
