@@ -61,9 +61,31 @@ impl std::fmt::Debug for RegistryAuth {
     }
 }
 
+/// What one host is told about its environment's `registries`: every one with its CA, and a
+/// login only for those that the host's own `images` come from.
+pub fn for_host<'a>(registries: &[RegistryEntry], images: impl IntoIterator<Item = &'a str>) -> Vec<RegistryEntry> {
+    let needed: std::collections::BTreeSet<String> = images.into_iter().filter(|i| !i.is_empty()).map(registry_of).collect();
+    registries.iter().map(|r| RegistryEntry { auth: r.auth.clone().filter(|_| needed.contains(&r.host)), ..r.clone() }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_gets_only_the_logins_its_own_images_need() {
+        let auth = |u: &str| Some(RegistryAuth { username: u.into(), password: format!("{u}-pw") });
+        let all = vec![
+            RegistryEntry { host: "a.example".into(), ca_pem: Some("CA-A".into()), auth: auth("a") },
+            RegistryEntry { host: "b.example:5000".into(), ca_pem: None, auth: auth("b") },
+            RegistryEntry { host: "docker.io".into(), ca_pem: None, auth: auth("hub") },
+        ];
+        let got = for_host(&all, ["b.example:5000/team/app:1", "corral-test/busybox"]);
+        let logins: Vec<(&str, Option<&str>)> = got.iter().map(|r| (r.host.as_str(), r.auth.as_ref().map(|a| a.username.as_str()))).collect();
+        assert_eq!(logins, [("a.example", None), ("b.example:5000", Some("b")), ("docker.io", Some("hub"))]);
+        assert_eq!(got[0].ca_pem.as_deref(), Some("CA-A"), "every CA goes to every host");
+        assert!(for_host(&all, [""]).iter().all(|r| r.auth.is_none()), "a balancer's empty image needs no login");
+    }
 
     #[test]
     fn images_name_their_registry_the_way_docker_does() {

@@ -229,6 +229,10 @@ impl Reconciler {
         }
 
         let backends = Backends::new(&hosts, &services, &records, &observed);
+        let mut registries: HashMap<i64, Vec<corral_proto::registry::RegistryEntry>> = HashMap::new();
+        for (env, entry) in self.store.registry_entries().await? {
+            registries.entry(env).or_default().push(entry);
+        }
         for host in &hosts {
             let env = env_labels.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
@@ -252,7 +256,9 @@ impl Reconciler {
             });
             specs.extend(spares.map(|s| spare_spec(env, s)));
             lb.listeners.sort_by_key(|l| l.port);
-            self.hub.publish(&host.id, specs, lb);
+            let registries =
+                corral_proto::registry::for_host(registries.get(&host.environment_id).map_or(&[][..], Vec::as_slice), specs.iter().map(|s| s.image.as_str()));
+            self.hub.publish(&host.id, specs, lb, registries);
         }
         Ok(())
     }
