@@ -21,6 +21,11 @@ pub enum AgentError {
     )]
     ImageNotFound { image: String, container: String },
 
+    /// The engine could not pull an image; `reason` says why in the user's terms, `message` is
+    /// the engine's own answer.
+    #[error("cannot pull image {image}: {reason}: {message}")]
+    PullFailed { image: String, reason: String, message: String },
+
     /// Any other engine call that failed; `action` says what the agent was doing.
     #[error("Docker engine failed to {action}: {reason}")]
     Engine { action: String, reason: String },

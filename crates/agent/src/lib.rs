@@ -8,7 +8,7 @@
 //!   and enforced at startup before the control plane is dialled, so a host keeps its containers
 //!   while the control plane is away.
 //! - [`engine`]: the Docker engine through bollard, in proto types; only containers labelled
-//!   `io.corral.managed=true` are ever touched. Never pulls images.
+//!   `io.corral.managed=true` are ever touched.
 //! - [`converge`]: the pure diff from (desired, observed) to actions, plus the crash-loop
 //!   restart backoff. No I/O; unit-tested.
 //! - [`reconciler`]: the single converge task (level-triggered, bursts coalesce) and the engine
@@ -17,6 +17,7 @@
 //!   heartbeats, desired sets in, observed sets out; redials forever with jittered backoff.
 //! - [`logs`]: container logs streamed on demand while someone reads them.
 //! - [`stats`]: host and container resource usage, sampled every 5 s (1 s while watched).
+//! - [`registries`]: registries' CAs installed for the engine, and pulls with their logins.
 //! - [`facts`]: what the host reports about itself in the hello.
 //! - [`tls`]: TLS to the control plane with its CA pinned by fingerprint (also used by the CLI).
 //! - [`backoff`]: full-jitter exponential backoff.
@@ -31,6 +32,7 @@ pub mod facts;
 pub mod identity;
 pub mod logs;
 pub mod reconciler;
+pub mod registries;
 pub mod state;
 pub mod stats;
 pub mod tls;
@@ -63,6 +65,9 @@ pub struct AgentConfig {
     /// Address shown in the control plane; `None` means the local address used to reach it.
     pub address: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Where the engine looks for registries' CAs (`/etc/docker/certs.d`): the agent installs
+    /// the CA of each registry of its environment there.
+    pub registry_certs_dir: PathBuf,
 }
 
 /// Runs the agent until `shutdown` fires (or its sender is dropped).
@@ -105,7 +110,8 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
         "agent starting"
     );
 
-    let reconciler = ReconcilerHandle::spawn(engine.clone(), desired, &shutdown);
+    let cas = registries::CaFiles { certs_dir: config.registry_certs_dir.clone(), state_dir: config.state_dir.clone() };
+    let reconciler = ReconcilerHandle::spawn_with(engine.clone(), desired, &shutdown, Some(cas));
     // Enforce the saved set before dialling, and have a fresh observed set for the first report.
     let stopped = tokio::select! {
         _ = shutdown.recv() => true,

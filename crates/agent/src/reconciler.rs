@@ -70,7 +70,7 @@ impl Reconciler {
         let engine = &self.engine;
         let results: Vec<(Action, Result<(), AgentError>)> = futures_util::stream::iter(plan.actions)
             .map(|action| async move {
-                let result = execute(engine, &action).await;
+                let result = execute(engine, &action, &desired.registries).await;
                 (action, result)
             })
             .buffer_unordered(PARALLEL_ACTIONS)
@@ -109,10 +109,15 @@ impl Reconciler {
 const PARALLEL_ACTIONS: usize = 4;
 
 /// Carries out one action on the engine.
-async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
+async fn execute(engine: &Engine, action: &Action, registries: &[corral_proto::registry::RegistryEntry]) -> Result<(), AgentError> {
     match action {
-        Action::Create { spec } => engine.create_and_start(spec).await.map(drop),
+        Action::Create { spec } => {
+            crate::registries::ensure_image(engine, &spec.image, registries).await?;
+            engine.create_and_start(spec).await.map(drop)
+        }
         Action::Recreate { id, spec } => {
+            // The image first: a failed pull leaves the old container in place.
+            crate::registries::ensure_image(engine, &spec.image, registries).await?;
             engine.remove(id).await?;
             engine.create_and_start(spec).await.map(drop)
         }
@@ -120,6 +125,7 @@ async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
         Action::Stop { id, .. } => engine.stop(id).await,
         Action::Promote { id, spec, refill } => {
             engine.rename(id, &spec.name).await?;
+            crate::registries::ensure_image(engine, &refill.image, registries).await?;
             engine.create_and_start(refill).await.map(drop)
         }
         Action::Remove { id, .. } => engine.remove(id).await,
@@ -166,6 +172,12 @@ impl ReconcilerHandle {
     /// (from `desired.json`); `None` means none was ever received, and then the loop only
     /// observes: an unknown desired set must not be read as "remove everything".
     pub fn spawn(engine: Engine, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
+        Self::spawn_with(engine, initial, shutdown, None)
+    }
+
+    /// [`ReconcilerHandle::spawn`], installing the registries' CAs the desired set carries
+    /// (before each converge pass, so a pull finds its registry trusted).
+    pub fn spawn_with(engine: Engine, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>, cas: Option<crate::registries::CaFiles>) -> Self {
         let (desired_tx, desired_rx) = watch::channel(initial.map(Arc::new));
         let (observed_tx, observed_rx) = watch::channel(None);
         let (passes_tx, passes_rx) = watch::channel(0u64);
@@ -175,6 +187,7 @@ impl ReconcilerHandle {
         let looped = ConvergeLoop {
             reconciler: Reconciler::new(engine.clone()),
             balancer: Default::default(),
+            cas,
             desired: desired_rx,
             observed: observed_tx,
             passes: passes_tx,
@@ -225,6 +238,7 @@ impl ReconcilerHandle {
 struct ConvergeLoop {
     reconciler: Reconciler,
     balancer: crate::balancer::Balancer,
+    cas: Option<crate::registries::CaFiles>,
     desired: watch::Receiver<Option<Arc<DesiredSet>>>,
     observed: watch::Sender<Option<ObservedSet>>,
     passes: watch::Sender<u64>,
@@ -269,6 +283,9 @@ impl ConvergeLoop {
             (Some(d), Work::Converge) => {
                 // Balancers first: a container about to go is already out of their rotation.
                 self.balancer.apply(&d.load_balancer).await;
+                if let Some(cas) = &self.cas {
+                    cas.apply(&d.registries);
+                }
                 let started = Instant::now();
                 let result = self.reconciler.converge_once(d).await;
                 if let Ok(r) = &result {

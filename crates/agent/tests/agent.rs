@@ -30,6 +30,7 @@ fn config(server_url: String, state_dir: &Path) -> AgentConfig {
         name: Some("h-test".into()),
         address: None,
         labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+        registry_certs_dir: state_dir.join("certs.d"),
     }
 }
 
@@ -119,7 +120,7 @@ async fn full_session_against_a_test_double_control_plane() {
     assert!(first.containers.is_empty());
 
     // Desired -> persisted, converged, reported; heartbeats keep flowing meanwhile.
-    let desired = DesiredSet { revision: 7, containers: vec![s.spec(1), s.spec(2)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 7, containers: vec![s.spec(1), s.spec(2)], load_balancer: Default::default(), registries: Vec::new() };
     send(&mut ws, &ServerMessage::Desired(desired.clone())).await;
     let o = observed_until(&mut ws, &mut heartbeats, |o| {
         o.applied_revision == 7 && o.containers.len() == 2 && o.containers.iter().all(|c| c.state == ContainerState::Running)
@@ -178,7 +179,7 @@ async fn saved_desired_set_is_enforced_without_a_control_plane() {
     logs();
     let s = Scope::new("offline").await;
     let state = tempfile::tempdir().unwrap();
-    let desired = DesiredSet { revision: 3, containers: vec![s.spec(1)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 3, containers: vec![s.spec(1)], load_balancer: Default::default(), registries: Vec::new() };
     std::fs::write(state.path().join("desired.json"), serde_json::to_vec(&desired).unwrap()).unwrap();
 
     // A loopback port nobody listens on: every dial is refused.

@@ -20,7 +20,7 @@ use corral_proto::{labels, ContainerState, DesiredSet};
 async fn converge_creates_recreates_and_removes() {
     let s = Scope::new("conv").await;
     let mut r = Reconciler::new(s.engine.clone());
-    let mut desired = DesiredSet { revision: 1, containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
+    let mut desired = DesiredSet { revision: 1, containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default(), registries: Vec::new() };
 
     let report = r.converge_once(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -84,7 +84,7 @@ async fn missing_image_is_reported_and_the_rest_converges() {
     let mut r = Reconciler::new(s.engine.clone());
     let mut broken = s.spec(2);
     broken.image = "corral-test/does-not-exist:latest".into();
-    let desired = DesiredSet { revision: 1, containers: vec![s.spec(1), broken.clone(), s.spec(3)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 1, containers: vec![s.spec(1), broken.clone(), s.spec(3)], load_balancer: Default::default(), registries: Vec::new() };
 
     let report = r.converge_once(&desired).await.unwrap();
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
@@ -103,7 +103,7 @@ async fn missing_image_is_reported_and_the_rest_converges() {
 async fn container_removed_by_hand_comes_back_from_the_event_stream() {
     let s = Scope::new("evt").await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
-    let desired = DesiredSet { revision: 4, containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default() };
+    let desired = DesiredSet { revision: 4, containers: vec![s.spec(1), s.spec(2), s.spec(3)], load_balancer: Default::default(), registries: Vec::new() };
     let handle = ReconcilerHandle::spawn(s.engine.clone(), Some(desired.clone()), &shutdown_rx);
     handle.wait_for_passes(1).await;
 
