@@ -28,6 +28,8 @@ PACKAGES=(
     wrk haproxy
     # Monitoring test: promtool checks the /metrics page.
     prometheus
+    # Registry tests: a private registry (TLS, htpasswd logins) the agents pull from.
+    docker-registry apache2-utils
 )
 
 missing=()
