@@ -189,7 +189,48 @@ fn registry_passwords_must_be_set_again_after_a_restore_elsewhere() {
         assert!(!out.status.success() && corral_e2e::text(&out).contains(says), "{args:?}: {}", corral_e2e::text(&out));
     }
     let key = tmp.path().join("key.pem");
-    std::fs::write(&key, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(&key, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        .unwrap();
     assert!(b.fails(&["registry", "add", "r.example", "--ca-file", key.to_str().unwrap()]).contains("holds a private key"));
     assert_eq!(b.json(&["registry", "ls"]).as_array().unwrap().len(), 1, "nothing was added");
+}
+
+/// The Registries page in Chromium (`tests/ui/registries.mjs`): a service waits for an image
+/// from the test registry; the browser adds the registry with its login and CA, the engine then
+/// pulls and runs it, and the browser removes the registry, whose CA the agent then removes.
+#[test]
+fn the_registries_page_adds_a_registry_an_engine_then_pulls_from() {
+    let ui_dir = corral_e2e::repo_root().join("ui/dist");
+    assert!(ui_dir.join("index.html").is_file(), "the web UI is not built: run `npm --prefix ui run build` (scripts/setup.sh does)");
+    let launch = corral_e2e::Launch { args: vec!["--ui-dir".into(), ui_dir.display().to_string()], ..Default::default() };
+    let cluster = Cluster::start_with(1, launch, false);
+    let cp = &cluster.cp;
+    let engine = &cluster.engines[0];
+    let reg = TestRegistry::up();
+    let image = reg.image("latest");
+    remove_image_everywhere(&cluster, &image);
+    let _ = std::fs::remove_dir_all(engine.certs_dir().join(&reg.host));
+    cp.json(&["stack", "create", STACK]);
+    cp.json(&["service", "create", &format!("{STACK}/ui"), "--image", &image, "--", "sleep", "3600"]);
+
+    let out = std::process::Command::new("node")
+        .arg(corral_e2e::repo_root().join("tests/ui/registries.mjs"))
+        .env("CORRAL_UI_URL", &cp.url)
+        .env("CORRAL_UI_TOKEN", cp.admin_token())
+        .env("CORRAL_UI_REGISTRY", &reg.host)
+        .env("CORRAL_UI_REGISTRY_LOGIN", format!("{}:{}", reg.user, reg.password))
+        .env("CORRAL_UI_REGISTRY_CA", &reg.ca_file)
+        .env("CORRAL_UI_CONTAINER", format!("{STACK}-ui-1"))
+        .output()
+        .expect("run node tests/ui/registries.mjs (Node.js is installed by scripts/setup.sh)");
+    let log = corral_e2e::text(&out);
+    println!("{log}");
+    assert!(out.status.success(), "the browser checks failed:\n{log}");
+
+    assert_eq!(engine.running_names(), [format!("{STACK}-ui-1")], "the engine runs what the registry's login let it pull");
+    assert!(has_image(engine, &image));
+    let dir = engine.certs_dir().join(&reg.host);
+    wait_for(&format!("{} to be removed after the UI removed the registry", dir.display()), Duration::from_secs(10), || (!dir.exists()).then_some(()));
+    let leaks = files_holding(cluster.tmp.path(), &reg.password);
+    assert!(leaks.is_empty(), "the registry password is readable in {leaks:?}");
 }

@@ -497,7 +497,8 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Ensures the test registry runs (idempotent); the test hosts' bridge must be up ([`engines`]).
     pub fn up() -> TestRegistry {
-        let out = Command::new("bash").arg(repo_root().join("scripts/test-registry.sh")).arg("up").stderr(Stdio::inherit()).output().expect("run test-registry.sh");
+        let out =
+            Command::new("bash").arg(repo_root().join("scripts/test-registry.sh")).arg("up").stderr(Stdio::inherit()).output().expect("run test-registry.sh");
         assert!(out.status.success(), "scripts/test-registry.sh up failed");
         let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
         let parts: Vec<&str> = line.split_whitespace().collect();
