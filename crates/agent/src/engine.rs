@@ -112,7 +112,7 @@ impl Engine {
     }
 
     /// Creates the container for `spec` and starts it unless its service is stopped; returns
-    /// its id. Never pulls the image.
+    /// its id. Does not pull: the image must be there ([`crate::registries::ensure_image`]).
     pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, AgentError> {
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let created = self.docker.create_container(Some(opts), create_body(spec)).await.map_err(|e| match &e {

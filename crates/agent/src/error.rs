@@ -13,12 +13,9 @@ pub enum AgentError {
     )]
     DockerUnreachable { socket: String, reason: String },
 
-    /// A container's image is not on this host. The agent never pulls (no registry is assumed
-    /// reachable), so the image has to be loaded by hand.
-    #[error(
-        "image {image} not found on this engine (needed by container {container}); Corral never \
-         pulls images: load it on this host with `docker load` or `docker import`"
-    )]
+    /// A container's image is not on this host although it was there (or pulled) a moment
+    /// before: someone removed it in between. The next pass pulls it again.
+    #[error("image {image} not found on this engine (needed by container {container}); it was removed while the container was being created")]
     ImageNotFound { image: String, container: String },
 
     /// The engine could not pull an image; `reason` says why in the user's terms, `message` is
