@@ -231,7 +231,11 @@ pub async fn ensure_image(engine: &Engine, image: &str, registries: &[RegistryEn
         serveraddress: Some(registry_of(image)),
         ..Default::default()
     });
-    tracing::info!(%image, login = credentials.is_some(), "pulling image");
+    // Whether a login goes with the pull, never which one.
+    match &credentials {
+        Some(_) => tracing::info!(%image, "pulling image with its registry's login"),
+        None => tracing::info!(%image, "pulling image without a login"),
+    }
     let mut stream = engine.docker().create_image(Some(options), None, credentials);
     while let Some(item) = stream.next().await {
         if let Err(e) = item {
