@@ -11,9 +11,8 @@ root=$(cd "$here/.." && pwd)
 . "$here/lib/common.sh"
 
 PACKAGES=(
-    # Docker engines for the tests; the test image is built from busybox-static; the image
-    # registry the pull tests use (scripts/test-registry-open.sh).
-    docker.io busybox-static iproute2 iptables curl docker-registry
+    # Docker engines for the tests; the test image is built from busybox-static.
+    docker.io busybox-static iproute2 iptables curl
     # Rust builds and the desktop app (Tauri 2 on WebKitGTK 4.1).
     build-essential pkg-config file libssl-dev
     libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicator3-dev libxdo-dev
@@ -29,6 +28,9 @@ PACKAGES=(
     wrk haproxy
     # Monitoring test: promtool checks the /metrics page.
     prometheus
+    # Pull and registry tests: an open registry and a private one (TLS, htpasswd logins)
+    # the agents pull from (scripts/test-registry-open.sh, scripts/test-registry.sh).
+    docker-registry apache2-utils
 )
 
 missing=()

@@ -14,6 +14,11 @@
 # unix:///run/corral-test/hI/docker.sock, keeps data in /var/lib/corral-test/hI, and gives its
 # containers 172.30.I.0/24.
 #
+# Each dockerd also runs in a mount namespace of its own, where /etc/docker/certs.d (where an
+# engine looks for registries' CAs) is /run/corral-test/hI/certs.d: an agent told
+# `--registry-certs-dir /run/corral-test/hI/certs.d` installs CAs for that engine alone, as it
+# would on a real host, and the machine's own /etc/docker/certs.d stays the default engine's.
+#
 # Both directions are idempotent and repair partial leftovers of earlier runs. dockerd is started
 # with `nsenter --net=`, not `ip netns exec`: the latter remounts /sys and dockerd then fails with
 # "Devices cgroup isn't mounted".
@@ -29,6 +34,7 @@ PREFIX=24
 RUN_ROOT=/run/corral-test
 DATA_ROOT=/var/lib/corral-test
 START_TIMEOUT=${CORRAL_TEST_HOSTS_TIMEOUT:-30}
+CERTS_DIR=/etc/docker/certs.d
 
 ns_name() { echo "corral-h$1"; }
 host_ip() { echo "10.213.0.$((10 + $1))"; }
@@ -102,7 +108,14 @@ host_pids() {
 start_dockerd() {
     local i=$1 ns dir pid
     ns=$(ns_name "$i"); dir="$RUN_ROOT/h$i"
-    mkdir -p "$dir/exec" "$DATA_ROOT/h$i"
+    mkdir -p "$dir/exec" "$dir/certs.d" "$DATA_ROOT/h$i" "$CERTS_DIR"
+    # One started by an older version of this script reads the machine's certs dir: replace it.
+    for pid in $(host_pids "$i"); do
+        if [[ $(readlink "/proc/$pid/ns/mnt") == "$(readlink /proc/self/ns/mnt)" ]]; then
+            log "h$i: dockerd $pid reads the machine's $CERTS_DIR; restarting it with its own"
+            stop_pid "$pid"
+        fi
+    done
     # A dockerd left in a namespace that was since deleted and re-made still answers on its
     # socket but serves the wrong network: replace it.
     for pid in $(host_pids "$i"); do
@@ -122,7 +135,10 @@ start_dockerd() {
         stop_pid "$pid"
     fi
     rm -f "$dir/docker.pid" "$dir/docker.sock"
-    nsenter --net="/run/netns/$ns" setsid dockerd \
+    # Slave propagation: the namespace sees later mounts and unmounts of the machine (netns
+    # files) but keeps its own, so it holds no deleted namespace alive.
+    nsenter --net="/run/netns/$ns" setsid unshare --mount --propagation slave \
+        sh -c 'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$dir/certs.d" "$CERTS_DIR" dockerd \
         --data-root "$DATA_ROOT/h$i" \
         --exec-root "$dir/exec" \
         -H "$(host_sock "$i")" \

@@ -24,13 +24,15 @@ step "Docker engines"
 # Always take the test hosts down again, whatever happens below.
 cleanup() {
     local rc=$?
-    step "test hosts down"
+    step "test registries and test hosts down"
     "$here/test-registry-open.sh" down || log "test-registry-open.sh down failed"
+    "$here/test-registry.sh" down || log "test-registry.sh down failed"
     "$here/test-hosts.sh" down || log "test-hosts.sh down failed"
     exit "$rc"
 }
 trap cleanup EXIT
 "$here/test-hosts.sh" up 2
+"$here/test-registry.sh" up >/dev/null
 
 step "build (cargo build --workspace --all-targets)"
 cargo build --workspace --all-targets

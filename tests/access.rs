@@ -150,6 +150,10 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("POST", "/hosts/{host}/activate"), member),
         (("POST", "/hosts/{host}/revoke"), owner),
         (("GET", "/hosts/{host}/stats"), ro),
+        // Registries hold logins and make every host install their CA: those who manage hosts.
+        (("GET", "/registries"), ro),
+        (("PUT", "/registries/{host}"), member),
+        (("DELETE", "/registries/{host}"), member),
         (("GET", "/stacks"), ro),
         (("POST", "/stacks"), restricted),
         (("GET", "/stacks/{stack}"), ro),

@@ -353,6 +353,8 @@ pub fn start_agent_in(ns: Option<&str>, url: &str, join_token: &str, engine: &En
     let mut cmd = in_netns(ns);
     cmd.args(["agent", "--server", url, "--token", join_token, "--docker-host", &engine.socket, "--name", &engine.name])
         .args(["--address", &engine.address])
+        .arg("--registry-certs-dir")
+        .arg(engine.certs_dir())
         .arg("--state-dir")
         .arg(state_dir)
         .env("RUST_LOG", "info");
@@ -585,4 +587,40 @@ pub fn ws_request(base_url: &str, path_and_query: &str, token: &str) -> tokio_tu
     let mut request = url.into_client_request().expect("a WebSocket URL");
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
     request
+}
+
+impl Engine {
+    /// Where this test engine looks for registries' CAs (its own `/etc/docker/certs.d`, see
+    /// `scripts/test-hosts.sh`): its agent installs them here, never in the machine's.
+    pub fn certs_dir(&self) -> PathBuf {
+        Path::new("/run/corral-test").join(&self.name).join("certs.d")
+    }
+}
+
+/// The test registry (`scripts/test-registry.sh`): TLS from a test CA, logins, the test image.
+#[derive(Debug, Clone)]
+pub struct TestRegistry {
+    /// `ADDRESS:PORT`, as image names spell it.
+    pub host: String,
+    pub ca_file: PathBuf,
+    pub user: String,
+    pub password: String,
+}
+
+impl TestRegistry {
+    /// Ensures the test registry runs (idempotent); the test hosts' bridge must be up ([`engines`]).
+    pub fn up() -> TestRegistry {
+        let out =
+            Command::new("bash").arg(repo_root().join("scripts/test-registry.sh")).arg("up").stderr(Stdio::inherit()).output().expect("run test-registry.sh");
+        assert!(out.status.success(), "scripts/test-registry.sh up failed");
+        let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.len(), 4, "test-registry.sh printed {line:?}");
+        TestRegistry { host: parts[0].into(), ca_file: parts[1].into(), user: parts[2].into(), password: parts[3].into() }
+    }
+
+    /// The test image's name in this registry.
+    pub fn image(&self, tag: &str) -> String {
+        format!("{}/corral-test/busybox:{tag}", self.host)
+    }
 }

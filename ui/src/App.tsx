@@ -14,6 +14,7 @@ import { SettingsPage } from "./pages/SettingsPage.tsx";
 import { HostPage, ServicePage } from "./pages/StatsPages.tsx";
 import { HostsPage } from "./pages/HostsPage.tsx";
 import { MembersPage } from "./pages/MembersPage.tsx";
+import { RegistriesPage } from "./pages/RegistriesPage.tsx";
 import { GroupsPage, UsersPage } from "./pages/UsersPage.tsx";
 import { StackPage } from "./pages/StackPage.tsx";
 import { StacksPage } from "./pages/StacksPage.tsx";
@@ -49,6 +50,7 @@ const NAV: NavItem[] = [
   { path: "/dashboard", label: "Dashboard", element: <DashboardPage />, testId: "nav-dashboard" },
   { path: "/hosts", label: "Hosts", element: <HostsPage />, testId: "nav-hosts" },
   { path: "/stacks", label: "Stacks", element: <StacksPage />, testId: "nav-stacks" },
+  { path: "/registries", label: "Registries", element: <RegistriesPage />, testId: "nav-registries" },
   { path: "/members", label: "Members", element: <MembersPage />, testId: "nav-members", shown: (r) => r.manageEnv },
   { path: "/audit", label: "Audit log", element: <AuditPage />, testId: "nav-audit", shown: (r) => r.manageEnv },
   { path: "/users", label: "Users", element: <UsersPage />, testId: "nav-users", shown: (r) => r.admin },

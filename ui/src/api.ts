@@ -91,6 +91,28 @@ export interface Membership {
   role: EnvRole;
 }
 
+/** Whether a registry has a password; the password itself is never shown. */
+export type RegistryPassword = "none" | "set" | "must_be_set_again";
+
+/** `GET /v1/registries?env=`: an image registry of the environment, with its login and CA. */
+export interface Registry {
+  host: string;
+  username: string | null;
+  password: RegistryPassword;
+  ca_pem: string | null;
+  created_at: string;
+  updated_at: string;
+  /** How many services of the environment run an image from it. */
+  services: number;
+}
+
+/** `PUT /v1/registries/{host}`: login (both or neither) and CA, replacing the entry's. */
+export interface RegistryInput {
+  username?: string;
+  password?: string;
+  ca_pem?: string;
+}
+
 /** `GET /v1/audit?env=`: one request that changed (or tried to change) something, newest first. */
 export interface AuditEntry {
   id: number;
@@ -480,6 +502,10 @@ export const api = {
     // `kind:NAME` says which one is meant when a user and a group share the name.
     request<Membership>("POST", "/members", { name: `${kind}:${name}`, role }),
   removeMember: (kind: MemberKind, name: string) => request<void>("DELETE", `/members/${seg(kind)}/${seg(name)}`),
+  registries: (signal?: AbortSignal) => request<Registry[]>("GET", "/registries", undefined, signal),
+  /** Adds the registry, or replaces the entry of that host (login and CA together). */
+  putRegistry: (host: string, input: RegistryInput) => request<Registry>("PUT", `/registries/${seg(host)}`, input),
+  removeRegistry: (host: string) => request<Registry>("DELETE", `/registries/${seg(host)}`),
   audit: (limit: number, signal?: AbortSignal) => request<AuditEntry[]>("GET", withQuery("/audit", { limit }), undefined, signal),
   stacks: (signal?: AbortSignal) => request<Stack[]>("GET", "/stacks", undefined, signal),
   createStack: (name: string) => request<Stack>("POST", "/stacks", { name }),

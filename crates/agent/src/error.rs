@@ -13,9 +13,9 @@ pub enum AgentError {
     )]
     DockerUnreachable { socket: String, reason: String },
 
-    /// A container's image is not on this host when the container is created (it is pulled
-    /// first, by the service's pull policy; this is an image removed in between).
-    #[error("image {image} not found on this engine (needed by container {container})")]
+    /// A container's image is not on this host although it was there (or pulled) a moment
+    /// before: someone removed it in between. The next pass pulls it again.
+    #[error("image {image} not found on this engine (needed by container {container}); it was removed while the container was being created")]
     ImageNotFound { image: String, container: String },
 
     /// Any other engine call that failed; `action` says what the agent was doing.

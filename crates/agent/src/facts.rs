@@ -43,6 +43,7 @@ mod tests {
             name: None,
             address: None,
             labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+            registry_certs_dir: "/tmp/x/certs.d".into(),
         }
     }
 

@@ -11,7 +11,10 @@
 //!   `io.corral.managed=true` are ever touched; [`engine::Engine::pull`] is the one place
 //!   images are pulled.
 //! - [`pull`]: the host's pulls, one per image, beside the converge loop, with progress and
-//!   failures read from the engine's answer.
+//!   failures read from the engine's answer; the login for a private registry comes from
+//!   [`registries`].
+//! - [`registries`]: the environment's registries: their CAs installed where the engine looks,
+//!   and the login a pull of one image needs.
 //! - [`issues`]: why a desired container is not running, in words a user can act on.
 //! - [`converge`]: the pure diff from (desired, observed) to actions, the crash-loop restart
 //!   backoff, and whether a container's image lets it be created yet. No I/O; unit-tested.
@@ -23,6 +26,7 @@
 //!   heartbeats, desired sets in, observed sets out; redials forever with jittered backoff.
 //! - [`logs`]: container logs streamed on demand while someone reads them.
 //! - [`stats`]: host and container resource usage, sampled every 5 s (1 s while watched).
+//! - [`registries`]: registries' CAs installed for the engine, and pulls with their logins.
 //! - [`facts`]: what the host reports about itself in the hello.
 //! - [`tls`]: TLS to the control plane with its CA pinned by fingerprint (also used by the CLI).
 //! - [`backoff`]: full-jitter exponential backoff.
@@ -39,6 +43,7 @@ pub mod issues;
 pub mod logs;
 pub mod pull;
 pub mod reconciler;
+pub mod registries;
 pub mod restarts;
 pub mod state;
 pub mod stats;
@@ -73,6 +78,9 @@ pub struct AgentConfig {
     /// Address shown in the control plane; `None` means the local address used to reach it.
     pub address: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Where the engine looks for registries' CAs (`/etc/docker/certs.d`): the agent installs
+    /// the CA of each registry of its environment there.
+    pub registry_certs_dir: PathBuf,
 }
 
 /// Runs the agent until `shutdown` fires (or its sender is dropped).
@@ -115,7 +123,8 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
         "agent starting"
     );
 
-    let reconciler = ReconcilerHandle::spawn_with(Reconciler::in_state_dir(engine.clone(), &config.state_dir), desired, &shutdown);
+    let cas = registries::CaFiles { certs_dir: config.registry_certs_dir.clone(), state_dir: config.state_dir.clone() };
+    let reconciler = ReconcilerHandle::spawn_with(Reconciler::in_state_dir(engine.clone(), &config.state_dir), desired, &shutdown, Some(cas));
     // Enforce the saved set before dialling, and have a fresh observed set for the first report.
     let stopped = tokio::select! {
         _ = shutdown.recv() => true,

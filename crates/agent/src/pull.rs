@@ -98,7 +98,11 @@ impl Pulls {
             entries.insert(image.to_string(), PullStatus { started: Instant::now(), state: PullState::Running { percent: 0 } });
             failures
         };
-        tracing::info!(%image, "pulling image");
+        // Whether a login goes with the pull, in words, never which one.
+        match &auth {
+            Some(_) => tracing::info!(%image, "pulling image with its registry's login"),
+            None => tracing::info!(%image, "pulling image without a login"),
+        }
         let (engine, image, pulls) = (engine.clone(), image.to_string(), self.clone());
         tokio::spawn(async move {
             let last_report = Mutex::new(Instant::now());
@@ -135,6 +139,12 @@ impl Pulls {
         }
     }
 
+    /// Forgets every failed pull, so each is tried again at once instead of after its backoff:
+    /// for when what made them fail may have changed (a registry's login or CA).
+    pub fn forget_failures(&self) {
+        self.entries.lock().expect("pulls lock").retain(|_, s| !matches!(s.state, PullState::Failed { .. }));
+    }
+
     /// Forgets images no desired container or pull asks for any more, once their pull ended.
     pub fn retain(&self, wanted: impl Fn(&str) -> bool) {
         self.entries.lock().expect("pulls lock").retain(|image, s| wanted(image) || matches!(s.state, PullState::Running { .. }));
@@ -155,6 +165,8 @@ pub fn classify(status: Option<u16>, message: &str) -> PullFailure {
     let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
     if any(&["no space left on device", "disk quota exceeded"]) {
         PullFailure::DiskFull
+    } else if any(&["x509:", "certificate signed by unknown authority", "certificate is not valid", "tls: failed to verify"]) {
+        PullFailure::UntrustedCertificate
     } else if status == Some(404) || any(&["manifest unknown", "not found", "name unknown", "does not exist"]) && !m.contains("pull access denied") {
         PullFailure::NotFound
     } else if matches!(status, Some(401 | 403)) || any(&["unauthorized", "authentication required", "denied", "forbidden", "no basic auth credentials"]) {
@@ -169,8 +181,7 @@ pub fn classify(status: Option<u16>, message: &str) -> PullFailure {
         "connection reset",
         "server misbehaving",
         "http response to https client",
-        "certificate",
-        "x509",
+        "dial tcp",
     ]) {
         PullFailure::Unreachable
     } else {

@@ -19,6 +19,7 @@ use crate::error::AgentError;
 use crate::issues::{Crashes, Waiting};
 use crate::pull::Pulls;
 use crate::restarts::AppliedRestarts;
+use corral_proto::registry::RegistryEntry;
 
 /// Catches anything the event stream missed (e.g. while it was re-subscribing).
 pub const SAFETY_NET: Duration = Duration::from_secs(30);
@@ -60,6 +61,8 @@ pub struct Reconciler {
     wanted_since: HashMap<String, Instant>,
     /// Restart generations applied, so each restart asked for happens once.
     applied: AppliedRestarts,
+    /// The registries (logins, CAs) of the last pass: a change retries failed pulls at once.
+    registries: Vec<RegistryEntry>,
 }
 
 impl Reconciler {
@@ -69,7 +72,15 @@ impl Reconciler {
     }
 
     pub fn with(engine: Engine, pulls: Pulls, crashes: Crashes) -> Self {
-        Reconciler { engine, restarts: RestartBackoff::default(), pulls, crashes, wanted_since: HashMap::new(), applied: AppliedRestarts::default() }
+        Reconciler {
+            engine,
+            restarts: RestartBackoff::default(),
+            pulls,
+            crashes,
+            wanted_since: HashMap::new(),
+            applied: AppliedRestarts::default(),
+            registries: Vec::new(),
+        }
     }
 
     /// The same, keeping the restart generations it applied in `state_dir`.
@@ -84,6 +95,11 @@ impl Reconciler {
     /// beside the loop; an old container it replaces keeps running meanwhile.
     pub async fn converge_once(&mut self, desired: &DesiredSet) -> Result<ConvergeReport, AgentError> {
         let observed = self.engine.list_managed().await?;
+        if self.registries != desired.registries {
+            // A login or CA set right after a pull failed should not wait out the backoff.
+            self.pulls.forget_failures();
+            self.registries = desired.registries.clone();
+        }
         let now = Instant::now();
         self.restarts.observe(&observed, now);
         let mut plan = plan(&desired.containers, &observed, &self.restarts, now);
@@ -102,7 +118,7 @@ impl Reconciler {
                 continue;
             };
             let waiting = Waiting { image: spec.image.clone(), policy: spec.pull };
-            match self.gate(&spec.name, &waiting, &present, now, &mut wanted) {
+            match self.gate(&spec.name, &waiting, &desired.registries, &present, now, &mut wanted) {
                 ImageGate::Go => actions.push(action),
                 gate => {
                     if let ImageGate::Wait { retry_at: Some(at) } = gate {
@@ -115,7 +131,7 @@ impl Reconciler {
         for p in &desired.pull {
             let waiting = Waiting { image: p.image.clone(), policy: p.policy };
             let key = asked_key(&p.image);
-            let gate = self.gate(&key, &waiting, &present, now, &mut wanted);
+            let gate = self.gate(&key, &waiting, &desired.registries, &present, now, &mut wanted);
             // Under `always`, the pull an asked image got stays its pull while it is asked.
             let since = *self.wanted_since.get(&key).unwrap_or(&now);
             wanted.entry(key).or_insert(since);
@@ -172,15 +188,22 @@ impl Reconciler {
     }
 
     /// Decides about one container's (or asked image's) image, starting a pull when one is due.
-    fn gate(&self, key: &str, waiting: &Waiting, present: &HashMap<String, bool>, now: Instant, wanted: &mut HashMap<String, Instant>) -> ImageGate {
+    fn gate(
+        &self,
+        key: &str,
+        waiting: &Waiting,
+        registries: &[RegistryEntry],
+        present: &HashMap<String, bool>,
+        now: Instant,
+        wanted: &mut HashMap<String, Instant>,
+    ) -> ImageGate {
         let since = *self.wanted_since.get(key).unwrap_or(&now);
         let has = present.get(&waiting.image).copied().unwrap_or(false);
         let gate = image_gate(waiting.policy, has, self.pulls.status(&waiting.image).as_ref(), since, now);
         match gate {
             ImageGate::Go => {}
             ImageGate::Pull => {
-                // Credentials for private registries are looked up here once they exist.
-                self.pulls.start(&self.engine, &waiting.image, None);
+                self.pulls.start(&self.engine, &waiting.image, crate::registries::credentials_for(&waiting.image, registries));
                 wanted.insert(key.to_string(), since);
             }
             ImageGate::Wait { .. } | ImageGate::Missing => {
@@ -299,12 +322,18 @@ impl ReconcilerHandle {
     /// (from `desired.json`); `None` means none was ever received, and then the loop only
     /// observes: an unknown desired set must not be read as "remove everything".
     pub fn spawn(engine: Engine, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
-        Self::spawn_with(Reconciler::new(engine), initial, shutdown)
+        Self::spawn_with(Reconciler::new(engine), initial, shutdown, None)
     }
 
     /// [`ReconcilerHandle::spawn`] with a reconciler made by the caller (one that keeps its
-    /// restart generations in the state dir).
-    pub fn spawn_with(reconciler: Reconciler, initial: Option<DesiredSet>, shutdown: &broadcast::Receiver<()>) -> Self {
+    /// restart generations in the state dir), installing the registries' CAs the desired set
+    /// carries (before each converge pass, so a pull finds its registry trusted).
+    pub fn spawn_with(
+        reconciler: Reconciler,
+        initial: Option<DesiredSet>,
+        shutdown: &broadcast::Receiver<()>,
+        cas: Option<crate::registries::CaFiles>,
+    ) -> Self {
         let engine = reconciler.engine.clone();
         let (desired_tx, desired_rx) = watch::channel(initial.map(Arc::new));
         let (observed_tx, observed_rx) = watch::channel(None);
@@ -319,6 +348,7 @@ impl ReconcilerHandle {
             // The loop's pulls and crash records are shared with its reports and event watcher.
             reconciler: Reconciler { pulls: pulls.clone(), crashes: crashes.clone(), ..reconciler },
             balancer: Default::default(),
+            cas,
             desired: desired_rx,
             observed: observed_tx,
             passes: passes_tx,
@@ -373,6 +403,7 @@ impl ReconcilerHandle {
 struct ConvergeLoop {
     reconciler: Reconciler,
     balancer: crate::balancer::Balancer,
+    cas: Option<crate::registries::CaFiles>,
     desired: watch::Receiver<Option<Arc<DesiredSet>>>,
     observed: watch::Sender<Option<ObservedSet>>,
     passes: watch::Sender<u64>,
@@ -440,6 +471,9 @@ impl ConvergeLoop {
             (Some(d), Work::Converge) => {
                 // Balancers first: a container about to go is already out of their rotation.
                 self.balancer.apply(&d.load_balancer).await;
+                if let Some(cas) = &self.cas {
+                    cas.apply(&d.registries);
+                }
                 let started = Instant::now();
                 match self.reconciler.converge_once(d).await {
                     Ok(r) => {

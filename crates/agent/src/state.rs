@@ -26,8 +26,12 @@ pub fn load_desired(state_dir: &Path) -> Result<Option<DesiredSet>, AgentError> 
     serde_json::from_slice(&bytes).map(Some).map_err(|e| AgentError::CorruptState { path, reason: e.to_string() })
 }
 
+/// Saves the set without registry passwords: they are sent again on every connect, and a file
+/// on disk is one more place to steal them from. An agent restarted while the control plane is
+/// away can therefore pull only from registries that need no login until it is back.
 pub fn save_desired(state_dir: &Path, desired: &DesiredSet) -> Result<(), AgentError> {
-    let bytes = serde_json::to_vec_pretty(desired).expect("a desired set always serializes");
+    let kept = DesiredSet { registries: crate::registries::without_logins(&desired.registries), ..desired.clone() };
+    let bytes = serde_json::to_vec_pretty(&kept).expect("a desired set always serializes");
     std::fs::create_dir_all(state_dir).map_err(|e| AgentError::state_dir(state_dir, &e))?;
     write_atomically(&desired_path(state_dir), &bytes).map_err(|e| AgentError::state_dir(state_dir, &e))
 }
@@ -92,7 +96,21 @@ mod tests {
             }],
             load_balancer: Default::default(),
             pull: Vec::new(),
+            registries: Vec::new(),
         }
+    }
+
+    #[test]
+    fn registry_passwords_never_reach_the_disk() {
+        use corral_proto::registry::{RegistryAuth, RegistryEntry};
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = sample();
+        let auth = Some(RegistryAuth { username: "ci".into(), password: "pw-not-on-disk".into() });
+        set.registries = vec![RegistryEntry { host: "r.example".into(), ca_pem: Some("CA".into()), auth }];
+        save_desired(dir.path(), &set).unwrap();
+        let text = std::fs::read_to_string(desired_path(dir.path())).unwrap();
+        assert!(!text.contains("pw-not-on-disk") && text.contains("r.example"), "{text}");
+        assert_eq!(load_desired(dir.path()).unwrap().unwrap().registries[0].auth, None);
     }
 
     #[test]

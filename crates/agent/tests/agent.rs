@@ -30,6 +30,7 @@ fn config(server_url: String, state_dir: &Path) -> AgentConfig {
         name: Some("h-test".into()),
         address: None,
         labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+        registry_certs_dir: state_dir.join("certs.d"),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The engine layer and the local converge loop against a real Docker engine, with no control
 //! plane. Uses the engine at `CORRAL_TEST_DOCKER_HOST` (default `unix:///var/run/docker.sock`)
-//! and the locally imported image `corral-test/busybox:latest`; never pulls.
+//! and the locally imported image `corral-test/busybox:latest`; pulls only what is missing.
 //!
 //! Every test scopes its engine handle to a label unique to that test (see `common`), so tests
 //! can run in parallel and cannot remove containers that belong to anything else on the engine.

@@ -100,6 +100,8 @@ pub enum PullFailure {
     Unauthorized,
     /// The registry could not be reached: refused, timed out, unknown host.
     Unreachable,
+    /// The registry's TLS certificate is signed by a CA the engine does not trust.
+    UntrustedCertificate,
     /// The host ran out of disk space while pulling.
     DiskFull,
     /// Anything else; the message has the engine's words.
@@ -112,8 +114,11 @@ impl PullFailure {
     pub fn describe(self) -> &'static str {
         match self {
             PullFailure::NotFound => "image not found in the registry",
-            PullFailure::Unauthorized => "unauthorized: the registry refused access",
+            PullFailure::Unauthorized => {
+                "unauthorized: the registry refused access (see its login with `corral registry ls`, set it with `corral registry add HOST --user U --password-stdin`)"
+            }
             PullFailure::Unreachable => "registry unreachable",
+            PullFailure::UntrustedCertificate => "the registry's TLS certificate is not trusted (give its CA with `corral registry add HOST --ca-file FILE`)",
             PullFailure::DiskFull => "disk full on the host",
             PullFailure::Other => "pull failed",
         }

@@ -14,6 +14,8 @@
 //! - [`image`]: pull policies, pulls asked ahead, and why a desired container is not running.
 //! - [`lb`]: the built-in load balancer's configuration ([`lb::LbSet`]) and status.
 //! - [`stats`]: the resource usage agents report ([`stats::StatsReport`]).
+//! - [`registry`]: the registries a host's agent is told about, and which registry an image
+//!   comes from.
 //!
 //! The control plane trusts an agent with its own host only: it checks every string an agent
 //! sends (host facts, observed containers, labels) before it stores, shows or logs it, and holds
@@ -22,6 +24,7 @@
 pub mod image;
 pub mod labels;
 pub mod lb;
+pub mod registry;
 pub mod spec;
 pub mod stats;
 
@@ -191,6 +194,10 @@ pub struct DesiredSet {
     /// every host involved); the agent says how each stands in [`ObservedSet::images`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pull: Vec<ImagePull>,
+    /// The registries of the host's environment: each with its CA, and with credentials only
+    /// when an image in `containers` comes from it. Absent from older control planes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<registry::RegistryEntry>,
 }
 
 /// What the agent sees on its engine.

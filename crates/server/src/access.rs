@@ -45,7 +45,8 @@ pub enum Capability {
     ReadLogs,
     /// Create, change and remove stacks, services and containers.
     ManageServices,
-    /// Add and remove hosts (the join command carries the environment's join token).
+    /// Add and remove hosts (the join command carries the environment's join token), and the
+    /// registries their engines pull from (with their credentials and CAs).
     ManageHosts,
     /// The environment's members and its audit log.
     ManageEnv,

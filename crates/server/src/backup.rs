@@ -305,6 +305,12 @@ async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
     if let Some(url) = copy.settings().await?.advertise_url {
         check("settings", &1, validate::advertise_url(&url).map(|_| ()));
     }
+    // What agents are sent and install (a CA file under the engine's certs dir) passes the API's rules.
+    for registry in copy.registries(None).await? {
+        check("registries", &registry.id, validate::registry_host(&registry.host).map(drop));
+        check("registries", &registry.id, registry.username.as_deref().map_or(Ok(()), validate::registry_user));
+        check("registries", &registry.id, registry.ca_pem.as_deref().map_or(Ok(()), validate::ca_pem));
+    }
     Ok(problems)
 }
 

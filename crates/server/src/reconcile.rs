@@ -249,6 +249,10 @@ impl Reconciler {
         }
 
         let backends = Backends::new(&hosts, &services, &records, &observed);
+        let mut registries: HashMap<i64, Vec<corral_proto::registry::RegistryEntry>> = HashMap::new();
+        for (env, entry) in self.store.registry_entries().await? {
+            registries.entry(env).or_default().push(entry);
+        }
         for host in &hosts {
             let env = env_labels.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
@@ -272,7 +276,11 @@ impl Reconciler {
             });
             specs.extend(spares.map(|s| spare_spec(env, s)));
             lb.listeners.sort_by_key(|l| l.port);
-            self.hub.publish(&host.id, specs, lb, pull_lists.remove(&host.id).unwrap_or_default());
+            let pull = pull_lists.remove(&host.id).unwrap_or_default();
+            // Logins go with the images the host runs and the ones it is asked to pull first.
+            let images = specs.iter().map(|s| s.image.as_str()).chain(pull.iter().map(|p| p.image.as_str()));
+            let registries = corral_proto::registry::for_host(registries.get(&host.environment_id).map_or(&[][..], Vec::as_slice), images);
+            self.hub.publish(&host.id, specs, lb, pull, registries);
         }
         Ok(())
     }

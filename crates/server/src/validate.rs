@@ -292,6 +292,93 @@ pub fn password(value: &str) -> Result<(), ApiError> {
     Err(ApiError::invalid("password", format!("the password is {problem}: a password needs at least {MIN_PASSWORD_LEN} characters, not all whitespace")))
 }
 
+/// The most bytes of a registry's CA file: a bundle of a few certificates fits easily.
+pub const MAX_CA_PEM_BYTES: usize = 64 * 1024;
+/// Registry user names, as registries and Docker's own login take them.
+pub const MAX_REGISTRY_USER_BYTES: usize = 255;
+
+/// A registry host as Docker names it in image references: `HOST[:PORT]`, where HOST is a DNS
+/// name, an IPv4 address or `localhost`. Returns it normalized (lowercase, Docker Hub as
+/// `docker.io`), the form image references are matched against.
+pub fn registry_host(value: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        Err(ApiError::invalid(
+            "host",
+            format!(
+                "invalid registry host {}: {why}; give HOST or HOST:PORT, e.g. registry.example.com or 10.0.0.5:5000 (docker.io for Docker Hub)",
+                preview(value)
+            ),
+        ))
+    };
+    let (host, port) = match value.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (value, None),
+    };
+    if host.is_empty() || host.len() > 253 {
+        return bad("the host name must be 1 to 253 characters");
+    }
+    let label_ok =
+        |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-');
+    if !host.split('.').all(label_ok) {
+        return bad("a host name is letters, digits and '-' in dot-separated parts (no scheme, path or spaces)");
+    }
+    if port.is_some_and(|p| !matches!(p.parse::<u16>(), Ok(1..))) {
+        return bad("the port must be a number from 1 to 65535");
+    }
+    Ok(corral_proto::registry::normalize_host(value))
+}
+
+/// A registry user name: printable, no ':' (the basic-auth separator).
+pub fn registry_user(value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_REGISTRY_USER_BYTES || value.chars().any(|c| c.is_control() || c == ':') {
+        return Err(ApiError::invalid(
+            "username",
+            format!("invalid registry user name {}: use 1-{MAX_REGISTRY_USER_BYTES} printable characters without ':'", preview(value)),
+        ));
+    }
+    Ok(())
+}
+
+/// A registry password: any text a registry accepts, but not empty and not huge.
+pub fn registry_password(value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_PASSWORD_BYTES || value.contains(['\n', '\r', '\0']) {
+        return Err(ApiError::invalid(
+            "password",
+            format!("the registry password must be 1 to {MAX_PASSWORD_BYTES} bytes on one line (it is {} bytes long)", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A registry's private CA: PEM with one or more certificates, each one a trust anchor can be
+/// made of, and nothing else (no private key by mistake).
+pub fn ca_pem(value: &str) -> Result<(), ApiError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad =
+        |why: String| Err(ApiError::invalid("ca_pem", format!("the CA file {why}; give the registry's CA certificate in PEM (-----BEGIN CERTIFICATE-----)")));
+    if value.len() > MAX_CA_PEM_BYTES {
+        return bad(format!("is {} bytes long; at most {} KiB are allowed", value.len(), MAX_CA_PEM_BYTES / 1024));
+    }
+    if value.contains("PRIVATE KEY") {
+        return bad("holds a private key, which must never leave the registry".into());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (n, cert) in CertificateDer::pem_slice_iter(value.as_bytes()).enumerate() {
+        let cert = match cert {
+            Ok(cert) => cert,
+            Err(e) => return bad(format!("is not PEM ({e:?})")),
+        };
+        if let Err(e) = roots.add(cert) {
+            return bad(format!("has a certificate (number {}) that cannot be read: {e}", n + 1));
+        }
+    }
+    if roots.is_empty() {
+        return bad("holds no certificate".into());
+    }
+    Ok(())
+}
+
 /// A time a user gave (`field`), in Unix seconds, within [`MIN_TIME`]..=[`MAX_TIME`].
 pub fn unix_time(field: &'static str, value: i64) -> Result<i64, ApiError> {
     if (MIN_TIME..=MAX_TIME).contains(&value) {
@@ -452,6 +539,32 @@ mod tests {
             assert!(matches!(e, ApiError::Invalid { field: "advertise_url", .. }) && e.to_string().contains("e.g. https://"), "{bad}: {e}");
         }
         assert!(advertise_url(&format!("https://{}.lan", "a".repeat(3000))).unwrap_err().to_string().contains("at most"));
+    }
+
+    #[test]
+    fn registry_hosts_and_logins() {
+        for (given, normalized) in [
+            ("registry.example.com", "registry.example.com"),
+            ("Registry.Example:5000", "registry.example:5000"),
+            ("10.213.0.1:5443", "10.213.0.1:5443"),
+            ("localhost:5000", "localhost:5000"),
+            ("index.docker.io", "docker.io"),
+        ] {
+            assert_eq!(registry_host(given).unwrap(), normalized, "{given}");
+        }
+        for bad in ["", "https://r.example", "r.example/path", "r.example:0", "r.example:99999", "r example", "-r.example", "r..example", ":5000"] {
+            let err = registry_host(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid registry host"), "{bad}: {err}");
+        }
+        assert!(registry_user("ci-bot").is_ok());
+        assert!(registry_user("a:b").is_err() && registry_user("").is_err() && registry_user("a\nb").is_err());
+        assert!(registry_password("x").is_ok());
+        assert!(registry_password("").is_err() && registry_password("a\nb").is_err());
+        let err = ca_pem("-----BEGIN PRIVATE KEY-----\nMC4=\n-----END PRIVATE KEY-----\n").unwrap_err().to_string();
+        assert!(err.contains("private key"), "{err}");
+        assert!(ca_pem("not pem").unwrap_err().to_string().contains("holds no certificate"));
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+        assert!(ca_pem(&ca.pem()).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Environments (e.g. OPS, DEV): each has its hosts, stacks and join token.
 
-use crate::sealing::{SealingKey, SEALED_PREFIX};
+use crate::sealing::{Domain, SealingKey, SEALED_PREFIX};
 use crate::tokens::hash_secret;
 use crate::{is_unique_violation, now, Environment, Result, Store, StoreError};
 use sqlx::Row;
@@ -57,7 +57,7 @@ struct NewJoinToken {
 
 impl NewJoinToken {
     fn of(key: &SealingKey, secret: &str) -> NewJoinToken {
-        NewJoinToken { sealed: key.seal(secret), hash: hash_secret(secret) }
+        NewJoinToken { sealed: key.seal(Domain::JoinToken, secret), hash: hash_secret(secret) }
     }
 
     fn random(key: &SealingKey) -> NewJoinToken {
@@ -81,7 +81,7 @@ fn sealing_for(key: &SealingKey, stored: &str, hash: Option<&str>) -> Sealing {
     if !stored.starts_with(SEALED_PREFIX) {
         return Sealing::SealPlaintext(stored.to_string());
     }
-    match key.open(stored) {
+    match key.open(Domain::JoinToken, stored) {
         Some(secret) if hash == Some(hash_secret(&secret).as_str()) => Sealing::Keep,
         Some(secret) => Sealing::Rehash(secret),
         None => Sealing::Replace,
@@ -241,7 +241,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("environment #{environment_id} does not exist")))?;
-        key.open(&sealed).ok_or_else(|| {
+        key.open(Domain::JoinToken, &sealed).ok_or_else(|| {
             StoreError::Conflict(format!(
                 "the join token of environment #{environment_id} cannot be opened with this control plane's sealing key; give it a new one with `corral host join-command --rotate`"
             ))
@@ -424,7 +424,7 @@ mod tests {
             .await
             .unwrap();
         sqlx::query("UPDATE environments SET join_token = ? WHERE id = ?")
-            .bind(SealingKey::generate().seal("elsewhere"))
+            .bind(SealingKey::generate().seal(crate::sealing::Domain::JoinToken, "elsewhere"))
             .bind(ops.id)
             .execute(plain.pool())
             .await

@@ -7,7 +7,9 @@
 //!   [`observed`], [`settings`]: one module per table, each a set of `impl Store` methods.
 //! - [`metrics`]: resource usage history with roll-ups.
 //! - [`backup`]: consistent copies, checks on a copy, restoring one.
-//! - [`sealing`]: join tokens encrypted at rest with a key kept outside the database file.
+//! - [`sealing`]: join tokens and registry passwords encrypted at rest with a key kept outside
+//!   the database file.
+//! - [`registries`]: image registries per environment, with sealed passwords.
 //! - [`files`]: the database and its copies are private files in a private dir.
 //! - [`users`] (users, groups, sessions), [`access`] (roles in environments, API keys),
 //!   [`audit`] (who changed what) and [`logins`] (failed logins): access control.
@@ -23,6 +25,7 @@ pub mod logins;
 pub mod metrics;
 pub mod model;
 pub mod observed;
+pub mod registries;
 pub mod sealing;
 pub mod services;
 pub mod settings;

@@ -1,11 +1,12 @@
-//! Secrets the control plane must show again (join tokens) are kept sealed: encrypted with a key
-//! that lives outside the database file, so a copy of the file (a backup, a stray `corral.db`)
-//! holds no usable join token. Secrets that are never shown again (API keys, session tokens,
+//! Secrets the control plane must show or use again (join tokens, registry passwords) are kept
+//! sealed: encrypted with a key that lives outside the database file, so a copy of the file (a
+//! backup, a stray `corral.db`) holds no usable join token or password. Secrets that are never shown again (API keys, session tokens,
 //! host credentials) are only ever stored as hashes and need no key.
 //!
 //! The key is 32 random bytes; the cipher is XChaCha20-Poly1305, whose 24-byte nonces may be
 //! drawn at random for every seal. A sealed value is `sealed1:` and the hex of nonce and
-//! ciphertext. Where the key is kept is the embedder's choice: a 0600 file for a headless
+//! ciphertext. Each kind of secret is sealed under its own [`Domain`] (the cipher's associated
+//! data), so a sealed password cannot be passed off as a join token or the other way round. Where the key is kept is the embedder's choice: a 0600 file for a headless
 //! control plane ([`SealingKey::load_or_create`]), the OS keyring for the desktop app.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -17,10 +18,27 @@ use std::path::Path;
 pub const SEALED_PREFIX: &str = "sealed1:";
 const NONCE_LEN: usize = 24;
 const KEY_LEN: usize = 32;
-/// Binds a ciphertext to what it is, so it cannot be passed off as some other sealed secret.
-const DOMAIN: &[u8] = b"corral join token";
 
-/// The key join tokens are sealed with.
+/// What a sealed secret is: bound to its ciphertext, so it opens only as what it was sealed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// An environment's join token.
+    JoinToken,
+    /// A registry's password, per environment.
+    RegistryPassword,
+}
+
+impl Domain {
+    fn associated_data(self) -> &'static [u8] {
+        match self {
+            // The join tokens' domain since sealing began: changing it would lose every token.
+            Domain::JoinToken => b"corral join token",
+            Domain::RegistryPassword => b"corral registry password",
+        }
+    }
+}
+
+/// The key secrets are sealed with.
 #[derive(Clone)]
 pub struct SealingKey([u8; KEY_LEN]);
 
@@ -71,25 +89,25 @@ impl SealingKey {
         }
     }
 
-    pub fn seal(&self, secret: &str) -> String {
+    pub fn seal(&self, domain: Domain, secret: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce[..]);
         let sealed = self
             .cipher()
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.as_bytes(), aad: DOMAIN })
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.as_bytes(), aad: domain.associated_data() })
             .expect("XChaCha20-Poly1305 seals any message that fits in memory");
         format!("{SEALED_PREFIX}{}{}", hex::encode(nonce), hex::encode(sealed))
     }
 
-    /// The secret inside `sealed`; `None` when it was sealed with another key, altered, or is not
-    /// a sealed value at all.
-    pub fn open(&self, sealed: &str) -> Option<String> {
+    /// The secret inside `sealed`; `None` when it was sealed with another key or as another
+    /// domain, altered, or is not a sealed value at all.
+    pub fn open(&self, domain: Domain, sealed: &str) -> Option<String> {
         let bytes = hex::decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?;
         if bytes.len() < NONCE_LEN {
             return None;
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let plain = self.cipher().decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: DOMAIN }).ok()?;
+        let plain = self.cipher().decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: domain.associated_data() }).ok()?;
         String::from_utf8(plain).ok()
     }
 
@@ -119,21 +137,25 @@ mod tests {
     #[test]
     fn sealed_secrets_open_only_with_their_key_and_unaltered() {
         let key = SealingKey::generate();
-        let sealed = key.seal("the-token");
+        let sealed = key.seal(Domain::JoinToken, "the-token");
         assert!(sealed.starts_with(SEALED_PREFIX) && !sealed.contains("the-token"), "{sealed}");
-        assert_eq!(key.open(&sealed).as_deref(), Some("the-token"));
-        assert_ne!(key.seal("the-token"), sealed, "every seal draws its own nonce");
-        assert_eq!(SealingKey::generate().open(&sealed), None, "another key opens nothing");
+        assert_eq!(key.open(Domain::JoinToken, &sealed).as_deref(), Some("the-token"));
+        assert_ne!(key.seal(Domain::JoinToken, "the-token"), sealed, "every seal draws its own nonce");
+        assert_eq!(SealingKey::generate().open(Domain::JoinToken, &sealed), None, "another key opens nothing");
         let mut altered = sealed.clone();
         let last = altered.pop().unwrap();
         altered.push(if last == '0' { '1' } else { '0' });
-        assert_eq!(key.open(&altered), None, "an altered value is refused");
+        assert_eq!(key.open(Domain::JoinToken, &altered), None, "an altered value is refused");
         for junk in ["the-token", "sealed1:", "sealed1:zz", "sealed1:00"] {
-            assert_eq!(key.open(junk), None, "{junk}");
+            assert_eq!(key.open(Domain::JoinToken, junk), None, "{junk}");
         }
-        assert_eq!(SealingKey::from_hex(&key.to_hex()).unwrap().open(&sealed).as_deref(), Some("the-token"));
+        assert_eq!(SealingKey::from_hex(&key.to_hex()).unwrap().open(Domain::JoinToken, &sealed).as_deref(), Some("the-token"));
         assert!(SealingKey::from_hex("abc").is_none());
         assert_eq!(format!("{key:?}"), "SealingKey(..)", "the key never reaches a log");
+        let password = key.seal(Domain::RegistryPassword, "the-token");
+        assert_eq!(key.open(Domain::RegistryPassword, &password).as_deref(), Some("the-token"));
+        assert_eq!(key.open(Domain::JoinToken, &password), None, "a password does not open as a join token");
+        assert_eq!(key.open(Domain::RegistryPassword, &sealed), None, "nor a join token as a password");
     }
 
     #[test]
@@ -147,7 +169,7 @@ mod tests {
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let again = SealingKey::load_or_create(&path).unwrap();
-        assert_eq!(again.open(&key.seal("x")).as_deref(), Some("x"));
+        assert_eq!(again.open(Domain::JoinToken, &key.seal(Domain::JoinToken, "x")).as_deref(), Some("x"));
         std::fs::write(&path, "not a key").unwrap();
         let err = SealingKey::load_or_create(&path).unwrap_err().to_string();
         assert!(err.contains("is not 64 hex digits"), "{err}");

@@ -20,6 +20,11 @@ pub struct Args {
     /// Host label for scheduling constraints, KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// Where this host's Docker engine looks for registries' CA certificates; the agent installs
+    /// there (as HOST[:PORT]/ca.crt) the CA of each registry added with `corral registry add
+    /// --ca-file`, and removes the ones it installed when their registry is removed.
+    #[arg(long, env = "CORRAL_REGISTRY_CERTS_DIR", default_value = corral_agent::registries::DEFAULT_CERTS_DIR)]
+    registry_certs_dir: PathBuf,
 }
 
 pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint: Option<corral_agent::tls::Fingerprint>) -> Result<()> {
@@ -34,6 +39,7 @@ pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint
         name: args.name,
         address: args.address,
         labels: super::key_values(&args.labels, "label")?,
+        registry_certs_dir: args.registry_certs_dir,
     };
     let (stop, shutdown) = tokio::sync::broadcast::channel(1);
     tokio::spawn(async move {

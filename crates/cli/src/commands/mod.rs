@@ -12,6 +12,7 @@ mod lb;
 pub(crate) mod login;
 mod member;
 mod ps;
+mod registry;
 mod rollout;
 mod server;
 mod service;
@@ -46,6 +47,9 @@ pub enum Command {
     Service(service::Command),
     /// List containers, optionally of one STACK or STACK/SERVICE.
     Ps(ps::Args),
+    /// Image registries of the environment: logins (kept encrypted) and private CAs.
+    #[command(subcommand)]
+    Registry(registry::Command),
     /// Load balancers built into the agents: no image, no reload gaps.
     #[command(subcommand)]
     Lb(lb::Command),
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
         Command::Settings(cmd) => settings::run(cmd, &client(), cli.output).await,
         Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
+        Command::Registry(cmd) => registry::run(cmd, &client(), cli.output).await,
         Command::Stats(cmd) => stats::run(cmd, &client(), cli.output).await,
         Command::Top(args) => stats::top(args, &client(), cli.output).await,
         Command::Login(args) => login::login(args, &client(), cli.output).await,

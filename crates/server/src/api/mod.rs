@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod login;
 pub mod members;
 pub mod metrics;
+pub mod registries;
 pub mod services;
 pub mod settings;
 pub mod stacks;
@@ -199,6 +200,9 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::POST, "/hosts/{host}/deactivate", Env(ManageHosts), hosts::deactivate),
         ep(M::POST, "/hosts/{host}/activate", Env(ManageHosts), hosts::activate),
         ep(M::POST, "/hosts/{host}/revoke", Env(ManageEnv), hosts::revoke),
+        ep(M::GET, "/registries", Env(Read), registries::list),
+        ep(M::PUT, "/registries/{host}", Env(ManageHosts), registries::put),
+        ep(M::DELETE, "/registries/{host}", Env(ManageHosts), registries::remove),
         ep(M::GET, "/stacks", Env(Read), stacks::list),
         ep(M::POST, "/stacks", Env(ManageServices), stacks::create),
         ep(M::GET, "/stacks/{stack}", Env(Read), stacks::get),

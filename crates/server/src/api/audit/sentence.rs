@@ -116,6 +116,8 @@ fn phrase(method: &str, route: &str, d: &AuditDetail) -> Option<Phrase> {
             Some(_) => says("reset", "reset", "the agent endpoint to this machine's address"),
             None => says("changed", "change", "the settings"),
         },
+        ("PUT", "/registries/{host}") => says("saved", "save", format!("registry {}", path("host"))),
+        ("DELETE", "/registries/{host}") => says("removed", "remove", format!("registry {}", path("host"))),
         ("POST", "/restore") => says("restored", "restore", "the database from a backup"),
         _ => return None,
     })
@@ -203,6 +205,8 @@ mod tests {
             ("POST", "/v1/containers/{name}/start", json!({}), "ann started container old"),
             ("POST", "/v1/containers/{name}/restart", json!({}), "ann restarted container old"),
             ("PATCH", "/v1/settings", json!({"advertise_url": "https://10.0.0.5:7946"}), "ann set the agent endpoint to https://10.0.0.5:7946"),
+            ("PUT", "/v1/registries/{host}", json!({}), "ann saved registry h1"),
+            ("DELETE", "/v1/registries/{host}", json!({}), "ann removed registry h1"),
             ("POST", "/v1/restore", json!({}), "ann restored the database from a backup"),
         ]
     }
