@@ -87,7 +87,9 @@ fn failures_say_why_in_the_cli_and_the_browser() {
     assert!(port.contains("port is already allocated") && port.contains("free it or publish another port"), "{port}");
     let exit = ps_says(cp, "FAIL-exit3-1", "code 3: config file /etc/app.conf is missing");
     assert!(exit.contains("exited with code 3") || exit.contains("last exit code 3"), "{exit}");
-    let row = ps_row(cp, "FAIL-exit3-1").unwrap();
+    // Between two deaths the container runs again and has no exit to explain: wait for a row
+    // that shows one.
+    let row = wait_for("FAIL-exit3-1's row with the lines it printed", WAIT, || ps_row(cp, "FAIL-exit3-1").filter(|r| r["log"].is_array()));
     let log: Vec<&str> = row["log"].as_array().unwrap().iter().filter_map(|l| l.as_str()).collect();
     assert!(log.ends_with(&["starting", "config file /etc/app.conf is missing"]) && log.len() <= 5, "the last lines it printed: {row}");
     let looping = ps_says(cp, "FAIL-exit3-1", "crash-looping: ");
