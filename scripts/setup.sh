@@ -29,7 +29,7 @@ PACKAGES=(
     # Monitoring test: promtool checks the /metrics page.
     prometheus
     # Pull and registry tests: an open registry and a private one (TLS, htpasswd logins)
-    # the agents pull from (scripts/test-registry-open.sh, scripts/test-registry.sh).
+    # the agents pull from (scripts/test-registry.sh).
     docker-registry apache2-utils
 )
 

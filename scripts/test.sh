@@ -25,7 +25,6 @@ step "Docker engines"
 cleanup() {
     local rc=$?
     step "test registries and test hosts down"
-    "$here/test-registry-open.sh" down || log "test-registry-open.sh down failed"
     "$here/test-registry.sh" down || log "test-registry.sh down failed"
     "$here/test-hosts.sh" down || log "test-hosts.sh down failed"
     exit "$rc"

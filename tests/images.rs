@@ -1,4 +1,4 @@
-//! Images pulled from a real registry (scripts/test-registry-open.sh) by real agents on real engines:
+//! Images pulled from a real registry (the open one of scripts/test-registry.sh) by real agents on real engines:
 //! progress as `corral` shows it, one pull per image per host, failures named where users look,
 //! pull policies, and upgrades that pull everywhere before stopping anything.
 

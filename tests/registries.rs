@@ -3,7 +3,7 @@
 //! logins). The test engines read their own certs dirs, so a pull works only once the agent has
 //! installed the registry's CA there. Each case is checked where it shows: the engines (what
 //! runs, which images they hold, that a failed pull leaves no container or image behind), the
-//! CA files, the agent's log (why a pull failed), and the places a password must never be (the
+//! CA files, `ps` and `service ls` (why a pull failed), and the places a password must never be (the
 //! database file, logs, the agent's state dir, `registry ls`).
 
 use corral_e2e::{wait_for, Cluster, ControlPlane, Engine, TestRegistry};

@@ -476,18 +476,24 @@ pub fn instance_names(prefix: &str, n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// The open test registry, without logins (`scripts/test-registry-open.sh`): HTTPS on the test bridge with a CA the
-/// engines trust. Started (idempotently) on first use; holds `corral-test/busybox:1` and
-/// `corral-test/bulky:1` (24 MiB more, for pulls long enough to watch behind a [`SlowProxy`]).
+/// What `scripts/test-registry.sh up` printed about the registry `kind` (`open` or `private`),
+/// after its name. The script runs once per test binary: it is idempotent, but pushes are slow.
+fn test_registry(kind: &str) -> Vec<String> {
+    static PRINTED: OnceLock<String> = OnceLock::new();
+    let printed = PRINTED.get_or_init(|| {
+        let out = Command::new("bash").arg(repo_root().join("scripts/test-registry.sh")).arg("up").output().expect("run scripts/test-registry.sh");
+        assert!(out.status.success(), "scripts/test-registry.sh up failed: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    let line = printed.lines().find(|l| l.starts_with(&format!("{kind} "))).unwrap_or_else(|| panic!("test-registry.sh printed no {kind} registry: {printed}"));
+    line.split_whitespace().skip(1).map(str::to_string).collect()
+}
+
+/// The open test registry, without logins (`scripts/test-registry.sh`): HTTPS on the test bridge
+/// with a CA every engine trusts. Holds `corral-test/busybox:1` and `corral-test/bulky:1` (24 MiB
+/// more, for pulls long enough to watch behind a [`SlowProxy`]).
 pub fn open_registry() -> String {
-    static ADDRESS: OnceLock<String> = OnceLock::new();
-    ADDRESS
-        .get_or_init(|| {
-            let out = Command::new("bash").arg(repo_root().join("scripts/test-registry-open.sh")).arg("up").output().expect("run test-registry-open.sh");
-            assert!(out.status.success(), "scripts/test-registry-open.sh up failed: {}", text(&out));
-            String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("ADDRESS CA_FILE").to_string()
-        })
-        .clone()
+    test_registry("open")[0].clone()
 }
 
 /// The address engines trust for a [`SlowProxy`] in front of the [`open_registry`].
@@ -597,7 +603,7 @@ impl Engine {
     }
 }
 
-/// The test registry (`scripts/test-registry.sh`): TLS from a test CA, logins, the test image.
+/// The private test registry (`scripts/test-registry.sh`): TLS from the test CA, logins, the test image.
 #[derive(Debug, Clone)]
 pub struct TestRegistry {
     /// `ADDRESS:PORT`, as image names spell it.
@@ -608,15 +614,11 @@ pub struct TestRegistry {
 }
 
 impl TestRegistry {
-    /// Ensures the test registry runs (idempotent); the test hosts' bridge must be up ([`engines`]).
+    /// Ensures the test registries run; the test hosts' bridge must be up ([`engines`]).
     pub fn up() -> TestRegistry {
-        let out =
-            Command::new("bash").arg(repo_root().join("scripts/test-registry.sh")).arg("up").stderr(Stdio::inherit()).output().expect("run test-registry.sh");
-        assert!(out.status.success(), "scripts/test-registry.sh up failed");
-        let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(parts.len(), 4, "test-registry.sh printed {line:?}");
-        TestRegistry { host: parts[0].into(), ca_file: parts[1].into(), user: parts[2].into(), password: parts[3].into() }
+        let parts = test_registry("private");
+        assert_eq!(parts.len(), 4, "test-registry.sh printed {parts:?} for the private registry");
+        TestRegistry { host: parts[0].clone(), ca_file: parts[1].clone().into(), user: parts[2].clone(), password: parts[3].clone() }
     }
 
     /// The test image's name in this registry.
