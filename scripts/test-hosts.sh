@@ -28,8 +28,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 [[ $(id -u) -eq 0 ]] || exec sudo -E "$0" "$@"
 
-BRIDGE=corral-br0
-BRIDGE_IP=10.213.0.1
+BRIDGE=$TEST_BRIDGE
+BRIDGE_IP=$TEST_BRIDGE_IP
 PREFIX=24
 RUN_ROOT=/run/corral-test
 DATA_ROOT=/var/lib/corral-test

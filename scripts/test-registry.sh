@@ -29,11 +29,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 [[ $(id -u) -eq 0 ]] || exec sudo -E "$0" "$@"
 
-BRIDGE=corral-br0
-BRIDGE_IP=10.213.0.1
-OPEN=$BRIDGE_IP:5000
-OPEN_PROXY=$BRIDGE_IP:5001
-PRIVATE=$BRIDGE_IP:5443
+OPEN=$TEST_BRIDGE_IP:5000
+OPEN_PROXY=$TEST_BRIDGE_IP:5001
+PRIVATE=$TEST_BRIDGE_IP:5443
 USER_NAME=corral-test
 PASSWORD=corral-test-registry-pw
 DIR=/var/lib/corral-test/registry
@@ -58,10 +56,10 @@ make_certificates() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
         -subj "/CN=Corral test registry CA" -keyout "$DIR/ca.key" -out "$DIR/ca.crt" 2>/dev/null
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj "/CN=$BRIDGE_IP" -keyout "$DIR/server.key" -out "$DIR/server.csr" 2>/dev/null
+        -subj "/CN=$TEST_BRIDGE_IP" -keyout "$DIR/server.key" -out "$DIR/server.csr" 2>/dev/null
     # An IP address names no port: one certificate serves both registries and the proxy.
     openssl x509 -req -in "$DIR/server.csr" -CA "$DIR/ca.crt" -CAkey "$DIR/ca.key" -CAcreateserial -days 3650 \
-        -extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$BRIDGE_IP") -out "$DIR/server.crt" 2>/dev/null
+        -extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$TEST_BRIDGE_IP") -out "$DIR/server.crt" 2>/dev/null
     rm -f "$DIR/server.csr"
     chmod 600 "$DIR/ca.key" "$DIR/server.key"
 }
@@ -191,8 +189,8 @@ bulky_image() {
 up() {
     command -v docker-registry >/dev/null 2>&1 || die "docker-registry not found (scripts/setup.sh installs it)"
     command -v htpasswd >/dev/null 2>&1 || die "htpasswd not found (scripts/setup.sh installs apache2-utils)"
-    ip -4 addr show dev "$BRIDGE" 2>/dev/null | grep -q "inet $BRIDGE_IP/" ||
-        die "the test bridge $BRIDGE ($BRIDGE_IP) is not up: run scripts/test-hosts.sh up N first"
+    ip -4 addr show dev "$TEST_BRIDGE" 2>/dev/null | grep -q "inet $TEST_BRIDGE_IP/" ||
+        die "the test bridge $TEST_BRIDGE ($TEST_BRIDGE_IP) is not up: run scripts/test-hosts.sh up N first"
     pick_docker "$SOCK" || die "the default Docker engine does not answer (scripts/ensure-dockerd.sh starts it)"
     mkdir -p "$DIR"
     make_certificates

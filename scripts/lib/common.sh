@@ -5,6 +5,11 @@ as_root() {
     if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
 }
 
+# The test hosts' network (scripts/test-hosts.sh makes it): the bridge and the machine's address
+# on it, where the test registries listen too.
+TEST_BRIDGE=corral-br0
+TEST_BRIDGE_IP=10.213.0.1
+
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
