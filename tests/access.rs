@@ -151,6 +151,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Need> {
         (("POST", "/hosts/{host}/revoke"), owner),
         (("GET", "/hosts/{host}/stats"), ro),
         // Registries hold logins and make every host install their CA: those who manage hosts.
+        (("GET", "/network"), ro),
         (("GET", "/registries"), ro),
         (("PUT", "/registries/{host}"), member),
         (("DELETE", "/registries/{host}"), member),

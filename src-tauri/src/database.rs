@@ -155,7 +155,7 @@ mod tests {
         let data = dir.path().join("data");
         let cp = control_plane::start(&data, ([127, 0, 0, 1], 0).into(), crate::credentials::Backend::File).await.unwrap();
         let state = &cp.state;
-        state.store.create_environment("BEFORE").await.unwrap();
+        state.store.create_environment("BEFORE", "10.99.0.0/16").await.unwrap();
 
         let dest = dir.path().join("backup.db");
         let seen = std::sync::Mutex::new(Vec::new());
@@ -164,12 +164,12 @@ mod tests {
         assert!(std::fs::metadata(&dest).unwrap().len() > 0);
         assert!(seen.lock().unwrap().iter().all(|p| *p <= 100));
 
-        state.store.create_environment("AFTER").await.unwrap();
+        state.store.create_environment("AFTER", "10.99.0.0/16").await.unwrap();
         let text = run_restore(state, &dest, false).await.unwrap();
         assert!(text.contains("safety copy: corral.db"), "{text}");
         assert_eq!(environment_names(state).await.unwrap(), ["BEFORE", "Default"]);
 
-        state.store.create_environment("KEPT").await.unwrap();
+        state.store.create_environment("KEPT", "10.99.0.0/16").await.unwrap();
         let bad = dir.path().join("bad.db");
         std::fs::write(&bad, "this is not a database").unwrap();
         let err = run_restore(state, &bad, false).await.unwrap_err();

@@ -34,6 +34,7 @@ pub fn facts(name: &str) -> HostFacts {
         kernel: "6.1.0".into(),
         agent_version: "0.1.0".into(),
         labels: BTreeMap::new(),
+        network: Default::default(),
     }
 }
 

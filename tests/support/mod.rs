@@ -201,12 +201,20 @@ impl ControlPlane {
     }
 
     /// Like [`restart`](Self::restart), running `while_down` between the stop and the start.
-    pub fn restart_with_pause(self, while_down: impl FnOnce()) -> ControlPlane {
+    pub fn restart_with_pause(mut self, while_down: impl FnOnce()) -> ControlPlane {
+        self.restart_in_place(while_down);
+        self
+    }
+
+    /// [`restart_with_pause`](Self::restart_with_pause) for a control plane held in place (a
+    /// [`Cluster`]'s).
+    pub fn restart_in_place(&mut self, while_down: impl FnOnce()) {
         let listen = self.url.trim_start_matches("http://").to_string();
         let data_dir = self.data_dir.clone();
-        assert!(self.proc.stop().success(), "the control plane exits cleanly on SIGTERM");
+        self.proc.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(self.proc.wait_exit(Duration::from_secs(10)).success(), "the control plane exits cleanly on SIGTERM");
         while_down();
-        Self::start_on(&data_dir, &listen)
+        *self = Self::start_on(&data_dir, &listen);
     }
 
     pub fn start_on(data_dir: &Path, listen: &str) -> ControlPlane {

@@ -114,7 +114,7 @@ async fn session(link: &Link<'_>, shutdown: &mut broadcast::Receiver<()>, backof
         token: link.config.token.clone(),
         credential,
         host_id: link.host_id.clone(),
-        facts: facts::gather(link.config, docker_version, local_ip),
+        facts: facts::gather(link.config, docker_version, local_ip, link.reconciler.lease()),
     });
     if let Err(e) = send(&mut ws, &hello).await {
         return End::Retry(format!("cannot send hello: {e}"));

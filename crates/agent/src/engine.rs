@@ -14,6 +14,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
+use corral_proto::network::NetworkMode;
 use corral_proto::{labels, ContainerSpec, ContainerState, ObservedContainer, PortSpec, Protocol, PullFailure};
 use futures_util::{Stream, StreamExt};
 
@@ -167,6 +168,48 @@ impl Engine {
         }
     }
 
+    /// Makes the engine's managed network (a bridge named by [`corral_proto::network::DOCKER_NETWORK`])
+    /// hold `subnet`, the host's lease, with its first address as the gateway. One made for another
+    /// subnet is replaced when no container uses it; otherwise that is an error the caller reports.
+    pub async fn ensure_managed_network(&self, subnet: &ipnet::Ipv4Net) -> Result<(), AgentError> {
+        let name = corral_proto::network::DOCKER_NETWORK;
+        let failed = |action: &str, e: &DockerError| AgentError::engine(format!("{action} the managed network {name}"), e);
+        match self.docker.inspect_network(name, None).await {
+            Ok(existing) => {
+                let has =
+                    existing.ipam.as_ref().and_then(|i| i.config.as_ref()).is_some_and(|c| c.iter().any(|c| c.subnet.as_deref() == Some(&subnet.to_string())));
+                if has {
+                    return Ok(());
+                }
+                if existing.containers.as_ref().is_some_and(|c| !c.is_empty()) {
+                    return Err(AgentError::Engine {
+                        action: format!("move the managed network {name} to {subnet}"),
+                        reason: "containers still use it on its old subnet; they move when they are made anew (a service upgrade)".into(),
+                    });
+                }
+                tracing::info!(network = name, %subnet, "replacing the managed network made for another subnet");
+                self.docker.remove_network(name).await.map_err(|e| failed("remove", &e))?;
+            }
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(failed("inspect", &e)),
+        }
+        let gateway = subnet.hosts().next().map(|g| g.to_string());
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            ipam: Some(bollard::models::Ipam {
+                config: Some(vec![bollard::models::IpamConfig { subnet: Some(subnet.to_string()), gateway, ..Default::default() }]),
+                ..Default::default()
+            }),
+            options: Some(HashMap::from([("com.docker.network.bridge.name".to_string(), "corral-m".to_string())])),
+            labels: Some(HashMap::from([(labels::MANAGED.to_string(), "true".to_string())])),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await.map_err(|e| failed("create", &e))?;
+        tracing::info!(network = name, %subnet, "made the managed network");
+        Ok(())
+    }
+
     /// The last `lines` lines a container printed (stdout and stderr), oldest first.
     pub async fn log_tail(&self, id: &str, lines: usize) -> Result<Vec<String>, AgentError> {
         let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&lines.to_string()).build();
@@ -182,9 +225,10 @@ impl Engine {
 
     /// Creates the container for `spec` and starts it unless its service is stopped; returns
     /// its id. The image must be on the host: pulls are the reconciler's, before it gets here.
-    pub async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, AgentError> {
+    /// `network` is the engine's network it joins ([`network_mode`]).
+    pub async fn create_and_start(&self, spec: &ContainerSpec, network: &str) -> Result<String, AgentError> {
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let created = self.docker.create_container(Some(opts), create_body(spec)).await.map_err(|e| match &e {
+        let created = self.docker.create_container(Some(opts), create_body(spec, network)).await.map_err(|e| match &e {
             DockerError::DockerResponseServerError { status_code: 404, .. } => {
                 AgentError::ImageNotFound { image: spec.image.clone(), container: spec.name.clone() }
             }
@@ -297,7 +341,18 @@ fn port_key(p: &PortSpec) -> String {
     format!("{}/{proto}", p.container_port)
 }
 
-pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+/// The engine's network a container of `mode` joins: the managed one once this host has it
+/// (`managed_ready`), the default bridge until then.
+pub fn network_mode(mode: NetworkMode, managed_ready: bool) -> &'static str {
+    match mode {
+        NetworkMode::Managed if managed_ready => corral_proto::network::DOCKER_NETWORK,
+        NetworkMode::Managed | NetworkMode::Bridge => "bridge",
+        NetworkMode::Host => "host",
+        NetworkMode::None => "none",
+    }
+}
+
+pub fn create_body(spec: &ContainerSpec, network: &str) -> ContainerCreateBody {
     let exposed: Vec<String> = {
         let mut keys: Vec<String> = spec.ports.iter().map(port_key).collect();
         keys.sort();
@@ -325,6 +380,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            network_mode: Some(network.to_string()),
             ..Default::default()
         }),
         ..Default::default()
@@ -385,7 +441,7 @@ mod tests {
             labels: [(labels::STACK.to_string(), "s".to_string())].into(),
             ..Default::default()
         };
-        let body = create_body(&spec);
+        let body = create_body(&spec, "bridge");
         assert_eq!(body.image.as_deref(), Some("img:1"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
@@ -408,7 +464,7 @@ mod tests {
 
     #[test]
     fn empty_command_keeps_the_image_default() {
-        let body = create_body(&ContainerSpec { name: "a".into(), image: "i".into(), ..Default::default() });
+        let body = create_body(&ContainerSpec { name: "a".into(), image: "i".into(), ..Default::default() }, "bridge");
         assert_eq!(body.cmd, None);
         assert_eq!(body.exposed_ports, None);
     }

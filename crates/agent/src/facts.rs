@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use corral_proto::network::NetworkFacts;
 use corral_proto::HostFacts;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
@@ -9,7 +10,8 @@ use crate::AgentConfig;
 
 /// `local_addr` is the local end of the socket used to reach the control plane: the address
 /// other hosts on that network can most likely reach this one at.
-pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpAddr>) -> HostFacts {
+/// `subnet` is the managed network's lease the host held before (from its saved desired set).
+pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpAddr>, subnet: Option<String>) -> HostFacts {
     let sys = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()).with_memory(MemoryRefreshKind::nothing().with_ram()));
     let cpus = match sys.cpus().len() {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -25,7 +27,25 @@ pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpA
         kernel: System::kernel_version().unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.clone(),
+        network: NetworkFacts { subnet, public_key: None, tunnel_port: None, host_networks: host_networks() },
     }
+}
+
+/// The IPv4 networks of this machine's interfaces, loopback aside, in CIDR form.
+fn host_networks() -> Vec<String> {
+    let networks = sysinfo::Networks::new_with_refreshed_list();
+    let mut out: Vec<String> = networks
+        .values()
+        .flat_map(|data| data.ip_networks())
+        .filter_map(|n| match n.addr {
+            IpAddr::V4(a) if !a.is_loopback() && !a.is_link_local() => ipnet::Ipv4Net::new(a, n.prefix).ok().map(|net| net.trunc().to_string()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out.truncate(64);
+    out
 }
 
 #[cfg(test)]
@@ -49,7 +69,7 @@ mod tests {
 
     #[test]
     fn facts_describe_this_machine() {
-        let f = gather(&config(), "28.2.2", Some("10.0.0.7".parse().unwrap()));
+        let f = gather(&config(), "28.2.2", Some("10.0.0.7".parse().unwrap()), Some("10.42.1.0/24".into()));
         assert!(!f.name.is_empty());
         assert_eq!(f.address, "10.0.0.7");
         assert_eq!(f.docker_version, "28.2.2");
@@ -57,6 +77,8 @@ mod tests {
         assert!(f.memory_bytes > 0);
         assert_eq!(f.agent_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(f.labels["zone"], "a");
+        assert_eq!(f.network.subnet.as_deref(), Some("10.42.1.0/24"));
+        assert!(f.network.host_networks.iter().all(|n| n.parse::<ipnet::Ipv4Net>().is_ok() && !n.starts_with("127.")), "{:?}", f.network.host_networks);
     }
 
     #[test]
@@ -64,9 +86,9 @@ mod tests {
         let mut c = config();
         c.name = Some("h1".into());
         c.address = Some("192.168.1.5".into());
-        let f = gather(&c, "", Some("10.0.0.7".parse().unwrap()));
+        let f = gather(&c, "", Some("10.0.0.7".parse().unwrap()), None);
         assert_eq!(f.name, "h1");
         assert_eq!(f.address, "192.168.1.5");
-        assert_eq!(gather(&config(), "", None).address, "");
+        assert_eq!(gather(&config(), "", None, None).address, "");
     }
 }

@@ -19,6 +19,7 @@ use crate::error::AgentError;
 use crate::issues::{Crashes, Waiting};
 use crate::pull::Pulls;
 use crate::restarts::AppliedRestarts;
+use corral_proto::network::NetworkPlan;
 use corral_proto::registry::RegistryEntry;
 
 /// Catches anything the event stream missed (e.g. while it was re-subscribing).
@@ -63,6 +64,8 @@ pub struct Reconciler {
     applied: AppliedRestarts,
     /// The registries (logins, CAs) of the last pass: a change retries failed pulls at once.
     registries: Vec<RegistryEntry>,
+    /// The subnet the engine's managed network was made for, once it is.
+    managed: Option<ipnet::Ipv4Net>,
 }
 
 impl Reconciler {
@@ -80,6 +83,7 @@ impl Reconciler {
             wanted_since: HashMap::new(),
             applied: AppliedRestarts::default(),
             registries: Vec::new(),
+            managed: None,
         }
     }
 
@@ -95,6 +99,7 @@ impl Reconciler {
     /// beside the loop; an old container it replaces keeps running meanwhile.
     pub async fn converge_once(&mut self, desired: &DesiredSet) -> Result<ConvergeReport, AgentError> {
         let observed = self.engine.list_managed().await?;
+        self.ensure_network(desired.network.as_ref()).await;
         if self.registries != desired.registries {
             // A login or CA set right after a pull failed should not wait out the backoff.
             self.pulls.forget_failures();
@@ -152,10 +157,10 @@ impl Reconciler {
         }
         // Engine calls for different containers are independent; running a few at once lets a
         // deploy go as fast as the engine itself (it creates in parallel, the CLI's floor).
-        let engine = &self.engine;
+        let (engine, managed_ready) = (&self.engine, self.managed.is_some());
         let results: Vec<(Action, Result<(), AgentError>)> = futures_util::stream::iter(actions)
             .map(|action| async move {
-                let result = execute(engine, &action).await;
+                let result = execute(engine, &action, managed_ready).await;
                 (action, result)
             })
             .buffer_unordered(PARALLEL_ACTIONS)
@@ -185,6 +190,24 @@ impl Reconciler {
         self.restarts.observe(&report.observed, Instant::now());
         self.read_exit_logs(&desired.containers, &report.observed).await;
         Ok(report)
+    }
+
+    /// Makes the engine's managed network hold this host's lease when the plan names a new one.
+    /// Until it does, managed containers join the default bridge (and say nothing worse).
+    async fn ensure_network(&mut self, plan: Option<&NetworkPlan>) {
+        // The control plane checked the lease; a /24 is all this agent will act on regardless.
+        let wanted = plan.and_then(|p| p.subnet.parse::<ipnet::Ipv4Net>().ok()).filter(|n| n.prefix_len() == 24 && n.network() == n.addr());
+        let Some(subnet) = wanted else {
+            self.managed = None;
+            return;
+        };
+        if self.managed == Some(subnet) {
+            return;
+        }
+        match self.engine.ensure_managed_network(&subnet).await {
+            Ok(()) => self.managed = Some(subnet),
+            Err(e) => tracing::warn!(error = %e, %subnet, "cannot make the managed network; managed containers join the default bridge meanwhile"),
+        }
     }
 
     /// Decides about one container's (or asked image's) image, starting a pull when one is due.
@@ -262,18 +285,19 @@ fn asked_key(image: &str) -> String {
 const PARALLEL_ACTIONS: usize = 4;
 
 /// Carries out one action on the engine.
-async fn execute(engine: &Engine, action: &Action) -> Result<(), AgentError> {
+async fn execute(engine: &Engine, action: &Action, managed_ready: bool) -> Result<(), AgentError> {
+    let network = |spec: &corral_proto::ContainerSpec| crate::engine::network_mode(spec.network, managed_ready);
     match action {
-        Action::Create { spec } => engine.create_and_start(spec).await.map(drop),
+        Action::Create { spec } => engine.create_and_start(spec, network(spec)).await.map(drop),
         Action::Recreate { id, spec } => {
             engine.remove(id).await?;
-            engine.create_and_start(spec).await.map(drop)
+            engine.create_and_start(spec, network(spec)).await.map(drop)
         }
         Action::Start { id, .. } => engine.start(id).await,
         Action::Stop { id, .. } => engine.stop(id).await,
         Action::Promote { id, spec, refill } => {
             engine.rename(id, &spec.name).await?;
-            engine.create_and_start(refill).await.map(drop)
+            engine.create_and_start(refill, network(refill)).await.map(drop)
         }
         Action::Remove { id, .. } => engine.remove(id).await,
         Action::Restart { id, .. } => engine.restart(id).await,
@@ -318,6 +342,12 @@ pub struct ReconcilerHandle {
 }
 
 impl ReconcilerHandle {
+    /// The managed network's subnet this host was last given (kept in `desired.json` across
+    /// restarts), to ask for it again.
+    pub fn lease(&self) -> Option<String> {
+        self.desired.borrow().as_ref()?.network.as_ref().map(|n| n.subnet.clone())
+    }
+
     /// Starts the converge loop and the engine event watcher. `initial` is the last desired set
     /// (from `desired.json`); `None` means none was ever received, and then the loop only
     /// observes: an unknown desired set must not be read as "remove everything".

@@ -93,10 +93,12 @@ mod tests {
                 stopped: false,
                 pull: Default::default(),
                 restart_generation: 0,
+                network: Default::default(),
             }],
             load_balancer: Default::default(),
             pull: Vec::new(),
             registries: Vec::new(),
+            network: None,
         }
     }
 

@@ -24,6 +24,7 @@
 pub mod image;
 pub mod labels;
 pub mod lb;
+pub mod network;
 pub mod registry;
 pub mod spec;
 pub mod stats;
@@ -143,6 +144,9 @@ pub struct HostFacts {
     pub agent_version: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Its side of the managed network (absent from older agents).
+    #[serde(default, skip_serializing_if = "network::NetworkFacts::is_empty")]
+    pub network: network::NetworkFacts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +202,10 @@ pub struct DesiredSet {
     /// when an image in `containers` comes from it. Absent from older control planes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registries: Vec<registry::RegistryEntry>,
+    /// The managed network as this host takes part in it: its lease and its peers. Absent from
+    /// older control planes, and while the host has no lease (its environment's network is full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::NetworkPlan>,
 }
 
 /// What the agent sees on its engine.

@@ -30,6 +30,10 @@ pub struct ContainerSpec {
     /// does not change the container made from it.
     #[serde(default, skip_serializing_if = "crate::PullPolicy::is_default")]
     pub pull: crate::PullPolicy,
+    /// Which network the container joins. Part of the spec hash (a container moves network by
+    /// being made anew), but left out when it is the default, so specs from before it hash alike.
+    #[serde(default, skip_serializing_if = "crate::network::NetworkMode::is_default")]
+    pub network: crate::network::NetworkMode,
     /// Changes each time a restart of this container is asked for: the agent restarts a running
     /// container when this differs from the generation it last applied. Not part of the spec
     /// hash either (and left out when 0), so a restart never recreates a container.

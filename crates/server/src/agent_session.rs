@@ -26,7 +26,7 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
         Err(_) => return reject(socket, RejectCode::BadHello, "no hello within 10 s".into()).await,
     };
     match admit(&state, &hello, remote).await {
-        Ok(Admitted { attachment, welcome, environment, new_host }) => {
+        Ok(Admitted { attachment, welcome, environment, new_host, network_problem }) => {
             let host_id = hello.host_id.clone();
             tracing::info!(host = %welcome.host_name, %remote, new_host, "agent connected");
             let env_id = environment.id;
@@ -35,7 +35,7 @@ pub async fn serve(mut socket: WebSocket, remote: SocketAddr, state: AppState, s
             state.events.publish(&environment.name, &[Resource::Hosts]);
             let adopt_into = new_host.then_some(environment);
             let session = attachment.session;
-            let result = run(&mut socket, &state, (&host_id, env_id), attachment, welcome, adopt_into, shutdown).await;
+            let result = run(&mut socket, &state, (&host_id, env_id), attachment, welcome, (adopt_into, network_problem), shutdown).await;
             state.hub.detach(&host_id, session);
             state.metrics.forget_host(&host_id);
             if let Err(e) = state.store.set_host_state(&host_id, HostState::Disconnected).await {
@@ -59,6 +59,8 @@ struct Admitted {
     environment: Environment,
     /// The host is new to this database: what it already runs is adopted, not removed.
     new_host: bool,
+    /// Why the host has no place on the managed network, when it has none.
+    network_problem: Option<String>,
 }
 
 /// Checks the hello and registers the host; on success the session owns the host.
@@ -85,6 +87,7 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
         let token_hash = corral_store::tokens::hash_secret(&hello.token);
         let joining = issue_credential.then(|| Joining { token_hash: &token_hash, max_hosts: state.config.max_hosts_per_join_token });
         let (host, new_host) = state.store.register_host_joining(env.id, &hello.host_id, &facts, joining).await?;
+        let network_problem = crate::network::lease_host(&state.store, &host.id, &env, facts.network.subnet.as_deref()).await?;
         let credential = if issue_credential {
             // The secret leaves only in the welcome; the database keeps its hash.
             let secret = format!("corral_host_{}", corral_store::environments::random_secret(24));
@@ -95,11 +98,11 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
         } else {
             None
         };
-        Ok::<_, StoreError>((host, new_host, credential))
+        Ok::<_, StoreError>((host, new_host, credential, network_problem))
     }
     .await;
     match registered {
-        Ok((host, new_host, credential)) => Ok(Admitted {
+        Ok((host, new_host, credential, network_problem)) => Ok(Admitted {
             attachment,
             welcome: Welcome {
                 host_id: host.id,
@@ -110,6 +113,7 @@ async fn admit(state: &AppState, hello: &Hello, remote: SocketAddr) -> Result<Ad
             },
             environment: env,
             new_host,
+            network_problem,
         }),
         Err(e) => {
             state.hub.detach(&hello.host_id, attachment.session);
@@ -204,7 +208,7 @@ async fn run(
     (host_id, env_id): (&str, i64),
     attachment: Attachment,
     welcome: Welcome,
-    adopt_into: Option<Environment>,
+    (adopt_into, network_problem): (Option<Environment>, Option<String>),
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<(), String> {
     let Attachment { mut desired, mut outbox, .. } = attachment;
@@ -221,6 +225,7 @@ async fn run(
         running: HashMap::new(),
         refused_at_adoption: Vec::new(),
         refused_in_report: Vec::new(),
+        network_problem,
         problem: None,
     };
     send(socket, &ServerMessage::Welcome(welcome)).await?;
@@ -314,6 +319,8 @@ struct Session<'a> {
     refused_at_adoption: Vec<String>,
     /// What the latest report lost; replaced by each report.
     refused_in_report: Vec<String>,
+    /// Why the host has no place on the managed network; stays for the session.
+    network_problem: Option<String>,
     /// The problem last recorded on the host.
     problem: Option<String>,
 }
@@ -408,7 +415,7 @@ impl Session<'_> {
 
     /// Writes the host's problem when it changed, and logs it then (not on every report).
     async fn record_problem(&mut self) -> Result<(), String> {
-        let refused: Vec<String> = self.refused_at_adoption.iter().chain(&self.refused_in_report).cloned().collect();
+        let refused: Vec<String> = self.network_problem.iter().chain(&self.refused_at_adoption).chain(&self.refused_in_report).cloned().collect();
         let problem = crate::validate::agent::problem(&refused);
         if problem == self.problem {
             return Ok(());

@@ -290,6 +290,7 @@ async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
             kernel: host.kernel.clone(),
             agent_version: host.agent_version.clone(),
             labels: host.labels.clone(),
+            network: Default::default(),
         };
         check("hosts", &validate::agent::preview(&host.id), validate::agent::host_id(&host.id).and_then(|()| validate::agent::facts(&facts)));
     }
@@ -304,6 +305,19 @@ async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
     }
     if let Some(url) = copy.settings().await?.advertise_url {
         check("settings", &1, validate::advertise_url(&url).map(|_| ()));
+    }
+    // Managed networks and leases are what agents build networks and routes from.
+    for env in &environments {
+        if let Some(subnet) = &env.subnet {
+            check("environments", &env.id, validate::managed_subnet(subnet).map(drop));
+        }
+    }
+    for lease in copy.leases(None).await? {
+        let in_network = environments.iter().find(|e| e.id == lease.environment_id).and_then(|e| crate::network::cidr(e.subnet.as_deref()?));
+        let ok =
+            crate::network::cidr(&lease.subnet).is_some_and(|l| l.prefix_len() == crate::network::LEASE_PREFIX && in_network.is_some_and(|n| n.contains(&l)));
+        let why = format!("lease {} of host {} is no /24 of its environment's managed network", lease.subnet, lease.host_name);
+        check("host_leases", &lease.host_id, if ok { Ok(()) } else { Err(crate::error::ApiError::invalid("subnet", why)) });
     }
     // What agents are sent and install (a CA file under the engine's certs dir) passes the API's rules.
     for registry in copy.registries(None).await? {

@@ -4,9 +4,8 @@
 //! and sends every new revision down the WebSocket. A set is published only when it changes,
 //! so reconciling often costs the agents nothing.
 
-use corral_proto::lb::{LbListenerStatus, LbSet};
-use corral_proto::registry::RegistryEntry;
-use corral_proto::{ContainerIssue, ContainerSpec, DesiredSet, ImagePull, ImageReport, ImageState, LogChunk, LogsRequest, ServerMessage};
+use corral_proto::lb::LbListenerStatus;
+use corral_proto::{ContainerIssue, DesiredSet, ImageReport, ImageState, LogChunk, LogsRequest, ServerMessage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -201,22 +200,20 @@ impl Hub {
         }
     }
 
-    /// Publishes the host's full desired set; a new revision only if it changed.
-    pub fn publish(&self, host_id: &str, mut containers: Vec<ContainerSpec>, load_balancer: LbSet, mut pull: Vec<ImagePull>, registries: Vec<RegistryEntry>) {
-        containers.sort_by(|a, b| a.name.cmp(&b.name));
-        pull.sort_by(|a, b| a.image.cmp(&b.image));
-        pull.dedup();
+    /// Publishes the host's full desired set (its `revision` is set here); a new revision only
+    /// if it changed.
+    pub fn publish(&self, host_id: &str, mut set: DesiredSet) {
+        set.containers.sort_by(|a, b| a.name.cmp(&b.name));
+        set.pull.sort_by(|a, b| a.image.cmp(&b.image));
+        set.pull.dedup();
         let mut slots = self.slots.lock().expect("hub lock");
         let slot = slots.entry(host_id.to_string()).or_insert_with(Slot::new);
         slot.desired.send_if_modified(|current| {
-            if current
-                .as_ref()
-                .is_some_and(|set| set.containers == containers && set.load_balancer == load_balancer && set.pull == pull && set.registries == registries)
-            {
+            if current.as_ref().is_some_and(|old| DesiredSet { revision: old.revision, ..set.clone() } == **old) {
                 return false;
             }
-            let revision = self.next_revision.fetch_add(1, Ordering::Relaxed);
-            *current = Some(Arc::new(DesiredSet { revision, containers, load_balancer, pull, registries }));
+            set.revision = self.next_revision.fetch_add(1, Ordering::Relaxed);
+            *current = Some(Arc::new(set));
             true
         });
     }
@@ -303,8 +300,8 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn spec(name: &str) -> ContainerSpec {
-        ContainerSpec { name: name.into(), image: "busybox".into(), ..Default::default() }
+    fn spec(name: &str) -> corral_proto::ContainerSpec {
+        corral_proto::ContainerSpec { name: name.into(), image: "busybox".into(), ..Default::default() }
     }
 
     #[test]
@@ -325,13 +322,13 @@ mod tests {
         let hub = Hub::default();
         let mut rx = hub.attach("h").unwrap().desired;
         assert!(rx.borrow().is_none(), "nothing is sent before the first reconcile");
-        hub.publish("h", vec![spec("b"), spec("a")], LbSet::default(), Vec::new(), Vec::new());
+        hub.publish("h", DesiredSet { containers: vec![spec("b"), spec("a")], ..Default::default() });
         assert!(rx.has_changed().unwrap());
         let first = rx.borrow_and_update().clone().unwrap();
         assert_eq!(first.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        hub.publish("h", vec![spec("a"), spec("b")], LbSet::default(), Vec::new(), Vec::new());
+        hub.publish("h", DesiredSet { containers: vec![spec("a"), spec("b")], ..Default::default() });
         assert!(!rx.has_changed().unwrap(), "same set in another order is no change");
-        hub.publish("h", vec![spec("a")], LbSet::default(), Vec::new(), Vec::new());
+        hub.publish("h", DesiredSet { containers: vec![spec("a")], ..Default::default() });
         let second = rx.borrow_and_update().clone().unwrap();
         assert!(second.revision > first.revision);
         assert_eq!(hub.in_sync("h"), Some(false));

@@ -11,6 +11,7 @@
 //! - [`backup`]: online backups of the database and restoring one without a restart.
 //! - [`status`]: one state word and reason per container and service, as lists show them.
 //! - [`reconcile`]: the level-triggered loop from desired state to placements to desired sets.
+//! - [`network`]: the managed network: environments' ranges, hosts' leases, each host's plan.
 //! - [`lb`]: load-balancer services: rule syntax, and listeners with backends from observed state.
 //! - [`metrics`]: monitoring: agents' stats, history roll-ups, the Prometheus page.
 //! - [`tls`]: the control plane's own CA, and TLS on the LAN listener.
@@ -28,6 +29,7 @@ pub mod events;
 pub mod hub;
 pub mod lb;
 pub mod metrics;
+pub mod network;
 pub mod reconcile;
 pub mod state;
 pub mod status;
@@ -184,6 +186,7 @@ impl ControlPlane {
         let (store, sealed) = Store::open_sealed(&data_dir.join(DATABASE_FILE), key).await?;
         log_sealing(&sealed);
         store.ensure_default_environment().await?;
+        network::number_environments(&store).await?;
         let new_admin_token = bootstrap_admin_token(&store, &data_dir, config.admin_token_file).await?;
         store.mark_all_hosts_disconnected().await?;
         let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source }) };

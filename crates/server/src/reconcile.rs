@@ -8,6 +8,7 @@ use crate::hub::Hub;
 use crate::lb::Backends;
 use corral_proto::lb::LbSet;
 use corral_proto::ContainerState;
+use corral_proto::DesiredSet;
 use corral_proto::{labels, ContainerSpec, PortSpec};
 use corral_scheduler::{Constraint, HostView, Protocol, ServiceRequest, Unplaced};
 use corral_store::containers::Placement;
@@ -253,6 +254,8 @@ impl Reconciler {
         for (env, entry) in self.store.registry_entries().await? {
             registries.entry(env).or_default().push(entry);
         }
+        let leases = self.store.leases(None).await?;
+        let networks: HashMap<i64, String> = self.store.environments().await?.into_iter().filter_map(|e| Some((e.id, e.subnet?))).collect();
         for host in &hosts {
             let env = env_labels.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
@@ -280,7 +283,8 @@ impl Reconciler {
             // Logins go with the images the host runs and the ones it is asked to pull first.
             let images = specs.iter().map(|s| s.image.as_str()).chain(pull.iter().map(|p| p.image.as_str()));
             let registries = corral_proto::registry::for_host(registries.get(&host.environment_id).map_or(&[][..], Vec::as_slice), images);
-            self.hub.publish(&host.id, specs, lb, pull, registries);
+            let network = networks.get(&host.environment_id).and_then(|net| crate::network::plan_for(&host.id, net, &leases));
+            self.hub.publish(&host.id, DesiredSet { revision: 0, containers: specs, load_balancer: lb, pull, registries, network });
         }
         Ok(())
     }
@@ -378,6 +382,7 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         labels: all_labels,
         stopped: service.is_stopped() || record.stopped,
         pull: spec.pull,
+        network: Default::default(),
         restart_generation: record.restart_generation,
     }
 }
@@ -405,6 +410,7 @@ pub fn spare_spec(environment: &str, service: &Service) -> ContainerSpec {
         labels: all_labels,
         stopped: false,
         pull: spec.pull,
+        network: Default::default(),
         restart_generation: 0,
     }
 }

@@ -403,6 +403,29 @@ pub fn duration_seconds(field: &'static str, value: i64) -> Result<i64, ApiError
 /// Longest URL hosts may be told to join at.
 pub const MAX_URL_BYTES: usize = 2048;
 
+/// An environment's managed network: a private IPv4 range in CIDR form, from a /8 to a /23 (it
+/// holds one /24 per host, at least two), written as its network address.
+pub fn managed_subnet(value: &str) -> Result<ipnet::Ipv4Net, ApiError> {
+    const FIELD: &str = "subnet";
+    let bad = |why: String| ApiError::invalid(FIELD, format!("invalid subnet {}: {why}; give a private IPv4 range such as 10.42.0.0/16", preview(value)));
+    let net: ipnet::Ipv4Net = value.trim().parse().map_err(|_| bad("it is not an IPv4 network in CIDR form (ADDRESS/PREFIX)".into()))?;
+    if !(8..=23).contains(&net.prefix_len()) {
+        return Err(bad(format!(
+            "a /{} is {}: the prefix must be from /8 to /23 (each host takes a /24)",
+            net.prefix_len(),
+            if net.prefix_len() > 23 { "too small for two hosts" } else { "wider than any private range" }
+        )));
+    }
+    if net.addr() != net.network() {
+        return Err(bad(format!("it is not the start of its range; did you mean {}?", net.trunc())));
+    }
+    let private: [ipnet::Ipv4Net; 4] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"].map(|p| p.parse().expect("a CIDR"));
+    if !private.iter().any(|p| p.contains(&net)) {
+        return Err(bad("it is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10)".into()));
+    }
+    Ok(net)
+}
+
 /// The URL hosts reach the control plane at, as join commands name it: `http` or `https`, a
 /// host, an optional port, nothing else (agents add `/v1/agent` themselves). Returned in its
 /// normal form, without a trailing `/`.
@@ -515,6 +538,24 @@ mod tests {
         for bad in ["", "NGINX", "nginx:", "nginx::1", "-nginx", "nginx:bad tag", "a//b", "nginx@sha256:xyz", "reg:port/x"] {
             let err = image(bad).unwrap_err().to_string();
             assert!(err.contains("invalid image reference"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn managed_subnets() {
+        assert_eq!(managed_subnet("10.42.0.0/16").unwrap().to_string(), "10.42.0.0/16");
+        assert_eq!(managed_subnet("192.168.0.0/23").unwrap().to_string(), "192.168.0.0/23");
+        for (bad, says) in [
+            ("", "CIDR"),
+            ("10.42.0.0", "CIDR"),
+            ("10.42.0.0/24", "too small"),
+            ("10.0.0.0/7", "wider"),
+            ("10.42.1.0/16", "did you mean 10.42.0.0/16"),
+            ("8.8.0.0/16", "not a private range"),
+            ("fd00::/64", "CIDR"),
+        ] {
+            let e = managed_subnet(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("invalid subnet"), "{bad}: {e}");
         }
     }
 

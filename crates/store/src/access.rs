@@ -247,8 +247,8 @@ mod tests {
     #[tokio::test]
     async fn the_strongest_role_wins_and_groups_count() {
         let (store, _dir) = store().await;
-        let ops = store.create_environment("OPS").await.unwrap();
-        let dev = store.create_environment("DEV").await.unwrap();
+        let ops = store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
+        let dev = store.create_environment("DEV", "10.99.0.0/16").await.unwrap();
         let alice = store.create_user("alice", None, false).await.unwrap();
         let devs = store.create_group("devs").await.unwrap();
         store.add_to_group("devs", "alice").await.unwrap();
@@ -271,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn keys_verify_by_hash_and_revoke() {
         let (store, _dir) = store().await;
-        let ops = store.create_environment("OPS").await.unwrap();
+        let ops = store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
         let alice = store.create_user("alice", None, false).await.unwrap();
         let (account, secret) = store.create_api_key(alice.id, None, Some("laptop")).await.unwrap();
         let (env_key, env_secret) = store.create_api_key(alice.id, Some(ops.id), None).await.unwrap();
@@ -287,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn key_names_are_unique_per_user() {
         let (store, _dir) = store().await;
-        let ops = store.create_environment("OPS").await.unwrap();
+        let ops = store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
         let alice = store.create_user("alice", None, false).await.unwrap();
         let bob = store.create_user("bob", None, false).await.unwrap();
         let (alices, _) = store.create_api_key(alice.id, None, Some("laptop")).await.unwrap();

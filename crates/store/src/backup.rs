@@ -238,7 +238,7 @@ mod tests {
         let copy = dir.path().join("copy.db");
         store.vacuum_into(&copy).await.unwrap();
         store.create_stack(env.id, "Later").await.unwrap();
-        store.create_environment("OPS").await.unwrap();
+        store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
         let before_token = store.join_token(env.id).await.unwrap();
         store.replace_contents(&copy).await.unwrap();
         let stacks: Vec<String> = store.stacks(env.id).await.unwrap().into_iter().map(|s| s.name).collect();

@@ -14,6 +14,7 @@ fn row_to_env(row: sqlx::sqlite::SqliteRow) -> Environment {
         name: row.get("name"),
         created_at: row.get("created_at"),
         label: row.get::<Option<String>, _>("label").unwrap_or_else(|| row.get("name")),
+        subnet: row.get("subnet"),
     }
 }
 
@@ -93,15 +94,18 @@ impl Store {
         self.sealing.as_deref().ok_or(StoreError::NoSealingKey)
     }
 
-    pub async fn create_environment(&self, name: &str) -> Result<Environment> {
+    /// Makes an environment with the managed network `subnet` (checked by the caller).
+    pub async fn create_environment(&self, name: &str, subnet: &str) -> Result<Environment> {
         let token = NewJoinToken::random(self.sealing_key()?);
-        let result = sqlx::query("INSERT INTO environments (name, join_token, join_token_hash, created_at, label) VALUES (?1, ?2, ?3, ?4, ?1) RETURNING *")
-            .bind(name)
-            .bind(&token.sealed)
-            .bind(&token.hash)
-            .bind(now())
-            .fetch_one(&self.pool)
-            .await;
+        let result =
+            sqlx::query("INSERT INTO environments (name, join_token, join_token_hash, created_at, label, subnet) VALUES (?1, ?2, ?3, ?4, ?1, ?5) RETURNING *")
+                .bind(name)
+                .bind(&token.sealed)
+                .bind(&token.hash)
+                .bind(now())
+                .bind(subnet)
+                .fetch_one(&self.pool)
+                .await;
         match result {
             Ok(row) => Ok(row_to_env(row)),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("environment {name:?} already exists"))),
@@ -113,7 +117,7 @@ impl Store {
     pub async fn ensure_default_environment(&self) -> Result<Environment> {
         match self.environment(DEFAULT_ENVIRONMENT).await {
             Ok(env) => Ok(env),
-            Err(StoreError::NotFound(_)) => self.create_environment(DEFAULT_ENVIRONMENT).await,
+            Err(StoreError::NotFound(_)) => self.create_environment(DEFAULT_ENVIRONMENT, corral_proto::network::DEFAULT_SUBNET).await,
             Err(e) => Err(e),
         }
     }
@@ -343,7 +347,7 @@ mod tests {
     async fn only_empty_non_default_environments_are_removed() {
         let (store, _dir) = store().await;
         let default = store.ensure_default_environment().await.unwrap();
-        let ops = store.create_environment("OPS").await.unwrap();
+        let ops = store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
         assert_ne!(store.join_token(ops.id).await.unwrap(), store.join_token(default.id).await.unwrap(), "each environment has its own join token");
         let stack = store.create_stack(ops.id, "S").await.unwrap();
         let err = store.delete_environment("ops").await.unwrap_err();
@@ -362,7 +366,7 @@ mod tests {
     async fn renames_keep_contents_and_label_and_tokens_rotate() {
         let (store, _dir) = store().await;
         store.ensure_default_environment().await.unwrap();
-        let dev = store.create_environment("DEV").await.unwrap();
+        let dev = store.create_environment("DEV", "10.99.0.0/16").await.unwrap();
         assert_eq!(dev.label, "DEV");
         store.create_stack(dev.id, "S").await.unwrap();
         let renamed = store.rename_environment("dev", "STAGING").await.unwrap();
@@ -400,7 +404,7 @@ mod tests {
         let (store, report) = Store::open_sealed(&path, key.clone()).await.unwrap();
         assert_eq!(report, super::SealReport::default());
         let env = store.ensure_default_environment().await.unwrap();
-        let ops = store.create_environment("OPS").await.unwrap();
+        let ops = store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
         let token = store.join_token(env.id).await.unwrap();
         store.close().await;
         // The log before the file: a checkpoint finishing meanwhile moves pages from one to the
@@ -416,7 +420,7 @@ mod tests {
         // What an older version left: the token in plaintext, no hash.
         let plain = Store::open(&path).await.unwrap();
         assert!(matches!(plain.join_token(env.id).await, Err(StoreError::NoSealingKey)));
-        assert!(matches!(plain.create_environment("DEV").await, Err(StoreError::NoSealingKey)));
+        assert!(matches!(plain.create_environment("DEV", "10.99.0.0/16").await, Err(StoreError::NoSealingKey)));
         sqlx::query("UPDATE environments SET join_token = ?, join_token_hash = NULL WHERE id = ?")
             .bind(&token)
             .bind(env.id)
@@ -448,8 +452,8 @@ mod tests {
     #[tokio::test]
     async fn duplicate_environment_is_a_conflict() {
         let (store, _dir) = store().await;
-        store.create_environment("OPS").await.unwrap();
-        let err = store.create_environment("ops").await.unwrap_err();
+        store.create_environment("OPS", "10.99.0.0/16").await.unwrap();
+        let err = store.create_environment("ops", "10.99.0.0/16").await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     }
 }

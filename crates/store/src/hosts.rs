@@ -100,14 +100,16 @@ impl Store {
         let t = now();
         let row = sqlx::query(
             "INSERT INTO hosts (id, environment_id, name, address, docker_version, cpus, memory_bytes, os, kernel,
-                                agent_version, labels, state, state_since, last_seen, created_at, join_token_hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)
+                                agent_version, labels, state, state_since, last_seen, created_at, join_token_hash,
+                                tunnel_key, tunnel_port, networks)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET
                 name = excluded.name, address = excluded.address, docker_version = excluded.docker_version,
                 cpus = excluded.cpus, memory_bytes = excluded.memory_bytes, os = excluded.os,
                 kernel = excluded.kernel, agent_version = excluded.agent_version, labels = excluded.labels,
                 state = 'active', state_since = excluded.state_since, last_seen = excluded.last_seen,
-                join_token_hash = COALESCE(excluded.join_token_hash, hosts.join_token_hash), problem = NULL
+                join_token_hash = COALESCE(excluded.join_token_hash, hosts.join_token_hash), problem = NULL,
+                tunnel_key = excluded.tunnel_key, tunnel_port = excluded.tunnel_port, networks = excluded.networks
              RETURNING *",
         )
         .bind(host_id)
@@ -125,6 +127,9 @@ impl Store {
         .bind(&t)
         .bind(&t)
         .bind(joining.map(|j| j.token_hash))
+        .bind(&facts.network.public_key)
+        .bind(facts.network.tunnel_port.map(i64::from))
+        .bind(to_json(&facts.network.host_networks))
         .fetch_one(&mut *tx)
         .await?;
         let host = row_to_host(row)?;
@@ -299,7 +304,7 @@ mod tests {
         let err = store.register_host(env.id, "id-2", &facts("h1")).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("--name")), "{err}");
         // Nor may a host move to another environment.
-        let other = store.create_environment("DEV").await.unwrap();
+        let other = store.create_environment("DEV", "10.99.0.0/16").await.unwrap();
         assert!(store.register_host(other.id, "id-1", &facts("h1")).await.is_err());
         assert_eq!(store.hosts(None).await.unwrap().len(), 1);
         store.mark_all_hosts_disconnected().await.unwrap();

@@ -24,6 +24,7 @@ pub mod hosts;
 pub mod logins;
 pub mod metrics;
 pub mod model;
+pub mod network;
 pub mod observed;
 pub mod registries;
 pub mod sealing;

@@ -13,6 +13,9 @@ pub struct Environment {
     /// with, unchanged by renames so that no container is recreated for one.
     #[serde(skip_serializing)]
     pub label: String,
+    /// Its managed network, e.g. `10.42.0.0/16`; `None` only until the control plane has given
+    /// one to an environment made before managed networks.
+    pub subnet: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,7 +53,7 @@ mod tests {
     async fn stacks_are_unique_per_environment() {
         let (store, _dir) = store().await;
         let default = store.ensure_default_environment().await.unwrap();
-        let dev = store.create_environment("DEV").await.unwrap();
+        let dev = store.create_environment("DEV", "10.99.0.0/16").await.unwrap();
         let s = store.create_stack(default.id, "WEB-Server").await.unwrap();
         assert!(matches!(store.create_stack(default.id, "WEB-Server").await, Err(StoreError::Conflict(_))));
         store.create_stack(dev.id, "WEB-Server").await.unwrap();

@@ -50,6 +50,7 @@ impl Scope {
             stopped: false,
             pull: Default::default(),
             restart_generation: 0,
+            network: Default::default(),
         }
     }
 

@@ -8,8 +8,15 @@ use serde_json::{json, Value};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Create an empty environment (e.g. OPS, DEV) with its own join token.
-    Create { name: String },
+    /// Create an empty environment (e.g. OPS, DEV) with its own join token and managed network.
+    Create {
+        name: String,
+        /// Its managed network, a private IPv4 range from /8 to /23 (each host leases a /24 of
+        /// it); by default the next free 10.N.0.0/16. It may not overlap another environment's
+        /// network or a network a host is on.
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+    },
     /// List the environments with how many hosts and stacks each has.
     Ls,
     /// Rename an environment (admins); its hosts, stacks, members and keys stay with it, and no
@@ -26,15 +33,18 @@ pub enum Command {
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
-        Command::Create { name } => {
-            let env: Value = client.post("/environments", &json!({ "name": name })).await?;
-            let message = format!("created environment {name}; `corral host join-command --env {name}` adds hosts to it");
+        Command::Create { name, subnet } => {
+            let env: Value = client.post("/environments", &json!({ "name": name, "subnet": subnet })).await?;
+            let message = format!(
+                "created environment {name} with the managed network {}; `corral host join-command --env {name}` adds hosts to it",
+                text(&env, "subnet")
+            );
             output::done(format, &env, &message);
         }
         Command::Ls => {
             let envs: Vec<Value> = client.get("/environments", &[]).await?;
-            output::print(format, &envs, &["NAME", "HOSTS", "STACKS", "CREATED"], |envs| {
-                envs.iter().map(|e| vec![text(e, "name"), text(e, "hosts"), text(e, "stacks"), text(e, "created_at")]).collect()
+            output::print(format, &envs, &["NAME", "NETWORK", "HOSTS", "STACKS", "CREATED"], |envs| {
+                envs.iter().map(|e| vec![text(e, "name"), text(e, "subnet"), text(e, "hosts"), text(e, "stacks"), text(e, "created_at")]).collect()
             });
         }
         Command::Rename { old, new } => {

@@ -11,6 +11,7 @@ mod host;
 mod lb;
 pub(crate) mod login;
 mod member;
+mod network;
 mod ps;
 mod registry;
 mod rollout;
@@ -47,6 +48,9 @@ pub enum Command {
     Service(service::Command),
     /// List containers, optionally of one STACK or STACK/SERVICE.
     Ps(ps::Args),
+    /// The environment's managed network: each host's subnet and tunnel.
+    #[command(subcommand)]
+    Network(network::Command),
     /// Image registries of the environment: logins (kept encrypted) and private CAs.
     #[command(subcommand)]
     Registry(registry::Command),
@@ -107,6 +111,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Container(cmd) => container::run(cmd, &client(), cli.output).await,
         Command::Settings(cmd) => settings::run(cmd, &client(), cli.output).await,
         Command::Lb(cmd) => lb::run(cmd, &client(), cli.output).await,
+        Command::Network(cmd) => network::run(cmd, &client(), cli.output).await,
         Command::Registry(cmd) => registry::run(cmd, &client(), cli.output).await,
         Command::Stats(cmd) => stats::run(cmd, &client(), cli.output).await,
         Command::Top(args) => stats::top(args, &client(), cli.output).await,

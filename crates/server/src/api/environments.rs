@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct NewEnvironment {
     pub name: String,
+    /// Its managed network; the next free 10.N.0.0/16 when not given.
+    #[serde(default)]
+    pub subnet: Option<String>,
 }
 
 /// The environments the caller may see (admins: all), each with the caller's role in it.
@@ -38,7 +41,8 @@ pub struct EnvironmentOut {
 /// A new, empty environment with its own join token.
 pub async fn create(State(state): State<AppState>, Json(body): Json<NewEnvironment>) -> ApiResult<(StatusCode, Json<Environment>)> {
     validate::name("name", "environment", &body.name)?;
-    let env = state.store.create_environment(&body.name).await?;
+    let subnet = crate::network::new_environment_subnet(&state.store, body.subnet.as_deref()).await?;
+    let env = state.store.create_environment(&body.name, &subnet.to_string()).await?;
     Ok((StatusCode::CREATED, Json(env)))
 }
 

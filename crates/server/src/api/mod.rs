@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod login;
 pub mod members;
 pub mod metrics;
+pub mod network;
 pub mod registries;
 pub mod services;
 pub mod settings;
@@ -200,6 +201,7 @@ fn table() -> Vec<(Endpoint, MethodRouter<AppState>)> {
         ep(M::POST, "/hosts/{host}/deactivate", Env(ManageHosts), hosts::deactivate),
         ep(M::POST, "/hosts/{host}/activate", Env(ManageHosts), hosts::activate),
         ep(M::POST, "/hosts/{host}/revoke", Env(ManageEnv), hosts::revoke),
+        ep(M::GET, "/network", Env(Read), network::get),
         ep(M::GET, "/registries", Env(Read), registries::list),
         ep(M::PUT, "/registries/{host}", Env(ManageHosts), registries::put),
         ep(M::DELETE, "/registries/{host}", Env(ManageHosts), registries::remove),

@@ -143,7 +143,38 @@ pub fn facts(facts: &HostFacts) -> Result<(), ApiError> {
     hello_field("os", &facts.os, MAX_FACT)?;
     hello_field("kernel", &facts.kernel, MAX_FACT)?;
     hello_field("agent_version", &facts.agent_version, MAX_FACT)?;
-    host_labels(&facts.labels)
+    host_labels(&facts.labels)?;
+    network_facts(&facts.network)
+}
+
+/// The most interface networks a hello may list.
+const MAX_HOST_NETWORKS: usize = 64;
+
+/// What an agent says of its side of the managed network: CIDRs, a WireGuard public key (32 bytes
+/// in base64), a port.
+fn network_facts(n: &corral_proto::network::NetworkFacts) -> Result<(), ApiError> {
+    let bad = |why: String| Err(ApiError::invalid("network", format!("the hello's network facts are refused: {why}")));
+    let is_cidr = |s: &str| s.len() <= 18 && s.parse::<ipnet::Ipv4Net>().is_ok();
+    if let Some(subnet) = n.subnet.as_deref().filter(|s| !is_cidr(s)) {
+        return bad(format!("subnet {} is no IPv4 network", preview(subnet)));
+    }
+    if let Some(key) = &n.public_key {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(key).ok().filter(|_| key.len() == 44);
+        if decoded.is_none_or(|k| k.len() != 32) {
+            return bad(format!("public key {} is not 32 bytes in base64", preview(key)));
+        }
+    }
+    if n.tunnel_port == Some(0) {
+        return bad("tunnel port 0".into());
+    }
+    if n.host_networks.len() > MAX_HOST_NETWORKS {
+        return bad(format!("{} host networks, more than {MAX_HOST_NETWORKS}", n.host_networks.len()));
+    }
+    if let Some(net) = n.host_networks.iter().find(|s| !is_cidr(s)) {
+        return bad(format!("host network {} is no IPv4 network", preview(net)));
+    }
+    Ok(())
 }
 
 /// Host labels are what constraints (`host.LABEL=VALUE`) match: a key that syntax cannot name

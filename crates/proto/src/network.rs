@@ -1,0 +1,135 @@
+//! The managed network: one IPv4 network per environment spanning its hosts, a `/24` of it
+//! leased to each host by the control plane, and the encrypted tunnels that join the hosts.
+//!
+//! Addresses travel as text in CIDR form (`10.42.3.0/24`); the control plane checks them with
+//! the API's rules before they go out, and the agent checks them again before it acts on them.
+
+use serde::{Deserialize, Serialize};
+
+/// The name of the Docker network the agent makes on each host for the managed network.
+pub const DOCKER_NETWORK: &str = "corral-managed";
+
+/// The environment's default managed network.
+pub const DEFAULT_SUBNET: &str = "10.42.0.0/16";
+
+/// The UDP port an agent's tunnel listens on unless told otherwise.
+pub const DEFAULT_TUNNEL_PORT: u16 = 51820;
+
+/// How a service's containers are networked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The environment's managed network, spanning its hosts (the default).
+    #[default]
+    Managed,
+    /// The engine's default bridge: reachable from elsewhere only through published ports.
+    Bridge,
+    /// The host's own network stack.
+    Host,
+    /// No network at all.
+    None,
+}
+
+impl NetworkMode {
+    pub fn is_default(&self) -> bool {
+        *self == NetworkMode::Managed
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Managed => "managed",
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NetworkMode> {
+        match text {
+            "managed" => Some(NetworkMode::Managed),
+            "bridge" => Some(NetworkMode::Bridge),
+            "host" => Some(NetworkMode::Host),
+            "none" => Some(NetworkMode::None),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a host is told about the managed network, in its desired set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkPlan {
+    /// The environment's whole network, e.g. `10.42.0.0/16`.
+    pub network: String,
+    /// This host's lease in it, e.g. `10.42.3.0/24`: its managed containers take addresses here.
+    pub subnet: String,
+    /// The other hosts of the same environment that have a lease, and how to reach them. Hosts of
+    /// other environments are never listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
+}
+
+/// Another host of the environment, as a tunnel peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub host_id: String,
+    pub name: String,
+    /// Its subnet, routed through the tunnel to it.
+    pub subnet: String,
+    /// Its tunnel's public key (WireGuard's base64), once its agent has said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Where its tunnel listens, `ADDRESS:PORT`; kept while it is disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// What an agent says about its side of the managed network when it connects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkFacts {
+    /// The lease it holds from before (from its state dir): after a lost database the control
+    /// plane gives it back the same one when it is still free, so addresses survive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Its tunnel's public key, once it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The UDP port its tunnel listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_port: Option<u16>,
+    /// The host's own IPv4 networks (its interfaces', in CIDR form, loopback aside): a managed
+    /// network must not cover them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_networks: Vec<String>,
+}
+
+impl NetworkFacts {
+    pub fn is_empty(&self) -> bool {
+        *self == NetworkFacts::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_and_print_alike() {
+        for mode in [NetworkMode::Managed, NetworkMode::Bridge, NetworkMode::Host, NetworkMode::None] {
+            assert_eq!(NetworkMode::parse(mode.as_str()), Some(mode));
+            assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{mode}\""));
+        }
+        assert_eq!(NetworkMode::parse("overlay"), None);
+    }
+
+    #[test]
+    fn older_peers_read_sets_without_a_plan() {
+        let plan: NetworkPlan = serde_json::from_str(r#"{"network":"10.42.0.0/16","subnet":"10.42.1.0/24"}"#).unwrap();
+        assert!(plan.peers.is_empty());
+    }
+}
