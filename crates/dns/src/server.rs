@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
-use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts, ServerOrderingStrategy};
+use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
@@ -26,9 +26,9 @@ use crate::DnsError;
 /// seen by the very next query.
 pub const NAME_TTL: u32 = 0;
 
-/// How long one forwarded query waits for the host's resolvers before the asker gets SERVFAIL.
-/// Under glibc's own 5 s, so a container's resolver hears a definite failure rather than
-/// timing out itself.
+/// How long one forwarded query waits for the host's resolvers, all of them together, before
+/// the asker gets SERVFAIL. Under glibc's own 5 s, so a container's resolver hears a definite
+/// failure rather than timing out itself.
 pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A TCP connection that sends no query for this long is closed.
@@ -42,7 +42,7 @@ const TCP_RESPONSE_BUFFER: usize = 32;
 pub struct DnsConfig {
     /// Address for both UDP and TCP; port 0 picks a free port (the same one for both).
     pub bind: SocketAddr,
-    /// The host's own resolvers (see [`crate::upstreams`]), asked in order. The server's own
+    /// The host's own resolvers (see [`crate::upstreams`]), two asked at a time. The server's own
     /// address is left out, so it never forwards to itself.
     pub upstreams: Vec<SocketAddr>,
     /// See [`DEFAULT_FORWARD_TIMEOUT`].
@@ -77,7 +77,7 @@ impl DnsServer {
         let forward = forwarder(&upstreams, config.forward_timeout)?;
 
         let names = Arc::new(ArcSwap::from_pointee(Names::default()));
-        let handler = Handler { names: names.clone(), forward, rotation: AtomicUsize::new(0) };
+        let handler = Handler { names: names.clone(), forward, forward_timeout: config.forward_timeout, rotation: AtomicUsize::new(0) };
         let mut server = Server::new(handler);
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
@@ -135,7 +135,8 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
 
 /// hickory's forwarder over the upstreams, behind a catalog for the root zone so that it
 /// builds forwarded responses (and SERVFAIL when no upstream answers) itself. None without
-/// upstreams.
+/// upstreams. hickory asks two upstreams at a time, those that answered fastest first, so a dead
+/// first resolver costs nothing once it has failed once, and never the whole answer.
 fn forwarder(upstreams: &[SocketAddr], timeout: Duration) -> Result<Option<Catalog>, DnsError> {
     if upstreams.is_empty() {
         tracing::warn!("the DNS server has no upstream resolvers: names that are not the environment's get SERVFAIL");
@@ -155,12 +156,10 @@ fn forwarder(upstreams: &[SocketAddr], timeout: Duration) -> Result<Option<Catal
         })
         .collect();
     let mut options = ResolverOpts::default();
+    // The whole wait over all upstreams (hickory's pool keeps one deadline per query).
     options.timeout = timeout;
-    // One try per upstream: the timeout bounds the whole wait, as the asker's resolver retries.
+    // One try: the asker's own resolver retries.
     options.attempts = 1;
-    // In the order resolv.conf gives them, as glibc does.
-    options.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
-    options.num_concurrent_reqs = 1;
     let config = ForwardConfig { name_servers, options: Some(options) };
     let handler = ForwardZoneHandler::builder_tokio(config).build().map_err(|message| DnsError::Forwarder { upstreams: upstreams.to_vec(), message })?;
     let mut catalog = Catalog::new();
@@ -171,6 +170,7 @@ fn forwarder(upstreams: &[SocketAddr], timeout: Duration) -> Result<Option<Catal
 struct Handler {
     names: Arc<ArcSwap<Names>>,
     forward: Option<Catalog>,
+    forward_timeout: Duration,
     /// Turns the order of a service's addresses query by query, so that clients that take the
     /// first address spread over the instances.
     rotation: AtomicUsize,
@@ -186,10 +186,20 @@ impl RequestHandler for Handler {
             _ => Resolution::Forward,
         };
         match resolution {
-            Resolution::Forward => match &self.forward {
-                Some(catalog) => catalog.handle_request::<R, T>(request, response_handle).await,
-                None => respond(request, ResponseCode::ServFail, Vec::new(), response_handle).await,
-            },
+            Resolution::Forward => {
+                let Some(catalog) = &self.forward else {
+                    return respond(request, ResponseCode::ServFail, Vec::new(), response_handle).await;
+                };
+                // hickory keeps to the timeout; this makes sure of it.
+                let forwarded = catalog.handle_request::<R, T>(request, response_handle.clone());
+                match tokio::time::timeout(self.forward_timeout, forwarded).await {
+                    Ok(info) => info,
+                    Err(_) => {
+                        tracing::debug!(asker = %request.src(), "no upstream resolver answered in time");
+                        respond(request, ResponseCode::ServFail, Vec::new(), response_handle).await
+                    }
+                }
+            }
             Resolution::NotFound => respond(request, ResponseCode::NXDomain, Vec::new(), response_handle).await,
             Resolution::Found(mut addresses) => {
                 let query = request.queries.queries().first().expect("one question");
