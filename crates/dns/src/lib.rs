@@ -21,7 +21,7 @@
 //! - [`upstreams`]: the host's resolvers, read from `/etc/resolv.conf`.
 //! - `error`: [`DnsError`].
 //!
-//! The `bench-dns` binary measures the answer latency on loopback (docs/benchmarks.md).
+//! The `bench-dns` example measures the answer latency on loopback (docs/benchmarks.md).
 
 mod error;
 pub mod names;

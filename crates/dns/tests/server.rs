@@ -198,6 +198,24 @@ async fn a_swapped_table_is_seen_by_the_next_query() {
 }
 
 #[tokio::test]
+async fn a_large_service_is_truncated_over_udp_and_whole_over_tcp() {
+    let dns = start(Vec::new(), Duration::from_secs(1)).await;
+    let records = (1..=100).map(|i| record(&format!("big-api-{i}"), "big", "api", Ipv4Addr::new(10, 42, 3, i), true)).collect();
+    dns.server.set_names(Names::new(ENV, records));
+    // A stub resolver without EDNS (glibc's default) has 512 bytes over UDP: it is told the
+    // answer was cut, and asks again over TCP.
+    let mut udp = client(dns.addr, STRANGER, Transport::Udp).await;
+    udp.disable_edns();
+    let (code, addresses, message) = ask(&mut udp, "api.big.", RecordType::A).await;
+    assert_eq!(code, ResponseCode::NoError);
+    assert!(message.metadata.truncation, "TC is set");
+    assert!(addresses.len() < 100, "{} answers fit in 512 bytes", addresses.len());
+    let mut tcp = client(dns.addr, STRANGER, Transport::Tcp).await;
+    let (code, addresses, message) = ask(&mut tcp, "api.big.", RecordType::A).await;
+    assert_eq!((code, addresses.len(), message.metadata.truncation), (ResponseCode::NoError, 100, false));
+}
+
+#[tokio::test]
 async fn the_order_of_a_services_addresses_turns_query_by_query() {
     let dns = start(Vec::new(), Duration::from_secs(1)).await;
     let mut c = client(dns.addr, STRANGER, Transport::Udp).await;
