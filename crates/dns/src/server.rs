@@ -55,11 +55,12 @@ impl DnsConfig {
     }
 }
 
-/// A running DNS server. It stops when its shutdown channel fires (or its sender is dropped).
+/// A running DNS server. It stops when its shutdown channel fires (or its sender is dropped),
+/// and when it is dropped: a server nobody can update any more must not go on answering.
 pub struct DnsServer {
     names: Arc<ArcSwap<Names>>,
     local_addr: SocketAddr,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl DnsServer {
@@ -93,7 +94,7 @@ impl DnsServer {
                 Err(error) => tracing::error!(%local_addr, %error, "DNS server stopped on an error"),
             }
         });
-        Ok((DnsServer { names, local_addr, task }, local_addr))
+        Ok((DnsServer { names, local_addr, task: Some(task) }, local_addr))
     }
 
     /// Replaces the names table whole; the next query is answered from `names`.
@@ -111,8 +112,19 @@ impl DnsServer {
     }
 
     /// Waits until the server has stopped (after its shutdown channel fired).
-    pub async fn stopped(self) {
-        let _ = self.task.await;
+    pub async fn stopped(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        // Dropping the hickory server aborts its listeners, which closes the sockets.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

@@ -313,6 +313,25 @@ async fn shutdown_stops_the_server_and_frees_its_port() {
     std::net::TcpListener::bind(addr).expect("the TCP port is free again");
 }
 
+#[tokio::test]
+async fn a_dropped_server_stops_answering_and_frees_its_port() {
+    let (_tx, rx) = broadcast::channel(1);
+    let (server, addr) = DnsServer::start("127.0.0.1:0".parse().unwrap(), Vec::new(), rx).await.unwrap();
+    server.set_names(table());
+    let mut c = client(addr, SHOP_ASKER, Transport::Udp).await;
+    assert_eq!(ask_a(&mut c, "db.").await.0, ResponseCode::NoError);
+    drop(server);
+    let freed = async {
+        loop {
+            if std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), freed).await.expect("the ports are free within 5 s of the drop");
+}
+
 /// A tiny hickory-server standing in for the host's resolver: every name under `example.test`
 /// is [`UPSTREAM_ANSWER`], anything else NXDOMAIN. It counts the queries it gets.
 struct Upstream {
