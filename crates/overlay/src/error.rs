@@ -21,14 +21,28 @@ pub enum OverlayError {
     Config(String),
     #[error("invalid peer {public_key} ({subnet}): {reason}")]
     Peer { public_key: String, subnet: Ipv4Net, reason: String },
-    #[error("cannot create TUN device {device}: {source} (is /dev/net/tun there, and is the agent root?)")]
-    Tun { device: String, source: std::io::Error },
+    #[error("cannot create TUN device {device}: {source} ({hint})")]
+    Tun { device: String, source: std::io::Error, hint: &'static str },
     #[error("cannot bind the tunnel's UDP port {addr}: {source} (is another process, or another overlay, using it?)")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot run `{command}`: {source} (is iproute2 installed?)")]
     IpSpawn { command: String, source: std::io::Error },
     #[error("`{command}` failed: {stderr}")]
     IpFailed { command: String, stderr: String },
+}
+
+/// What to check when the TUN device cannot be made, from the kernel's answer.
+pub(crate) fn tun_hint(e: &std::io::Error) -> &'static str {
+    const EPERM: i32 = 1;
+    const ENOENT: i32 = 2;
+    const EBUSY: i32 = 16;
+    const ENODEV: i32 = 19;
+    match e.raw_os_error() {
+        Some(EBUSY) => "a device of that name is in use: is another overlay running on this host?",
+        Some(EPERM) => "is the agent root, or does it have CAP_NET_ADMIN?",
+        Some(ENOENT) | Some(ENODEV) => "is /dev/net/tun there? `modprobe tun` loads it",
+        _ => "is /dev/net/tun there, and is the agent root?",
+    }
 }
 
 pub type Result<T, E = OverlayError> = std::result::Result<T, E>;

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tun_rs::AsyncDevice;
 
 use crate::config::{plan_peers, validate_peers, OverlayConfig, Peer, MTU, PERSISTENT_KEEPALIVE_SECS, TIMER_TICK};
-use crate::error::{OverlayError, Result};
+use crate::error::{tun_hint, OverlayError, Result};
 use crate::keys::{KeyPair, PublicKey};
 use crate::routes;
 
@@ -165,12 +165,11 @@ impl Overlay {
         config.validate()?;
         validate_peers(&config, &keypair.public_key(), &peers)?;
         let address = config.tunnel_address();
-        let tun = tun_rs::DeviceBuilder::new()
-            .name(&config.device)
-            .ipv4(address, 32u8, None)
-            .mtu(MTU)
-            .build_async()
-            .map_err(|source| OverlayError::Tun { device: config.device.clone(), source })?;
+        let tun = tun_rs::DeviceBuilder::new().name(&config.device).ipv4(address, 32u8, None).mtu(MTU).build_async().map_err(|source| OverlayError::Tun {
+            device: config.device.clone(),
+            hint: tun_hint(&source),
+            source,
+        })?;
         let bind: SocketAddr = (Ipv4Addr::UNSPECIFIED, config.listen_port).into();
         let socket = UdpSocket::bind(bind).await.map_err(|source| OverlayError::Bind { addr: bind, source })?;
         for p in &peers {

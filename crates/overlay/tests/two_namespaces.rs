@@ -65,11 +65,12 @@ impl Drop for Testbed {
 }
 
 impl Testbed {
-    fn new() -> Testbed {
-        let id = std::process::id();
+    /// `tag` (one letter) tells apart the testbeds of tests running at once in this process.
+    fn new(tag: char) -> Testbed {
+        let id = format!("{}{tag}", std::process::id() % 100_000);
         let bed = Testbed {
             ns: [format!("corral-ovl-test-{id}-a"), format!("corral-ovl-test-{id}-b")],
-            veth: [format!("covl{}a", id % 1_000_000), format!("covl{}b", id % 1_000_000)],
+            veth: [format!("covl{id}a"), format!("covl{id}b")],
             children: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
         };
@@ -147,7 +148,7 @@ fn peer_stats(status: &Value) -> &Vec<Value> {
 fn tunnel_between_two_namespaces_is_encrypted_and_follows_the_peer_list() {
     assert!(nix::unistd::geteuid().is_root(), "this test needs root (network namespaces, TUN devices)");
     assert!(Path::new("/dev/net/tun").exists(), "this test needs /dev/net/tun (the tun kernel module)");
-    let mut bed = Testbed::new();
+    let mut bed = Testbed::new('t');
 
     // Capture everything on the link between the namespaces from before the first handshake.
     let capture = bed.path("link.pcap");
@@ -302,4 +303,35 @@ fn tunnel_between_two_namespaces_is_encrypted_and_follows_the_peer_list() {
     assert!(exit.success(), "probe A exited with {exit}: {}", bed.log("probe-0.log"));
     let gone = bed.in_ns(0, &["ip", "link", "show", "corral0"]).stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap();
     assert!(!gone.success(), "corral0 is still there after the probe stopped");
+}
+
+/// A second tunnel on the same device name or UDP port is refused with what to check, and the
+/// first keeps running.
+#[test]
+fn a_second_tunnel_on_the_same_device_or_port_says_why_it_cannot_start() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (network namespaces, TUN devices)");
+    let mut bed = Testbed::new('d');
+    let key = bed.path("host.key");
+    let key = key.to_str().unwrap().to_owned();
+    let status = bed.path("status-0.json");
+    let first = ["run", "--key", &key, "--local-subnet", SUBNET_A, "--status", status.to_str().unwrap()];
+    let mut args = vec![PROBE];
+    args.extend(first);
+    bed.spawn(0, &args, "probe-0.log");
+    wait_for("the first tunnel up", Duration::from_secs(10), || bed.status(0));
+
+    let second = |extra: &[&str]| {
+        let mut args = vec![PROBE, "run", "--key", &key, "--local-subnet", SUBNET_A];
+        args.extend(extra);
+        let out = bed.in_ns(0, &args).output().unwrap();
+        assert!(!out.status.success(), "a second tunnel started with {extra:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = second(&["--port", "51821"]);
+    assert!(err.contains("cannot create TUN device corral0") && err.contains("is another overlay running"), "{err}");
+    let err = second(&["--device", "corral1"]);
+    assert!(err.contains("cannot bind the tunnel's UDP port 0.0.0.0:51820"), "{err}");
+
+    let link = run(&["ip", "-n", &bed.ns[0], "addr", "show", "corral0"]);
+    assert!(link.contains(&format!("{TUNNEL_A}/32")), "the first tunnel's device: {link}");
 }
