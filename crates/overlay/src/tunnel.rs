@@ -192,11 +192,21 @@ impl Overlay {
             shared.initiate(p, &mut buf).await;
         }
         let (table_tx, table_rx) = watch::channel(Arc::new(table));
-        let tasks = vec![
-            tokio::spawn(tun_to_udp(shared.clone(), table_rx.clone(), shutdown.resubscribe())),
-            tokio::spawn(udp_to_tun(shared.clone(), table_rx.clone(), shutdown.resubscribe())),
-            tokio::spawn(timers(shared.clone(), table_rx, shutdown)),
+        let mut tasks = vec![
+            tokio::spawn(tun_to_udp(shared.clone(), table_rx.clone())),
+            tokio::spawn(udp_to_tun(shared.clone(), table_rx.clone())),
+            tokio::spawn(timers(shared.clone(), table_rx)),
         ];
+        // The packet loops hold nothing to clean up, so shutdown aborts them from here rather
+        // than each polling a shutdown future beside every packet.
+        let loops: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let mut shutdown = shutdown;
+        tasks.push(tokio::spawn(async move {
+            let _ = shutdown.recv().await;
+            for l in loops {
+                l.abort();
+            }
+        }));
         tracing::info!(
             device = %shared.config.device,
             %address,
@@ -317,22 +327,19 @@ fn span(base: usize, out: &[u8]) -> (usize, usize) {
 
 /// Packets the kernel routed into the device: encrypt for the peer whose subnet holds the
 /// destination, send over UDP.
-async fn tun_to_udp(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>, mut shutdown: broadcast::Receiver<()>) {
+async fn tun_to_udp(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>) {
     let mut src = vec![0u8; BUF_LEN];
     let mut dst = vec![0u8; BUF_LEN + 32];
     let base = dst.as_ptr() as usize;
     let mut table = table_rx.borrow_and_update().clone();
     loop {
-        let n = tokio::select! {
-            _ = shutdown.recv() => break,
-            r = shared.tun.recv(&mut src) => match r {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "overlay: reading the tunnel device failed");
-                    tokio::time::sleep(ERROR_PAUSE).await;
-                    continue;
-                }
-            },
+        let n = match shared.tun.recv(&mut src).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "overlay: reading the tunnel device failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
         };
         refresh(&mut table, &mut table_rx);
         let packet = &src[..n];
@@ -368,21 +375,18 @@ enum Received {
 
 /// Datagrams from peers: find the peer (by session index, or by the key inside a handshake),
 /// decrypt, and write to the device what the peer may send (sources in its subnet only).
-async fn udp_to_tun(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>, mut shutdown: broadcast::Receiver<()>) {
+async fn udp_to_tun(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>) {
     let mut src = vec![0u8; BUF_LEN];
     let mut dst = vec![0u8; BUF_LEN];
     let base = dst.as_ptr() as usize;
     let mut table = table_rx.borrow_and_update().clone();
     loop {
-        let (n, from) = tokio::select! {
-            _ = shutdown.recv() => break,
-            r = shared.socket.recv_from(&mut src) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "overlay: receive failed");
-                    continue;
-                }
-            },
+        let (n, from) = match shared.socket.recv_from(&mut src).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "overlay: receive failed");
+                continue;
+            }
         };
         refresh(&mut table, &mut table_rx);
         let datagram = &src[..n];
@@ -459,7 +463,7 @@ async fn udp_to_tun(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerT
 }
 
 /// WireGuard's timers for every peer: handshake retries and rekeys, keepalives, session expiry.
-async fn timers(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>, mut shutdown: broadcast::Receiver<()>) {
+async fn timers(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>) {
     let mut tick = tokio::time::interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 2048];
@@ -467,10 +471,7 @@ async fn timers(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable
     let mut table = table_rx.borrow_and_update().clone();
     let mut limiter_reset = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = shutdown.recv() => break,
-            _ = tick.tick() => {}
-        }
+        tick.tick().await;
         if limiter_reset.elapsed() >= Duration::from_secs(1) {
             // The shared limiter counts handshakes per second; with it shared, no Tunn resets it.
             shared.limiter.reset_count();
