@@ -130,6 +130,14 @@ impl Testbed {
         })
     }
 
+    /// Packets the overlay in namespace `i` has written into its device (the device's receive
+    /// count).
+    fn delivered(&self, i: usize) -> u64 {
+        let out = run(&["ip", "-n", &self.ns[i], "-s", "-j", "link", "show", "corral0"]);
+        let link: Value = serde_json::from_str(&out).unwrap();
+        link[0]["stats64"]["rx"]["packets"].as_u64().expect("rx packets")
+    }
+
     fn status(&self, i: usize) -> Option<Value> {
         let text = std::fs::read_to_string(self.path(&format!("status-{i}.json"))).ok()?;
         serde_json::from_str(&text).ok()
@@ -279,6 +287,24 @@ fn tunnel_between_two_namespaces_is_encrypted_and_follows_the_peer_list() {
     let udp = run(&["tcpdump", "-r", capture.to_str().unwrap(), "-n", "udp", "port", &PORT.to_string()]);
     let datagrams = udp.lines().count();
     assert!(datagrams >= 10, "expected the tunnel's UDP on the link, saw {datagrams}:\n{udp}");
+
+    // A peer may only send from its own subnet (WireGuard's cryptokey routing): B sends from an
+    // address outside 10.42.2.0/24 through its tunnel; A decrypts it and must not deliver it.
+    // A's device counts every packet the overlay writes to it, so its count must not move.
+    run(&["ip", "-n", &bed.ns[1], "addr", "add", "10.42.9.9/32", "dev", "lo"]);
+    let delivered_before = bed.delivered(0);
+    let b_sent_before = bed.status(1).map(|s| peer_stats(&s)[0]["tx_bytes"].as_u64().unwrap()).unwrap();
+    let spoofed =
+        bed.in_ns(1, &["busybox", "ping", "-c", "2", "-W", "1", "-I", "10.42.9.9", TUNNEL_A]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(!spoofed.success(), "A answered a ping from outside B's subnet");
+    wait_for("B to count what it sent", Duration::from_secs(5), || {
+        let s = bed.status(1)?;
+        (peer_stats(&s)[0]["tx_bytes"].as_u64()? >= b_sent_before + 2 * 84).then_some(())
+    });
+    assert_eq!(bed.delivered(0), delivered_before, "A delivered packets from outside B's subnet");
+    // The same count does move for B's own addresses.
+    assert!(bed.ping(1, TUNNEL_A), "ping B -> A failed");
+    assert!(bed.delivered(0) >= delivered_before + 3, "A's device count did not move for a good ping");
 
     // 4. Removing the peer removes its route: B is unreachable from A.
     signal(probes[0], Signal::SIGUSR1);
