@@ -77,3 +77,6 @@ printf 'bench-overlay: %s CPU cores, %s s per iperf3 run, one TCP stream\n' "$(n
 printf '  %-28s %16s %12s\n' path throughput 'avg rtt'
 printf '  %-28s %16s %12s\n' 'veth (plain)' "$plain_tp" "$plain_rtt"
 printf '  %-28s %16s %12s\n' 'overlay tunnel over the veth' "$tunnel_tp" "$tunnel_rtt"
+# Datagrams the kernel dropped because a tunnel socket's receive buffer was full (each side).
+drops() { ip netns exec "$1" nstat -az UdpRcvbufErrors | awk '/UdpRcvbufErrors/ {print $2}'; }
+printf '  UDP receive-buffer drops: %s (A), %s (B)\n' "$(drops "${ns[0]}")" "$(drops "${ns[1]}")"

@@ -172,6 +172,7 @@ impl Overlay {
         })?;
         let bind: SocketAddr = (Ipv4Addr::UNSPECIFIED, config.listen_port).into();
         let socket = UdpSocket::bind(bind).await.map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        grow_buffers(&socket);
         for p in &peers {
             routes::add(&config.device, p.subnet, address).await?;
         }
@@ -306,6 +307,23 @@ impl Overlay {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+    }
+}
+
+/// Socket buffer size asked for. A receiver a little slower than its sender drops whole
+/// datagrams once the kernel's buffer (about 200 KB by default) is full, and TCP inside the tunnel
+/// takes each drop as congestion.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Grows the socket's buffers past `net.core.rmem_max`/`wmem_max` when the process may (root,
+/// CAP_NET_ADMIN), else as far as those allow. A smaller buffer only costs speed.
+fn grow_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
     }
 }
 
