@@ -118,12 +118,13 @@ impl Shared {
 
     /// Starts a handshake now rather than at the first packet or keepalive, so a new tunnel's
     /// state is known at once.
-    async fn initiate(&self, peer: &PeerState, buf: &mut [u8]) {
+    /// `restart` begins a new handshake even if one is under way (to a peer's old endpoint).
+    async fn initiate(&self, peer: &PeerState, buf: &mut [u8], restart: bool) {
         let base = buf.as_ptr() as usize;
         let (range, endpoint) = {
             let mut live = peer.lock();
             let endpoint = live.endpoint;
-            match live.tunn.format_handshake_initiation(buf, false) {
+            match live.tunn.format_handshake_initiation(buf, restart) {
                 TunnResult::WriteToNetwork(out) => (span(base, out), endpoint),
                 _ => return,
             }
@@ -190,7 +191,7 @@ impl Overlay {
         let table = PeerTable { peers: peers.iter().map(|p| shared.new_peer(p.clone())).collect() };
         let mut buf = vec![0u8; 256];
         for p in &table.peers {
-            shared.initiate(p, &mut buf).await;
+            shared.initiate(p, &mut buf, false).await;
         }
         let (table_tx, table_rx) = watch::channel(Arc::new(table));
         let mut tasks = vec![
@@ -245,18 +246,21 @@ impl Overlay {
 
         let old = self.table.borrow().clone();
         let mut table = PeerTable::default();
-        let mut added = Vec::new();
+        // Peers to start a handshake with now: new ones, and moved ones (a handshake already
+        // under way went to the old endpoint and would only be retried after 5 s).
+        let mut handshake = Vec::new();
         for p in &peers {
             match old.peers.iter().find(|s| s.peer.public_key == p.public_key && s.peer.subnet == p.subnet) {
                 Some(kept) => {
                     if let Some((_, endpoint)) = plan.retarget.iter().find(|(k, _)| *k == p.public_key) {
                         kept.lock().endpoint = *endpoint;
+                        handshake.push((kept.clone(), true));
                     }
                     table.peers.push(kept.clone());
                 }
                 None => {
                     let state = self.shared.new_peer(p.clone());
-                    added.push(state.clone());
+                    handshake.push((state.clone(), false));
                     table.peers.push(state);
                 }
             }
@@ -273,8 +277,8 @@ impl Overlay {
             }
         }
         let mut buf = vec![0u8; 256];
-        for state in &added {
-            self.shared.initiate(state, &mut buf).await;
+        for (state, restart) in &handshake {
+            self.shared.initiate(state, &mut buf, *restart).await;
         }
         tracing::info!(added = plan.add.len(), removed = plan.remove.len(), retargeted = plan.retarget.len(), "overlay peers changed");
         *current = peers;

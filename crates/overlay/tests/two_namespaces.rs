@@ -138,10 +138,55 @@ impl Testbed {
         link[0]["stats64"]["rx"]["packets"].as_u64().expect("rx packets")
     }
 
+    /// Makes a key for each side and starts a probe in each namespace with the other side as
+    /// its one peer, sending to the other side's veth address on `peer_ports[i]`.
+    fn start_probes(&mut self, peer_ports: [u16; 2]) -> Probes {
+        let keys: Vec<String> = (0..2)
+            .map(|i| {
+                let key = self.path(&format!("host-{i}.key"));
+                run(&[PROBE, "public-key", "--key", key.to_str().unwrap()]).trim().to_owned()
+            })
+            .collect();
+        let sides = [(SUBNET_A, LINK_B, SUBNET_B), (SUBNET_B, LINK_A, SUBNET_A)];
+        let mut pids = Vec::new();
+        for (i, (local, peer_link, peer_subnet)) in sides.iter().enumerate() {
+            let key = self.path(&format!("host-{i}.key"));
+            let status = self.path(&format!("status-{i}.json"));
+            let peers_file = self.path(&format!("peers-{i}.json"));
+            let peer = format!("{},{peer_link}:{},{peer_subnet}", keys[1 - i], peer_ports[i]);
+            let port = PORT.to_string();
+            #[rustfmt::skip]
+            let args = [
+                PROBE, "run", "--key", key.to_str().unwrap(), "--port", &port,
+                "--local-subnet", local, "--network", NETWORK, "--peer", &peer,
+                "--status", status.to_str().unwrap(), "--peers-file", peers_file.to_str().unwrap(),
+            ];
+            pids.push(self.spawn(i, &args, &format!("probe-{i}.log")));
+        }
+        Probes { keys, pids }
+    }
+
+    /// Gives probe `i` (process `pid`) the peer list `peers` (JSON), as `set_peers` would.
+    fn set_peers(&self, i: usize, pid: u32, peers: Value) {
+        std::fs::write(self.path(&format!("peers-{i}.json")), peers.to_string()).unwrap();
+        signal(pid, Signal::SIGHUP);
+    }
+
     fn status(&self, i: usize) -> Option<Value> {
         let text = std::fs::read_to_string(self.path(&format!("status-{i}.json"))).ok()?;
         serde_json::from_str(&text).ok()
     }
+}
+
+struct Probes {
+    /// Each side's public key.
+    keys: Vec<String>,
+    pids: Vec<u32>,
+}
+
+/// One peer as the probe's peers file holds it.
+fn peer_json(key: &str, endpoint: &str, subnet: &str) -> Value {
+    serde_json::json!({ "public_key": key, "endpoint": endpoint, "subnet": subnet })
 }
 
 fn signal(pid: u32, sig: Signal) {
@@ -164,41 +209,7 @@ fn tunnel_between_two_namespaces_is_encrypted_and_follows_the_peer_list() {
     wait_for("tcpdump to listen", Duration::from_secs(10), || bed.log("tcpdump.log").contains("listening on").then_some(()));
     let tcpdump = bed.children.len() - 1;
 
-    let keys: Vec<String> = (0..2)
-        .map(|i| {
-            let key = bed.path(&format!("host-{i}.key"));
-            run(&[PROBE, "public-key", "--key", key.to_str().unwrap()]).trim().to_owned()
-        })
-        .collect();
-    let sides = [(SUBNET_A, LINK_B, SUBNET_B), (SUBNET_B, LINK_A, SUBNET_A)];
-    let mut probes = Vec::new();
-    for (i, (local, peer_link, peer_subnet)) in sides.iter().enumerate() {
-        let key = bed.path(&format!("host-{i}.key"));
-        let status = bed.path(&format!("status-{i}.json"));
-        let peer = format!("{},{peer_link}:{PORT},{peer_subnet}", keys[1 - i]);
-        let port = PORT.to_string();
-        let pid = bed.spawn(
-            i,
-            &[
-                PROBE,
-                "run",
-                "--key",
-                key.to_str().unwrap(),
-                "--port",
-                &port,
-                "--local-subnet",
-                local,
-                "--network",
-                NETWORK,
-                "--peer",
-                &peer,
-                "--status",
-                status.to_str().unwrap(),
-            ],
-            &format!("probe-{i}.log"),
-        );
-        probes.push(pid);
-    }
+    let Probes { keys, pids: probes } = bed.start_probes([PORT, PORT]);
 
     // Both sides start a handshake at once; each must see it completed.
     for i in 0..2 {
@@ -307,20 +318,30 @@ fn tunnel_between_two_namespaces_is_encrypted_and_follows_the_peer_list() {
     assert!(bed.delivered(0) >= delivered_before + 3, "A's device count did not move for a good ping");
 
     // 4. Removing the peer removes its route: B is unreachable from A.
-    signal(probes[0], Signal::SIGUSR1);
+    let b_from_a = peer_json(&keys[1], &format!("{LINK_B}:{PORT}"), SUBNET_B);
+    bed.set_peers(0, probes[0], serde_json::json!([]));
     wait_for("side 0 to drop its peer", Duration::from_secs(5), || bed.status(0).filter(|s| peer_stats(s).is_empty()));
     let routes = run(&["ip", "-n", &bed.ns[0], "route", "show"]);
     assert!(!routes.contains(SUBNET_B), "route to the removed peer is still there: {routes}");
     assert!(!bed.ping(0, TUNNEL_B), "ping A -> B worked with the peer removed");
 
     // Putting it back brings the route and a fresh handshake back.
-    signal(probes[0], Signal::SIGUSR2);
+    bed.set_peers(0, probes[0], serde_json::json!([b_from_a]));
     wait_for("side 0's peer back with a handshake", Duration::from_secs(10), || {
         let s = bed.status(0)?;
         let back = peer_stats(&s).len() == 1 && !peer_stats(&s)[0]["last_handshake"].is_null();
         back.then_some(())
     });
     assert!(bed.ping(0, TUNNEL_B), "ping A -> B failed after the peer was put back");
+
+    // A list the tunnel cannot route (B's subnet over A's own) is refused and changes nothing.
+    let over_own = peer_json(&keys[1], &format!("{LINK_B}:{PORT}"), "10.42.0.0/23");
+    bed.set_peers(0, probes[0], serde_json::json!([over_own]));
+    let error = wait_for("side 0 to refuse the list", Duration::from_secs(5), || bed.status(0).and_then(|s| s["error"].as_str().map(str::to_owned)));
+    assert!(error.contains("overlaps this host's subnet 10.42.1.0/24"), "{error}");
+    let routes = run(&["ip", "-n", &bed.ns[0], "route", "show"]);
+    assert!(routes.contains(SUBNET_B) && !routes.contains("10.42.0.0/23"), "routes changed: {routes}");
+    assert!(bed.ping(0, TUNNEL_B), "ping A -> B failed after a refused peer list");
 
     // Stopping a probe takes its device (and so its routes) away.
     signal(probes[0], Signal::SIGTERM);
@@ -360,4 +381,39 @@ fn a_second_tunnel_on_the_same_device_or_port_says_why_it_cannot_start() {
 
     let link = run(&["ip", "-n", &bed.ns[0], "addr", "show", "corral0"]);
     assert!(link.contains(&format!("{TUNNEL_A}/32")), "the first tunnel's device: {link}");
+}
+
+/// A peer that moved is followed once `set_peers` gives its new endpoint: here each side starts
+/// with the other at a port nobody listens on, so no handshake can happen (nor can either side
+/// learn the other's address from its packets) until A is told where B really is.
+#[test]
+fn a_moved_peer_is_reached_at_its_new_endpoint() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (network namespaces, TUN devices)");
+    let mut bed = Testbed::new('m');
+    let Probes { keys, pids } = bed.start_probes([PORT + 1, PORT + 1]);
+    wait_for("both tunnels up", Duration::from_secs(10), || bed.status(0).and(bed.status(1)));
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..2 {
+        let s = bed.status(i).unwrap();
+        assert!(peer_stats(&s)[0]["last_handshake"].is_null(), "side {i} shook hands with nobody listening: {s}");
+    }
+
+    let started = Instant::now();
+    let moved = format!("{LINK_B}:{PORT}");
+    bed.set_peers(0, pids[0], serde_json::json!([peer_json(&keys[1], &moved, SUBNET_B)]));
+    for i in 0..2 {
+        wait_for(&format!("a handshake on side {i}"), Duration::from_secs(3), || {
+            let s = bed.status(i)?;
+            (!peer_stats(&s)[0]["last_handshake"].is_null()).then_some(())
+        });
+    }
+    // Well before WireGuard's 5 s handshake retry: the move started a handshake at once.
+    assert!(started.elapsed() < Duration::from_secs(3), "handshake took {:?}", started.elapsed());
+    let a = bed.status(0).unwrap();
+    assert_eq!(peer_stats(&a)[0]["endpoint"], moved.as_str(), "A sends to B's new endpoint");
+    // B learnt A's real address from A's authenticated packets, as WireGuard does.
+    let b = bed.status(1).unwrap();
+    assert_eq!(peer_stats(&b)[0]["endpoint"], format!("{LINK_A}:{PORT}").as_str(), "B follows A's source");
+    assert!(bed.ping(0, TUNNEL_B), "ping A -> B failed after the move");
+    assert!(bed.ping(1, TUNNEL_A), "ping B -> A failed after the move");
 }

@@ -4,9 +4,11 @@
 //!   overlay-probe public-key --key FILE      make the key file if needed, print its public key
 //!   overlay-probe run --key FILE --local-subnet 10.42.1.0/24 --peer KEY,HOST:PORT,10.42.2.0/24
 //!
-//! `run` writes the tunnel's state as JSON to `--status` every 200 ms (replaced whole), drops
-//! every peer on SIGUSR1 (`set_peers([])`), puts the command line's peers back on SIGUSR2, and
-//! stops on SIGTERM or SIGINT.
+//! `run` writes the tunnel's state as JSON to `--status` every 200 ms (replaced whole): the
+//! tunnel address, each peer's stats, and the last peer-list change's error if it failed. On
+//! SIGHUP it makes the peer list what `--peers-file` holds (a JSON array of
+//! `{"public_key", "endpoint", "subnet"}`; `[]` removes every peer). It stops on SIGTERM or
+//! SIGINT.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,9 @@ enum Command {
         /// Where to write the tunnel's state (JSON), every 200 ms.
         #[arg(long)]
         status: Option<PathBuf>,
+        /// The peer list to switch to on SIGHUP (JSON array of peers).
+        #[arg(long)]
+        peers_file: Option<PathBuf>,
     },
 }
 
@@ -70,10 +75,17 @@ fn parse_peer(s: &str) -> anyhow::Result<Peer> {
     })
 }
 
-fn write_status(path: &Path, overlay: &Overlay) -> anyhow::Result<()> {
+fn read_peers(path: Option<&Path>) -> anyhow::Result<Vec<Peer>> {
+    let path = path.context("SIGHUP needs --peers-file")?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn write_status(path: &Path, overlay: &Overlay, error: Option<&str>) -> anyhow::Result<()> {
     let status = serde_json::json!({
         "address": overlay.address(),
         "peers": overlay.stats(),
+        "error": error,
     });
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&status)?)?;
@@ -92,25 +104,33 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", KeyPair::load_or_create(&key)?.public_key());
             Ok(())
         }
-        Command::Run { key, device, port, local_subnet, network, peer, status } => {
+        Command::Run { key, device, port, local_subnet, network, peer, status, peers_file } => {
             let keypair = KeyPair::load_or_create(&key)?;
             let config = OverlayConfig { device, listen_port: port, local_subnet, network };
             let (stop_tx, stop_rx) = tokio::sync::broadcast::channel(1);
-            let mut overlay = Overlay::start(config, &keypair, peer.clone(), stop_rx).await?;
+            let mut overlay = Overlay::start(config, &keypair, peer, stop_rx).await?;
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
-            let mut usr1 = signal(SignalKind::user_defined1())?;
-            let mut usr2 = signal(SignalKind::user_defined2())?;
+            let mut hup = signal(SignalKind::hangup())?;
             let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let mut error: Option<String> = None;
             loop {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
-                    _ = usr1.recv() => overlay.set_peers(Vec::new()).await?,
-                    _ = usr2.recv() => overlay.set_peers(peer.clone()).await?,
+                    _ = hup.recv() => {
+                        let changed = match read_peers(peers_file.as_deref()) {
+                            Ok(peers) => overlay.set_peers(peers).await.map_err(anyhow::Error::from),
+                            Err(e) => Err(e),
+                        };
+                        error = changed.err().map(|e| format!("{e:#}"));
+                        if let Some(e) = &error {
+                            tracing::error!(error = %e, "peer list not changed");
+                        }
+                    }
                     _ = tick.tick() => {
                         if let Some(path) = &status {
-                            write_status(path, &overlay)?;
+                            write_status(path, &overlay, error.as_deref())?;
                         }
                     }
                 }
