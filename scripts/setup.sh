@@ -31,6 +31,8 @@ PACKAGES=(
     # Pull and registry tests: an open registry and a private one (TLS, htpasswd logins)
     # the agents pull from (scripts/test-registry.sh).
     docker-registry apache2-utils
+    # Overlay tunnel test: captures the link between two namespaces to show no clear text on it.
+    tcpdump
 )
 
 missing=()
