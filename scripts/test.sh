@@ -37,7 +37,7 @@ step "build (cargo build --workspace --all-targets)"
 cargo build --workspace --all-targets
 
 step "Rust tests (cargo test --workspace)"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
 
 if node -e 'process.exit(require("./ui/package.json").scripts?.test ? 0 : 1)' 2>/dev/null; then
     step "web UI tests (npm test)"

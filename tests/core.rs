@@ -125,8 +125,10 @@ fn core_story_on_two_engines() {
     });
     for row in &ps {
         let engine = engines.iter().find(|e| e.name == row["host"].as_str().unwrap()).unwrap();
-        let ip = engine.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", row["name"].as_str().unwrap()]);
+        // Containers are on the host's managed network, not the default bridge.
+        let ip = engine.docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", row["name"].as_str().unwrap()]);
         assert_eq!(String::from_utf8_lossy(&ip.stdout).trim(), row["ip"].as_str().unwrap(), "ps reports the engine's IP");
+        assert!(row["ip"].as_str().unwrap().starts_with("10.42."), "an address of the managed network: {row}");
         assert_eq!(row["ports"][0]["container_port"], 80);
     }
     assert_eq!(cp.json(&["ps", "WEB-Server"]).as_array().unwrap().len(), 10);

@@ -129,3 +129,111 @@ fn environments_get_networks_that_never_overlap() {
     let table = text(&cp.cli(&["env", "ls"]).output().unwrap());
     assert!(table.contains("NETWORK") && table.contains("192.168.64.0/20"), "{table}");
 }
+
+/// The body of `GET /` from `ip`:80, asked with `nc` inside `container` on `engine`, when it
+/// answered.
+fn fetch(engine: &Engine, container: &str, ip: &str) -> Option<String> {
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
+    let out = engine.docker(&["exec", container, "sh", "-c", &request]);
+    let reply = String::from_utf8_lossy(&out.stdout).to_string();
+    let (_, body) = reply.split_once("\r\n\r\n")?;
+    out.status.success().then(|| body.trim().to_string())
+}
+
+/// The device host `name`'s namespace reaches `address` through.
+fn link_device(name: &str, address: &str) -> String {
+    let out =
+        std::process::Command::new("nsenter").arg(format!("--net=/run/netns/corral-{name}")).args(["ip", "-o", "route", "get", address]).output().unwrap();
+    let route = String::from_utf8_lossy(&out.stdout).to_string();
+    route.split_whitespace().skip_while(|w| *w != "dev").nth(1).unwrap_or_else(|| panic!("no route to {address} in {name}: {route}")).to_string()
+}
+
+/// Containers on two hosts (agents in their hosts' namespaces, as on real machines) reach each
+/// other's managed addresses through the hosts' tunnel, both ways; the link between the hosts
+/// carries only tunnel datagrams, no clear text; and traffic goes on with the control plane killed.
+#[test]
+fn containers_on_two_hosts_reach_each_other_through_the_tunnel() {
+    let (ns, ip) = bare_netns(0);
+    let launch = Launch { listen: "0.0.0.0:0".into(), netns: Some((ns, ip)), args: vec![] };
+    let mut cluster = Cluster::start_with(2, launch, true);
+    let cp = &cluster.cp;
+    wait_for("both hosts' tunnels known", WAIT, || {
+        let n = cp.json(&["network", "ls"]);
+        let hosts = n["hosts"].as_array()?.clone();
+        (hosts.len() == 2 && hosts.iter().all(|h| h["public_key"].is_string() && h["tunnel_port"] == 51820)).then_some(())
+    });
+    cp.json(&["stack", "create", "NET"]);
+    cp.json(&[
+        "service",
+        "create",
+        "NET/web",
+        "--image",
+        TEST_IMAGE,
+        "--scale",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo hello-from-$(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]);
+    cluster.wait_exactly("two instances", &instance_names("NET-web", 2), WAIT);
+    let placed = wait_for("both containers on the managed network", WAIT, || {
+        let a = addresses(&cluster);
+        a.values().all(|(_, ip)| ip.is_some()).then_some(a)
+    });
+    let by_host: BTreeMap<String, (String, String)> = placed.iter().map(|(name, (host, ip))| (host.clone(), (name.clone(), ip.clone().unwrap()))).collect();
+    assert_eq!(by_host.len(), 2, "one container on each host: {placed:?}");
+    let (h1, h2) = (&cluster.engines[0], &cluster.engines[1]);
+    let ((c1, ip1), (c2, ip2)) = (&by_host[&h1.name], &by_host[&h2.name]);
+    let across = |from: &Engine, c: &str, ip: &str, want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while fetch(from, c, ip).as_deref() != Some(want) {
+            if std::time::Instant::now() > deadline {
+                let mut why = String::new();
+                for (i, e) in cluster.engines.iter().enumerate() {
+                    let ns = format!("/run/netns/corral-{}", e.name);
+                    for cmd in [&["ip", "addr"][..], &["ip", "route"], &["iptables", "-S"], &["iptables", "-t", "nat", "-S"]] {
+                        let out = std::process::Command::new("nsenter").arg(format!("--net={ns}")).args(cmd).output().unwrap();
+                        why.push_str(&format!("--- {} {cmd:?}\n{}\n", e.name, text(&out)));
+                    }
+                    why.push_str(&std::fs::read_to_string(cluster.state_dir(i).with_extension("agent.log")).unwrap_or_default());
+                }
+                panic!("{c} on {} cannot fetch from {ip}:\n{why}", from.name);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    across(h1, c1, ip2, &format!("hello-from-{c2}"));
+    across(h2, c2, ip1, &format!("hello-from-{c1}"));
+
+    // On the link between the hosts the exchange is tunnel datagrams, never the text.
+    let link = link_device(&h1.name, &h2.address);
+    let capture = cluster.tmp.path().join("link.pcap");
+    let mut tcpdump = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/corral-{}", h1.name))
+        .args(["tcpdump", "-U", "-n", "-i", &link, "-w"])
+        .arg(&capture)
+        .arg(format!("host {}", h2.address))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run tcpdump (scripts/setup.sh installs it)");
+    std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..3 {
+        assert_eq!(fetch(h1, c1, ip2).as_deref(), Some(format!("hello-from-{c2}").as_str()));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(tcpdump.id() as i32), nix::sys::signal::Signal::SIGINT);
+    let _ = tcpdump.wait();
+    let bytes = std::fs::read(&capture).unwrap();
+    let seen = String::from_utf8_lossy(&bytes);
+    let tunnel_packets = text(&std::process::Command::new("tcpdump").args(["-n", "-r"]).arg(&capture).arg("udp port 51820").output().unwrap());
+    assert!(tunnel_packets.lines().filter(|l| l.contains("UDP")).count() >= 6, "the exchange crossed the link as tunnel datagrams: {tunnel_packets}");
+    assert!(!seen.contains("hello-from") && !seen.contains("GET / HTTP"), "clear text on the link between the hosts");
+
+    // With the control plane gone, the tunnel and the addresses stay.
+    cluster.cp.proc.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = cluster.cp.proc.wait_exit(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(fetch(h1, c1, ip2).as_deref(), Some(format!("hello-from-{c2}").as_str()), "across hosts without the control plane");
+    assert_eq!(fetch(h2, c2, ip1).as_deref(), Some(format!("hello-from-{c1}").as_str()));
+}

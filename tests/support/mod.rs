@@ -366,6 +366,10 @@ pub fn start_agent_in(ns: Option<&str>, url: &str, join_token: &str, engine: &En
         .arg("--state-dir")
         .arg(state_dir)
         .env("RUST_LOG", "info");
+    // The tunnel's device and routes belong in the host's namespace: an agent outside it runs none.
+    if ns.is_none() {
+        cmd.arg("--no-tunnel");
+    }
     for l in labels {
         cmd.args(["--label", l]);
     }

@@ -47,6 +47,8 @@ pub(crate) struct Link<'a> {
     pub host_id: String,
     pub engine: Engine,
     pub reconciler: &'a ReconcilerHandle,
+    /// This host's tunnel: public key and UDP port, when it runs one.
+    pub tunnel: Option<(String, u16)>,
 }
 
 /// Why a session ended.
@@ -114,7 +116,7 @@ async fn session(link: &Link<'_>, shutdown: &mut broadcast::Receiver<()>, backof
         token: link.config.token.clone(),
         credential,
         host_id: link.host_id.clone(),
-        facts: facts::gather(link.config, docker_version, local_ip, link.reconciler.lease()),
+        facts: facts::gather(link.config, docker_version, local_ip, link.reconciler.lease(), link.tunnel.clone()),
     });
     if let Err(e) = send(&mut ws, &hello).await {
         return End::Retry(format!("cannot send hello: {e}"));

@@ -201,7 +201,7 @@ impl Engine {
                 config: Some(vec![bollard::models::IpamConfig { subnet: Some(subnet.to_string()), gateway, ..Default::default() }]),
                 ..Default::default()
             }),
-            options: Some(HashMap::from([("com.docker.network.bridge.name".to_string(), "corral-m".to_string())])),
+            options: Some(HashMap::from([("com.docker.network.bridge.name".to_string(), crate::network::BRIDGE.to_string())])),
             labels: Some(HashMap::from([(labels::MANAGED.to_string(), "true".to_string())])),
             ..Default::default()
         };

@@ -22,6 +22,10 @@ pub enum AgentError {
     #[error("Docker engine failed to {action}: {reason}")]
     Engine { action: String, reason: String },
 
+    /// The managed network's tunnel or forwarding could not be set up on this host.
+    #[error("managed network: {0}")]
+    Network(String),
+
     #[error(
         "cannot use the agent state dir {path}: {reason}; check that it exists and is writable \
          by the agent, or pass another --state-dir"

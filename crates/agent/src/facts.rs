@@ -11,7 +11,8 @@ use crate::AgentConfig;
 /// `local_addr` is the local end of the socket used to reach the control plane: the address
 /// other hosts on that network can most likely reach this one at.
 /// `subnet` is the managed network's lease the host held before (from its saved desired set).
-pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpAddr>, subnet: Option<String>) -> HostFacts {
+/// `tunnel` is this host's tunnel key and port, when it runs one.
+pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpAddr>, subnet: Option<String>, tunnel: Option<(String, u16)>) -> HostFacts {
     let sys = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()).with_memory(MemoryRefreshKind::nothing().with_ram()));
     let cpus = match sys.cpus().len() {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -27,7 +28,7 @@ pub fn gather(config: &AgentConfig, docker_version: &str, local_addr: Option<IpA
         kernel: System::kernel_version().unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.clone(),
-        network: NetworkFacts { subnet, public_key: None, tunnel_port: None, host_networks: host_networks() },
+        network: NetworkFacts { subnet, public_key: tunnel.as_ref().map(|t| t.0.clone()), tunnel_port: tunnel.map(|t| t.1), host_networks: host_networks() },
     }
 }
 
@@ -64,12 +65,13 @@ mod tests {
             address: None,
             labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
             registry_certs_dir: "/tmp/x/certs.d".into(),
+            tunnel_port: None,
         }
     }
 
     #[test]
     fn facts_describe_this_machine() {
-        let f = gather(&config(), "28.2.2", Some("10.0.0.7".parse().unwrap()), Some("10.42.1.0/24".into()));
+        let f = gather(&config(), "28.2.2", Some("10.0.0.7".parse().unwrap()), Some("10.42.1.0/24".into()), None);
         assert!(!f.name.is_empty());
         assert_eq!(f.address, "10.0.0.7");
         assert_eq!(f.docker_version, "28.2.2");
@@ -86,9 +88,9 @@ mod tests {
         let mut c = config();
         c.name = Some("h1".into());
         c.address = Some("192.168.1.5".into());
-        let f = gather(&c, "", Some("10.0.0.7".parse().unwrap()), None);
+        let f = gather(&c, "", Some("10.0.0.7".parse().unwrap()), None, None);
         assert_eq!(f.name, "h1");
         assert_eq!(f.address, "192.168.1.5");
-        assert_eq!(gather(&config(), "", None, None).address, "");
+        assert_eq!(gather(&config(), "", None, None, None).address, "");
     }
 }

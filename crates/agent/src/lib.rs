@@ -41,6 +41,7 @@ pub mod facts;
 pub mod identity;
 pub mod issues;
 pub mod logs;
+pub mod network;
 pub mod pull;
 pub mod reconciler;
 pub mod registries;
@@ -81,6 +82,9 @@ pub struct AgentConfig {
     /// Where the engine looks for registries' CAs (`/etc/docker/certs.d`): the agent installs
     /// the CA of each registry of its environment there.
     pub registry_certs_dir: PathBuf,
+    /// The UDP port of this host's managed-network tunnel; `None` runs no tunnel (containers
+    /// still join the host's managed bridge, but other hosts' cannot reach them).
+    pub tunnel_port: Option<u16>,
 }
 
 /// Runs the agent until `shutdown` fires (or its sender is dropped).
@@ -130,10 +134,18 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
         _ = shutdown.recv() => true,
         _ = reconciler.wait_for_passes(1) => false,
     };
+    let tunnel = match config.tunnel_port {
+        Some(port) => Some(network::ManagedNetwork::load(&config.state_dir, port)?),
+        None => None,
+    };
+    let tunnel_facts = tunnel.as_ref().map(|t| (t.public_key(), t.port()));
+    if let Some(tunnel) = tunnel {
+        tokio::spawn(follow_network(tunnel, reconciler.watch_desired(), shutdown.resubscribe()));
+    }
     let result = if stopped {
         Ok(())
     } else {
-        let link = connection::Link { config: &config, ws_url, host_id, engine, reconciler: &reconciler };
+        let link = connection::Link { config: &config, ws_url, host_id, engine, reconciler: &reconciler, tunnel: tunnel_facts };
         connection::run(link, &mut shutdown).await
     };
     reconciler.stop().await;
@@ -142,4 +154,25 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
         Err(e) => tracing::error!(error = %e, "agent stopped"),
     }
     result
+}
+
+/// Keeps the tunnel matching the managed network's plan of each desired set (the saved one
+/// first, so the network works while the control plane is away) until shutdown.
+async fn follow_network(
+    mut tunnel: network::ManagedNetwork,
+    mut desired: tokio::sync::watch::Receiver<Option<std::sync::Arc<corral_proto::DesiredSet>>>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let mut applied: Option<corral_proto::network::NetworkPlan> = None;
+    loop {
+        let plan = desired.borrow_and_update().as_ref().and_then(|d| d.network.clone());
+        if plan != applied || applied.is_none() {
+            tunnel.apply(plan.as_ref(), &shutdown).await;
+            applied = plan;
+        }
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            changed = desired.changed() => if changed.is_err() { return },
+        }
+    }
 }

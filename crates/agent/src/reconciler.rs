@@ -342,6 +342,11 @@ pub struct ReconcilerHandle {
 }
 
 impl ReconcilerHandle {
+    /// The desired set as it changes (the saved one first).
+    pub fn watch_desired(&self) -> watch::Receiver<Option<Arc<DesiredSet>>> {
+        self.desired.subscribe()
+    }
+
     /// The managed network's subnet this host was last given (kept in `desired.json` across
     /// restarts), to ask for it again.
     pub fn lease(&self) -> Option<String> {

@@ -31,6 +31,7 @@ fn config(server_url: String, state_dir: &Path) -> AgentConfig {
         address: None,
         labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
         registry_certs_dir: state_dir.join("certs.d"),
+        tunnel_port: None,
     }
 }
 

@@ -25,6 +25,15 @@ pub struct Args {
     /// --ca-file`, and removes the ones it installed when their registry is removed.
     #[arg(long, env = "CORRAL_REGISTRY_CERTS_DIR", default_value = corral_agent::registries::DEFAULT_CERTS_DIR)]
     registry_certs_dir: PathBuf,
+    /// UDP port of this host's managed-network tunnel, which other hosts of its environment
+    /// must reach (open it in firewalls between hosts).
+    #[arg(long, env = "CORRAL_TUNNEL_PORT", default_value_t = corral_proto::network::DEFAULT_TUNNEL_PORT)]
+    tunnel_port: u16,
+    /// Run no tunnel: containers still join this host's managed network, but other hosts'
+    /// containers cannot reach them (for an agent that does not run in its host's network
+    /// namespace, or a host alone in its environment).
+    #[arg(long)]
+    no_tunnel: bool,
 }
 
 pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint: Option<corral_agent::tls::Fingerprint>) -> Result<()> {
@@ -40,6 +49,7 @@ pub async fn run(args: Args, server: &str, token: Option<String>, ca_fingerprint
         address: args.address,
         labels: super::key_values(&args.labels, "label")?,
         registry_certs_dir: args.registry_certs_dir,
+        tunnel_port: (!args.no_tunnel).then_some(args.tunnel_port),
     };
     let (stop, shutdown) = tokio::sync::broadcast::channel(1);
     tokio::spawn(async move {

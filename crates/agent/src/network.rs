@@ -1,0 +1,175 @@
+//! This host's part of the managed network beyond the engine's bridge: the encrypted tunnel to
+//! the other hosts of its environment ([`corral_overlay`]), and the forwarding rules that let
+//! traffic pass between the tunnel and the bridge with its real source addresses.
+//!
+//! [`tunnel_plan`] turns the control plane's [`NetworkPlan`] into the overlay's config and peers
+//! (a pure function); [`ManagedNetwork::apply`] starts, re-targets or stops the tunnel to match.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use corral_overlay::{KeyPair, Overlay, OverlayConfig, Peer};
+use corral_proto::network::NetworkPlan;
+use ipnet::Ipv4Net;
+use tokio::sync::broadcast;
+
+use crate::error::AgentError;
+
+/// The tunnel's TUN device.
+pub const DEVICE: &str = "corral0";
+/// The engine's bridge device for the managed network (see [`crate::engine::Engine::ensure_managed_network`]).
+pub const BRIDGE: &str = "corral-m";
+const KEY_FILE: &str = "tunnel.key";
+
+/// The overlay's config and peers for `plan`: `None` when the plan's network or lease is not one
+/// this agent will act on. Peers whose agent has not said its key and endpoint yet, or whose
+/// values do not parse, are left out until it has.
+pub fn tunnel_plan(plan: &NetworkPlan, port: u16) -> Option<(OverlayConfig, Vec<Peer>)> {
+    let network: Ipv4Net = plan.network.parse().ok()?;
+    let local_subnet: Ipv4Net = plan.subnet.parse().ok()?;
+    let config = OverlayConfig { device: DEVICE.into(), listen_port: port, local_subnet, network };
+    config.validate().ok()?;
+    let peers = plan
+        .peers
+        .iter()
+        .filter_map(|p| {
+            Some(Peer {
+                public_key: p.public_key.as_deref()?.parse().ok()?,
+                endpoint: p.endpoint.as_deref()?.parse::<SocketAddr>().ok()?,
+                subnet: p.subnet.parse().ok()?,
+            })
+        })
+        .collect();
+    Some((config, peers))
+}
+
+/// The iptables rules that let the tunnel and the bridge reach each other: the engine forwards
+/// only what it published into its bridges, and masquerades what leaves them; between managed
+/// subnets neither applies. Each is `(table, chain, rule)`.
+pub fn forwarding_rules(config: &OverlayConfig) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    let (local, network) = (config.local_subnet.to_string(), config.network.to_string());
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    vec![
+        ("filter", "DOCKER-USER", s(&["-i", DEVICE, "-o", BRIDGE, "-j", "ACCEPT"])),
+        ("filter", "DOCKER-USER", s(&["-i", BRIDGE, "-o", DEVICE, "-j", "ACCEPT"])),
+        ("nat", "POSTROUTING", s(&["-s", &local, "-d", &network, "-j", "RETURN"])),
+    ]
+}
+
+/// Adds each rule unless it is there (`iptables -C`), at the top of its chain.
+async fn ensure_rules(rules: &[(&'static str, &'static str, Vec<String>)]) -> Result<(), AgentError> {
+    for (table, chain, rule) in rules {
+        let present = tokio::process::Command::new("iptables").args(["-t", table, "-C", chain]).args(rule).output().await;
+        if present.as_ref().is_ok_and(|o| o.status.success()) {
+            continue;
+        }
+        let out = tokio::process::Command::new("iptables")
+            .args(["-t", table, "-I", chain, "1"])
+            .args(rule)
+            .output()
+            .await
+            .map_err(|e| AgentError::Network(format!("cannot run iptables: {e}")))?;
+        if !out.status.success() {
+            return Err(AgentError::Network(format!("iptables -t {table} -I {chain} {}: {}", rule.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+        }
+    }
+    Ok(())
+}
+
+/// The tunnel as it runs on this host.
+pub struct ManagedNetwork {
+    keypair: KeyPair,
+    port: u16,
+    running: Option<(OverlayConfig, Overlay)>,
+}
+
+impl ManagedNetwork {
+    /// This host's tunnel keys (made on first start, in `state_dir`), to listen on UDP `port`.
+    pub fn load(state_dir: &Path, port: u16) -> Result<Self, AgentError> {
+        let keypair = KeyPair::load_or_create(&state_dir.join(KEY_FILE)).map_err(|e| AgentError::Network(e.to_string()))?;
+        Ok(ManagedNetwork { keypair, port, running: None })
+    }
+
+    pub fn public_key(&self) -> String {
+        self.keypair.public_key().to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Makes the tunnel match `plan`: started for a new lease, its peers updated otherwise,
+    /// stopped when there is no plan. A failure is logged and tried again with the next plan.
+    pub async fn apply(&mut self, plan: Option<&NetworkPlan>, shutdown: &broadcast::Receiver<()>) {
+        let Some((config, peers)) = plan.and_then(|p| tunnel_plan(p, self.port)) else {
+            if self.running.take().is_some() {
+                tracing::info!("managed network gone; tunnel stopped");
+            }
+            return;
+        };
+        if let Some((running, overlay)) = &self.running {
+            if *running == config {
+                if let Err(e) = overlay.set_peers(peers).await {
+                    tracing::warn!(error = %e, "cannot update the tunnel's peers");
+                }
+                return;
+            }
+        }
+        // A new lease or network: the device is made anew (dropping the old one removes it).
+        self.running = None;
+        if let Err(e) = ensure_rules(&forwarding_rules(&config)).await {
+            tracing::warn!(error = %e, "cannot set the managed network's forwarding rules; containers on other hosts may not reach this one's");
+        }
+        match Overlay::start(config.clone(), &self.keypair, peers, shutdown.resubscribe()).await {
+            Ok(overlay) => {
+                tracing::info!(subnet = %config.local_subnet, port = self.port, "tunnel up");
+                self.running = Some((config, overlay));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the tunnel; containers on other hosts cannot reach this one's"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_proto::network::Peer as PlanPeer;
+
+    fn key() -> String {
+        KeyPair::generate().public_key().to_string()
+    }
+
+    #[test]
+    fn plans_become_tunnels_with_the_peers_that_said_where_they_are() {
+        let k = key();
+        let plan = NetworkPlan {
+            network: "10.42.0.0/16".into(),
+            subnet: "10.42.1.0/24".into(),
+            peers: vec![
+                PlanPeer {
+                    host_id: "b".into(),
+                    name: "b".into(),
+                    subnet: "10.42.2.0/24".into(),
+                    public_key: Some(k.clone()),
+                    endpoint: Some("192.168.1.6:51820".into()),
+                },
+                PlanPeer { host_id: "c".into(), name: "c".into(), subnet: "10.42.3.0/24".into(), public_key: None, endpoint: None },
+                PlanPeer { host_id: "d".into(), name: "d".into(), subnet: "10.42.4.0/24".into(), public_key: Some("junk".into()), endpoint: Some("x".into()) },
+            ],
+        };
+        let (config, peers) = tunnel_plan(&plan, 51820).unwrap();
+        assert_eq!((config.device.as_str(), config.local_subnet.to_string()), (DEVICE, "10.42.1.0/24".to_string()));
+        assert_eq!(peers.len(), 1, "only the peer with a key and an endpoint: {peers:?}");
+        assert_eq!(peers[0].public_key.to_string(), k);
+        assert!(tunnel_plan(&NetworkPlan { subnet: "10.43.1.0/24".into(), ..plan.clone() }, 51820).is_none(), "a lease outside the network");
+        assert!(tunnel_plan(&NetworkPlan { subnet: "nonsense".into(), ..plan }, 51820).is_none());
+    }
+
+    #[test]
+    fn traffic_between_managed_subnets_is_forwarded_and_not_masqueraded() {
+        let (config, _) = tunnel_plan(&NetworkPlan { network: "10.42.0.0/16".into(), subnet: "10.42.1.0/24".into(), peers: vec![] }, 51820).unwrap();
+        let rules = forwarding_rules(&config);
+        assert!(rules.iter().any(|(t, c, r)| *t == "nat" && *c == "POSTROUTING" && r.join(" ") == "-s 10.42.1.0/24 -d 10.42.0.0/16 -j RETURN"));
+        assert!(rules.iter().any(|(_, c, r)| *c == "DOCKER-USER" && r.join(" ") == format!("-i {DEVICE} -o {BRIDGE} -j ACCEPT")));
+    }
+}
