@@ -237,3 +237,41 @@ fn containers_on_two_hosts_reach_each_other_through_the_tunnel() {
     assert_eq!(fetch(h1, c1, ip2).as_deref(), Some(format!("hello-from-{c2}").as_str()), "across hosts without the control plane");
     assert_eq!(fetch(h2, c2, ip1).as_deref(), Some(format!("hello-from-{c1}").as_str()));
 }
+
+/// A host of another environment is never a peer: its containers and this environment's cannot
+/// reach each other, though both hosts run their tunnels on the same link.
+#[test]
+fn another_environments_containers_cannot_be_reached() {
+    let (ns, ip) = bare_netns(0);
+    let launch = Launch { listen: "0.0.0.0:0".into(), netns: Some((ns, ip)), args: vec![] };
+    let cluster = Cluster::start_with(1, launch, true);
+    let cp = &cluster.cp;
+    let h1 = &cluster.engines[0];
+    let h2 = engines(2).pop().unwrap();
+    h2.clear();
+    cp.json(&["env", "create", "DEV"]);
+    let token = cp.json(&["--env", "DEV", "host", "join-command"])["token"].as_str().unwrap().to_string();
+    let _dev_agent = start_agent_in(Some(&format!("corral-{}", h2.name)), &cp.url, &token, &h2, &cluster.tmp.path().join("agent-dev"), &[]);
+    let serve = ["sh", "-c", "echo hello-from-$(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"];
+    for env in ["Default", "DEV"] {
+        cp.json(&["--env", env, "stack", "create", "ISO"]);
+        let mut args = vec!["--env", env, "service", "create", "ISO/web", "--image", TEST_IMAGE, "--"];
+        args.extend(serve);
+        cp.json(&args);
+    }
+    let address = |engine: &Engine| wait_for(&format!("ISO-web-1 on {} on the managed network", engine.name), WAIT, || managed_address(engine, "ISO-web-1"));
+    let (ops_ip, dev_ip) = (address(h1), address(&h2));
+    assert!(ops_ip.starts_with("10.42.") && dev_ip.starts_with("10.43."), "each in its environment's range: {ops_ip}, {dev_ip}");
+    for env in ["Default", "DEV"] {
+        let n = cp.json(&["--env", env, "network", "ls"]);
+        assert_eq!(n["hosts"].as_array().unwrap().len(), 1, "one host in {env}: {n}");
+    }
+    // Both hosts are on one link; only the peer lists keep their containers apart.
+    for _ in 0..3 {
+        assert_eq!(fetch(&h2, "ISO-web-1", &ops_ip), None, "a DEV container reached an OPS one");
+        assert_eq!(fetch(h1, "ISO-web-1", &dev_ip), None, "an OPS container reached a DEV one");
+    }
+    // The same containers do answer on their own host, so the refusals above are the network's.
+    assert_eq!(fetch(h1, "ISO-web-1", &ops_ip).as_deref(), Some("hello-from-ISO-web-1"));
+    assert_eq!(fetch(&h2, "ISO-web-1", &dev_ip).as_deref(), Some("hello-from-ISO-web-1"));
+}
