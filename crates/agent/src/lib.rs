@@ -166,7 +166,7 @@ async fn follow_network(
     let mut applied: Option<corral_proto::network::NetworkPlan> = None;
     loop {
         let plan = desired.borrow_and_update().as_ref().and_then(|d| d.network.clone());
-        if plan != applied || applied.is_none() {
+        if plan != applied {
             tunnel.apply(plan.as_ref(), &shutdown).await;
             applied = plan;
         }

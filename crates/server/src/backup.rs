@@ -316,8 +316,14 @@ async fn beyond_api_limits(copy: &Store) -> Result<Vec<Problem>, BackupError> {
         let in_network = environments.iter().find(|e| e.id == lease.environment_id).and_then(|e| crate::network::cidr(e.subnet.as_deref()?));
         let ok =
             crate::network::cidr(&lease.subnet).is_some_and(|l| l.prefix_len() == crate::network::LEASE_PREFIX && in_network.is_some_and(|n| n.contains(&l)));
-        let why = format!("lease {} of host {} is no /24 of its environment's managed network", lease.subnet, lease.host_name);
-        check("host_leases", &lease.host_id, if ok { Ok(()) } else { Err(crate::error::ApiError::invalid("subnet", why)) });
+        let result = match ok {
+            true => Ok(()),
+            false => Err(crate::error::ApiError::invalid(
+                "subnet",
+                format!("lease {} of host {} is no /24 of its environment's managed network", lease.subnet, lease.host_name),
+            )),
+        };
+        check("host_leases", &lease.host_id, result);
     }
     // What agents are sent and install (a CA file under the engine's certs dir) passes the API's rules.
     for registry in copy.registries(None).await? {

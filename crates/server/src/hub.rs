@@ -209,8 +209,12 @@ impl Hub {
         let mut slots = self.slots.lock().expect("hub lock");
         let slot = slots.entry(host_id.to_string()).or_insert_with(Slot::new);
         slot.desired.send_if_modified(|current| {
-            if current.as_ref().is_some_and(|old| DesiredSet { revision: old.revision, ..set.clone() } == **old) {
-                return false;
+            // Compared as if it had the current revision: only a real change makes a new one.
+            if let Some(old) = current.as_ref() {
+                set.revision = old.revision;
+                if set == **old {
+                    return false;
+                }
             }
             set.revision = self.next_revision.fetch_add(1, Ordering::Relaxed);
             *current = Some(Arc::new(set));

@@ -95,6 +95,7 @@ impl Reconciler {
     pub async fn pass(&self) -> Result<(), StoreError> {
         let all_environments = self.store.environments().await?;
         let environments: HashMap<i64, String> = all_environments.iter().map(|e| (e.id, e.name.clone())).collect();
+        let networks: HashMap<i64, String> = all_environments.iter().filter_map(|e| Some((e.id, e.subnet.clone()?))).collect();
         // What containers are labelled with: stable across renames, so a rename recreates nothing.
         let env_labels: HashMap<i64, String> = all_environments.into_iter().map(|e| (e.id, e.label)).collect();
         let hosts = self.store.hosts(None).await?;
@@ -255,7 +256,6 @@ impl Reconciler {
             registries.entry(env).or_default().push(entry);
         }
         let leases = self.store.leases(None).await?;
-        let networks: HashMap<i64, String> = self.store.environments().await?.into_iter().filter_map(|e| Some((e.id, e.subnet?))).collect();
         for host in &hosts {
             let env = env_labels.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();

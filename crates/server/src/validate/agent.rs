@@ -154,7 +154,7 @@ const MAX_HOST_NETWORKS: usize = 64;
 /// in base64), a port.
 fn network_facts(n: &corral_proto::network::NetworkFacts) -> Result<(), ApiError> {
     let bad = |why: String| Err(ApiError::invalid("network", format!("the hello's network facts are refused: {why}")));
-    let is_cidr = |s: &str| s.len() <= 18 && s.parse::<ipnet::Ipv4Net>().is_ok();
+    let is_cidr = |s: &str| s.len() <= 18 && crate::network::cidr(s).is_some();
     if let Some(subnet) = n.subnet.as_deref().filter(|s| !is_cidr(s)) {
         return bad(format!("subnet {} is no IPv4 network", preview(subnet)));
     }
