@@ -13,12 +13,14 @@
 //!   No I/O; unit-tested.
 //! - `routes`: the routes to peers' subnets, with the `ip` command (why: see the module).
 //! - `tunnel`: [`Overlay`] (`start`, `set_peers`, `stats`) and its three loops: device → UDP,
-//!   UDP → device, timers.
+//!   UDP → device, timers, each working in batches (TUN offloads, UDP GSO/GRO).
+//! - `batch`: the pure plan of which encrypted datagrams go out in one GSO send.
 //! - `error`: [`OverlayError`].
 //!
 //! The `overlay-probe` binary brings one tunnel up from the command line; the integration test
 //! runs it in two network namespaces.
 
+mod batch;
 pub mod config;
 mod error;
 pub mod keys;

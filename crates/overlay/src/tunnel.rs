@@ -1,11 +1,16 @@
 //! The running tunnel: the TUN device, the UDP socket, one WireGuard state machine per peer,
 //! and the three loops that move packets between them.
 //!
-//! Hot loops reuse one buffer pair each and take a peer's lock only around the boringtun call,
-//! never across an `await`. The peer table is immutable and swapped whole on `set_peers`; each
-//! loop keeps its own `Arc` of it and picks up a new one when the watch channel says so, so a
-//! packet costs no lock on the table.
+//! The packet loops work in batches, so that a system call carries up to 64 KB rather than one
+//! packet: the device is opened with offloads (virtio-net headers), so the kernel hands over a
+//! whole TCP burst in one read and takes coalesced segments in one write; the socket sends runs
+//! of equal datagrams with UDP GSO and receives with GRO and `recvmmsg` (`quinn-udp`). Each
+//! loop reuses its buffers (no allocation per packet) and takes a peer's lock only around one
+//! boringtun call, never across an `await`. The peer table is immutable and swapped whole on
+//! `set_peers`; each loop keeps its own `Arc` of it and picks up a new one when the watch
+//! channel says so, so a packet costs no lock on the table.
 
+use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,11 +21,14 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519;
 use ipnet::Ipv4Net;
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use tun_rs::AsyncDevice;
+use tun_rs::{AsyncDevice, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
+use crate::batch::{GsoBatcher, Run};
 use crate::config::{plan_peers, validate_peers, OverlayConfig, Peer, MTU, PERSISTENT_KEEPALIVE_SECS, TIMER_TICK};
 use crate::error::{tun_hint, OverlayError, Result};
 use crate::keys::{KeyPair, PublicKey};
@@ -29,8 +37,15 @@ use crate::routes;
 /// Handshake initiations per second before the shared rate limiter answers with cookies
 /// (boringtun's own default).
 const HANDSHAKE_RATE_LIMIT: u64 = 10;
-/// Room for any datagram or TUN read (the device MTU is far below), plus WireGuard's overhead.
-const BUF_LEN: usize = 65536;
+/// Room for one IP packet of the device (its MTU is 1420) or one datagram of a peer's.
+const PACKET_LEN: usize = 2048;
+/// WireGuard's data header and tag around each packet.
+const DATA_OVERHEAD: usize = 32;
+/// One read from the device: a virtio-net header and up to 64 KB of segments to split.
+const TUN_READ_LEN: usize = VIRTIO_NET_HDR_LEN + 65535;
+/// Buffers per `recvmmsg`; each holds one GRO batch of datagrams (up to 64 KB).
+const UDP_READS: usize = 16;
+const UDP_READ_LEN: usize = 65536;
 /// Back-off after an I/O error on the device, so a broken device does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -94,6 +109,8 @@ struct Shared {
     public: x25519::PublicKey,
     tun: AsyncDevice,
     socket: UdpSocket,
+    /// The socket's batched I/O (GSO, GRO, `recvmmsg`) and what this kernel supports of it.
+    udp: UdpSocketState,
     /// One limiter for all peers: it checks a handshake's MAC before the costly key exchange that
     /// tells which peer sent it, and answers floods with cookies.
     limiter: Arc<RateLimiter>,
@@ -138,6 +155,23 @@ impl Shared {
             tracing::debug!(%to, error = %e, "tunnel: send failed");
         }
     }
+
+    /// Sends `run` of `buffer` in one system call (the kernel segments it). Errors other than
+    /// a full buffer are logged by quinn-udp and the datagrams dropped, as a lossy link would;
+    /// a kernel or device that refuses GSO turns it off for later sends.
+    async fn send_run(&self, buffer: &[u8], run: Run) {
+        let transmit = Transmit {
+            destination: run.to,
+            ecn: None,
+            contents: &buffer[run.start..run.end],
+            segment_size: run.segmented().then_some(run.segment),
+            src_ip: None,
+        };
+        let sent = self.socket.async_io(Interest::WRITABLE, || self.udp.send((&self.socket).into(), &transmit)).await;
+        if let Err(e) = sent {
+            tracing::debug!(to = %run.to, error = %e, "tunnel: send failed");
+        }
+    }
 }
 
 /// A running tunnel. Dropping it stops the loops and closes the device, which takes its address
@@ -166,13 +200,12 @@ impl Overlay {
         config.validate()?;
         validate_peers(&config, &keypair.public_key(), &peers)?;
         let address = config.tunnel_address();
-        let tun = tun_rs::DeviceBuilder::new().name(&config.device).ipv4(address, 32u8, None).mtu(MTU).build_async().map_err(|source| OverlayError::Tun {
-            device: config.device.clone(),
-            hint: tun_hint(&source),
-            source,
-        })?;
+        let tun =
+            open_device(&config.device, address).map_err(|source| OverlayError::Tun { device: config.device.clone(), hint: tun_hint(&source), source })?;
         let bind: SocketAddr = (Ipv4Addr::UNSPECIFIED, config.listen_port).into();
         let socket = UdpSocket::bind(bind).await.map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        let udp = UdpSocketState::new((&socket).into()).map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        allow_fragments(&socket);
         grow_buffers(&socket);
         for p in &peers {
             routes::add(&config.device, p.subnet, address).await?;
@@ -186,6 +219,7 @@ impl Overlay {
             public,
             tun,
             socket,
+            udp,
             next_index: AtomicU32::new(rand::random::<u32>()),
         });
         let table = PeerTable { peers: peers.iter().map(|p| shared.new_peer(p.clone())).collect() };
@@ -314,6 +348,39 @@ impl Overlay {
     }
 }
 
+/// The TUN device, with offloads where the kernel has them: reads then carry whole TCP bursts
+/// (up to 64 KB, split here) and writes take coalesced segments. Without them (old kernels,
+/// some sandboxes) the device works a packet at a time.
+fn open_device(name: &str, address: Ipv4Addr) -> std::io::Result<AsyncDevice> {
+    let build = |offload: bool| tun_rs::DeviceBuilder::new().name(name).ipv4(address, 32u8, None).mtu(MTU).offload(offload).build_async();
+    build(true).or_else(|e| {
+        tracing::info!(device = name, error = %e, "overlay: TUN offloads unavailable, reading one packet at a time");
+        build(false)
+    })
+}
+
+/// quinn-udp sets "don't fragment" on the socket (QUIC probes the path MTU itself). A tunnel
+/// cannot: a full-size packet inside it makes a 1,480-byte datagram, which a link with a
+/// smaller MTU (some clouds, VPNs) must fragment rather than drop. So fragmenting is allowed
+/// again, as kernel WireGuard does; GSO still applies where segments fit the link.
+fn allow_fragments(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let value: libc::c_int = libc::IP_PMTUDISC_DONT;
+    // SAFETY: a valid socket descriptor and an int option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "overlay: could not allow fragmentation on the tunnel socket");
+    }
+}
+
 /// Socket buffer size asked for. A receiver a little slower than its sender drops whole
 /// datagrams once the kernel's buffer (about 200 KB by default) is full, and TCP inside the tunnel
 /// takes each drop as congestion.
@@ -347,15 +414,17 @@ fn span(base: usize, out: &[u8]) -> (usize, usize) {
     (start, start + out.len())
 }
 
-/// Packets the kernel routed into the device: encrypt for the peer whose subnet holds the
-/// destination, send over UDP.
+/// Packets the kernel routed into the device: encrypt each for the peer whose subnet holds its
+/// destination, and send runs of them over UDP.
 async fn tun_to_udp(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>) {
-    let mut src = vec![0u8; BUF_LEN];
-    let mut dst = vec![0u8; BUF_LEN + 32];
-    let base = dst.as_ptr() as usize;
+    let mut read = vec![0u8; TUN_READ_LEN];
+    let mut packets = vec![vec![0u8; PACKET_LEN]; IDEAL_BATCH_SIZE];
+    let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+    // Encrypted datagrams, end to end, as the GSO sends take them.
+    let mut out = vec![0u8; IDEAL_BATCH_SIZE * (PACKET_LEN + DATA_OVERHEAD)];
     let mut table = table_rx.borrow_and_update().clone();
     loop {
-        let n = match shared.tun.recv(&mut src).await {
+        let n = match shared.tun.recv_multiple(&mut read, &mut packets, &mut sizes, 0).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "overlay: reading the tunnel device failed");
@@ -364,123 +433,167 @@ async fn tun_to_udp(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerT
             }
         };
         refresh(&mut table, &mut table_rx);
-        let packet = &src[..n];
-        let Some(IpAddr::V4(to)) = Tunn::dst_address(packet) else {
-            continue;
-        };
-        let Some(peer) = table.by_destination(to) else {
-            continue;
-        };
-        let (range, endpoint) = {
-            let mut live = peer.lock();
-            let endpoint = live.endpoint;
-            match live.tunn.encapsulate(packet, &mut dst) {
-                TunnResult::WriteToNetwork(out) => (span(base, out), endpoint),
-                TunnResult::Err(e) => {
-                    tracing::debug!(error = ?e, "overlay: encapsulate failed");
-                    continue;
+        let mut batch = GsoBatcher::new(shared.udp.max_gso_segments());
+        for (packet, &size) in packets.iter().zip(&sizes).take(n) {
+            let packet = &packet[..size];
+            let Some(IpAddr::V4(to)) = Tunn::dst_address(packet) else {
+                continue;
+            };
+            let Some(peer) = table.by_destination(to) else {
+                continue;
+            };
+            // boringtun writes what it returns at the start of the slice it is given.
+            let (len, endpoint) = {
+                let mut live = peer.lock();
+                let endpoint = live.endpoint;
+                match live.tunn.encapsulate(packet, &mut out[batch.next_offset()..]) {
+                    TunnResult::WriteToNetwork(datagram) => (datagram.len(), endpoint),
+                    TunnResult::Err(e) => {
+                        tracing::debug!(error = ?e, "overlay: encapsulate failed");
+                        continue;
+                    }
+                    _ => continue,
                 }
-                _ => continue,
+            };
+            if let Some(run) = batch.push(endpoint, len) {
+                shared.send_run(&out, run).await;
             }
-        };
-        shared.send_udp(&dst[range.0..range.1], endpoint).await;
+        }
+        if let Some(run) = batch.finish() {
+            shared.send_run(&out, run).await;
+        }
     }
 }
 
-enum Received {
+/// What one datagram from the network turned into.
+enum Received<'t> {
     Nothing,
-    /// An answer for the sender (handshake response, keepalive, cookie); queued packets may
+    /// An IP packet for the device, of this length.
+    Tunnel(usize),
+    /// An answer to send back (handshake response, keepalive); the peer's queued packets may
     /// follow.
-    Network(usize, usize),
-    Tunnel(usize, usize),
+    Network(&'t Arc<PeerState>, usize),
+    /// A cookie reply for a handshake that came while under load.
+    Cookie(usize),
 }
 
-/// Datagrams from peers: find the peer (by session index, or by the key inside a handshake),
-/// decrypt, and write to the device what the peer may send (sources in its subnet only).
+/// Finds the datagram's peer (by session index, or by the key inside a handshake) and decrypts
+/// into `dst`; a packet is kept only if its source lies in the peer's subnet.
+fn receive<'t>(shared: &Shared, table: &'t PeerTable, from: SocketAddr, datagram: &[u8], dst: &mut [u8]) -> Received<'t> {
+    let peer = match Tunn::parse_incoming_packet(datagram) {
+        Ok(Packet::HandshakeInit(init)) => {
+            match shared.limiter.verify_packet(Some(from.ip()), datagram, dst) {
+                Ok(_) => {}
+                Err(TunnResult::WriteToNetwork(cookie)) => return Received::Cookie(cookie.len()),
+                Err(_) => return Received::Nothing,
+            }
+            parse_handshake_anon(&shared.secret, &shared.public, &init).ok().and_then(|half| table.by_key(&half.peer_static_public))
+        }
+        Ok(Packet::HandshakeResponse(p)) => table.by_index(p.receiver_idx),
+        Ok(Packet::PacketCookieReply(p)) => table.by_index(p.receiver_idx),
+        Ok(Packet::PacketData(p)) => table.by_index(p.receiver_idx),
+        Err(_) => None,
+    };
+    let Some(peer) = peer else {
+        tracing::trace!(%from, "overlay: datagram from no known peer");
+        return Received::Nothing;
+    };
+    let mut live = peer.lock();
+    match live.tunn.decapsulate(Some(from.ip()), datagram, dst) {
+        TunnResult::WriteToNetwork(out) => {
+            let len = out.len();
+            live.endpoint = from;
+            Received::Network(peer, len)
+        }
+        TunnResult::WriteToTunnelV4(out, source) => {
+            if peer.peer.subnet.contains(&source) {
+                let len = out.len();
+                live.endpoint = from;
+                Received::Tunnel(len)
+            } else {
+                tracing::debug!(%source, subnet = %peer.peer.subnet, "overlay: dropped a packet from outside the peer's subnet");
+                Received::Nothing
+            }
+        }
+        TunnResult::WriteToTunnelV6(..) | TunnResult::Done => Received::Nothing,
+        TunnResult::Err(e) => {
+            tracing::debug!(%from, error = ?e, "overlay: decapsulate failed");
+            Received::Nothing
+        }
+    }
+}
+
+/// Datagrams from peers, read many at a time: decrypt each, and write the packets to the device
+/// in one batch, where consecutive segments of a TCP flow are coalesced (GRO) so the kernel's
+/// TCP stack sees 64 KB at a time rather than 1.4 KB.
 async fn udp_to_tun(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerTable>>) {
-    let mut src = vec![0u8; BUF_LEN];
-    let mut dst = vec![0u8; BUF_LEN];
-    let base = dst.as_ptr() as usize;
+    let mut read = vec![0u8; UDP_READS * UDP_READ_LEN];
+    let mut meta = [RecvMeta::default(); UDP_READS];
+    // Each packet for the device sits after room for its virtio-net header. Coalescing appends
+    // a flow's later segments to its first packet's buffer, and only within its capacity, so
+    // each has room for 64 KB (memory is touched only where a flow's segments land).
+    let mut packets: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE).map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + 65535)).collect();
+    let mut gro = GROTable::default();
     let mut table = table_rx.borrow_and_update().clone();
     loop {
-        let (n, from) = match shared.socket.recv_from(&mut src).await {
-            Ok(r) => r,
+        let received = shared
+            .socket
+            .async_io(Interest::READABLE, || {
+                let mut chunks = read.chunks_mut(UDP_READ_LEN);
+                let mut bufs: [IoSliceMut; UDP_READS] = std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+                shared.udp.recv((&shared.socket).into(), &mut bufs, &mut meta)
+            })
+            .await;
+        let count = match received {
+            Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "overlay: receive failed");
                 continue;
             }
         };
         refresh(&mut table, &mut table_rx);
-        let datagram = &src[..n];
-        let peer = match Tunn::parse_incoming_packet(datagram) {
-            Ok(Packet::HandshakeInit(init)) => {
-                match shared.limiter.verify_packet(Some(from.ip()), datagram, &mut dst) {
-                    Ok(_) => {}
-                    Err(TunnResult::WriteToNetwork(cookie)) => {
-                        let range = span(base, cookie);
-                        shared.send_udp(&dst[range.0..range.1], from).await;
-                        continue;
+        let mut filled = 0;
+        for (m, buf) in meta[..count].iter().zip(read.chunks(UDP_READ_LEN)) {
+            for datagram in buf[..m.len].chunks(m.stride.max(1)) {
+                if filled == packets.len() {
+                    write_packets(&shared, &mut gro, &mut packets[..filled]).await;
+                    filled = 0;
+                }
+                let slot = &mut packets[filled];
+                // A coalesced write may have grown or shortened it.
+                slot.resize(VIRTIO_NET_HDR_LEN + PACKET_LEN, 0);
+                match receive(&shared, &table, m.addr, datagram, &mut slot[VIRTIO_NET_HDR_LEN..]) {
+                    Received::Nothing => {}
+                    Received::Tunnel(len) => {
+                        slot.truncate(VIRTIO_NET_HDR_LEN + len);
+                        filled += 1;
                     }
-                    Err(_) => continue,
-                }
-                parse_handshake_anon(&shared.secret, &shared.public, &init).ok().and_then(|half| table.by_key(&half.peer_static_public))
-            }
-            Ok(Packet::HandshakeResponse(p)) => table.by_index(p.receiver_idx),
-            Ok(Packet::PacketCookieReply(p)) => table.by_index(p.receiver_idx),
-            Ok(Packet::PacketData(p)) => table.by_index(p.receiver_idx),
-            Err(_) => None,
-        };
-        let Some(peer) = peer else {
-            tracing::trace!(%from, "overlay: datagram from no known peer");
-            continue;
-        };
-        let received = {
-            let mut live = peer.lock();
-            match live.tunn.decapsulate(Some(from.ip()), datagram, &mut dst) {
-                TunnResult::WriteToNetwork(out) => {
-                    live.endpoint = from;
-                    let (a, b) = span(base, out);
-                    Received::Network(a, b)
-                }
-                TunnResult::WriteToTunnelV4(out, source) => {
-                    if peer.peer.subnet.contains(&source) {
-                        live.endpoint = from;
-                        let (a, b) = span(base, out);
-                        Received::Tunnel(a, b)
-                    } else {
-                        tracing::debug!(%source, subnet = %peer.peer.subnet, "overlay: dropped a packet from outside the peer's subnet");
-                        Received::Nothing
-                    }
-                }
-                TunnResult::WriteToTunnelV6(..) | TunnResult::Done => Received::Nothing,
-                TunnResult::Err(e) => {
-                    tracing::debug!(%from, error = ?e, "overlay: decapsulate failed");
-                    Received::Nothing
-                }
-            }
-        };
-        match received {
-            Received::Nothing => {}
-            Received::Tunnel(a, b) => {
-                if let Err(e) = shared.tun.send(&dst[a..b]).await {
-                    tracing::debug!(error = %e, "overlay: writing to the tunnel device failed");
-                }
-            }
-            Received::Network(a, b) => {
-                shared.send_udp(&dst[a..b], from).await;
-                // A completed handshake releases the packets queued while it ran.
-                loop {
-                    let range = {
-                        let mut live = peer.lock();
-                        match live.tunn.decapsulate(None, &[], &mut dst) {
-                            TunnResult::WriteToNetwork(out) => span(base, out),
-                            _ => break,
+                    Received::Cookie(len) => shared.send_udp(&slot[VIRTIO_NET_HDR_LEN..][..len], m.addr).await,
+                    Received::Network(peer, len) => {
+                        shared.send_udp(&slot[VIRTIO_NET_HDR_LEN..][..len], m.addr).await;
+                        // A completed handshake releases the packets queued while it ran.
+                        loop {
+                            let len = match peer.lock().tunn.decapsulate(None, &[], &mut slot[VIRTIO_NET_HDR_LEN..]) {
+                                TunnResult::WriteToNetwork(out) => out.len(),
+                                _ => break,
+                            };
+                            shared.send_udp(&slot[VIRTIO_NET_HDR_LEN..][..len], m.addr).await;
                         }
-                    };
-                    shared.send_udp(&dst[range.0..range.1], from).await;
+                    }
                 }
             }
         }
+        write_packets(&shared, &mut gro, &mut packets[..filled]).await;
+    }
+}
+
+/// Writes decrypted packets to the device, coalescing what it can.
+async fn write_packets(shared: &Shared, gro: &mut GROTable, packets: &mut [Vec<u8>]) {
+    if packets.is_empty() {
+        return;
+    }
+    if let Err(e) = shared.tun.send_multiple(gro, packets, VIRTIO_NET_HDR_LEN).await {
+        tracing::debug!(error = %e, "overlay: writing to the tunnel device failed");
     }
 }
 
