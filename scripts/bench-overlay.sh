@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Throughput and round trip of the overlay tunnel on its own (no Docker): two network namespaces
-# joined by a veth pair, `iperf3` and `ping` across the plain link and through the tunnel over
-# that same link, in one run. Prints figures; asserts nothing. Needs root, iperf3 and busybox.
+# joined by a veth pair, `iperf3` (1 and 4 TCP streams) and `ping` across the plain link and
+# through the tunnel over that same link, in one run. Prints figures; asserts nothing. Needs
+# root, iperf3, jq and busybox. scripts/bench-network.sh measures the same between containers
+# of two Docker hosts run by Corral.
 #
 #   scripts/bench-overlay.sh [SECONDS]     each iperf3 run lasts SECONDS (default 5)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 . "$here/lib/common.sh"
+. "$here/lib/netbench.sh"
 
 secs=${1:-5}
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, TUN devices)"
-command -v iperf3 >/dev/null || die "iperf3 is missing: apt-get install iperf3"
+for c in iperf3 jq busybox; do command -v $c >/dev/null || die "$c is missing: scripts/setup.sh installs it"; done
 log "building overlay-probe (release)"
 (cd "$root" && cargo build -q --release -p corral-overlay --bin overlay-probe)
 probe=$root/target/release/overlay-probe
@@ -60,23 +63,15 @@ ip netns exec "${ns[1]}" iperf3 -s >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.5
 
-# iperf3's receiver line: "... 5.47 Gbits/sec  receiver" -> "5.47 Gbits/sec"
-throughput() {
-    ip netns exec "${ns[0]}" iperf3 -c "$1" -t "$secs" -f m | awk '/receiver/ {print $(NF-2), $(NF-1)}'
+enter=(ip netns exec "${ns[0]}")
+row() { # PATH TARGET
+    printf '  %-30s %10s %10s %10s\n' "$1" "$(tcp_mbits "$secs" 1 "$2" "${enter[@]}")" \
+        "$(tcp_mbits "$secs" 4 "$2" "${enter[@]}")" "$(rtt_p50 100 "$2" "${enter[@]}")"
 }
-# busybox ping's summary: "round-trip min/avg/max = 0.041/0.060/0.102 ms" -> "0.060 ms"
-rtt() {
-    ip netns exec "${ns[0]}" busybox ping -c 50 -i 0.05 -q "$1" | awk -F'[/ ]' '/round-trip/ {print $(NF-2), "ms"}'
-}
-
-plain_tp=$(throughput "${link[1]}")
-tunnel_tp=$(throughput "${tunnel[1]}")
-plain_rtt=$(rtt "${link[1]}")
-tunnel_rtt=$(rtt "${tunnel[1]}")
-printf 'bench-overlay: %s CPU cores, %s s per iperf3 run, one TCP stream\n' "$(nproc)" "$secs"
-printf '  %-28s %16s %12s\n' path throughput 'avg rtt'
-printf '  %-28s %16s %12s\n' 'veth (plain)' "$plain_tp" "$plain_rtt"
-printf '  %-28s %16s %12s\n' 'overlay tunnel over the veth' "$tunnel_tp" "$tunnel_rtt"
+printf 'bench-overlay: %s CPU cores, load average %s, %s s per iperf3 run\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$secs"
+printf '  %-30s %10s %10s %10s\n' path 'Mbit/s x1' 'Mbit/s x4' 'RTT p50 ms'
+row 'veth (plain)' "${link[1]}"
+row 'overlay tunnel over the veth' "${tunnel[1]}"
 # Datagrams the kernel dropped because a tunnel socket's receive buffer was full (each side).
 drops() { ip netns exec "$1" nstat -az UdpRcvbufErrors | awk '/UdpRcvbufErrors/ {print $2}'; }
 printf '  UDP receive-buffer drops: %s (A), %s (B)\n' "$(drops "${ns[0]}")" "$(drops "${ns[1]}")"

@@ -33,6 +33,8 @@ PACKAGES=(
     docker-registry apache2-utils
     # Overlay tunnel test: captures the link between two namespaces to show no clear text on it.
     tcpdump
+    # Network benchmarks (bench-overlay, bench-network): TCP throughput, and jq to read its JSON.
+    iperf3 jq
 )
 
 missing=()
