@@ -75,3 +75,6 @@ row 'overlay tunnel over the veth' "${tunnel[1]}"
 # Datagrams the kernel dropped because a tunnel socket's receive buffer was full (each side).
 drops() { ip netns exec "$1" nstat -az UdpRcvbufErrors | awk '/UdpRcvbufErrors/ {print $2}'; }
 printf '  UDP receive-buffer drops: %s (A), %s (B)\n' "$(drops "${ns[0]}")" "$(drops "${ns[1]}")"
+# Each probe's peak resident memory: the packet path's buffers are touched as traffic fills them.
+hwm() { awk '/VmHWM/ {print $2, $3}' "/proc/$1/status"; }
+printf '  overlay-probe peak RSS: %s (A), %s (B)\n' "$(hwm "${pids[0]}")" "$(hwm "${pids[1]}")"

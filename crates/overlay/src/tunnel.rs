@@ -44,7 +44,11 @@ const DATA_OVERHEAD: usize = 32;
 /// One read from the device: a virtio-net header and up to 64 KB of segments to split.
 const TUN_READ_LEN: usize = VIRTIO_NET_HDR_LEN + 65535;
 /// Buffers per `recvmmsg`; each holds one GRO batch of datagrams (up to 64 KB).
-const UDP_READS: usize = 16;
+const UDP_READS: usize = 8;
+/// Decrypted packets written to the device per batch. Each may become the head a flow's later
+/// segments are coalesced into, so each has room for 64 KB: fewer bound the memory that
+/// traffic touches, and 64 still coalesce a 64 KB burst whole.
+const TUN_WRITES: usize = 64;
 const UDP_READ_LEN: usize = 65536;
 /// Back-off after an I/O error on the device, so a broken device does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -530,9 +534,8 @@ async fn udp_to_tun(shared: Arc<Shared>, mut table_rx: watch::Receiver<Arc<PeerT
     let mut read = vec![0u8; UDP_READS * UDP_READ_LEN];
     let mut meta = [RecvMeta::default(); UDP_READS];
     // Each packet for the device sits after room for its virtio-net header. Coalescing appends
-    // a flow's later segments to its first packet's buffer, and only within its capacity, so
-    // each has room for 64 KB (memory is touched only where a flow's segments land).
-    let mut packets: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE).map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + 65535)).collect();
+    // a flow's later segments to its first packet's buffer, and only within its capacity.
+    let mut packets: Vec<Vec<u8>> = (0..TUN_WRITES).map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + 65535)).collect();
     let mut gro = GROTable::default();
     let mut table = table_rx.borrow_and_update().clone();
     loop {
