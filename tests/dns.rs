@@ -155,3 +155,80 @@ fn another_environments_names_are_never_answered() {
         assert!(!answers.contains(&ops_ip) && !answers.iter().any(|a| secret.contains(a)), "{printed}");
     }
 }
+
+/// Waits until `agent` is sent a desired set whose names (container, address) are `want`, for
+/// `within` at most; panics with the last names it was sent.
+async fn wait_names(agent: &mut fake_agent::FakeAgent, want: &[(String, String)], within: Duration) {
+    let until = tokio::time::Instant::now() + within;
+    let mut last = None;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(until, agent.inbox.recv()).await {
+        if let corral_proto::ServerMessage::Desired(set) = msg {
+            let names: Vec<(String, String)> = set.network.map(|n| n.names.into_iter().map(|n| (n.container, n.ip.to_string())).collect()).unwrap_or_default();
+            if names == want {
+                return;
+            }
+            last = Some(names);
+        }
+    }
+    panic!("not sent the names {want:?} within {within:?}; last sent {last:?}");
+}
+
+/// What agents report is checked before it becomes a name: an address outside the reporting
+/// host's own lease is no name on any host, an address change is sent at once, and another
+/// environment's hosts are never sent the names. No engine: agents that say what the test wants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_come_only_from_addresses_of_the_reporting_hosts_own_lease() {
+    use fake_agent::{facts, running, FakeAgent};
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&tmp.path().join("data"));
+    let cli = |args: &[&str]| tokio::task::block_in_place(|| cp.json(args));
+    let token = cli(&["host", "join-command"])["token"].as_str().unwrap().to_string();
+    cli(&["env", "create", "DEV"]);
+    let dev_token = cli(&["--env", "DEV", "host", "join-command"])["token"].as_str().unwrap().to_string();
+    let mut a = FakeAgent::join(&cp, &token, None, "host-a", facts("a")).await.expect("joins");
+    let mut b = FakeAgent::join(&cp, &token, None, "host-b", facts("b")).await.expect("joins");
+    let mut dev = FakeAgent::join(&cp, &dev_token, None, "host-dev", facts("dev")).await.expect("joins");
+    for agent in [&a, &b, &dev] {
+        agent.report(Vec::new());
+    }
+    cli(&["stack", "create", "APP"]);
+    cli(&["service", "create", "APP/web", "--image", "busybox", "--scale", "2"]);
+    cli(&["--env", "DEV", "stack", "create", "APP"]);
+    cli(&["--env", "DEV", "service", "create", "APP/web", "--image", "busybox"]);
+
+    // Where each instance went, and each host's lease, from what they are told.
+    let mut on_host = Vec::new();
+    for agent in [&mut a, &mut b] {
+        let sets = agent.collect(Duration::from_secs(2)).await.unwrap();
+        let set = sets
+            .into_iter()
+            .rev()
+            .find_map(|m| match m {
+                corral_proto::ServerMessage::Desired(set) if !set.containers.is_empty() => Some(set),
+                _ => None,
+            })
+            .expect("a desired set with the instance");
+        let lease: ipnet::Ipv4Net = set.network.expect("a lease").subnet.parse().unwrap();
+        on_host.push((set.containers[0].name.clone(), lease));
+    }
+    let ((a_name, a_lease), (b_name, b_lease)) = (on_host[0].clone(), on_host[1].clone());
+    let at = |lease: &ipnet::Ipv4Net, host: u32| std::net::Ipv4Addr::from(u32::from(lease.network()) + host).to_string();
+    let reported = |name: &str, ip: String| corral_proto::ObservedContainer { ip: Some(ip), ..running(name) };
+
+    // A reports an address of its own; B one of A's lease: only A's becomes a name, on both hosts.
+    a.report(vec![reported(&a_name, at(&a_lease, 5))]);
+    b.report(vec![reported(&b_name, at(&a_lease, 6))]);
+    let want = vec![(a_name.clone(), at(&a_lease, 5))];
+    for agent in [&mut a, &mut b] {
+        wait_names(agent, &want, Duration::from_secs(3)).await;
+    }
+    // An address change alone is sent at once (well before the control loop's idle pass, 2 s).
+    a.report(vec![reported(&a_name, at(&a_lease, 7))]);
+    b.report(vec![reported(&b_name, at(&b_lease, 8))]);
+    let mut want = vec![(a_name.clone(), at(&a_lease, 7)), (b_name.clone(), at(&b_lease, 8))];
+    want.sort();
+    wait_names(&mut b, &want, Duration::from_millis(500)).await;
+    // DEV's host hears of its own names only.
+    dev.report(vec![reported("APP-web-1", "10.43.1.5".into())]);
+    wait_names(&mut dev, &[("APP-web-1".to_string(), "10.43.1.5".to_string())], Duration::from_secs(3)).await;
+}
