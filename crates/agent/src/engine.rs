@@ -225,8 +225,8 @@ impl Engine {
 
     /// Creates the container for `spec` and starts it unless its service is stopped; returns
     /// its id. The image must be on the host: pulls are the reconciler's, before it gets here.
-    /// `network` is the engine's network it joins ([`network_mode`]).
-    pub async fn create_and_start(&self, spec: &ContainerSpec, network: &str) -> Result<String, AgentError> {
+    /// `network` is the engine's network it joins ([`network_mode`]), with its resolver.
+    pub async fn create_and_start(&self, spec: &ContainerSpec, network: impl Into<Attachment>) -> Result<String, AgentError> {
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let created = self.docker.create_container(Some(opts), create_body(spec, network)).await.map_err(|e| match &e {
             DockerError::DockerResponseServerError { status_code: 404, .. } => {
@@ -352,7 +352,33 @@ pub fn network_mode(mode: NetworkMode, managed_ready: bool) -> &'static str {
     }
 }
 
-pub fn create_body(spec: &ContainerSpec, network: &str) -> ContainerCreateBody {
+/// The engine's network a container joins, and the DNS server it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: &'static str,
+    /// Set only on the managed network: the host's DNS server on its gateway (see
+    /// [`crate::dns`]), which the engine's own resolver inside the container passes names on to.
+    /// Not part of the spec hash, so a running container is never made anew for it: one made
+    /// while the server did not listen keeps the engine's default resolvers until it is
+    /// recreated for another reason.
+    pub resolver: Option<std::net::Ipv4Addr>,
+}
+
+impl Attachment {
+    pub fn new(network: &'static str, resolver: Option<std::net::Ipv4Addr>) -> Self {
+        let managed = network == corral_proto::network::DOCKER_NETWORK;
+        Attachment { network, resolver: resolver.filter(|_| managed) }
+    }
+}
+
+impl From<&'static str> for Attachment {
+    fn from(network: &'static str) -> Self {
+        Attachment { network, resolver: None }
+    }
+}
+
+pub fn create_body(spec: &ContainerSpec, network: impl Into<Attachment>) -> ContainerCreateBody {
+    let Attachment { network, resolver } = network.into();
     let exposed: Vec<String> = {
         let mut keys: Vec<String> = spec.ports.iter().map(port_key).collect();
         keys.sort();
@@ -381,6 +407,8 @@ pub fn create_body(spec: &ContainerSpec, network: &str) -> ContainerCreateBody {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
             network_mode: Some(network.to_string()),
+            dns: resolver.map(|r| vec![r.to_string()]),
+            dns_search: resolver.map(|_| vec![crate::dns::SEARCH_DOMAIN.to_string()]),
             ..Default::default()
         }),
         ..Default::default()
@@ -460,6 +488,24 @@ mod tests {
         assert_eq!(ephemeral[0].host_port.as_deref(), Some(""), "the engine picks the host port");
         assert_eq!(body.hostname.as_deref(), Some(spec.name.as_str()), "the container knows its name");
         assert_eq!(hc.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
+    }
+
+    #[test]
+    fn managed_containers_ask_the_hosts_dns_server_and_others_the_engines_default() {
+        let spec = ContainerSpec { name: "s-web-1".into(), image: "i".into(), ..Default::default() };
+        let gateway = std::net::Ipv4Addr::new(10, 42, 3, 1);
+        let hc = create_body(&spec, Attachment::new(corral_proto::network::DOCKER_NETWORK, Some(gateway))).host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some(corral_proto::network::DOCKER_NETWORK));
+        assert_eq!(hc.dns, Some(vec!["10.42.3.1".to_string()]));
+        assert_eq!(hc.dns_search, Some(vec!["corral.internal".to_string()]));
+        for other in ["bridge", "host", "none"] {
+            let hc = create_body(&spec, Attachment::new(other, Some(gateway))).host_config.unwrap();
+            assert_eq!((hc.dns, hc.dns_search), (None, None), "{other}");
+        }
+        let hc = create_body(&spec, Attachment::new(corral_proto::network::DOCKER_NETWORK, None)).host_config.unwrap();
+        assert_eq!(hc.dns, None, "no server listening: the engine's default");
+        let labels = create_body(&spec, Attachment::new(corral_proto::network::DOCKER_NETWORK, Some(gateway))).labels.unwrap();
+        assert_eq!(labels[labels::SPEC_HASH], spec.spec_hash(), "the resolver does not change the spec hash");
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! - [`logs`]: container logs streamed on demand while someone reads them.
 //! - [`stats`]: host and container resource usage, sampled every 5 s (1 s while watched).
 //! - [`registries`]: registries' CAs installed for the engine, and pulls with their logins.
+//! - [`dns`]: the service-discovery DNS server on the managed network's gateway, the resolver of
+//!   this host's managed containers, answering from the names of the saved desired set first.
 //! - [`facts`]: what the host reports about itself in the hello.
 //! - [`tls`]: TLS to the control plane with its CA pinned by fingerprint (also used by the CLI).
 //! - [`backoff`]: full-jitter exponential backoff.
@@ -35,6 +37,7 @@ pub mod backoff;
 pub mod balancer;
 mod connection;
 pub mod converge;
+pub mod dns;
 pub mod engine;
 mod error;
 pub mod facts;
@@ -128,7 +131,10 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
     );
 
     let cas = registries::CaFiles { certs_dir: config.registry_certs_dir.clone(), state_dir: config.state_dir.clone() };
-    let reconciler = ReconcilerHandle::spawn_with(Reconciler::in_state_dir(engine.clone(), &config.state_dir), desired, &shutdown, Some(cas));
+    let dns = dns::ServiceDns::with_host_resolvers(&shutdown);
+    let reconciler = Reconciler::in_state_dir(engine.clone(), &config.state_dir).with_dns(dns.clone());
+    let reconciler = ReconcilerHandle::spawn_with(reconciler, desired, &shutdown, Some(cas));
+    tokio::spawn(dns::follow_names(dns, reconciler.watch_desired(), shutdown.resubscribe()));
     // Enforce the saved set before dialling, and have a fresh observed set for the first report.
     let stopped = tokio::select! {
         _ = shutdown.recv() => true,
@@ -165,7 +171,7 @@ async fn follow_network(
 ) {
     let mut applied: Option<corral_proto::network::NetworkPlan> = None;
     loop {
-        let plan = desired.borrow_and_update().as_ref().and_then(|d| d.network.clone());
+        let plan = desired.borrow_and_update().as_ref().and_then(|d| d.network.as_ref().map(|n| n.without_names()));
         if plan != applied {
             tunnel.apply(plan.as_ref(), &shutdown).await;
             applied = plan;

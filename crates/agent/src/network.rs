@@ -156,6 +156,7 @@ mod tests {
                 PlanPeer { host_id: "c".into(), name: "c".into(), subnet: "10.42.3.0/24".into(), public_key: None, endpoint: None },
                 PlanPeer { host_id: "d".into(), name: "d".into(), subnet: "10.42.4.0/24".into(), public_key: Some("junk".into()), endpoint: Some("x".into()) },
             ],
+            ..Default::default()
         };
         let (config, peers) = tunnel_plan(&plan, 51820).unwrap();
         assert_eq!((config.device.as_str(), config.local_subnet.to_string()), (DEVICE, "10.42.1.0/24".to_string()));
@@ -167,7 +168,8 @@ mod tests {
 
     #[test]
     fn traffic_between_managed_subnets_is_forwarded_and_not_masqueraded() {
-        let (config, _) = tunnel_plan(&NetworkPlan { network: "10.42.0.0/16".into(), subnet: "10.42.1.0/24".into(), peers: vec![] }, 51820).unwrap();
+        let (config, _) =
+            tunnel_plan(&NetworkPlan { network: "10.42.0.0/16".into(), subnet: "10.42.1.0/24".into(), peers: vec![], ..Default::default() }, 51820).unwrap();
         let rules = forwarding_rules(&config);
         assert!(rules.iter().any(|(t, c, r)| *t == "nat" && *c == "POSTROUTING" && r.join(" ") == "-s 10.42.1.0/24 -d 10.42.0.0/16 -j RETURN"));
         assert!(rules.iter().any(|(_, c, r)| *c == "DOCKER-USER" && r.join(" ") == format!("-i {DEVICE} -o {BRIDGE} -j ACCEPT")));

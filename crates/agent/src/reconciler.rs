@@ -66,6 +66,10 @@ pub struct Reconciler {
     registries: Vec<RegistryEntry>,
     /// The subnet the engine's managed network was made for, once it is.
     managed: Option<ipnet::Ipv4Net>,
+    /// The host's DNS server, when this reconciler gives managed containers a resolver.
+    dns: Option<Arc<crate::dns::ServiceDns>>,
+    /// The resolver new managed containers get (the DNS server on the gateway), when it listens.
+    resolver: Option<std::net::Ipv4Addr>,
 }
 
 impl Reconciler {
@@ -84,12 +88,20 @@ impl Reconciler {
             applied: AppliedRestarts::default(),
             registries: Vec::new(),
             managed: None,
+            dns: None,
+            resolver: None,
         }
     }
 
     /// The same, keeping the restart generations it applied in `state_dir`.
     pub fn in_state_dir(engine: Engine, state_dir: &std::path::Path) -> Self {
         Reconciler { applied: AppliedRestarts::load(state_dir), ..Self::new(engine) }
+    }
+
+    /// The same, giving managed containers `dns` as their resolver while it listens on the
+    /// managed network's gateway.
+    pub fn with_dns(self, dns: Arc<crate::dns::ServiceDns>) -> Self {
+        Reconciler { dns: Some(dns), ..self }
     }
 
     /// One level-triggered pass. Fails only if the engine cannot even list containers; a
@@ -100,6 +112,9 @@ impl Reconciler {
     pub async fn converge_once(&mut self, desired: &DesiredSet) -> Result<ConvergeReport, AgentError> {
         let observed = self.engine.list_managed().await?;
         self.ensure_network(desired.network.as_ref()).await;
+        if let Some(dns) = &self.dns {
+            self.resolver = dns.serve(self.managed).await;
+        }
         if self.registries != desired.registries {
             // A login or CA set right after a pull failed should not wait out the backoff.
             self.pulls.forget_failures();
@@ -157,10 +172,10 @@ impl Reconciler {
         }
         // Engine calls for different containers are independent; running a few at once lets a
         // deploy go as fast as the engine itself (it creates in parallel, the CLI's floor).
-        let (engine, managed_ready) = (&self.engine, self.managed.is_some());
+        let (engine, managed_ready, resolver) = (&self.engine, self.managed.is_some(), self.resolver);
         let results: Vec<(Action, Result<(), AgentError>)> = futures_util::stream::iter(actions)
             .map(|action| async move {
-                let result = execute(engine, &action, managed_ready).await;
+                let result = execute(engine, &action, managed_ready, resolver).await;
                 (action, result)
             })
             .buffer_unordered(PARALLEL_ACTIONS)
@@ -285,8 +300,9 @@ fn asked_key(image: &str) -> String {
 const PARALLEL_ACTIONS: usize = 4;
 
 /// Carries out one action on the engine.
-async fn execute(engine: &Engine, action: &Action, managed_ready: bool) -> Result<(), AgentError> {
-    let network = |spec: &corral_proto::ContainerSpec| crate::engine::network_mode(spec.network, managed_ready);
+/// `resolver` is the DNS server containers on the managed network get, when it listens.
+async fn execute(engine: &Engine, action: &Action, managed_ready: bool, resolver: Option<std::net::Ipv4Addr>) -> Result<(), AgentError> {
+    let network = |spec: &corral_proto::ContainerSpec| crate::engine::Attachment::new(crate::engine::network_mode(spec.network, managed_ready), resolver);
     match action {
         Action::Create { spec } => engine.create_and_start(spec, network(spec)).await.map(drop),
         Action::Recreate { id, spec } => {

@@ -13,6 +13,12 @@
 //! ```sh
 //! cargo run --release -p corral-dns --example bench-dns -- [--queries 200000] [--clients 4]
 //! ```
+//!
+//! With `--server ADDR`, no server is started: the clients ask the one at ADDR (e.g. run in a
+//! container's network namespace, the engine's resolver 127.0.0.11:53 or the agent's server on the
+//! gateway) the `--ask` names in turn, each of which must have answers. With `--until-answered`
+//! it asks the first `--ask` name every 5 ms until it has an answer, then prints the wall-clock
+//! time of that answer in milliseconds since the Unix epoch (tests/bench/dns_names.rs).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -48,6 +54,15 @@ struct Args {
     /// Worker threads of the runtime that serves DNS and runs the clients.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Ask this running server instead of starting one (ADDRESS:PORT).
+    #[arg(long)]
+    server: Option<SocketAddr>,
+    /// With --server: a name to ask, in turn with the others; each must have answers. Repeatable.
+    #[arg(long = "ask", requires = "server")]
+    ask: Vec<String>,
+    /// With --server: wait until the first --ask name has an answer, and print when (ms since the epoch).
+    #[arg(long, requires = "server")]
+    until_answered: bool,
 }
 
 const ENV: &str = "bench";
@@ -108,6 +123,9 @@ fn names(args: &Args, client: usize) -> Vec<(Name, bool)> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(server) = args.server {
+        return ask_running(&args, server).await;
+    }
     let (_shutdown, rx) = broadcast::channel(1);
     let (server, addr) = DnsServer::start("127.0.0.1:0".parse()?, Vec::new(), rx).await?;
     let server = Arc::new(server);
@@ -144,26 +162,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let started = Instant::now();
-    let mut latencies = run_clients(&args, addr, args.queries).await?;
+    let latencies = run_clients(&args, addr, args.queries).await?;
     let elapsed = started.elapsed();
     done.store(true, Ordering::Relaxed);
     if let Some(swapper) = swapper {
         swapper.await?;
     }
 
+    report(latencies, elapsed, swaps.load(Ordering::Relaxed));
+    Ok(())
+}
+
+/// Prints the figures of a run.
+fn report(mut latencies: Vec<Duration>, elapsed: Duration, swaps: usize) {
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[index].as_secs_f64() * 1000.0
     };
     let p99 = percentile(0.99);
-    println!("queries answered:  {} in {:.2} s, {} table swaps", latencies.len(), elapsed.as_secs_f64(), swaps.load(Ordering::Relaxed));
+    println!("queries answered:  {} in {:.2} s, {swaps} table swaps", latencies.len(), elapsed.as_secs_f64());
     println!("queries/s:         {:.0}", latencies.len() as f64 / elapsed.as_secs_f64());
     println!("latency p50:       {:.3} ms", percentile(0.50));
     println!("latency p90:       {:.3} ms", percentile(0.90));
     println!("latency p99:       {p99:.3} ms   (target ≤ 2 ms: {})", if p99 <= 2.0 { "met" } else { "NOT met" });
     println!("latency max:       {:.3} ms", percentile(1.0));
-    Ok(())
 }
 
 /// `total` queries spread over the clients; the latency of each.
@@ -183,6 +206,11 @@ async fn run_clients(args: &Arc<Args>, server: SocketAddr, total: usize) -> anyh
 
 async fn client_loop(client: usize, server: SocketAddr, names: Vec<(Name, bool)>, count: usize) -> anyhow::Result<Vec<Duration>> {
     let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, FIRST_ASKER + client as u8)), 0);
+    ask_from(from, server, &names, count).await.with_context(|| format!("client {client}"))
+}
+
+/// `count` queries from `from` to `server`, one at a time, the names in turn; the latency of each.
+async fn ask_from(from: SocketAddr, server: SocketAddr, names: &[(Name, bool)], count: usize) -> anyhow::Result<Vec<Duration>> {
     let socket = UdpSocket::bind(from).await.with_context(|| format!("binding a client on {from}"))?;
     socket.connect(server).await?;
     let mut latencies = Vec::with_capacity(count);
@@ -212,8 +240,35 @@ async fn client_loop(client: usize, server: SocketAddr, names: Vec<(Name, bool)>
         let code = response.metadata.response_code;
         let ok = if *found { code == ResponseCode::NoError && !response.answers.is_empty() } else { code == ResponseCode::NXDomain };
         if !ok {
-            bail!("wrong answer to {name} from client {client}: {code} with {} answers", response.answers.len());
+            bail!("wrong answer to {name}: {code} with {} answers", response.answers.len());
         }
     }
     Ok(latencies)
+}
+
+/// `--server`: the latency of a running server's answers to the `--ask` names, or (with
+/// `--until-answered`) when the first of them is first answered.
+async fn ask_running(args: &Args, server: SocketAddr) -> anyhow::Result<()> {
+    if args.ask.is_empty() {
+        bail!("give the names to ask with --ask NAME");
+    }
+    let names: Vec<(Name, bool)> =
+        args.ask.iter().map(|n| Ok((Name::from_ascii(format!("{}.", n.trim_end_matches('.')))?, true))).collect::<anyhow::Result<_>>()?;
+    let from: SocketAddr = "0.0.0.0:0".parse()?;
+    if args.until_answered {
+        loop {
+            if ask_from(from, server, &names[..1], 1).await.is_ok() {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                println!("{}", now.as_millis());
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    println!("bench-dns: {} queries of {:?} to {server}, one at a time", args.queries, args.ask);
+    ask_from(from, server, &names, 500.min(args.queries)).await?;
+    let started = Instant::now();
+    let latencies = ask_from(from, server, &names, args.queries).await?;
+    report(latencies, started.elapsed(), 0);
+    Ok(())
 }

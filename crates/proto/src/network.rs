@@ -72,6 +72,41 @@ pub struct NetworkPlan {
     /// other environments are never listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Peer>,
+    /// The environment's `io.corral.environment` label: the host's DNS server answers for this
+    /// environment only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub environment: String,
+    /// The names the host's DNS server answers: every container of the environment on the
+    /// managed network, on any of its hosts, with the address its engine reports. Sorted by
+    /// container name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<NameRecord>,
+}
+
+impl NetworkPlan {
+    /// The plan less its names: what the tunnel follows (names change far more often).
+    pub fn without_names(&self) -> NetworkPlan {
+        NetworkPlan {
+            network: self.network.clone(),
+            subnet: self.subnet.clone(),
+            peers: self.peers.clone(),
+            environment: self.environment.clone(),
+            names: Vec::new(),
+        }
+    }
+}
+
+/// One container of the environment, as the DNS servers know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRecord {
+    pub container: String,
+    pub stack: String,
+    pub service: String,
+    /// Its address on the managed network, as its host's engine reports it.
+    pub ip: std::net::Ipv4Addr,
+    /// Only running containers are answered; the others still tell the DNS server which stack
+    /// their address belongs to.
+    pub running: bool,
 }
 
 /// Another host of the environment, as a tunnel peer.

@@ -389,10 +389,11 @@ impl Session<'_> {
         if state.hub.in_sync(host_id) != was_in_sync {
             state.events.publish(&self.environment(), &[Resource::Hosts]);
         }
-        // What runs where decides load balancers' backends: a container that
-        // starts or stops anywhere must reach them within the second.
-        let running: Vec<(&str, corral_proto::ContainerState, &[corral_proto::PortSpec])> =
-            observed.containers.iter().map(|c| (c.name.as_str(), c.state, c.ports.as_slice())).collect();
+        // What runs where decides load balancers' backends and the names every host's DNS
+        // answers: a container that starts, stops or changes address anywhere must reach them
+        // within the second.
+        let running: Vec<(&str, corral_proto::ContainerState, &[corral_proto::PortSpec], Option<&str>)> =
+            observed.containers.iter().map(|c| (c.name.as_str(), c.state, c.ports.as_slice(), c.ip.as_deref())).collect();
         let fingerprint = format!("{running:?}");
         if self.last_fingerprint.as_deref() != Some(fingerprint.as_str()) {
             self.last_fingerprint = Some(fingerprint);

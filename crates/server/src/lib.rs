@@ -29,6 +29,7 @@ pub mod events;
 pub mod hub;
 pub mod lb;
 pub mod metrics;
+pub mod names;
 pub mod network;
 pub mod reconcile;
 pub mod state;

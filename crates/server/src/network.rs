@@ -132,7 +132,7 @@ pub fn plan_for(host_id: &str, network: &str, leases: &[Lease]) -> Option<Networ
             endpoint: l.tunnel_key.as_ref().map(|_| endpoint(&l.address, l.tunnel_port.unwrap_or(DEFAULT_TUNNEL_PORT))),
         })
         .collect();
-    Some(NetworkPlan { network: network.to_string(), subnet: own.subnet.clone(), peers })
+    Some(NetworkPlan { network: network.to_string(), subnet: own.subnet.clone(), peers, ..NetworkPlan::default() })
 }
 
 /// `ADDRESS:PORT`, with an IPv6 address in brackets.

@@ -256,6 +256,7 @@ impl Reconciler {
             registries.entry(env).or_default().push(entry);
         }
         let leases = self.store.leases(None).await?;
+        let names = crate::names::environment_names(&by_id, &records, &observed, &leases);
         for host in &hosts {
             let env = env_labels.get(&host.environment_id).map(String::as_str).unwrap_or_default();
             let mut specs = Vec::new();
@@ -283,7 +284,10 @@ impl Reconciler {
             // Logins go with the images the host runs and the ones it is asked to pull first.
             let images = specs.iter().map(|s| s.image.as_str()).chain(pull.iter().map(|p| p.image.as_str()));
             let registries = corral_proto::registry::for_host(registries.get(&host.environment_id).map_or(&[][..], Vec::as_slice), images);
-            let network = networks.get(&host.environment_id).and_then(|net| crate::network::plan_for(&host.id, net, &leases));
+            let network = networks.get(&host.environment_id).and_then(|net| crate::network::plan_for(&host.id, net, &leases)).map(|plan| {
+                let names = names.get(&host.environment_id).cloned().unwrap_or_default();
+                corral_proto::network::NetworkPlan { environment: env.to_string(), names, ..plan }
+            });
             self.hub.publish(&host.id, DesiredSet { revision: 0, containers: specs, load_balancer: lb, pull, registries, network });
         }
         Ok(())

@@ -4,6 +4,9 @@ use anyhow::Result;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(after_help = "The agent answers its environment's names (SERVICE, SERVICE.STACK, container names) on port 53 of its \
+managed network's gateway (UDP and TCP), the resolver of this host's managed containers. Run it in the host's own network \
+namespace for that: an agent elsewhere says so once in its log, and its containers keep the engine's resolver.")]
 pub struct Args {
     /// Where the agent keeps its identity and the last desired set.
     #[arg(long, env = "CORRAL_AGENT_STATE_DIR", default_value = "/var/lib/corral-agent")]

@@ -284,6 +284,18 @@ fn container(c: &ObservedContainer) -> Result<(), String> {
     container_labels(&c.labels)
 }
 
+/// The address an agent reports for a container, when it is one the container may have on the
+/// managed network: an IPv4 address of the host's own `lease`, neither the lease's network nor
+/// broadcast address nor its gateway (the host's own). An agent is trusted with its lease only,
+/// so no name it reports can point into another host's containers. `None` for anything else,
+/// which is also what a container not yet on the managed network reports (an address on the
+/// engine's default bridge): such a container has no name yet, and nothing is refused.
+pub fn managed_address(ip: Option<&str>, lease: &ipnet::Ipv4Net) -> Option<std::net::Ipv4Addr> {
+    let ip: std::net::Ipv4Addr = ip?.parse().ok()?;
+    let gateway = lease.hosts().next()?;
+    (lease.contains(&ip) && ip != lease.network() && ip != lease.broadcast() && ip != gateway).then_some(ip)
+}
+
 /// Why a container is not running, as an agent says it: a name it may run, printable words of
 /// bounded length, a percent that is one.
 fn issue(i: &ContainerIssue) -> Result<(), String> {
@@ -497,5 +509,16 @@ mod tests {
         let text = problem(&many).unwrap();
         assert!(text.contains("reason 0\\n") && text.contains("and 5 more"), "{text}");
         assert!(text.len() < 20 * 310 + 100, "{}", text.len());
+    }
+
+    #[test]
+    fn a_managed_address_is_a_containers_address_in_the_hosts_own_lease() {
+        let lease: ipnet::Ipv4Net = "10.42.3.0/24".parse().unwrap();
+        assert_eq!(managed_address(Some("10.42.3.7"), &lease), Some([10, 42, 3, 7].into()));
+        assert_eq!(managed_address(Some("10.42.3.254"), &lease), Some([10, 42, 3, 254].into()));
+        for refused in ["10.42.4.7", "172.17.0.2", "10.42.3.0", "10.42.3.1", "10.42.3.255", "::1", "10.42.3.7/24", " 10.42.3.7", "here", ""] {
+            assert_eq!(managed_address(Some(refused), &lease), None, "{refused:?}");
+        }
+        assert_eq!(managed_address(None, &lease), None);
     }
 }
