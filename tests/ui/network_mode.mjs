@@ -45,6 +45,7 @@ async function networkMode(ctx) {
     await waitInvalid(page, "svc-network");
     const error = await fieldErrorText(page, "svc-network");
     assert(error.includes("host's own ports") && error.includes("remove the ports"), `the network's error reads: ${error}`);
+    await shot(page, "service-network");
     const services = await apiGet(`/stacks/${encodeURIComponent(STACK)}/services`);
     assert(services.length === 0, `a refused form created ${services.length} services`);
   });
@@ -53,7 +54,7 @@ async function networkMode(ctx) {
     await page.getByTestId("svc-ports").fill("");
     await pick(page, "svc-network", "Bridge");
     await page.getByText("reached from elsewhere only through published ports").waitFor({ timeout: T });
-    await shot(page, "service-network");
+    assert((await fieldErrorText(page, "svc-network")) === "", "the refusal of Host is gone once Bridge is chosen");
     await page.getByTestId("svc-submit").click();
     await page.getByTestId("service-form").waitFor({ state: "detached", timeout: T });
     const row = page.locator(`[data-testid=service-row][data-service="${SERVICE}"]`);

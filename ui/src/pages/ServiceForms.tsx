@@ -125,7 +125,16 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
           error={errors.ports}
           data-testid="svc-ports"
         />
-        <NetworkSelect value={network} onChange={setNetwork} error={errors.network} testId="svc-network" />
+        <NetworkSelect
+          value={network}
+          onChange={(v) => {
+            setNetwork(v);
+            // A refusal of the mode chosen before says nothing about this one.
+            setErrors((e) => ({ ...e, network: undefined }));
+          }}
+          error={errors.network}
+          testId="svc-network"
+        />
         <TagsInput label="Constraints" description="host.LABEL=VALUE or host.LABEL!=VALUE; press Enter after each" value={constraints} onChange={setConstraints} error={errors.constraints} data-testid="svc-constraints" />
         <NumberInput label="Scale" description="How many containers to run (0–1000)" value={scale} onChange={setScale} allowDecimal={false} clampBehavior="none" error={errors.scale} data-testid="svc-scale" />
         <Group justify="flex-end">
