@@ -189,6 +189,8 @@ export interface Service {
   unplaced: string[];
   /** `missing` (also when absent), `always` or `never`. */
   pull_policy?: string;
+  /** Which network its containers join: `managed` (also when absent), `bridge`, `host`, `none`. */
+  network?: string;
   /** What its containers add up to: `active`, `starting`, `pulling`, `degraded`, `failing`, `stopped`. */
   status?: string;
   /** The reason that matters most, e.g. `h1: cannot pull app:2: image not found in the registry (…)`. */
@@ -220,7 +222,10 @@ export interface Container {
   failing?: boolean;
   /** The last lines it printed, when it exited. */
   log?: string[];
+  /** Its address; the host's own for a container on the host's network. */
   ip: string | null;
+  /** The network it was made on: `managed`, `bridge`, `host` or `none`. */
+  network?: string;
   ports: Port[];
   docker_id: string | null;
   /** Kept stopped on its own (Stop on the container) until started again. */
@@ -249,6 +254,8 @@ export interface NewService {
   scale: number;
   /** `missing` (default), `always` or `never`. */
   pull_policy?: string;
+  /** `managed` (default), `bridge`, `host` or `none`. */
+  network?: string;
 }
 
 export interface NewLoadBalancer {
@@ -264,6 +271,8 @@ export interface ServiceUpgrade {
   image?: string;
   command?: string[];
   env?: string[];
+  /** Moves the containers to another network, one at a time. */
+  network?: string;
 }
 
 /** `GET /v1/settings`: the URL hosts join at, and where it comes from. */
@@ -512,6 +521,8 @@ export const api = {
   removeStack: (name: string) => request<void>("DELETE", `/stacks/${seg(name)}`),
   services: (stack: string, signal?: AbortSignal) =>
     request<Service[]>("GET", `/stacks/${seg(stack)}/services`, undefined, signal),
+  service: (stack: string, service: string, signal?: AbortSignal) =>
+    request<Service>("GET", `/stacks/${seg(stack)}/services/${seg(service)}`, undefined, signal),
   createService: (stack: string, body: NewService | NewLoadBalancer) =>
     request<Service>("POST", `/stacks/${seg(stack)}/services`, body),
   scaleService: (stack: string, service: string, scale: number) =>

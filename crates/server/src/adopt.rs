@@ -307,4 +307,29 @@ mod tests {
         assert_eq!(adopted, [("S-web-1", 0), ("S-web-2", 1_733_220_000_000)]);
         assert!(decision.refused.len() == 1 && decision.refused[0].contains("incarnation"), "{:?}", decision.refused);
     }
+
+    #[test]
+    fn a_container_keeps_its_network_and_a_bad_one_is_refused() {
+        let mut host = spec();
+        host["network"] = "host".into();
+        let mut ported = host.clone();
+        ported["ports"] = serde_json::json!([{"host_port": 8080, "container_port": 80, "protocol": "tcp"}]);
+        let mut unknown = spec();
+        unknown["network"] = "overlay".into();
+        let observed = ObservedSet {
+            containers: vec![
+                container("S-web-1", "S", "1", host),
+                container("S-db-1", "S", "1", spec()),
+                container("S-bad-1", "S", "1", ported),
+                container("S-odd-1", "S", "1", unknown),
+            ],
+            ..Default::default()
+        };
+        let decision = decide(&observed);
+        let adopted: Vec<(&str, &str)> = decision.adopt.iter().map(|(n, f)| (n.as_str(), f.spec.network.as_str())).collect();
+        assert_eq!(adopted, [("S-web-1", "host"), ("S-db-1", "managed")], "labels made before network modes mean managed");
+        assert_eq!(decision.refused.len(), 2, "{:?}", decision.refused);
+        assert!(decision.refused.iter().any(|r| r.contains("S-bad-1") && r.contains("host's own ports")), "{:?}", decision.refused);
+        assert!(decision.refused.iter().any(|r| r.contains("S-odd-1") && r.contains("overlay")), "{:?}", decision.refused);
+    }
 }

@@ -386,7 +386,7 @@ pub fn container_spec(environment: &str, service: &Service, record: &ContainerRe
         labels: all_labels,
         stopped: service.is_stopped() || record.stopped,
         pull: spec.pull,
-        network: Default::default(),
+        network: spec.network,
         restart_generation: record.restart_generation,
     }
 }
@@ -414,7 +414,7 @@ pub fn spare_spec(environment: &str, service: &Service) -> ContainerSpec {
         labels: all_labels,
         stopped: false,
         pull: spec.pull,
-        network: Default::default(),
+        network: spec.network,
         restart_generation: 0,
     }
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 
 use crate::error::ApiError;
+use corral_proto::network::NetworkMode;
 use corral_proto::PortSpec;
 use corral_store::users::MIN_PASSWORD_LEN;
 use corral_store::{LbSpec, ServiceKind, ServiceSpec};
@@ -112,7 +113,6 @@ pub fn reschedule_after(value: Option<i64>) -> Result<u32, ApiError> {
     }
 }
 
-/// A Docker image reference: `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, as the engine's grammar has it.
 /// A pull policy: `missing` (the default), `always` or `never`.
 pub fn pull_policy(value: Option<&str>) -> Result<corral_proto::PullPolicy, ApiError> {
     match value {
@@ -123,6 +123,46 @@ pub fn pull_policy(value: Option<&str>) -> Result<corral_proto::PullPolicy, ApiE
     }
 }
 
+/// A service's network: `managed` (the default), `bridge`, `host` or `none`.
+pub fn network_mode(value: Option<&str>) -> Result<NetworkMode, ApiError> {
+    match value {
+        None => Ok(Default::default()),
+        Some(v) => NetworkMode::parse(v).ok_or_else(|| {
+            ApiError::invalid(
+                "network",
+                format!(
+                    "unknown network {}: use managed (the environment's network across its hosts, the default), bridge (the engine's default bridge \
+                     on its host), host (the host's own network) or none (no network)",
+                    preview(v)
+                ),
+            )
+        }),
+    }
+}
+
+/// What a network mode cannot go with, and what to do instead. `managed` goes with anything.
+fn network_combination(spec: &ServiceSpec) -> Result<(), ApiError> {
+    let refuse = |why: &str| Err(ApiError::invalid("network", why.to_string()));
+    match spec.network {
+        NetworkMode::Managed => Ok(()),
+        _ if spec.kind == ServiceKind::LoadBalancer => {
+            refuse("a load balancer runs inside the agents and listens on its hosts' own ports: leave its network out (managed)")
+        }
+        NetworkMode::Host if !spec.ports.is_empty() => refuse(
+            "with network host the container listens on the host's own ports (its port 80 is the host's port 80) and publishes none: \
+             remove the ports, or use network managed or bridge to publish them",
+        ),
+        NetworkMode::None if !spec.ports.is_empty() => {
+            refuse("with network none the container has no network, so nothing can reach its ports: remove the ports, or use network managed or bridge")
+        }
+        NetworkMode::Host if spec.hot_spare => {
+            refuse("with network host a hot spare would share the host's ports with the instance beside it: leave out the hot spare, or use network managed")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A Docker image reference: `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, as the engine's grammar has it.
 pub fn image(value: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {
         Err(ApiError::invalid(
@@ -483,7 +523,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     if spec.hot_spare && spec.ports.iter().any(|p| p.host_port.is_some()) {
         return Err(ApiError::invalid("hot_spare", "a hot spare cannot share a fixed host port with the instance on its host"));
     }
-    Ok(())
+    network_combination(spec)
 }
 
 /// A balancer's listeners, targets and rules: each must read back the same from the text the
@@ -640,6 +680,7 @@ mod tests {
             lb: None,
             hot_spare: false,
             pull: Default::default(),
+            network: Default::default(),
         }
     }
 
@@ -690,6 +731,47 @@ mod tests {
         let mut bad = lb;
         bad.ports[0].listen = 0;
         assert!(service_spec(&ServiceSpec { lb: Some(bad), ..balancer }).is_err());
+    }
+
+    #[test]
+    fn network_modes_refuse_what_cannot_work() {
+        assert_eq!(network_mode(None).unwrap(), NetworkMode::Managed);
+        for mode in ["managed", "bridge", "host", "none"] {
+            assert_eq!(network_mode(Some(mode)).unwrap().as_str(), mode);
+        }
+        let (field, why) = message(network_mode(Some("overlay")));
+        assert_eq!(field, "network");
+        assert!(["\"overlay\"", "managed", "bridge", "host", "none"].iter().all(|w| why.contains(w)), "{why}");
+
+        let with = |network: NetworkMode, change: fn(&mut ServiceSpec)| {
+            let mut spec = ServiceSpec { network, ports: Vec::new(), ..container_spec() };
+            change(&mut spec);
+            service_spec(&spec)
+        };
+        for mode in [NetworkMode::Managed, NetworkMode::Bridge, NetworkMode::Host, NetworkMode::None] {
+            assert!(with(mode, |_| {}).is_ok(), "{mode} alone");
+        }
+        assert!(with(NetworkMode::Bridge, |s| s.ports = vec!["8080:80".parse().unwrap()]).is_ok());
+        let (field, why) = message(with(NetworkMode::Host, |s| s.ports = vec!["8080:80".parse().unwrap()]));
+        assert_eq!(field, "network");
+        assert!(why.contains("host's own ports") && why.contains("remove the ports"), "{why}");
+        assert!(message(with(NetworkMode::Host, |s| s.ports = vec!["80".parse().unwrap()])).1.contains("host's own ports"), "unpublished ports too");
+        assert!(message(with(NetworkMode::None, |s| s.ports = vec!["80".parse().unwrap()])).1.contains("nothing can reach"));
+        assert!(message(with(NetworkMode::Host, |s| s.hot_spare = true)).1.contains("hot spare"));
+        assert!(with(NetworkMode::None, |s| s.hot_spare = true).is_ok(), "a spare without a network shares nothing");
+        let balancer = |network| ServiceSpec {
+            kind: ServiceKind::LoadBalancer,
+            image: String::new(),
+            command: Vec::new(),
+            ports: Vec::new(),
+            lb: Some(LbSpec { ports: vec![crate::lb::parse_port("8080:80").unwrap()], targets: vec!["S/web".into()], rules: Vec::new(), global: false }),
+            network,
+            ..container_spec()
+        };
+        assert!(service_spec(&balancer(NetworkMode::Managed)).is_ok());
+        for mode in [NetworkMode::Bridge, NetworkMode::Host, NetworkMode::None] {
+            assert!(message(service_spec(&balancer(mode))).1.contains("load balancer"), "{mode}");
+        }
     }
 
     fn message(result: Result<impl std::fmt::Debug, ApiError>) -> (&'static str, String) {
@@ -770,6 +852,7 @@ mod tests {
             lb: None,
             hot_spare: false,
             pull: corral_proto::PullPolicy::Never,
+            network: NetworkMode::Bridge,
         };
         assert!(service_spec(&spec).is_ok());
         let broken = |change: fn(&mut ServiceSpec)| {

@@ -323,6 +323,19 @@ mod tests {
             assert_eq!(problems, [expected], "{sql}");
             copy.close().await;
         }
+        // A network mode no build knows is named by the column check and by the reading of the row.
+        let path = dir.path().join("crafted-network.db");
+        std::fs::copy(&good, &path).unwrap();
+        let pool = sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
+        sqlx::raw_sql("UPDATE services SET network = 'overlay'").execute(&pool).await.unwrap();
+        pool.close().await;
+        let copy = Store::open(&path).await.unwrap();
+        let problems: Vec<String> = copy.restore_problems(&store).await.unwrap().iter().map(ToString::to_string).collect();
+        assert!(
+            problems.contains(&format!("table services, row id {id}: column network holds \"overlay\", not one of managed, bridge, host, none")),
+            "{problems:?}"
+        );
+        copy.close().await;
         let copy = Store::open(&good).await.unwrap();
         assert_eq!(copy.restore_problems(&store).await.unwrap(), []);
     }

@@ -122,6 +122,10 @@ pub struct ServiceSpec {
     /// specs hash the same.
     #[serde(default, rename = "pull_policy", skip_serializing_if = "corral_proto::PullPolicy::is_default")]
     pub pull: corral_proto::PullPolicy,
+    /// Which network its containers join. Left out of the JSON when `managed` (the default), so
+    /// older specs hash the same and services made before it stay on the managed network.
+    #[serde(default, skip_serializing_if = "corral_proto::network::NetworkMode::is_default")]
+    pub network: corral_proto::network::NetworkMode,
 }
 
 /// A load balancer: listeners on host ports, spreading over the running containers of targets.
@@ -206,6 +210,15 @@ impl Service {
     /// Docker name of the service's hot spare on a host: `STACK-SERVICE-spare`.
     pub fn spare_name(&self) -> String {
         format!("{}-{}-{}", self.stack, self.name, corral_proto::labels::SPARE_SUFFIX)
+    }
+
+    /// The spec a container placed at `revision` runs: the previous one while an upgrade has
+    /// not reached it yet.
+    pub fn spec_at(&self, revision: u32) -> &ServiceSpec {
+        match &self.previous_spec {
+            Some(previous) if revision + 1 == self.revision => previous,
+            _ => &self.spec,
+        }
     }
 
     /// `STACK/NAME`, as users write it.

@@ -26,6 +26,7 @@ pub(crate) fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
             lb: row.get::<Option<String>, _>("lb").map(|j| json_field(&j, "service lb")).transpose()?,
             hot_spare: row.get::<i64, _>("hot_spare") != 0,
             pull: pull_policy(row.get("pull_policy"))?,
+            network: network_mode(row.get("network"))?,
         },
         scale: row.get::<i64, _>("scale") as u32,
         revision: row.get::<i64, _>("revision") as u32,
@@ -40,7 +41,7 @@ pub(crate) fn row_to_service(row: sqlx::sqlite::SqliteRow) -> Result<Service> {
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 /// Binds the spec's columns in their table order: kind, image, command, env, ports, labels,
-/// constraints, hot_spare, pull_policy.
+/// constraints, hot_spare, pull_policy, network.
 fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'q> {
     query
         .bind(spec.kind.as_str())
@@ -52,10 +53,16 @@ fn bind_spec<'q>(query: SqliteQuery<'q>, spec: &'q ServiceSpec) -> SqliteQuery<'
         .bind(to_json(&spec.constraints))
         .bind(spec.hot_spare)
         .bind(spec.pull.as_str())
+        .bind(spec.network.as_str())
 }
 
 fn pull_policy(text: &str) -> Result<corral_proto::PullPolicy> {
     text.parse().map_err(|e: String| StoreError::Corrupt(format!("service pull policy: {e}")))
+}
+
+fn network_mode(text: &str) -> Result<corral_proto::network::NetworkMode> {
+    corral_proto::network::NetworkMode::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("service network {text:?} is none of managed, bridge, host, none")))
 }
 
 impl Store {
@@ -91,9 +98,9 @@ impl Store {
         }
         let t = now();
         let query = sqlx::query(
-            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, hot_spare, pull_policy, scale, revision,
-                                   reschedule_after_secs, adopting_until, lb, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO services (stack_id, name, kind, image, command, env, ports, labels, constraints, hot_spare, pull_policy, network, scale,
+                                   revision, reschedule_after_secs, adopting_until, lb, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(stack.id)
         .bind(name);
@@ -171,7 +178,7 @@ impl Store {
         let current = self.service_by_id(service_id).await?;
         let query = sqlx::query(
             "UPDATE services SET kind = ?, image = ?, command = ?, env = ?, ports = ?, labels = ?, constraints = ?, hot_spare = ?, pull_policy = ?,
-                                 reschedule_after_secs = ?, lb = ?, previous_spec = ?, revision = revision + 1, updated_at = ?
+                                 network = ?, reschedule_after_secs = ?, lb = ?, previous_spec = ?, revision = revision + 1, updated_at = ?
              WHERE id = ? AND revision = ?",
         );
         bind_spec(query, spec)
@@ -223,6 +230,7 @@ pub(crate) mod tests {
             lb: None,
             hot_spare: false,
             pull: corral_proto::PullPolicy::Always,
+            network: corral_proto::network::NetworkMode::Bridge,
         }
     }
 

@@ -1,4 +1,4 @@
-// Editing a service, as `corral service upgrade` does: a new image, command or environment rolls
+// Editing a service, as `corral service upgrade` does: a new image, command, environment or network rolls
 // over its containers one at a time (each taken out of load balancers first; the next waits until
 // the new one runs). Only what changed is sent; the API's complaint about a field shows under it.
 
@@ -7,8 +7,9 @@ import { useState, type FormEvent } from "react";
 import { api, type Service, type ServiceUpgrade } from "../api.ts";
 import { shellQuote, splitCommand, splitLines } from "../format.ts";
 import { notifyDone, useFormSubmit } from "./common.tsx";
+import { NetworkSelect } from "./NetworkMode.tsx";
 
-const FIELDS = ["image", "command", "env"] as const;
+const FIELDS = ["image", "command", "env", "network"] as const;
 
 export function ServiceUpgradeModal({ service, opened, onClose }: { service: Service; opened: boolean; onClose: () => void }) {
   return (
@@ -27,6 +28,7 @@ function UpgradeForm({ service: s, onDone }: { service: Service; onDone: () => v
   const [image, setImage] = useState(s.image);
   const [command, setCommand] = useState(s.command.map(shellQuote).join(" "));
   const [env, setEnv] = useState(s.env.join("\n"));
+  const [network, setNetwork] = useState(s.network ?? "managed");
   const [commandError, setCommandError] = useState<string | null>(null);
   const { errors, busy, run } = useFormSubmit(FIELDS, `Could not upgrade ${s.stack}/${s.name}`);
 
@@ -45,6 +47,7 @@ function UpgradeForm({ service: s, onDone }: { service: Service; onDone: () => v
     if (!sameList(argv, s.command)) change.command = argv;
     const vars = splitLines(env);
     if (!sameList(vars, s.env)) change.env = vars;
+    if (network !== (s.network ?? "managed")) change.network = network;
     void run(async () => {
       // Nothing changed: the API says so under Image, like any other refusal.
       const upgraded = await api.upgradeService(s.stack, s.name, Object.keys(change).length ? change : { image: s.image });
@@ -79,6 +82,7 @@ function UpgradeForm({ service: s, onDone }: { service: Service; onDone: () => v
           error={errors.env}
           data-testid="upgrade-env"
         />
+        <NetworkSelect value={network} onChange={setNetwork} error={errors.network} testId="upgrade-network" />
         <Group justify="flex-end">
           <Button variant="default" onClick={onDone}>
             Cancel

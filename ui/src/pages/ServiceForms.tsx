@@ -6,6 +6,7 @@ import { Button, Checkbox, Group, Modal, NumberInput, Select, Stack, TagsInput, 
 import { useState, type FormEvent, type ReactNode } from "react";
 import { api, type NewLoadBalancer, type NewService } from "../api.ts";
 import { fieldError, notifyDone, notifyError } from "../components/common.tsx";
+import { NetworkSelect } from "../components/NetworkMode.tsx";
 import { splitCommand, splitLines, splitList } from "../format.ts";
 
 type Errors = Record<string, string | undefined>;
@@ -40,7 +41,7 @@ function FormModal({ opened, onClose, title, children, testId }: { opened: boole
   );
 }
 
-const SERVICE_FIELDS = ["name", "image", "command", "env", "ports", "constraints", "scale", "pull_policy"] as const;
+const SERVICE_FIELDS = ["name", "image", "command", "env", "ports", "constraints", "scale", "pull_policy", "network"] as const;
 
 const PULL_POLICIES = [
   { value: "missing", label: "When the host lacks it (missing)" },
@@ -65,6 +66,7 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
   const [constraints, setConstraints] = useState<string[]>([]);
   const [scale, setScale] = useState<number | string>(1);
   const [pull, setPull] = useState<string>("missing");
+  const [network, setNetwork] = useState<string>("managed");
   const { errors, setErrors, busy, run } = useSubmit(SERVICE_FIELDS, onDone);
 
   const submit = (e: FormEvent) => {
@@ -85,6 +87,7 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
       constraints,
       scale: typeof scale === "number" ? scale : Number(scale),
       pull_policy: pull,
+      network,
     };
     void run(`service ${stack}/${body.name}`, () => api.createService(stack, body));
   };
@@ -121,6 +124,16 @@ function ServiceForm({ stack, onDone }: { stack: string; onDone: () => void }) {
           onChange={(e) => setPorts(e.currentTarget.value)}
           error={errors.ports}
           data-testid="svc-ports"
+        />
+        <NetworkSelect
+          value={network}
+          onChange={(v) => {
+            setNetwork(v);
+            // A refusal of the mode chosen before says nothing about this one.
+            setErrors((e) => ({ ...e, network: undefined }));
+          }}
+          error={errors.network}
+          testId="svc-network"
         />
         <TagsInput label="Constraints" description="host.LABEL=VALUE or host.LABEL!=VALUE; press Enter after each" value={constraints} onChange={setConstraints} error={errors.constraints} data-testid="svc-constraints" />
         <NumberInput label="Scale" description="How many containers to run (0–1000)" value={scale} onChange={setScale} allowDecimal={false} clampBehavior="none" error={errors.scale} data-testid="svc-scale" />

@@ -1,6 +1,7 @@
 // Pages that are mostly charts: a host's and a service's usage over time.
 import { Anchor, Breadcrumbs, Stack, Text, Title } from "@mantine/core";
 import { Link, useParams } from "react-router";
+import { ServiceNetwork } from "../components/NetworkMode.tsx";
 import { StatsPanel } from "../components/StatsPanel.tsx";
 
 export function HostPage() {
@@ -35,6 +36,7 @@ export function ServicePage() {
       <Title order={2}>
         {stack}/{service}
       </Title>
+      <ServiceNetwork stack={stack} service={service} />
       <Text size="sm" c="dimmed">
         Totals over the service's containers.
       </Text>

@@ -1,4 +1,4 @@
-//! `corral service create|ls|scale|upgrade|stop|start|rm`.
+//! `corral service create|ls|inspect|scale|upgrade|stop|start|rm`.
 
 use super::{key_values, seg, stack_service, text};
 use crate::client::Client;
@@ -39,6 +39,13 @@ pub enum Command {
         /// container is created), never (the image must be on the hosts already).
         #[arg(long = "pull", value_name = "POLICY", default_value = "missing")]
         pull: String,
+        /// Network for the containers: managed (the environment's network across its hosts,
+        /// with an address from the host's lease; reached from other hosts' containers and
+        /// through published ports), bridge (the engine's default bridge on its host: reached
+        /// only through published ports), host (the host's own network: the container's ports
+        /// are the host's, --port not allowed), none (no network at all, --port not allowed).
+        #[arg(long, value_name = "MODE", default_value = "managed")]
+        network: String,
         #[command(flatten)]
         wait: Wait,
         /// Command and arguments, after `--`.
@@ -47,6 +54,12 @@ pub enum Command {
     },
     /// List services, optionally of one stack.
     Ls { stack: Option<String> },
+    /// Show one service as JSON: its spec (image, command, ports, network, ...), scale,
+    /// revision, state and why.
+    Inspect {
+        /// STACK/NAME
+        path: String,
+    },
     /// Set the number of containers.
     Scale {
         /// STACK/NAME
@@ -54,7 +67,7 @@ pub enum Command {
         #[arg(allow_negative_numbers = true)]
         scale: i64,
     },
-    /// Roll the service onto a new image, command or environment, one container at a time
+    /// Roll the service onto a new image, command, environment, pull policy or network, one container at a time
     /// (each taken out of load balancers first; the next waits until the new one runs). A new
     /// image is pulled on every host involved before the first old container is stopped; a pull
     /// that fails stops the upgrade and leaves the old containers running.
@@ -66,6 +79,10 @@ pub enum Command {
         /// New pull policy: missing, always or never.
         #[arg(long = "pull", value_name = "POLICY")]
         pull: Option<String>,
+        /// Move the containers to another network (managed, bridge, host or none; see
+        /// `corral service create --help`): each is made anew on it, one at a time.
+        #[arg(long, value_name = "MODE")]
+        network: Option<String>,
         /// Replaces the whole environment, KEY=VALUE; repeatable.
         #[arg(short = 'e', long = "env-var", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -117,12 +134,13 @@ fn service_path(stack: &str, service: &str) -> String {
 
 pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
     match cmd {
-        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, hot_spare, pull, wait, command } => {
+        Command::Create { path, image, scale, ports, env, labels, constraints, reschedule_after, hot_spare, pull, network, wait, command } => {
             let (stack, name) = stack_service(&path)?;
             let body = json!({
                 "name": name, "image": image, "scale": scale, "ports": ports, "env": env,
                 "labels": key_values(&labels, "label")?, "constraints": constraints, "command": command,
                 "reschedule_after": reschedule_after, "hot_spare": hot_spare, "pull_policy": pull,
+                "network": network,
             });
             let service: Value = client.post(&format!("/stacks/{}/services", seg(stack)), &body).await?;
             let created = format!("created service {path} with scale {scale}");
@@ -142,7 +160,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
         Command::Ls { stack } => {
             let query: Vec<(&str, &str)> = stack.as_deref().map(|s| ("stack", s)).into_iter().collect();
             let services: Vec<Value> = client.get("/services", &query).await?;
-            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "STATE", "RUNNING", "UPGRADED", "PORTS", "NOTES"], |services| {
+            output::print(format, &services, &["STACK/NAME", "IMAGE", "SCALE", "STATE", "RUNNING", "UPGRADED", "NETWORK", "PORTS", "NOTES"], |services| {
                 services
                     .iter()
                     .map(|s| {
@@ -157,6 +175,7 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                             text(s, "status"),
                             if stopped { "stopped".to_string() } else { text(s, "running") },
                             format!("{}/{} at rev {}", text(s, "upgraded"), text(s, "placed"), text(s, "revision")),
+                            text(s, "network"),
                             ports.unwrap_or_default(),
                             notes,
                         ]
@@ -164,16 +183,23 @@ pub async fn run(cmd: Command, client: &Client, format: Format) -> Result<()> {
                     .collect()
             });
         }
+        Command::Inspect { path } => {
+            let (stack, name) = stack_service(&path)?;
+            let service: Value = client.get(&service_path(stack, name), &[]).await?;
+            // Details are a document, not a table: JSON whatever the output format.
+            println!("{}", serde_json::to_string_pretty(&service)?);
+        }
         Command::Scale { path, scale } => {
             let (stack, name) = stack_service(&path)?;
             let service: Value = client.put(&format!("{}/scale", service_path(stack, name)), &json!({ "scale": scale })).await?;
             output::done(format, &service, &format!("scaled {path} to {scale}"));
         }
-        Command::Upgrade { path, image, pull, env, command } => {
+        Command::Upgrade { path, image, pull, network, env, command } => {
             let (stack, name) = stack_service(&path)?;
             let body = json!({
                 "image": image,
                 "pull_policy": pull,
+                "network": network,
                 "env": (!env.is_empty()).then_some(env),
                 "command": (!command.is_empty()).then_some(command),
             });

@@ -9,6 +9,7 @@ use crate::status::{self, HostLink};
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::Extension;
+use corral_proto::network::NetworkMode;
 use corral_proto::{ContainerIssue, PortSpec};
 use corral_store::{ContainerRecord, Host, HostState, ObservedRecord, Service};
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,11 @@ pub struct ContainerOut {
     /// The last lines it printed, when it exited.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// Its address: on the managed network (or the engine's bridge), or the host's own address
+    /// for a container on the host's network.
     pub ip: Option<String>,
+    /// The network it was made on: `managed`, `bridge`, `host` or `none`.
+    pub network: NetworkMode,
     pub ports: Vec<PortSpec>,
     pub docker_id: Option<String>,
     /// Kept stopped on its own (`corral container stop`) until started again.
@@ -100,6 +105,9 @@ pub fn row(
     let view = status::container_view(HostLink::of(host.state, responding), seen, issue);
     // Asked for: said instead of an exit code that is the stop's own doing, and not a failure.
     let stop = stop_reason(host.state, service, &r, seen);
+    let network = service.spec_at(r.revision).network;
+    // The engine reports no address for a container in the host's namespace: it has the host's.
+    let ip = seen.and_then(|o| o.ip.clone()).or_else(|| (seen.is_some() && network == NetworkMode::Host).then(|| host.address.clone()));
     ContainerOut {
         stack: service.stack.clone(),
         service: service.name.clone(),
@@ -113,7 +121,8 @@ pub fn row(
         progress: view.progress,
         failing: view.failing && stop.is_none(),
         log: view.log,
-        ip: seen.and_then(|o| o.ip.clone()),
+        ip,
+        network,
         ports: seen.map_or_else(|| service.spec.ports.clone(), |o| o.ports.clone()),
         docker_id: seen.map(|o| o.docker_id.clone()),
         stopped: r.stopped,
@@ -370,6 +379,7 @@ fn balancer_row(
         progress: None,
         log: Vec::new(),
         ip: Some(host.address.clone()),
+        network: NetworkMode::Host,
         ports: lb.ports.iter().map(|p| PortSpec { host_port: Some(p.listen), container_port: p.target, protocol: corral_proto::Protocol::Tcp }).collect(),
         docker_id: None,
         stopped: false,
@@ -394,6 +404,7 @@ mod tests {
             lb: lb.then(|| corral_store::LbSpec { ports: vec![], targets: vec!["S/web".into()], rules: vec![], global: false }),
             hot_spare: false,
             pull: Default::default(),
+            network: Default::default(),
         };
         Service {
             id: 1,

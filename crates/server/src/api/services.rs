@@ -7,6 +7,7 @@ use crate::status::{ContainerView, HostLink, ServiceFacts};
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
+use corral_proto::network::NetworkMode;
 use corral_store::{LbSpec, Service, ServiceKind, ServiceSpec, ServiceState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct NewService {
     pub hot_spare: bool,
     /// When agents pull the image: `missing` (default), `always`, `never`.
     pub pull_policy: Option<String>,
+    /// Which network the containers join: `managed` (default), `bridge`, `host`, `none`.
+    pub network: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,7 +88,17 @@ async fn lb_spec(state: &AppState, env_id: i64, body: Option<NewLb>) -> ApiResul
         let (stack, service) = target.split_once('/').expect("checked above");
         let stack =
             state.store.stack(env_id, stack).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: stack {stack:?} does not exist")))?;
-        state.store.service(&stack, service).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: service does not exist")))?;
+        let target_service =
+            state.store.service(&stack, service).await.map_err(|_| ApiError::invalid("targets", format!("target {target:?}: service does not exist")))?;
+        if matches!(target_service.spec.network, NetworkMode::Host | NetworkMode::None) {
+            return Err(ApiError::invalid(
+                "targets",
+                format!(
+                    "target {target:?} runs on network {}, which publishes no ports for a load balancer to reach; target a service on network managed or bridge",
+                    target_service.spec.network
+                ),
+            ));
+        }
     }
     Ok(LbSpec { ports, targets: body.targets, rules, global: body.global })
 }
@@ -102,6 +115,8 @@ pub struct Upgrade {
     pub command: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
     pub pull_policy: Option<String>,
+    /// Moves the containers to another network (each is made anew there, one at a time).
+    pub network: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +142,10 @@ pub struct ServiceOut {
     /// each host's pull of the image (see `status::ServiceView`).
     #[serde(flatten)]
     pub view: crate::status::ServiceView,
+    /// `managed` when the spec leaves it out: the spec's JSON is also a container label, which
+    /// must not change for services made before network modes, but readers see the mode always.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
 }
 
 #[derive(Serialize)]
@@ -189,7 +208,16 @@ async fn service_out(state: &AppState, services: Vec<Service>) -> ApiResult<Vec<
                 unplaced: &unplaced,
                 upgrade: (!upgrade_hosts.is_empty()).then_some((service.revision, upgrade_hosts)),
             });
-            ServiceOut { balancers, upgraded: mine.iter().filter(|r| r.revision == service.revision).count(), placed: mine.len(), unplaced, view, service }
+            let network = service.spec.network.is_default().then_some(NetworkMode::Managed);
+            ServiceOut {
+                network,
+                balancers,
+                upgraded: mine.iter().filter(|r| r.revision == service.revision).count(),
+                placed: mine.len(),
+                unplaced,
+                view,
+                service,
+            }
         })
         .collect())
 }
@@ -228,6 +256,7 @@ pub async fn create(
     let scale = validate::scale(body.scale)?;
     let reschedule_after_secs = validate::reschedule_after(body.reschedule_after)?;
     let pull = validate::pull_policy(body.pull_policy.as_deref())?;
+    let network = validate::network_mode(body.network.as_deref())?;
     let env = q.resolve(&state).await?;
     let stack = state.store.stack(env.id, &stack).await?;
     let lb = match body.kind {
@@ -256,6 +285,7 @@ pub async fn create(
         reschedule_after_secs,
         lb,
         pull,
+        network,
     };
     validate::service_spec(&spec)?;
     let service = state.store.create_service(&stack, &body.name, &spec, scale).await?;
@@ -326,8 +356,8 @@ pub async fn upgrade(
         // The roll waits for each new instance to run, which a stopped service never does.
         return Err(ApiError::Conflict(format!("{} is stopped; start it before upgrading it", service.path())));
     }
-    if body.image.is_none() && body.command.is_none() && body.env.is_none() && body.pull_policy.is_none() {
-        return Err(ApiError::invalid("image", "nothing to upgrade: give a new image, command, environment or pull policy"));
+    if body.image.is_none() && body.command.is_none() && body.env.is_none() && body.pull_policy.is_none() && body.network.is_none() {
+        return Err(ApiError::invalid("image", "nothing to upgrade: give a new image, command, environment, pull policy or network"));
     }
     let mut spec = service.spec.clone();
     if let Some(image) = body.image {
@@ -344,6 +374,9 @@ pub async fn upgrade(
     }
     if body.pull_policy.is_some() {
         spec.pull = validate::pull_policy(body.pull_policy.as_deref())?;
+    }
+    if body.network.is_some() {
+        spec.network = validate::network_mode(body.network.as_deref())?;
     }
     if spec == service.spec {
         return Err(ApiError::invalid("image", "the upgrade changes nothing: the service already runs this spec"));

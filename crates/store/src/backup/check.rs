@@ -51,9 +51,11 @@ const NARROWED: [(&str, &str, i64); 9] = [
 ];
 
 /// Text columns that hold one of a few words.
-fn enumerations() -> [(&'static str, &'static str, Vec<&'static str>); 3] {
+fn enumerations() -> [(&'static str, &'static str, Vec<&'static str>); 4] {
+    use corral_proto::network::NetworkMode;
     [
         ("services", "kind", vec![ServiceKind::Container.as_str(), ServiceKind::LoadBalancer.as_str()]),
+        ("services", "network", [NetworkMode::Managed, NetworkMode::Bridge, NetworkMode::Host, NetworkMode::None].map(NetworkMode::as_str).to_vec()),
         ("hosts", "state", vec![HostState::Active.as_str(), HostState::Disconnected.as_str()]),
         ("memberships", "role", Role::ALL.iter().map(|r| r.as_str()).collect()),
     ]
