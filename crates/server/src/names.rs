@@ -20,7 +20,7 @@ use std::collections::HashMap;
 /// Whether a service's containers have names: those on the managed network. A load balancer's
 /// instances are the agents' listeners, not containers.
 pub fn has_names(service: &Service) -> bool {
-    service.spec.lb.is_none()
+    service.spec.lb.is_none() && service.spec.network == corral_proto::network::NetworkMode::Managed
 }
 
 /// The names of every environment, by environment id, each list sorted by container name: for
@@ -116,6 +116,15 @@ mod tests {
 
     fn ips(list: &[NameRecord]) -> Vec<(&str, String, bool)> {
         list.iter().map(|n| (n.container.as_str(), n.ip.to_string(), n.running)).collect()
+    }
+
+    #[test]
+    fn only_services_on_the_managed_network_have_names() {
+        let managed = service(1, 1, "shop", "web");
+        let mut bridged = service(2, 1, "shop", "db");
+        bridged.spec.network = corral_proto::network::NetworkMode::Bridge;
+        assert!(has_names(&managed));
+        assert!(!has_names(&bridged), "a bridge container's address is not on the managed network");
     }
 
     #[test]
