@@ -45,11 +45,11 @@ const DATA_OVERHEAD: usize = 32;
 const TUN_READ_LEN: usize = VIRTIO_NET_HDR_LEN + 65535;
 /// Buffers per `recvmmsg`; each holds one GRO batch of datagrams (up to 64 KB).
 const UDP_READS: usize = 8;
+const UDP_READ_LEN: usize = 65536;
 /// Decrypted packets written to the device per batch. Each may become the head a flow's later
 /// segments are coalesced into, so each has room for 64 KB: fewer bound the memory that
 /// traffic touches, and 64 still coalesce a 64 KB burst whole.
 const TUN_WRITES: usize = 64;
-const UDP_READ_LEN: usize = 65536;
 /// Back-off after an I/O error on the device, so a broken device does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -358,6 +358,11 @@ impl Overlay {
 fn open_device(name: &str, address: Ipv4Addr) -> std::io::Result<AsyncDevice> {
     let build = |offload: bool| tun_rs::DeviceBuilder::new().name(name).ipv4(address, 32u8, None).mtu(MTU).offload(offload).build_async();
     build(true).or_else(|e| {
+        // Only a refused offload setting is worth a second try; a busy name or missing rights
+        // would fail the same way.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY | libc::EOPNOTSUPP)) {
+            return Err(e);
+        }
         tracing::info!(device = name, error = %e, "overlay: TUN offloads unavailable, reading one packet at a time");
         build(false)
     })
