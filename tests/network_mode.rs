@@ -3,8 +3,7 @@
 //! published port of a managed container answering on its host's address, and a managed
 //! container reaching out; a change of mode making the container anew on the new network;
 //! combinations that cannot work refused with what to do, creating nothing; a backup keeping each
-//! mode; and the web UI's
-//! Network select (tests/ui/network_mode.mjs).
+//! mode; and the web UI's Network select (tests/ui/network_mode.mjs).
 
 use corral_e2e::*;
 use serde_json::Value;
