@@ -2,8 +2,8 @@
 //! `none`, each checked by what the engine reports of its container (`docker inspect`); a
 //! published port of a managed container answering on its host's address, and a managed
 //! container reaching out; a change of mode making the container anew on the new network;
-//! combinations that cannot work refused with what to do, creating nothing; and the web UI's
-//! Network select (tests/ui/network_mode.mjs).
+//! combinations that cannot work refused with what to do, creating nothing; a backup keeping each
+//! mode; and the web UI's Network select (tests/ui/network_mode.mjs).
 
 use corral_e2e::*;
 use serde_json::Value;
@@ -158,7 +158,7 @@ fn each_mode_puts_its_container_where_the_engine_says_and_a_change_moves_it() {
 }
 
 #[test]
-fn network_modes_that_cannot_work_are_refused_and_create_nothing() {
+fn modes_that_cannot_work_are_refused_and_a_backup_keeps_each_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&tmp.path().join("data"));
     cp.json(&["stack", "create", "MODE"]);
@@ -188,6 +188,15 @@ fn network_modes_that_cannot_work_are_refused_and_create_nothing() {
     let err = cp.fails(&["lb", "create", "MODE/lb", "--port", "9000:80", "--target", "MODE/quiet"]);
     assert!(err.contains("network none") && err.contains("publishes no ports"), "{err}");
     assert_eq!(cp.json(&["service", "ls"]), before, "refusals changed nothing");
+
+    // A backup keeps each service's mode: a change after it is undone by the restore.
+    let file = tmp.path().join("modes.db");
+    assert!(cp.cli(&["backup", file.to_str().unwrap()]).output().unwrap().status.success());
+    cp.json(&["service", "upgrade", "MODE/quiet", "--network", "bridge"]);
+    let mode = |path: &str| serde_json::from_str::<Value>(&text(&cp.cli(&["service", "inspect", path]).output().unwrap())).unwrap()["network"].clone();
+    assert_eq!(mode("MODE/quiet"), "bridge");
+    assert_eq!(cp.json(&["restore", file.to_str().unwrap()])["restored"], true);
+    assert_eq!((mode("MODE/quiet"), mode("MODE/web")), (Value::from("none"), Value::from("managed")));
 
     // Words as the terminal's width wraps them.
     let help = text(&cp.cli(&["service", "create", "--help"]).output().unwrap()).split_whitespace().collect::<Vec<_>>().join(" ");

@@ -316,15 +316,13 @@ mod tests {
         ported["ports"] = serde_json::json!([{"host_port": 8080, "container_port": 80, "protocol": "tcp"}]);
         let mut unknown = spec();
         unknown["network"] = "overlay".into();
-        let observed = ObservedSet {
-            containers: vec![
-                container("S-web-1", "S", "1", host),
-                container("S-db-1", "S", "1", spec()),
-                container("S-bad-1", "S", "1", ported),
-                container("S-odd-1", "S", "1", unknown),
-            ],
-            ..Default::default()
+        let named = |service: &str, spec| {
+            let mut c = container(&format!("S-{service}-1"), "S", "1", spec);
+            c.labels.insert(labels::SERVICE.into(), service.into());
+            c
         };
+        let observed =
+            ObservedSet { containers: vec![named("web", host), named("db", spec()), named("bad", ported), named("odd", unknown)], ..Default::default() };
         let decision = decide(&observed);
         let adopted: Vec<(&str, &str)> = decision.adopt.iter().map(|(n, f)| (n.as_str(), f.spec.network.as_str())).collect();
         assert_eq!(adopted, [("S-web-1", "host"), ("S-db-1", "managed")], "labels made before network modes mean managed");
