@@ -29,7 +29,8 @@
 //!   on it — neither by other services ([`HostView::used_host_ports`]) nor by
 //!   an instance of this service already there (kept or placed earlier in the
 //!   same plan): instances of one service that publish a port never share a
-//!   host. Ports conflict only when number *and* protocol are equal.
+//!   host. Ports conflict only when number *and* protocol are equal. A service on the host's
+//!   own network ([`ServiceRequest::one_per_host`]) spreads the same way without naming ports.
 //! * **Spread.** Among feasible hosts the one with the fewest instances of this
 //!   service wins (kept + placed so far in this plan); ties go to the host
 //!   with the fewest total containers ([`HostView::containers`] + instances
@@ -236,6 +237,9 @@ pub struct ServiceRequest {
     pub constraints: Vec<Constraint>,
     /// Published host ports each instance needs.
     pub host_ports: Vec<(u16, Protocol)>,
+    /// Every instance on a host of its own, ports or not: a service on the host's own network
+    /// stack, whose instances would otherwise share every port they listen on.
+    pub one_per_host: bool,
     /// Existing instance number -> host id it is placed on
     /// (`None` = not placed, or its host was lost).
     pub instances: BTreeMap<u32, Option<String>>,
@@ -287,6 +291,8 @@ pub fn plan(hosts: &[HostView], req: &ServiceRequest) -> Plan {
     ordered.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
 
     let ports: BTreeSet<(u16, Protocol)> = req.host_ports.iter().copied().collect();
+    // Instances that cannot share a host: they publish ports, or listen on the host's own.
+    let spread = !ports.is_empty() || req.one_per_host;
     let fits_constraints = |h: &HostView| req.constraints.iter().all(|c| c.matches(&h.labels));
 
     let mut out = Plan::default();
@@ -310,7 +316,7 @@ pub fn plan(hosts: &[HostView], req: &ServiceRequest) -> Plan {
             .and_then(|h| h.as_deref())
             .and_then(|id| by_id.get(id).copied())
             .filter(|h| h.schedulable && fits_constraints(h))
-            .filter(|h| ports.is_empty() || !on_host.contains_key(h.id.as_str()));
+            .filter(|h| !spread || !on_host.contains_key(h.id.as_str()));
         match kept_on {
             Some(h) => *on_host.entry(h.id.as_str()).or_default() += 1,
             None => to_place.push(n),
@@ -319,7 +325,7 @@ pub fn plan(hosts: &[HostView], req: &ServiceRequest) -> Plan {
 
     for n in to_place {
         let port_free = |h: &HostView, on_host: &BTreeMap<&str, usize>| {
-            ports.is_empty() || (!on_host.contains_key(h.id.as_str()) && ports.iter().all(|p| !h.used_host_ports.contains(p)))
+            !spread || (!on_host.contains_key(h.id.as_str()) && ports.iter().all(|p| !h.used_host_ports.contains(p)))
         };
         let best = ordered.iter().copied().filter(|h| h.eligible() && fits_constraints(h) && port_free(h, &on_host)).min_by_key(|h| {
             let id = h.id.as_str();
@@ -369,6 +375,13 @@ fn why_unplaced(ordered: &[&HostView], req: &ServiceRequest, ports: &BTreeSet<(u
         return format!("no schedulable host matches all of {all} together ({} schedulable: {names})", count(schedulable.len(), "host"));
     }
 
+    if ports.is_empty() {
+        // Only `one_per_host` spreads a service without ports.
+        let hosts = if matching.len() == 1 { "the only matching host already runs" } else { "every matching host already runs" };
+        return format!(
+            "{hosts} an instance of this service, and its instances use the host's network, so each needs a host of its own: add hosts or lower the scale"
+        );
+    }
     // Every matching host is blocked by a port.
     let wanted = ports.iter().map(|(p, proto)| format!("{p}/{proto}")).collect::<Vec<_>>().join(", ");
     let what = if ports.len() == 1 { format!("port {wanted}") } else { format!("one of ports {wanted}") };

@@ -332,6 +332,23 @@ fn published_port_allows_one_instance_per_host() {
 }
 
 #[test]
+fn host_network_instances_take_a_host_each() {
+    let hs = hosts(2);
+    let mut req = scale(3);
+    req.one_per_host = true;
+    let p = plan(&hs, &req);
+    assert_partition(&req, &p);
+    assert_eq!(p.place, vec![(1, "h1".into()), (2, "h2".into())]);
+    let r = &p.unplaced[0].reason;
+    assert!(r.contains("every matching host already runs an instance of this service") && r.contains("add hosts or lower the scale"), "{r}");
+    // A kept instance that shares its host with another moves off it.
+    let mut req = scale(2);
+    req.one_per_host = true;
+    req.instances = [(1, Some("h1".to_string())), (2, Some("h1".to_string()))].into();
+    assert_eq!(plan(&hs, &req).place, vec![(2, "h2".into())]);
+}
+
+#[test]
 fn other_services_port_blocks_a_host() {
     let mut hs = hosts(2);
     hs[0].used_host_ports.insert((8080, Protocol::Tcp));

@@ -145,6 +145,7 @@ impl Reconciler {
                 scale,
                 constraints,
                 host_ports: host_ports(service),
+                one_per_host: service.spec.network == corral_proto::network::NetworkMode::Host,
                 instances: current.iter().map(|(i, h)| (*i, Some(h.clone()))).collect(),
                 avoid: {
                     let hints = self.avoid.lock().expect("avoid lock");
