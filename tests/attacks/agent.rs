@@ -328,7 +328,7 @@ async fn stats_count_only_the_hosts_own_containers_within_limits() {
     let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     // The observed report first, so the control plane knows what the host runs.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    fake.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers }));
+    fake.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers, tunnel: None }));
     sync(|| {
         let summary = wait_for("the stats report to arrive", Duration::from_secs(10), || {
             let summary = get_quickly(&cp, "/v1/stats/summary", Duration::from_secs(2));

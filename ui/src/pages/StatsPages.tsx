@@ -1,6 +1,7 @@
 // Pages that are mostly charts: a host's and a service's usage over time.
 import { Anchor, Breadcrumbs, Stack, Text, Title } from "@mantine/core";
 import { Link, useParams } from "react-router";
+import { HostNetwork } from "../components/HostNetwork.tsx";
 import { StatsPanel } from "../components/StatsPanel.tsx";
 
 export function HostPage() {
@@ -14,6 +15,7 @@ export function HostPage() {
         <Text>{name}</Text>
       </Breadcrumbs>
       <Title order={2}>{name}</Title>
+      <HostNetwork name={name} />
       <StatsPanel target={{ kind: "host", name }} />
     </Stack>
   );
