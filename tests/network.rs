@@ -5,7 +5,6 @@
 //! a host is on.
 
 use corral_e2e::*;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
