@@ -141,8 +141,10 @@ impl TunnelStatus {
         (s.overlay, s.error, s.hosts) = (overlay, error, hosts);
     }
 
-    fn hosts(&self) -> HashMap<String, (String, Instant)> {
-        self.0.lock().expect("tunnel status lock").hosts.clone()
+    /// Follows a new peer list of the running tunnel; what it said of its rules stays.
+    fn update_hosts(&self, update: impl FnOnce(&HashMap<String, (String, Instant)>) -> HashMap<String, (String, Instant)>) {
+        let mut s = self.0.lock().expect("tunnel status lock");
+        s.hosts = update(&s.hosts);
     }
 }
 
@@ -199,8 +201,7 @@ impl ManagedNetwork {
                 if let Err(e) = overlay.set_peers(peers).await {
                     tracing::warn!(error = %e, "cannot update the tunnel's peers");
                 }
-                let hosts = peer_hosts(plan, &self.status.hosts(), false, now);
-                self.status.set(Some(overlay.clone()), None, hosts);
+                self.status.update_hosts(|previous| peer_hosts(plan, previous, false, now));
                 return;
             }
         }
