@@ -302,9 +302,10 @@ impl Moved {
 
     fn set(&self, new: &str, old: &str) -> Result<(), String> {
         let (new, old) = (format!("{new}/24"), format!("{old}/24"));
+        // The old one goes first: deleting a primary address takes the secondaries of its subnet.
         let steps: [&[&str]; 3] = [
-            &["ip", "addr", "add", &new, "dev", "eth0"],
             &["ip", "addr", "del", &old, "dev", "eth0"],
+            &["ip", "addr", "add", &new, "dev", "eth0"],
             &["ip", "route", "replace", "default", "via", "10.213.0.1", "dev", "eth0"],
         ];
         for args in steps {
