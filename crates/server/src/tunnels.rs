@@ -87,9 +87,13 @@ pub fn problems(tunnel: &TunnelState, side: impl Fn(&str) -> PeerSide) -> Vec<St
         .iter()
         .filter(|p| side(&p.host_id) == PeerSide::Up)
         .filter_map(|p| {
+            // The text stays the same while the problem lasts, so it is written (and logged) once;
+            // the seconds themselves are in the tunnel's state.
             let since = match p.last_handshake_secs {
-                None if p.listed_secs >= FIRST_HANDSHAKE_WITHIN.as_secs() => format!("no tunnel handshake with host {} in {} s", p.host, p.listed_secs),
-                Some(s) if s >= HANDSHAKE_STALE_AFTER.as_secs() => format!("no tunnel handshake with host {} for {} s", p.host, s),
+                None if p.listed_secs >= FIRST_HANDSHAKE_WITHIN.as_secs() => format!("no tunnel handshake with host {} yet", p.host),
+                Some(s) if s >= HANDSHAKE_STALE_AFTER.as_secs() => {
+                    format!("no tunnel handshake with host {} for over {} s", p.host, HANDSHAKE_STALE_AFTER.as_secs())
+                }
                 _ => return None,
             };
             let peer_ip = p.endpoint.rsplit_once(':').map_or(p.endpoint.as_str(), |(ip, _)| ip);
@@ -148,10 +152,11 @@ mod tests {
         assert!(problems(&tunnel(vec![peer("h2", Some(100), 400)]), up).is_empty(), "a session renewed in time");
         let found = problems(&tunnel(vec![peer("h2", None, 20), peer("h3", Some(1), 20)]), up);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("no tunnel handshake with host h2 in 20 s"), "{}", found[0]);
+        assert!(found[0].starts_with("no tunnel handshake with host h2 yet though its agent is connected"), "{}", found[0]);
+        assert_eq!(problems(&tunnel(vec![peer("h2", None, 25)]), up), problems(&tunnel(vec![peer("h2", None, 20)]), up), "the same text while it lasts");
         assert!(found[0].contains("UDP port 51820 from 10.213.0.12 must reach this host"), "{}", found[0]);
         let stale = problems(&tunnel(vec![peer("h2", Some(200), 900)]), up);
-        assert!(stale[0].contains("for 200 s"), "{stale:?}");
+        assert!(stale[0].contains("for over 180 s"), "{stale:?}");
         // A peer whose agent is away, or whose own tunnel is down, has its own status saying so.
         assert!(problems(&tunnel(vec![peer("h2", None, 60)]), |_| PeerSide::Away).is_empty());
         assert!(problems(&tunnel(vec![peer("h2", None, 60)]), |_| PeerSide::TunnelDown).is_empty());
