@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the machine and runs every test: the Rust workspace's tests over real Docker engines
-# (one default engine plus two test hosts in network namespaces), the web UI's own tests when it
+# (one default engine plus three test hosts in network namespaces), the web UI's own tests when it
 # has any, and a smoke test of the desktop window under Xvfb. Exits non-zero on any failure.
 #
 #   scripts/test.sh                  everything
@@ -30,7 +30,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-"$here/test-hosts.sh" up 2
+"$here/test-hosts.sh" up 3
 "$here/test-registry.sh" up >/dev/null
 
 step "build (cargo build --workspace --all-targets)"

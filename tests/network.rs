@@ -5,7 +5,6 @@
 //! a host is on.
 
 use corral_e2e::*;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -19,13 +18,6 @@ fn leases(cp: &ControlPlane) -> BTreeMap<String, String> {
 
 fn wait_leases(cp: &ControlPlane, n: usize) -> BTreeMap<String, String> {
     wait_for(&format!("{n} hosts with a subnet"), WAIT, || Some(leases(cp)).filter(|l| l.len() == n))
-}
-
-/// The address the engine gives `container` on the managed network, if it is on it.
-fn managed_address(engine: &Engine, container: &str) -> Option<String> {
-    let out = engine.docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", container]);
-    let networks: Value = serde_json::from_slice(&out.stdout).ok()?;
-    networks.as_object()?.get("corral-managed")?["IPAddress"].as_str().filter(|ip| !ip.is_empty()).map(str::to_string)
 }
 
 fn in_subnet(ip: &str, subnet: &str) -> bool {
@@ -128,16 +120,6 @@ fn environments_get_networks_that_never_overlap() {
     assert_eq!(cp.json(&["env", "ls"]), before, "refused environments changed nothing");
     let table = text(&cp.cli(&["env", "ls"]).output().unwrap());
     assert!(table.contains("NETWORK") && table.contains("192.168.64.0/20"), "{table}");
-}
-
-/// The body of `GET /` from `ip`:80, asked with `nc` inside `container` on `engine`, when it
-/// answered.
-fn fetch(engine: &Engine, container: &str, ip: &str) -> Option<String> {
-    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
-    let out = engine.docker(&["exec", container, "sh", "-c", &request]);
-    let reply = String::from_utf8_lossy(&out.stdout).to_string();
-    let (_, body) = reply.split_once("\r\n\r\n")?;
-    out.status.success().then(|| body.trim().to_string())
 }
 
 /// The device host `name`'s namespace reaches `address` through.

@@ -328,7 +328,7 @@ async fn stats_count_only_the_hosts_own_containers_within_limits() {
     let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     // The observed report first, so the control plane knows what the host runs.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    fake.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers }));
+    fake.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers, tunnel: None }));
     sync(|| {
         let summary = wait_for("the stats report to arrive", Duration::from_secs(10), || {
             let summary = get_quickly(&cp, "/v1/stats/summary", Duration::from_secs(2));
@@ -414,4 +414,53 @@ async fn log_lines_come_only_from_the_containers_own_host() {
         lines.push(v["line"].as_str().unwrap_or_default().to_string());
     }
     assert_eq!(lines, ["from the container"], "only the owner's lines reach the reader");
+}
+
+/// A tunnel report speaks only of the host's own peers: hosts of another environment, hosts
+/// that do not exist and thousands of made-up peers are left out, the names shown are the control
+/// plane's, and an explanation with terminal escapes is replaced by a note that it was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_reports_name_only_the_hosts_own_peers() {
+    use corral_proto::network::{PeerReport, TunnelReport};
+    let (_tmp, cp, token) = sync(|| start(&[]));
+    let a = FakeAgent::join(&cp, &token, None, "id-ta", facts("ta")).await.expect("joins");
+    let b = FakeAgent::join(&cp, &token, None, "id-tb", facts("tb")).await.expect("joins");
+    let dev_token = sync(|| {
+        cp.json(&["env", "create", "DEV"]);
+        cp.json(&["--env", "DEV", "host", "join-command"])["token"].as_str().unwrap().to_string()
+    });
+    let _c = FakeAgent::join(&cp, &dev_token, None, "id-tc", facts("tc")).await.expect("joins DEV");
+    a.report(vec![]);
+    b.report(vec![]);
+    let peer = |host: &str, endpoint: &str| PeerReport {
+        host_id: host.into(),
+        endpoint: endpoint.into(),
+        last_handshake_secs: Some(1),
+        listed_secs: 30,
+        rx_bytes: 1,
+        tx_bytes: 1,
+    };
+    let mut peers = vec![peer("id-tc", "10.0.0.3:51820"), peer("id-nobody", "10.0.0.4:51820"), peer("id-tb", "10.0.0.2:51820")];
+    peers.extend((0..2000).map(|i| peer(&format!("id-x{i}"), "10.0.0.9:51820")));
+    let report = TunnelReport { running: true, port: 51820, error: Some("\x1b]0;owned\x07rules".into()), peers };
+    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let stats = AgentMessage::Stats(StatsReport { at_ms, tunnel: Some(report), ..Default::default() });
+    let ta = sync(|| {
+        wait_for("ta's tunnel with its one real peer", Duration::from_secs(15), || {
+            a.send(&stats);
+            std::thread::sleep(Duration::from_millis(300));
+            let network = cp.json(&["network", "ls"]);
+            let ta = network["hosts"].as_array()?.iter().find(|h| h["host"] == "ta")?.clone();
+            (ta["tunnel"]["peers"].as_array()?.len() == 1).then_some(ta)
+        })
+    });
+    let shown = &ta["tunnel"]["peers"][0];
+    assert_eq!((shown["host"].as_str(), shown["endpoint"].as_str()), (Some("tb"), Some("10.0.0.2:51820")), "{ta}");
+    let error = ta["tunnel"]["error"].as_str().unwrap();
+    assert!(error.contains("refused") && !error.contains('\x1b'), "{error}");
+    let problem = sync(|| wait_problem(&cp, "ta"));
+    assert!(problem.contains("forwarding rules") && !problem.contains('\x1b') && !problem.contains("owned"), "{problem}");
+    let network = sync(|| cp.json(&["network", "ls"]));
+    let tb = network["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "tb").unwrap();
+    assert!(tb["tunnel"].is_null(), "tb reported no tunnel: {tb}");
 }

@@ -93,7 +93,7 @@ fn fake_host(rt: &tokio::runtime::Runtime, cp: &ControlPlane, join_token: &str, 
     let host = HostStats { cpu_percent: 12.5, load1: 0.5, memory_used_bytes: 1 << 28, memory_total_bytes: 1 << 30, ..Default::default() };
     let containers =
         vec![ContainerStats { name: sidecar, stack: "WEB".into(), service: "web".into(), cpu_percent: 3.0, memory_bytes: 1 << 20, ..Default::default() }];
-    agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers }));
+    agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers, tunnel: None }));
     FakeHost(agent)
 }
 

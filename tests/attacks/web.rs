@@ -221,7 +221,7 @@ async fn fake_agent(cp: &ControlPlane, join_token: &str, name: &str, containers:
                     counter += 1;
                     let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
                     let host = HostStats { cpu_percent: 10.0, cpu_core_percent: vec![10.0, 10.0], memory_used_bytes: 1 << 29, memory_total_bytes: 1 << 30, network_rx_bytes: counter * 1000, ..Default::default() };
-                    agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers: containers.clone() }));
+                    agent.send(&AgentMessage::Stats(StatsReport { at_ms, host, containers: containers.clone(), tunnel: None }));
                 }
                 message = agent.inbox.recv() => match message {
                     None => return,

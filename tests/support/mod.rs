@@ -638,3 +638,25 @@ impl TestRegistry {
         format!("{}/corral-test/busybox:{tag}", self.host)
     }
 }
+
+/// The address the engine gives `container` on the managed network, if it is on it.
+pub fn managed_address(engine: &Engine, container: &str) -> Option<String> {
+    let out = engine.docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", container]);
+    let networks: Value = serde_json::from_slice(&out.stdout).ok()?;
+    networks.as_object()?.get("corral-managed")?["IPAddress"].as_str().filter(|ip| !ip.is_empty()).map(str::to_string)
+}
+
+/// The body of `GET /` from `ip`:80, asked with `nc` inside `container` on `engine`, when it
+/// answered.
+pub fn fetch(engine: &Engine, container: &str, ip: &str) -> Option<String> {
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
+    let out = engine.docker(&["exec", container, "sh", "-c", &request]);
+    let reply = String::from_utf8_lossy(&out.stdout).to_string();
+    let (_, body) = reply.split_once("\r\n\r\n")?;
+    out.status.success().then(|| body.trim().to_string())
+}
+
+/// A command run in test host `name`'s network namespace (`corral-NAME`).
+pub fn in_host_netns(name: &str, args: &[&str]) -> Output {
+    Command::new("nsenter").arg(format!("--net=/run/netns/corral-{name}")).args(args).output().expect("run nsenter")
+}

@@ -49,7 +49,7 @@ export interface Host {
   deactivated?: boolean;
   /** When its credential was revoked: its agent must join with the join token again. */
   revoked_at?: string | null;
-  /** What the control plane refused from this host's agent since its last hello, and why. */
+  /** What is wrong with this host (what was refused from its agent, its tunnel), and what to check. */
   problem?: string | null;
 }
 
@@ -844,4 +844,45 @@ async function invoke<T>(cmd: string, args?: Record<string, unknown>): Promise<T
 export const desktopApi = {
   settings: () => invoke<DesktopSettings>("get_settings"),
   changeSettings: (change: { agent_port?: number; on_close?: OnClose }) => invoke<DesktopSettings>("set_settings", { change }),
+};
+
+/** One tunnel peer of a host, as the host's agent last reported it. */
+export interface TunnelPeer {
+  host_id: string;
+  host: string;
+  subnet: string;
+  endpoint: string;
+  /** Seconds since the last completed handshake, as of the answer; null: never. */
+  last_handshake_secs: number | null;
+  rx_bytes: number;
+  tx_bytes: number;
+}
+
+export interface HostTunnel {
+  state: "up" | "down";
+  error: string | null;
+  port: number;
+  peers: TunnelPeer[];
+}
+
+export interface HostNetwork {
+  host: string;
+  host_state: string;
+  subnet: string | null;
+  address: string;
+  public_key: string | null;
+  tunnel_port: number | null;
+  /** Null while the host's agent is not connected or runs no tunnel. */
+  tunnel: HostTunnel | null;
+  problem: string | null;
+}
+
+export interface NetworkView {
+  environment: string;
+  subnet: string | null;
+  hosts: HostNetwork[];
+}
+
+export const networkApi = {
+  network: (signal?: AbortSignal) => request<NetworkView>("GET", "/network", undefined, signal),
 };

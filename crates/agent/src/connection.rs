@@ -49,6 +49,8 @@ pub(crate) struct Link<'a> {
     pub reconciler: &'a ReconcilerHandle,
     /// This host's tunnel: public key and UDP port, when it runs one.
     pub tunnel: Option<(String, u16)>,
+    /// What the stats report says of that tunnel.
+    pub tunnel_status: Option<crate::network::TunnelStatus>,
 }
 
 /// Why a session ended.
@@ -245,7 +247,8 @@ async fn connected(link: &Link<'_>, mut ws: Ws, interval: Duration, shutdown: &m
                     return End::Retry(format!("cannot send log lines: {e}"));
                 }
             }
-            Some(report) = stats_rx.recv() => {
+            Some(mut report) = stats_rx.recv() => {
+                report.tunnel = link.tunnel_status.as_ref().map(|t| t.report());
                 if let Err(e) = send(&mut ws, &AgentMessage::Stats(report)).await {
                     return End::Retry(format!("cannot send stats: {e}"));
                 }

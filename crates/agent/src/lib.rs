@@ -145,13 +145,14 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
         None => None,
     };
     let tunnel_facts = tunnel.as_ref().map(|t| (t.public_key(), t.port()));
+    let tunnel_status = tunnel.as_ref().map(|t| t.status());
     if let Some(tunnel) = tunnel {
         tokio::spawn(follow_network(tunnel, reconciler.watch_desired(), shutdown.resubscribe()));
     }
     let result = if stopped {
         Ok(())
     } else {
-        let link = connection::Link { config: &config, ws_url, host_id, engine, reconciler: &reconciler, tunnel: tunnel_facts };
+        let link = connection::Link { config: &config, ws_url, host_id, engine, reconciler: &reconciler, tunnel: tunnel_facts, tunnel_status };
         connection::run(link, &mut shutdown).await
     };
     reconciler.stop().await;
@@ -162,8 +163,12 @@ pub async fn run_with_engine(config: AgentConfig, engine: Engine, mut shutdown: 
     result
 }
 
+/// How long a tunnel that could not start (port taken, no device) waits before it is tried again.
+const TUNNEL_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Keeps the tunnel matching the managed network's plan of each desired set (the saved one
-/// first, so the network works while the control plane is away) until shutdown.
+/// first, so the network works while the control plane is away) until shutdown; a tunnel that
+/// could not start is tried again every few seconds, so it comes up once the cause is gone.
 async fn follow_network(
     mut tunnel: network::ManagedNetwork,
     mut desired: tokio::sync::watch::Receiver<Option<std::sync::Arc<corral_proto::DesiredSet>>>,
@@ -179,6 +184,7 @@ async fn follow_network(
         tokio::select! {
             _ = shutdown.recv() => return,
             changed = desired.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(TUNNEL_RETRY), if tunnel.failed() => tunnel.apply(applied.as_ref(), &shutdown).await,
         }
     }
 }

@@ -58,7 +58,7 @@ impl Collector {
         let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let host = self.host();
         let containers = self.containers(host.memory_total_bytes).await;
-        StatsReport { at_ms, host, containers }
+        StatsReport { at_ms, host, containers, tunnel: None }
     }
 
     fn host(&mut self) -> HostStats {

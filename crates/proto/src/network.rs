@@ -149,6 +149,44 @@ impl NetworkFacts {
     }
 }
 
+/// The most peers a tunnel report may list; the control plane drops the rest.
+pub const MAX_REPORTED_PEERS: usize = 1024;
+
+/// How an agent's tunnel stands, sent with its periodic stats (bytes change all the time, so
+/// not with every observed set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelReport {
+    /// Whether the tunnel runs.
+    pub running: bool,
+    /// The UDP port it listens on (or would).
+    #[serde(default)]
+    pub port: u16,
+    /// Why it does not run though the host has a lease (device, port, permissions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Each peer of the tunnel, as the tunnel sees it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerReport>,
+}
+
+/// One peer of a running tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// The peer's host, as the plan named it.
+    pub host_id: String,
+    /// Where packets to it go now: its last authenticated source, or the plan's endpoint.
+    pub endpoint: String,
+    /// Seconds since the last completed handshake; `None` until one completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_secs: Option<u64>,
+    /// Seconds the peer has been in the tunnel (since the tunnel started or the peer joined it):
+    /// a peer met a moment ago has had no time for a handshake yet.
+    pub listed_secs: u64,
+    /// Bytes of IP packets received from it and sent to it through the tunnel.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,9 @@ pub struct StatsReport {
     pub host: HostStats,
     #[serde(default)]
     pub containers: Vec<ContainerStats>,
+    /// The host's managed-network tunnel, when the agent runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<crate::network::TunnelReport>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,6 +83,12 @@ mod tests {
             at_ms: 7,
             host: HostStats { cpu_percent: 12.5, cpu_core_percent: vec![10.0, 15.0], ..Default::default() },
             containers: vec![ContainerStats { name: "S-web-1".into(), cpu_percent: 99.0, memory_bytes: 1 << 20, ..Default::default() }],
+            tunnel: Some(crate::network::TunnelReport {
+                running: true,
+                port: 51820,
+                error: None,
+                peers: vec![crate::network::PeerReport { host_id: "h2".into(), endpoint: "10.0.0.2:51820".into(), listed_secs: 3, ..Default::default() }],
+            }),
         });
         let json = serde_json::to_string(&report).unwrap();
         assert!(json.starts_with(r#"{"type":"stats","at_ms":7"#), "{json}");

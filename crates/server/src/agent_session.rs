@@ -226,6 +226,7 @@ async fn run(
         refused_at_adoption: Vec::new(),
         refused_in_report: Vec::new(),
         network_problem,
+        tunnel_problems: Vec::new(),
         problem: None,
     };
     send(socket, &ServerMessage::Welcome(welcome)).await?;
@@ -251,7 +252,11 @@ async fn run(
                     Some(Ok(AgentMessage::Heartbeat)) => {}
                     Some(Ok(AgentMessage::Hello(_))) => return Err("second hello".into()),
                     Some(Ok(AgentMessage::Logs(chunk))) => state.hub.deliver_logs(host_id, chunk),
-                    Some(Ok(AgentMessage::Stats(report))) => {
+                    Some(Ok(AgentMessage::Stats(mut report))) => {
+                        if let Some(tunnel) = report.tunnel.take() {
+                            session.tunnel_problems = crate::tunnels::take_report(state, host_id, tunnel);
+                            session.record_problem().await?;
+                        }
                         let report = crate::metrics::limit_report(report, &session.running);
                         // Monitoring must never cost a host its session: a failed write is logged only.
                         if let Err(e) = state.metrics.ingest(&state.store, host_id, (env_id, &session.environment()), &session.host_name, report).await {
@@ -321,6 +326,8 @@ struct Session<'a> {
     refused_in_report: Vec<String>,
     /// Why the host has no place on the managed network; stays for the session.
     network_problem: Option<String>,
+    /// What its last tunnel report shows to be wrong; replaced by each report.
+    tunnel_problems: Vec<String>,
     /// The problem last recorded on the host.
     problem: Option<String>,
 }
@@ -416,13 +423,14 @@ impl Session<'_> {
 
     /// Writes the host's problem when it changed, and logs it then (not on every report).
     async fn record_problem(&mut self) -> Result<(), String> {
-        let refused: Vec<String> = self.network_problem.iter().chain(&self.refused_at_adoption).chain(&self.refused_in_report).cloned().collect();
+        let refused: Vec<String> =
+            self.network_problem.iter().chain(&self.tunnel_problems).chain(&self.refused_at_adoption).chain(&self.refused_in_report).cloned().collect();
         let problem = crate::validate::agent::problem(&refused);
         if problem == self.problem {
             return Ok(());
         }
         if let Some(text) = &problem {
-            tracing::warn!(host_id = self.host_id, problem = %text, "refused part of what the host's agent sent");
+            tracing::warn!(host_id = self.host_id, problem = %text, "host problem");
         }
         self.state.store.set_host_problem(self.host_id, problem.as_deref()).await.map_err(|e| e.to_string())?;
         self.problem = problem;

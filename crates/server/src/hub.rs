@@ -36,6 +36,8 @@ struct Slot {
     /// Cleared when the live session has not heard from its agent for a while: the host may be
     /// gone, well before the session gives up on it.
     responding: bool,
+    /// The agent's last tunnel report.
+    tunnel: Option<crate::tunnels::TunnelState>,
 }
 
 impl Slot {
@@ -49,6 +51,7 @@ impl Slot {
             issues: HashMap::new(),
             images: HashMap::new(),
             responding: true,
+            tunnel: None,
         }
     }
 }
@@ -136,9 +139,29 @@ impl Hub {
                 // What a gone agent said about its containers no longer holds.
                 slot.issues.clear();
                 slot.images.clear();
+                slot.tunnel = None;
                 slot.responding = true;
             }
         }
+    }
+
+    /// Keeps the host's last tunnel report (until its session ends).
+    pub fn record_tunnel(&self, host_id: &str, tunnel: Option<crate::tunnels::TunnelState>) {
+        if let Some(slot) = self.slots.lock().expect("hub lock").get_mut(host_id) {
+            slot.tunnel = tunnel;
+        }
+    }
+
+    /// The host's tunnel as its connected agent last reported it.
+    pub fn tunnel(&self, host_id: &str) -> Option<crate::tunnels::TunnelState> {
+        self.slots.lock().expect("hub lock").get(host_id).and_then(|s| s.tunnel.clone())
+    }
+
+    /// The managed-network plan of the host's current desired set.
+    pub fn network_plan(&self, host_id: &str) -> Option<corral_proto::network::NetworkPlan> {
+        let slots = self.slots.lock().expect("hub lock");
+        let desired = slots.get(host_id)?.desired.borrow();
+        desired.as_ref()?.network.clone()
     }
 
     pub fn is_connected(&self, host_id: &str) -> bool {

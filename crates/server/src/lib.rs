@@ -35,6 +35,7 @@ pub mod reconcile;
 pub mod state;
 pub mod status;
 pub mod tls;
+pub mod tunnels;
 pub mod validate;
 
 use crate::hub::Hub;

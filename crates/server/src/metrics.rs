@@ -567,6 +567,7 @@ mod tests {
                 network_rx_bytes: rx,
                 ..Default::default()
             }],
+            tunnel: None,
         }
     }
 

@@ -198,7 +198,7 @@ const HostCard = memo(function HostCard({ host, containers, rights, onAction }: 
         </Text>
       )}
       {host.problem && (
-        <Alert color="orange" variant="light" mb="xs" p="xs" title="Refused from this host's agent" data-testid="host-problem">
+        <Alert color="orange" variant="light" mb="xs" p="xs" title="Problem on this host" data-testid="host-problem">
           <Text size="sm" style={{ whiteSpace: "pre-wrap", wordBreak: "break-word" }}>
             {host.problem}
           </Text>

@@ -2,6 +2,7 @@
 import { Anchor, Breadcrumbs, Stack, Text, Title } from "@mantine/core";
 import { Link, useParams } from "react-router";
 import { ServiceNetwork } from "../components/NetworkMode.tsx";
+import { HostNetwork } from "../components/HostNetwork.tsx";
 import { StatsPanel } from "../components/StatsPanel.tsx";
 
 export function HostPage() {
@@ -15,6 +16,7 @@ export function HostPage() {
         <Text>{name}</Text>
       </Breadcrumbs>
       <Title order={2}>{name}</Title>
+      <HostNetwork name={name} />
       <StatsPanel target={{ kind: "host", name }} />
     </Stack>
   );

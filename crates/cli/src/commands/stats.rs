@@ -167,7 +167,7 @@ fn draw(hosts: &BTreeMap<String, Value>, max_containers: usize) -> Result<()> {
 }
 
 /// Bytes in the largest unit that keeps the number readable.
-fn human(bytes: f64) -> String {
+pub(crate) fn human(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes.max(0.0);
     let mut unit = 0;

@@ -26,12 +26,24 @@ pub struct HostNetworkOut {
     /// Its tunnel's public key and port, once its agent has said them.
     pub public_key: Option<String>,
     pub tunnel_port: Option<u16>,
+    /// Its tunnel as its agent last reported it; `None` while its agent is not connected or
+    /// runs no tunnel.
+    pub tunnel: Option<TunnelOut>,
     pub problem: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct TunnelOut {
+    /// `up` or `down` (then `error` says why).
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub report: crate::tunnels::TunnelState,
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> ApiResult<Json<NetworkOut>> {
     let env = q.resolve(&state).await?;
     let leases = state.store.leases(Some(env.id)).await?;
+    let now = std::time::Instant::now();
     let hosts = state
         .store
         .hosts(Some(env.id))
@@ -46,6 +58,7 @@ pub async fn get(State(state): State<AppState>, Query(q): Query<EnvQuery>) -> Ap
                 address: h.address,
                 public_key: lease.and_then(|l| l.tunnel_key.clone()),
                 tunnel_port: lease.and_then(|l| l.tunnel_port),
+                tunnel: state.hub.tunnel(&h.id).map(|t| TunnelOut { state: if t.running { "up" } else { "down" }, report: t.aged(now) }),
                 problem: h.problem,
             }
         })

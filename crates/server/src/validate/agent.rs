@@ -388,6 +388,42 @@ pub fn problem(refused: &[String]) -> Option<String> {
     Some(text)
 }
 
+/// A host's tunnel report, kept only as far as it is believable: peers its plan names (each
+/// once, with the plan's name and subnet for it, not the agent's), endpoints that are socket
+/// addresses, and an error that is plain text of at most [`MAX_ISSUE_MESSAGE`] bytes (else it
+/// says only that one was refused). Without a plan the host has no peers to speak of.
+pub fn tunnel(
+    report: corral_proto::network::TunnelReport,
+    plan: Option<&corral_proto::network::NetworkPlan>,
+    received: std::time::Instant,
+) -> crate::tunnels::TunnelState {
+    let error = report.error.map(|e| match text_problem(&e, MAX_ISSUE_MESSAGE) {
+        None => e,
+        Some(why) => format!("the agent's explanation was refused: {why}"),
+    });
+    let mut seen = HashSet::new();
+    let peers = report
+        .peers
+        .into_iter()
+        .take(corral_proto::network::MAX_REPORTED_PEERS)
+        .filter_map(|p| {
+            let planned = plan?.peers.iter().find(|q| q.host_id == p.host_id)?;
+            let endpoint: std::net::SocketAddr = p.endpoint.parse().ok()?;
+            seen.insert(p.host_id.clone()).then(|| crate::tunnels::PeerState {
+                host_id: planned.host_id.clone(),
+                host: planned.name.clone(),
+                subnet: planned.subnet.clone(),
+                endpoint: endpoint.to_string(),
+                last_handshake_secs: p.last_handshake_secs,
+                listed_secs: p.listed_secs,
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+            })
+        })
+        .collect();
+    crate::tunnels::TunnelState { running: report.running, error, port: report.port, peers, received }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +556,28 @@ mod tests {
             assert_eq!(managed_address(Some(refused), &lease), None, "{refused:?}");
         }
         assert_eq!(managed_address(None, &lease), None);
+    }
+
+    #[test]
+    fn tunnel_reports_keep_only_the_plans_peers() {
+        use corral_proto::network::{NetworkPlan, Peer, PeerReport, TunnelReport};
+        let plan = NetworkPlan {
+            network: "10.42.0.0/16".into(),
+            subnet: "10.42.1.0/24".into(),
+            peers: vec![Peer { host_id: "b".into(), name: "hb".into(), subnet: "10.42.2.0/24".into(), public_key: None, endpoint: None }],
+        };
+        let peer = |host: &str, endpoint: &str| PeerReport { host_id: host.into(), endpoint: endpoint.into(), rx_bytes: 5, ..Default::default() };
+        let report = TunnelReport {
+            running: true,
+            port: 51820,
+            error: Some("bad\x1b[2Jthing".into()),
+            peers: vec![peer("b", "10.0.0.2:51820"), peer("b", "10.0.0.3:51820"), peer("z", "10.0.0.9:51820"), peer("b", "nonsense")],
+        };
+        let now = std::time::Instant::now();
+        let t = tunnel(report.clone(), Some(&plan), now);
+        assert_eq!(t.peers.len(), 1, "{t:?}");
+        assert_eq!((t.peers[0].host.as_str(), t.peers[0].subnet.as_str(), t.peers[0].endpoint.as_str()), ("hb", "10.42.2.0/24", "10.0.0.2:51820"));
+        assert!(t.error.as_deref().unwrap().contains("refused") && !t.error.as_deref().unwrap().contains('\x1b'), "{t:?}");
+        assert!(tunnel(report, None, now).peers.is_empty(), "no plan, no peers");
     }
 }
