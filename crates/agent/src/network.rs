@@ -284,7 +284,8 @@ mod tests {
             public_key: Some(k.into()),
             endpoint: None,
         };
-        let plan = NetworkPlan { network: "10.42.0.0/16".into(), subnet: "10.42.1.0/24".into(), peers: vec![peer("b", &k1), peer("c", &k2)] };
+        let plan =
+            NetworkPlan { network: "10.42.0.0/16".into(), subnet: "10.42.1.0/24".into(), peers: vec![peer("b", &k1), peer("c", &k2)], ..Default::default() };
         let t0 = Instant::now();
         let first = peer_hosts(&plan, &HashMap::new(), true, t0);
         let later = t0 + std::time::Duration::from_secs(30);

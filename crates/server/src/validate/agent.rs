@@ -565,6 +565,7 @@ mod tests {
             network: "10.42.0.0/16".into(),
             subnet: "10.42.1.0/24".into(),
             peers: vec![Peer { host_id: "b".into(), name: "hb".into(), subnet: "10.42.2.0/24".into(), public_key: None, endpoint: None }],
+            ..Default::default()
         };
         let peer = |host: &str, endpoint: &str| PeerReport { host_id: host.into(), endpoint: endpoint.into(), rx_bytes: 5, ..Default::default() };
         let report = TunnelReport {
