@@ -8,8 +8,8 @@
 //! way (non-zero only when it cannot run). Uses the `bench-dns` example of `corral-dns` for the
 //! queries, run in the asking container's network namespace.
 //!
-//!   cargo build --release -p corral-dns --example bench-dns
-//!   CORRAL_E2E_PROFILE=release cargo run --release -p corral-e2e --bin bench-dns-names -- [--runs 5] [--queries 20000]
+//!   cargo run -p corral-e2e --bin bench-dns-names -- [--runs 5] [--queries 20000]
+//!   CORRAL_E2E_PROFILE=release cargo run -p corral-e2e --bin bench-dns-names   # release agent and tool
 
 use corral_e2e::*;
 use std::process::{Command, Stdio};
