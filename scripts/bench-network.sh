@@ -19,8 +19,7 @@ root=$(cd "$here/.." && pwd)
 . "$here/lib/netbench.sh"
 
 secs=${1:-5}
-[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, the test hosts' engines)"
-for c in iperf3 jq busybox nsenter flock; do command -v $c >/dev/null || die "$c is missing: scripts/setup.sh installs it"; done
+bench_start "network namespaces, the test hosts' engines" iperf3 jq busybox nsenter flock
 log "building corral (release)"
 (cd "$root" && cargo build -q --release -p corral-cli --bin corral)
 corral=$root/target/release/corral

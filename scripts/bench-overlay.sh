@@ -13,8 +13,7 @@ root=$(cd "$here/.." && pwd)
 . "$here/lib/netbench.sh"
 
 secs=${1:-5}
-[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, TUN devices)"
-for c in iperf3 jq busybox; do command -v $c >/dev/null || die "$c is missing: scripts/setup.sh installs it"; done
+bench_start "network namespaces, TUN devices" iperf3 jq busybox
 log "building overlay-probe (release)"
 (cd "$root" && cargo build -q --release -p corral-overlay --bin overlay-probe)
 probe=$root/target/release/overlay-probe

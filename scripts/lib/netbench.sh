@@ -26,3 +26,12 @@ ms_diff() {
     [[ $1 == n/a || $2 == n/a ]] && { echo n/a; return; }
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'
 }
+
+# bench_start WHY TOOL...: dies unless run as root (WHY says what for) with every TOOL installed.
+bench_start() {
+    local why=$1
+    shift
+    [[ $(id -u) -eq 0 ]] || die "needs root ($why)"
+    local c
+    for c in "$@"; do command -v "$c" >/dev/null || die "$c is missing: scripts/setup.sh installs it"; done
+}
