@@ -48,7 +48,8 @@ pub fn table(plan: &NetworkPlan) -> Names {
     Names::new(plan.environment.clone(), records)
 }
 
-/// The gateway of a lease, where the server listens: its first address.
+/// The gateway of a lease: its first address, which the engine's bridge holds
+/// ([`crate::engine::Engine::ensure_managed_network`]) and where the server listens.
 pub fn gateway(lease: &Ipv4Net) -> Option<Ipv4Addr> {
     lease.hosts().next()
 }

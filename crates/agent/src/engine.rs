@@ -193,7 +193,7 @@ impl Engine {
             Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
             Err(e) => return Err(failed("inspect", &e)),
         }
-        let gateway = subnet.hosts().next().map(|g| g.to_string());
+        let gateway = crate::dns::gateway(subnet).map(|g| g.to_string());
         let request = bollard::models::NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
