@@ -157,11 +157,13 @@ impl Hub {
         self.slots.lock().expect("hub lock").get(host_id).and_then(|s| s.tunnel.clone())
     }
 
-    /// The managed-network plan of the host's current desired set.
+    /// The managed-network plan of the host's current desired set, less its names: a tunnel
+    /// report, every few seconds from every host, is checked against the peers only, and the
+    /// names can be an environment's every container.
     pub fn network_plan(&self, host_id: &str) -> Option<corral_proto::network::NetworkPlan> {
         let slots = self.slots.lock().expect("hub lock");
         let desired = slots.get(host_id)?.desired.borrow();
-        desired.as_ref()?.network.clone()
+        desired.as_ref()?.network.as_ref().map(corral_proto::network::NetworkPlan::without_names)
     }
 
     pub fn is_connected(&self, host_id: &str) -> bool {
